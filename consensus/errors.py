@@ -66,3 +66,113 @@ class InvalidTransaction(ConsensusError):
 
 class InvalidBlock(ConsensusError):
     """A block cannot be applied to the current state."""
+
+
+# --- transaction rejections (each with a stable result code) -----------------
+#
+# Codes 1-19 are authentication failures: a transaction that fails them cannot
+# be charged a fee, so a block carrying one is invalid. Codes 20 and above are
+# execution failures: the fee is charged, the nonce advances, nothing else
+# changes, and the transaction is recorded with its code and message.
+
+
+class TxAuthError(InvalidTransaction):
+    """The transaction cannot be authenticated or cannot pay its fee."""
+
+    code = 1
+
+
+class WrongChainId(TxAuthError):
+    code = 2
+
+
+class BadNonce(TxAuthError):
+    code = 3
+
+
+class FeeTooLow(TxAuthError):
+    code = 4
+
+
+class CannotPayFee(TxAuthError):
+    code = 5
+
+
+class BadTxSignature(TxAuthError):
+    code = 6
+
+
+class MalformedTx(TxAuthError):
+    code = 7
+
+
+class TxExecutionError(InvalidTransaction):
+    """The transaction was charged its fee but its body could not be applied."""
+
+    code = 20
+
+
+class InsufficientFunds(TxExecutionError):
+    code = 21
+
+
+class UnknownValidator(TxExecutionError):
+    code = 22
+
+
+class ValidatorExists(TxExecutionError):
+    code = 23
+
+
+class InsufficientBond(TxExecutionError):
+    code = 24
+
+
+class UnknownNFT(TxExecutionError):
+    code = 25
+
+
+class NotNFTOwner(TxExecutionError):
+    code = 26
+
+
+class NFTBindingError(TxExecutionError):
+    code = 27
+
+
+class CollateralTooLow(TxExecutionError):
+    code = 28
+
+
+class CommissionTooHigh(TxExecutionError):
+    code = 29
+
+
+class UnjailRefused(TxExecutionError):
+    code = 30
+
+
+class InvalidEvidence(TxExecutionError):
+    code = 31
+
+
+class FaultAlreadySlashed(TxExecutionError):
+    code = 32
+
+
+class ValidatorTombstoned(TxExecutionError):
+    code = 33
+
+
+class UnsupportedTransaction(TxExecutionError):
+    """The kind is defined but its handling is not part of this protocol version."""
+
+    code = 34
+
+
+class InvalidProof(TxExecutionError):
+    code = 35
+
+
+class JobError(TxExecutionError):
+    code = 36

@@ -1,0 +1,210 @@
+"""Protocol parameters: every tunable of the chain, fixed in genesis, integers only.
+
+Two presets exist: ``devnet`` (small and fast, for tests and local networks,
+test faults allowed) and ``mainnet`` (realistic). Fractions are basis points
+(1/10,000) so that every computation is exact integer arithmetic.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from consensus.codec import Encodable
+from consensus.errors import ValidationError
+
+BPS = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class Params(Encodable):
+    """All protocol parameters in force; changed only through genesis."""
+
+    #: Largest encoded block accepted, in bytes.
+    max_block_bytes: int
+    #: Most transactions in one block.
+    max_block_txs: int
+    #: Largest encoded signed transaction, in bytes.
+    max_tx_bytes: int
+    #: Smallest fee a transaction may pay.
+    min_fee: int
+    #: Blocks per epoch; the validator set changes only at epoch boundaries.
+    epoch_blocks: int
+    #: Blocks an unbonding entry waits before its tokens return.
+    unbonding_blocks: int
+    #: Smallest self-bond for a validator to be in the active set.
+    min_self_bond: int
+    #: Smallest verified compute (units) for a validator to be in the active set.
+    min_verified_compute: int
+    #: Largest active validator set.
+    max_validators: int
+    #: Largest commission a validator may set, in basis points.
+    max_commission_bps: int
+    #: Tokens minted each block (emission).
+    block_reward: int
+    #: Share of each block's reward to the validators that signed the last commit (bps).
+    consensus_share_bps: int
+    #: Extra share of the consensus part paid to the block's proposer (bps).
+    proposer_bonus_bps: int
+    #: Slash for double-signing, of bonded stake and delegations (bps).
+    double_sign_slash_bps: int
+    #: Slash for downtime (bps).
+    downtime_slash_bps: int
+    #: Slash of stake for a proven faulty computation (bps); the NFT loses its whole collateral.
+    faulty_compute_slash_bps: int
+    #: Slash of an NFT's collateral for a missed proof-of-compute deadline (bps).
+    missed_challenge_slash_bps: int
+    #: Share of every slash paid to the whistleblower (bps); the rest is burned.
+    whistleblower_bps: int
+    #: Window of recent blocks over which missed precommits are counted.
+    downtime_window: int
+    #: Most precommits a validator may miss in the window before it is jailed.
+    downtime_max_missed: int
+    #: How long a downtime jail lasts, in milliseconds of block time.
+    jail_duration_ms: int
+    #: Smallest collateral bonded with a compute NFT.
+    min_nft_collateral: int
+    #: Seconds of work an honest device should need for its challenge.
+    challenge_seconds: int
+    #: Blocks after a challenge by which its commitment must be included.
+    poc_commit_deadline_blocks: int
+    #: Blocks after the commitment by which the openings must be included.
+    poc_open_deadline_blocks: int
+    #: Round-0 propose timeout, and its growth per round (ms).
+    timeout_propose_ms: int
+    timeout_propose_delta_ms: int
+    #: Round-0 prevote/precommit timeouts, and their growth per round (ms).
+    timeout_vote_ms: int
+    timeout_vote_delta_ms: int
+    #: Wait after a commit before the next height starts (ms).
+    timeout_commit_ms: int
+    #: 1 when test-only byzantine modes may run against this chain.
+    allow_test_faults: int
+
+    def validate_basic(self) -> None:
+        """Raise ValidationError unless every parameter is in its allowed range."""
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if type(value) is not int or value < 0:
+                raise ValidationError(f"params.{f.name} must be a non-negative integer")
+        positive = (
+            "max_block_bytes",
+            "max_block_txs",
+            "max_tx_bytes",
+            "epoch_blocks",
+            "unbonding_blocks",
+            "max_validators",
+            "downtime_window",
+            "challenge_seconds",
+            "poc_commit_deadline_blocks",
+            "poc_open_deadline_blocks",
+            "timeout_propose_ms",
+            "timeout_vote_ms",
+        )
+        for name in positive:
+            if getattr(self, name) == 0:
+                raise ValidationError(f"params.{name} must be positive")
+        for name in (
+            "max_commission_bps",
+            "consensus_share_bps",
+            "proposer_bonus_bps",
+            "double_sign_slash_bps",
+            "downtime_slash_bps",
+            "faulty_compute_slash_bps",
+            "missed_challenge_slash_bps",
+            "whistleblower_bps",
+        ):
+            if getattr(self, name) > BPS:
+                raise ValidationError(f"params.{name} is a fraction in basis points (at most {BPS})")
+        if self.downtime_max_missed >= self.downtime_window:
+            raise ValidationError("params.downtime_max_missed must be below params.downtime_window")
+        if self.max_tx_bytes > self.max_block_bytes:
+            raise ValidationError("params.max_tx_bytes must not exceed params.max_block_bytes")
+        if self.allow_test_faults not in (0, 1):
+            raise ValidationError("params.allow_test_faults is 0 or 1")
+
+    def to_json(self) -> dict[str, int]:
+        """Return the parameters as a JSON object (name -> integer)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_json(cls, obj: Any, base: Params | None = None) -> Params:
+        """Build parameters from a JSON object; missing names come from ``base``."""
+        if not isinstance(obj, dict):
+            raise ValidationError("params must be a JSON object")
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(obj) - names)
+        if unknown:
+            raise ValidationError(f"unknown parameter(s): {', '.join(unknown)}")
+        values: dict[str, int] = {} if base is None else base.to_json()
+        for key, value in obj.items():
+            if type(value) is not int:
+                raise ValidationError(f"params.{key} must be an integer")
+            values[key] = value
+        missing = sorted(names - set(values))
+        if missing:
+            raise ValidationError(f"missing parameter(s): {', '.join(missing)}")
+        params = cls(**values)
+        params.validate_basic()
+        return params
+
+
+DEVNET = Params(
+    max_block_bytes=4 << 20,
+    max_block_txs=10_000,
+    max_tx_bytes=64 << 10,
+    min_fee=1,
+    epoch_blocks=20,
+    unbonding_blocks=100,
+    min_self_bond=1_000,
+    min_verified_compute=1,
+    max_validators=100,
+    max_commission_bps=5_000,
+    block_reward=1_000_000,
+    consensus_share_bps=5_000,
+    proposer_bonus_bps=1_000,
+    double_sign_slash_bps=500,
+    downtime_slash_bps=100,
+    faulty_compute_slash_bps=1_000,
+    missed_challenge_slash_bps=100,
+    whistleblower_bps=1_000,
+    downtime_window=100,
+    downtime_max_missed=50,
+    jail_duration_ms=30_000,
+    min_nft_collateral=100,
+    challenge_seconds=2,
+    poc_commit_deadline_blocks=10,
+    poc_open_deadline_blocks=5,
+    timeout_propose_ms=1_000,
+    timeout_propose_delta_ms=500,
+    timeout_vote_ms=500,
+    timeout_vote_delta_ms=250,
+    timeout_commit_ms=500,
+    allow_test_faults=1,
+)
+
+MAINNET = dataclasses.replace(
+    DEVNET,
+    max_block_bytes=8 << 20,
+    min_fee=1_000,
+    epoch_blocks=1_000,
+    # 21 days of 6-second blocks.
+    unbonding_blocks=302_400,
+    min_self_bond=10_000_000_000,
+    min_verified_compute=10,
+    max_validators=150,
+    block_reward=10_000_000,
+    jail_duration_ms=600_000,
+    min_nft_collateral=1_000_000_000,
+    challenge_seconds=10,
+    poc_commit_deadline_blocks=20,
+    poc_open_deadline_blocks=10,
+    timeout_propose_ms=3_000,
+    timeout_vote_ms=1_000,
+    timeout_vote_delta_ms=500,
+    timeout_commit_ms=1_000,
+    allow_test_faults=0,
+)
+
+PRESETS: dict[str, Params] = {"devnet": DEVNET, "mainnet": MAINNET}

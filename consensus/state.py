@@ -1,0 +1,363 @@
+"""The state layout and a journaled overlay that the state transition mutates.
+
+The whole chain state is a map of logical keys to canonical record bytes; the
+storage layer authenticates that map with a Merkle root. This module is the one
+place that builds logical state keys (storage prefixes them again in its own
+schema). Heights and ids in keys are 8-byte big-endian so that prefix scans
+return them in numeric order.
+
+``State`` reads through a ``StateReader`` (the committed state) and keeps
+decoded records it wrote in memory, with a journal so a failed transaction can
+be reverted exactly to a checkpoint. ``changes()`` returns the change set to
+commit: key -> encoded bytes, or None for a deletion.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from typing import TypeVar
+
+from consensus.codec import Encodable
+from consensus.codec import Raw
+from consensus.errors import ConsensusError, DecodeError
+from consensus.params import Params
+from consensus.records import (
+    EMPTY_ACCOUNT,
+    Account,
+    ChainHead,
+    ChainInfo,
+    ChainMeta,
+    ComputeNFT,
+    Delegation,
+    SlashingRecord,
+    UnbondingEntry,
+    Validator,
+)
+from consensus.state_reader import StateReader
+from consensus.validator_set import ValidatorSet
+
+T = TypeVar("T", bound=Encodable)
+
+
+class DictStateReader:
+    """A StateReader over a plain dict (tests, genesis, simulations)."""
+
+    def __init__(self, data: dict[bytes, bytes] | None = None) -> None:
+        self.data: dict[bytes, bytes] = {} if data is None else data
+
+    def get(self, key: bytes) -> bytes | None:
+        return self.data.get(key)
+
+    def iter_prefix(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        for key in sorted(k for k in self.data if k.startswith(prefix)):
+            yield key, self.data[key]
+
+    def apply(self, changes: dict[bytes, bytes | None]) -> None:
+        """Apply a change set in place."""
+        for key, value in changes.items():
+            if value is None:
+                self.data.pop(key, None)
+            else:
+                self.data[key] = value
+
+
+def be64(n: int) -> bytes:
+    """Return ``n`` as 8 bytes big-endian (sorts numerically)."""
+    return n.to_bytes(8, "big")
+
+
+class Keys:
+    """Builders of every logical state key."""
+
+    ACCOUNT = b"a/"
+    VALIDATOR = b"v/"
+    DELEGATION = b"d/"
+    UNBONDING = b"u/"
+    NFT = b"n/"
+    NFT_BY_VALIDATOR = b"nv/"
+    SLASHING = b"s/"
+    SLASHED_FAULT = b"sf/"
+    VALSET_HISTORY = b"vh/"
+    META = b"m/meta"
+    PARAMS = b"m/params"
+    CHAIN_INFO = b"m/chain"
+    VALSET = b"m/valset"
+    LAST_VALSET = b"m/last_valset"
+    HEAD = b"m/head"
+    CONSENSUS_KEY = b"ck/"
+
+    @staticmethod
+    def account(address: bytes) -> bytes:
+        return Keys.ACCOUNT + address
+
+    @staticmethod
+    def validator(address: bytes) -> bytes:
+        return Keys.VALIDATOR + address
+
+    @staticmethod
+    def delegation(validator: bytes, delegator: bytes) -> bytes:
+        return Keys.DELEGATION + validator + delegator
+
+    @staticmethod
+    def unbonding(completion_height: int, seq: int) -> bytes:
+        return Keys.UNBONDING + be64(completion_height) + be64(seq)
+
+    @staticmethod
+    def nft(nft_id: int) -> bytes:
+        return Keys.NFT + be64(nft_id)
+
+    @staticmethod
+    def nft_by_validator(validator: bytes, nft_id: int) -> bytes:
+        return Keys.NFT_BY_VALIDATOR + validator + be64(nft_id)
+
+    @staticmethod
+    def slashing(seq: int) -> bytes:
+        return Keys.SLASHING + be64(seq)
+
+    @staticmethod
+    def slashed_fault(evidence_hash: bytes) -> bytes:
+        return Keys.SLASHED_FAULT + evidence_hash
+
+    @staticmethod
+    def consensus_key(pubkey: bytes) -> bytes:
+        return Keys.CONSENSUS_KEY + pubkey
+
+    @staticmethod
+    def valset_history(epoch_start_height: int) -> bytes:
+        return Keys.VALSET_HISTORY + be64(epoch_start_height)
+
+
+class StateCorrupt(ConsensusError):
+    """A record that must exist is missing (the committed state is inconsistent)."""
+
+
+class _Missing:
+    __slots__ = ()
+
+
+_MISSING = _Missing()
+_DELETED = None
+
+
+class State:
+    """A journaled, typed overlay over committed state."""
+
+    __slots__ = ("_base", "_cache", "_journal", "_writes")
+
+    def __init__(self, base: StateReader) -> None:
+        self._base = base
+        # key -> (record or None for deleted, its type)
+        self._writes: dict[bytes, Encodable | None] = {}
+        # decoded reads of the base (never dirty)
+        self._cache: dict[bytes, Encodable | None] = {}
+        # (key, previous write or _MISSING)
+        self._journal: list[tuple[bytes, Encodable | None | _Missing]] = []
+
+    # -- generic access ------------------------------------------------------
+
+    def get_record(self, key: bytes, cls: type[T]) -> T | None:
+        """Return the record under ``key`` decoded as ``cls``, or None."""
+        if key in self._writes:
+            return self._writes[key]  # type: ignore[return-value]
+        if key in self._cache:
+            return self._cache[key]  # type: ignore[return-value]
+        raw = self._base.get(key)
+        value = None if raw is None else cls.decode(raw, max_bytes=len(raw))
+        self._cache[key] = value
+        return value
+
+    def put_record(self, key: bytes, value: Encodable | None) -> None:
+        """Write ``value`` under ``key`` (None deletes), journaled."""
+        self._journal.append((key, self._writes.get(key, _MISSING)))
+        self._writes[key] = value
+
+    def get_raw(self, key: bytes) -> bytes | None:
+        """Return raw bytes for keys holding plain bytes (markers)."""
+        if key in self._writes:
+            rec = self._writes[key]
+            return None if rec is None else rec.encode()
+        return self._base.get(key)
+
+    def iter_records(self, prefix: bytes, cls: type[T]) -> Iterator[tuple[bytes, T]]:
+        """Yield (key, record) under ``prefix`` in key order, overlay included."""
+        overlay = sorted(k for k in self._writes if k.startswith(prefix))
+        base = self._base.iter_prefix(prefix)
+        oi = 0
+        nxt = next(base, None)
+        while nxt is not None or oi < len(overlay):
+            if nxt is not None and (oi >= len(overlay) or nxt[0] < overlay[oi]):
+                key, raw = nxt
+                nxt = next(base, None)
+                yield key, cls.decode(raw, max_bytes=len(raw))
+                continue
+            key = overlay[oi]
+            oi += 1
+            if nxt is not None and nxt[0] == key:
+                nxt = next(base, None)
+            rec = self._writes[key]
+            if rec is not None:
+                yield key, rec  # type: ignore[misc]
+
+    def checkpoint(self) -> int:
+        """Return a marker to revert to."""
+        return len(self._journal)
+
+    def revert(self, checkpoint: int) -> None:
+        """Undo every write made after ``checkpoint``."""
+        while len(self._journal) > checkpoint:
+            key, prev = self._journal.pop()
+            if isinstance(prev, _Missing):
+                del self._writes[key]
+            else:
+                self._writes[key] = prev
+
+    def commit_journal(self) -> None:
+        """Forget the journal (writes stay); checkpoints before now become invalid."""
+        self._journal.clear()
+
+    def changes(self) -> dict[bytes, bytes | None]:
+        """Return the change set: key -> canonical bytes, or None for deletion."""
+        return {k: (None if v is None else v.encode()) for k, v in sorted(self._writes.items())}
+
+    # -- typed access ----------------------------------------------------------
+
+    def get_account(self, address: bytes) -> Account:
+        acct = self.get_record(Keys.account(address), Account)
+        return EMPTY_ACCOUNT if acct is None else acct
+
+    def set_account(self, address: bytes, account: Account) -> None:
+        self.put_record(Keys.account(address), None if account == EMPTY_ACCOUNT else account)
+
+    def get_validator(self, address: bytes) -> Validator | None:
+        return self.get_record(Keys.validator(address), Validator)
+
+    def set_validator(self, validator: Validator) -> None:
+        self.put_record(Keys.validator(validator.address), validator)
+
+    def iter_validators(self) -> Iterator[Validator]:
+        for _, v in self.iter_records(Keys.VALIDATOR, Validator):
+            yield v
+
+    def get_delegation(self, validator: bytes, delegator: bytes) -> Delegation | None:
+        return self.get_record(Keys.delegation(validator, delegator), Delegation)
+
+    def set_delegation(self, delegation: Delegation) -> None:
+        key = Keys.delegation(delegation.validator, delegation.delegator)
+        self.put_record(key, delegation if delegation.amount > 0 else None)
+
+    def iter_delegations(self, validator: bytes) -> Iterator[Delegation]:
+        for _, d in self.iter_records(Keys.DELEGATION + validator, Delegation):
+            yield d
+
+    def put_unbonding(self, entry: UnbondingEntry) -> None:
+        key = Keys.unbonding(entry.completion_height, entry.seq)
+        self.put_record(key, entry if entry.amount > 0 else None)
+
+    def iter_unbonding(self) -> Iterator[UnbondingEntry]:
+        for _, e in self.iter_records(Keys.UNBONDING, UnbondingEntry):
+            yield e
+
+    def get_nft(self, nft_id: int) -> ComputeNFT | None:
+        return self.get_record(Keys.nft(nft_id), ComputeNFT)
+
+    def set_nft(self, nft: ComputeNFT) -> None:
+        self.put_record(Keys.nft(nft.id), nft)
+
+    def iter_validator_nft_ids(self, validator: bytes) -> Iterator[int]:
+        prefix = Keys.NFT_BY_VALIDATOR + validator
+        for key, _ in self.iter_records(prefix, _Marker):
+            yield int.from_bytes(key[len(prefix) :], "big")
+
+    def set_nft_binding(self, validator: bytes, nft_id: int, bound: bool) -> None:
+        self.put_record(Keys.nft_by_validator(validator, nft_id), _Marker() if bound else None)
+
+    def get_meta(self) -> ChainMeta:
+        meta = self.get_record(Keys.META, ChainMeta)
+        if meta is None:
+            raise StateCorrupt("chain meta record is missing from state")
+        return meta
+
+    def set_meta(self, meta: ChainMeta) -> None:
+        self.put_record(Keys.META, meta)
+
+    def get_params(self) -> Params:
+        params = self.get_record(Keys.PARAMS, Params)
+        if params is None:
+            raise StateCorrupt("params record is missing from state")
+        return params
+
+    def get_validator_set(self) -> ValidatorSet:
+        vset = self.get_record(Keys.VALSET, ValidatorSet)
+        if vset is None:
+            raise StateCorrupt("validator set record is missing from state")
+        return vset
+
+    def set_validator_set(self, vset: ValidatorSet) -> None:
+        self.put_record(Keys.VALSET, vset)
+
+    def get_last_validator_set(self) -> ValidatorSet | None:
+        """Return the set that decided the previous height (None before height 1)."""
+        return self.get_record(Keys.LAST_VALSET, ValidatorSet)
+
+    def get_validator_set_at(self, height: int) -> ValidatorSet | None:
+        """Return the set that decided ``height`` (from the per-epoch history)."""
+        found = None
+        for key, vset in self.iter_records(Keys.VALSET_HISTORY, ValidatorSet):
+            if int.from_bytes(key[len(Keys.VALSET_HISTORY) :], "big") > height:
+                break
+            found = vset
+        return found
+
+    def get_head(self) -> ChainHead:
+        head = self.get_record(Keys.HEAD, ChainHead)
+        if head is None:
+            raise StateCorrupt("chain head record is missing from state")
+        return head
+
+    def set_head(self, head: ChainHead) -> None:
+        self.put_record(Keys.HEAD, head)
+
+    def get_chain_info(self) -> ChainInfo:
+        info = self.get_record(Keys.CHAIN_INFO, ChainInfo)
+        if info is None:
+            raise StateCorrupt("chain info is missing from state")
+        return info
+
+    def add_slashing_record(self, record: SlashingRecord) -> None:
+        meta = self.get_meta()
+        self.put_record(Keys.slashing(meta.next_slash_seq), record)
+        self.set_meta(_replace_meta(meta, next_slash_seq=meta.next_slash_seq + 1))
+        self.put_record(Keys.slashed_fault(record.evidence_hash), _Marker())
+
+    def is_fault_slashed(self, evidence_hash: bytes) -> bool:
+        return self.get_record(Keys.slashed_fault(evidence_hash), _Marker) is not None
+
+    def iter_slashing_records(self) -> Iterator[SlashingRecord]:
+        for _, r in self.iter_records(Keys.SLASHING, SlashingRecord):
+            yield r
+
+
+class _Marker(Encodable):
+    """An empty record used for set-like index keys (encodes as an empty array)."""
+
+    __slots__ = ()
+
+    def to_raw(self) -> Raw:
+        return []
+
+    @classmethod
+    def from_raw(cls, raw: Raw) -> _Marker:  # type: ignore[override]
+        if raw != []:
+            raise DecodeError("index marker must be an empty array")
+        return cls()
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Marker)
+
+    def __hash__(self) -> int:
+        return 0
+
+
+def _replace_meta(meta: ChainMeta, **changes: int) -> ChainMeta:
+    return dataclasses.replace(meta, **changes)

@@ -1,0 +1,175 @@
+"""A deterministic chain builder for tests, vectors and benchmarks.
+
+``TestChain`` derives every key from a seed, writes a genesis, and builds
+blocks exactly as a network would: the right proposer for the round, the
+state root the caller supplies, and a last commit of real Ed25519 precommit
+signatures from enough validators. It keeps the committed state in a
+``DictStateReader``, so it needs no storage.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from consensus.blocks import Block, EvidenceItem, make_block
+from consensus.codec import Encodable
+from consensus.crypto import Domain, PrivateKey, encode_address
+from consensus.genesis import Genesis, compute_genesis_state, parse_genesis
+from consensus.hashing import ZERO_HASH, tagged_hash
+from consensus.state import DictStateReader, State
+from consensus.transition import SigCache, TransitionResult, state_transition
+from consensus.txs import SignedTx, build_tx
+from consensus.votes import Commit, Vote, VoteType, compute_commit
+
+
+def derive_key(seed: bytes, label: str) -> PrivateKey:
+    """Return a deterministic key for ``label`` under ``seed``."""
+    return PrivateKey.from_seed(tagged_hash(b"cstake/test-key", seed + label.encode()))
+
+
+@dataclass
+class TestChain:
+    """A chain of ``n_validators`` deterministic validators, executed in memory."""
+
+    __test__ = False  # not a pytest class
+
+    n_validators: int = 4
+    n_accounts: int = 4
+    seed: bytes = b"cstake-test"
+    balance: int = 10**12
+    chain_id: str = "cstake-test"
+    genesis_time_ms: int = 1_700_000_000_000
+    params: dict[str, int] = field(default_factory=dict)
+    stakes: list[int] | None = None
+    computes: list[int] | None = None
+
+    def __post_init__(self) -> None:
+        self.operator_keys = [derive_key(self.seed, f"op{i}") for i in range(self.n_validators)]
+        self.consensus_keys = [derive_key(self.seed, f"cons{i}") for i in range(self.n_validators)]
+        self.account_keys = [derive_key(self.seed, f"acct{i}") for i in range(self.n_accounts)]
+        stakes = self.stakes or [10_000 * (i + 1) for i in range(self.n_validators)]
+        computes = self.computes or [100 for _ in range(self.n_validators)]
+        doc = {
+            "chain_id": self.chain_id,
+            "genesis_time_ms": self.genesis_time_ms,
+            "preset": "devnet",
+            "params": self.params,
+            "accounts": [
+                {"address": encode_address(k.address()), "balance": self.balance}
+                for k in self.account_keys + self.operator_keys
+            ],
+            "validators": [
+                {
+                    "address": encode_address(op.address()),
+                    "consensus_pubkey": "0x" + cons.public_key.raw.hex(),
+                    "self_bond": stakes[i],
+                    "commission_bps": 500,
+                    "moniker": f"val{i}",
+                    "compute": [
+                        {
+                            "spec": {"device_kind": "cpu", "model": "test", "cores": 2, "memory_mb": 1024},
+                            "claimed_units": computes[i],
+                            "verified_units": computes[i],
+                            "collateral": 1_000,
+                        }
+                    ],
+                }
+                for i, (op, cons) in enumerate(zip(self.operator_keys, self.consensus_keys, strict=True))
+            ],
+        }
+        self.genesis: Genesis = parse_genesis(doc)
+        self.state = DictStateReader()
+        self.state.apply(compute_genesis_state(self.genesis))
+        self.height = 0
+        self.time_ms = self.genesis_time_ms
+        self.last_commit: Commit | None = None
+        self.last_hash = ZERO_HASH
+        self.nonces: dict[bytes, int] = {}
+        self.blocks: list[Block] = []
+
+    # -- transactions ------------------------------------------------------------
+
+    def key_by_address(self, address: bytes) -> PrivateKey:
+        for k in self.operator_keys + self.account_keys:
+            if k.address() == address:
+                return k
+        raise KeyError(address.hex())
+
+    def tx(self, key: PrivateKey, body: Encodable, fee: int = 10) -> SignedTx:
+        """Sign ``body`` from ``key`` with the next nonce this builder has handed out."""
+        addr = key.address()
+        nonce = self.nonces.get(addr)
+        if nonce is None:
+            nonce = State(self.state).get_account(addr).nonce
+        self.nonces[addr] = nonce + 1
+        return build_tx(key, self.chain_id, nonce, fee, body)
+
+    # -- blocks ------------------------------------------------------------------
+
+    def view(self) -> State:
+        """Return a fresh overlay over the committed state (for reads)."""
+        return State(self.state)
+
+    def build_block(
+        self,
+        txs: list[SignedTx] | tuple[SignedTx, ...] = (),
+        *,
+        evidence: tuple[EvidenceItem, ...] = (),
+        round: int = 0,
+        time_step_ms: int = 1_000,
+        state_root: bytes = ZERO_HASH,
+    ) -> Block:
+        """Return the next block, proposed by the right validator for ``round``."""
+        vset = self.view().get_validator_set()
+        proposer = vset.compute_proposer(round).address
+        return make_block(
+            chain_id=self.chain_id,
+            height=self.height + 1,
+            round=round,
+            time_ms=self.time_ms + time_step_ms,
+            proposer=proposer,
+            parent_hash=self.last_hash,
+            last_commit=self.last_commit,
+            txs=tuple(t.raw for t in txs),
+            attestations=(),
+            evidence=evidence,
+            state_root=state_root,
+            validators_hash=vset.hash(),
+        )
+
+    def sign_commit(self, block: Block, signers: list[int] | None = None) -> Commit:
+        """Return a commit of ``block`` signed by ``signers`` (default: all validators)."""
+        vset = self.view().get_validator_set()
+        chosen = range(self.n_validators) if signers is None else signers
+        precommits = []
+        for i in chosen:
+            op = self.operator_keys[i]
+            if vset.get_by_address(op.address()) is None:
+                continue
+            vote = Vote(
+                height=block.header.height,
+                round=block.header.round,
+                vote_type=VoteType.PRECOMMIT,
+                block_hash=block.hash(),
+                validator=op.address(),
+                timestamp_ms=block.header.time_ms + 1,
+                signature=b"",
+            )
+            sig = self.consensus_keys[i].sign(Domain.VOTE, self.chain_id, vote.sign_payload())
+            precommits.append(vote.with_signature(sig))
+        return compute_commit(block.header.height, block.header.round, block.hash(), precommits)
+
+    def apply(self, block: Block, *, sig_cache: SigCache | None = None) -> TransitionResult:
+        """Execute and commit ``block`` (raises InvalidBlock if it is invalid)."""
+        result = state_transition(self.state, block, sig_cache=sig_cache)
+        self.state.apply(result.changes)
+        self.height = block.header.height
+        self.time_ms = block.header.time_ms
+        self.last_hash = block.hash()
+        self.last_commit = self.sign_commit(block)
+        self.blocks.append(block)
+        return result
+
+    def next_block(self, txs: list[SignedTx] | tuple[SignedTx, ...] = (), **kw: object) -> TransitionResult:
+        """Build, execute and commit the next block with ``txs``."""
+        return self.apply(self.build_block(txs, **kw))  # type: ignore[arg-type]

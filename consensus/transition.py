@@ -1,0 +1,267 @@
+"""The state transition: ``state_transition(base, block, ...) -> TransitionResult``.
+
+Executing a block, in order:
+
+1. ``validate_block``: the header against the state (chain id, height, parent,
+   time, proposer for the round, validator set hash) and the last commit
+   against the set that decided the previous height.
+2. Evidence carried by the block: each double-sign is verified, slashed once
+   and tombstoned; the proposer is the whistleblower.
+3. Transactions, in block order: ``check_tx`` authenticates (signature, chain
+   id, nonce, fee) — a block with a transaction failing it is invalid — then
+   the fee is charged and the nonce advances, and the body's handler runs; a
+   handler failure reverts the body's writes only.
+4. End of block: the reward (``block_reward`` minted plus fees) to the
+   proposer, matured unbonding entries paid out, at an epoch boundary the
+   validator set recomputed, proposer priorities advanced, the head recorded.
+
+The function is pure: the caller passes the committed state as a reader and
+gets back the change set, events, and per-transaction results.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from consensus.blocks import Block
+from consensus.crypto import Domain, is_valid_signature, sign_bytes
+from consensus.errors import (
+    BadNonce,
+    BadTxSignature,
+    CannotPayFee,
+    ConsensusError,
+    DecodeError,
+    FeeTooLow,
+    InvalidBlock,
+    InvalidTransaction,
+    MalformedTx,
+    TxAuthError,
+    TxExecutionError,
+    ValidationError,
+    WrongChainId,
+)
+from consensus.params import Params
+from consensus.records import Account, ChainHead, TxResult
+from consensus.staking import (
+    add_balance,
+    compute_epoch_changes,
+    process_matured_unbondings,
+    process_mint,
+)
+from consensus.state import Keys, State, StateReader
+from consensus.tx_handlers import TxContext, get_handler, process_double_sign_evidence
+from consensus.txs import SignedTx
+from consensus.validator_set import compute_next_validator_set
+from consensus.votes import verify_commit
+
+#: Answers whether a transaction id's signature was already verified (mempool cache).
+SigCache = Callable[[bytes], bool]
+
+
+@dataclass(frozen=True, slots=True)
+class TxIncluded:
+    """Event: a transaction was executed in a block."""
+
+    tx_hash: bytes
+    index: int
+    code: int
+    log: str
+
+
+@dataclass(frozen=True, slots=True)
+class TransitionResult:
+    """What executing a block produced."""
+
+    #: Key -> canonical bytes (None deletes), ready for the store.
+    changes: dict[bytes, bytes | None]
+    #: Per transaction, in block order.
+    tx_results: tuple[TxResult, ...]
+    #: Transaction ids, in block order.
+    tx_hashes: tuple[bytes, ...]
+    #: Facts about what happened (slashes, epoch changes, ...).
+    events: tuple[object, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class EpochEnded:
+    """Event: the validator set was recomputed at this height."""
+
+    height: int
+    validators_hash: bytes
+    total_power: int
+
+
+def check_tx(
+    state: State,
+    tx: SignedTx,
+    chain_id: str,
+    params: Params,
+    sig_cache: SigCache | None = None,
+) -> Account:
+    """Authenticate ``tx`` against ``state``; return the sender's account.
+
+    Raises a ``TxAuthError`` leaf: wrong chain, malformed body, fee below the
+    minimum, wrong nonce, balance below the fee, or a bad signature.
+    """
+    p = tx.payload
+    if p.chain_id != chain_id:
+        raise WrongChainId(f"transaction is for chain '{p.chain_id}', this is '{chain_id}'")
+    if len(tx.raw) > params.max_tx_bytes:
+        raise MalformedTx(f"transaction is {len(tx.raw)} bytes; the limit is {params.max_tx_bytes}")
+    try:
+        p.validate_basic()
+    except (ValidationError, DecodeError) as exc:
+        raise MalformedTx(str(exc)) from exc
+    if p.fee < params.min_fee:
+        raise FeeTooLow(f"fee {p.fee} is below the minimum {params.min_fee}")
+    acct = state.get_account(p.sender)
+    if p.nonce != acct.nonce:
+        raise BadNonce(f"nonce {p.nonce} does not match the account nonce {acct.nonce}")
+    if acct.balance < p.fee:
+        raise CannotPayFee(f"balance {acct.balance} cannot pay the fee {p.fee}")
+    if sig_cache is None or not sig_cache(tx.tx_hash):
+        msg = sign_bytes(Domain.TX, chain_id, tx.payload_bytes)
+        if not is_valid_signature(p.pubkey, msg, tx.signature):
+            raise BadTxSignature("transaction signature does not verify")
+    return acct
+
+
+def process_transaction(
+    state: State,
+    tx: SignedTx,
+    ctx: TxContext,
+    sig_cache: SigCache | None = None,
+) -> TxResult:
+    """Apply one transaction; return its result (raises only on auth failure)."""
+    acct = check_tx(state, tx, ctx.chain_id, ctx.params, sig_cache)
+    p = tx.payload
+    state.set_account(p.sender, Account(acct.balance - p.fee, acct.nonce + 1))
+    checkpoint = state.checkpoint()
+    try:
+        get_handler(p.kind)(state, ctx, p.sender, p.decode_body())
+    except TxExecutionError as exc:
+        state.revert(checkpoint)
+        return TxResult(code=exc.code, log=f"{type(exc).__name__}: {exc}")
+    return TxResult(code=0, log="")
+
+
+def validate_block(state: State, block: Block, chain_id: str) -> None:
+    """Raise InvalidBlock unless ``block`` may follow the state's head."""
+    h = block.header
+    try:
+        block.validate_basic()
+    except (ValidationError, ConsensusError) as exc:
+        raise InvalidBlock(f"malformed block: {exc}") from exc
+    params = state.get_params()
+    head = state.get_head()
+    if h.chain_id != chain_id:
+        raise InvalidBlock(f"block is for chain '{h.chain_id}', this is '{chain_id}'")
+    if h.height != head.height + 1:
+        raise InvalidBlock(f"block height {h.height} does not follow head height {head.height}")
+    if head.height > 0 and h.parent_hash != head.block_hash:
+        raise InvalidBlock("block parent is not the head block")
+    if h.time_ms <= head.time_ms:
+        raise InvalidBlock(f"block time {h.time_ms} ms is not after the head's {head.time_ms} ms")
+    if len(block.txs) > params.max_block_txs:
+        raise InvalidBlock(f"{len(block.txs)} transactions exceed the limit {params.max_block_txs}")
+    vset = state.get_validator_set()
+    if h.validators_hash != vset.hash():
+        raise InvalidBlock("header.validators_hash is not the hash of the current validator set")
+    expected = vset.compute_proposer(h.round).address
+    if h.proposer != expected:
+        raise InvalidBlock(
+            f"proposer {h.proposer.hex()} is not the proposer {expected.hex()} of round {h.round}"
+        )
+    if block.last_commit is not None:
+        last_vset = state.get_last_validator_set()
+        if last_vset is None:
+            raise InvalidBlock("no validator set is known for the previous height")
+        try:
+            verify_commit(chain_id, last_vset, block.last_commit)
+        except ConsensusError as exc:
+            raise InvalidBlock(f"last commit does not verify: {exc}") from exc
+
+
+def state_transition(
+    base: StateReader,
+    block: Block,
+    *,
+    sig_cache: SigCache | None = None,
+    txs: list[SignedTx] | None = None,
+) -> TransitionResult:
+    """Execute ``block`` on the committed state ``base``; return the changes.
+
+    ``txs`` may pass the already-decoded transactions of the block (the
+    mempool has them) to skip decoding; they must be the block's transactions
+    in order. Raises InvalidBlock if the block cannot follow the state.
+    """
+    state = State(base)
+    info = state.get_chain_info()
+    validate_block(state, block, info.chain_id)
+    params = state.get_params()
+    h = block.header
+    ctx = TxContext(
+        chain_id=info.chain_id,
+        height=h.height,
+        time_ms=h.time_ms,
+        proposer=h.proposer,
+        params=params,
+    )
+    events: list[object] = []
+
+    for item in block.evidence:
+        checkpoint = state.checkpoint()
+        try:
+            process_double_sign_evidence(state, ctx, item.kind, item.data, h.proposer)
+        except TxExecutionError as exc:
+            state.revert(checkpoint)
+            raise InvalidBlock(f"block carries invalid evidence: {exc}") from exc
+        events.append(item)
+
+    decoded = txs if txs is not None else None
+    if decoded is not None and [t.raw for t in decoded] != list(block.txs):
+        raise InvalidBlock("decoded transactions do not match the block")
+    results: list[TxResult] = []
+    hashes: list[bytes] = []
+    fees = 0
+    for index, raw in enumerate(block.txs):
+        try:
+            tx = decoded[index] if decoded is not None else SignedTx.decode(raw, max_bytes=params.max_tx_bytes)
+            result = process_transaction(state, tx, ctx, sig_cache)
+        except (DecodeError, TxAuthError, InvalidTransaction) as exc:
+            raise InvalidBlock(f"transaction {index} is invalid: {exc}") from exc
+        fees += tx.payload.fee
+        results.append(result)
+        hashes.append(tx.tx_hash)
+        state.commit_journal()
+
+    process_end_block(state, block, params, fees, events)
+    return TransitionResult(
+        changes=state.changes(),
+        tx_results=tuple(results),
+        tx_hashes=tuple(hashes),
+        events=tuple(events),
+    )
+
+
+def process_end_block(
+    state: State, block: Block, params: Params, fees: int, events: list[object]
+) -> None:
+    """Reward, matured unbondings, epoch change, proposer rotation, head."""
+    h = block.header
+    process_mint(state, params.block_reward)
+    add_balance(state, h.proposer, params.block_reward + fees)
+    process_matured_unbondings(state, h.height)
+    current = state.get_validator_set()
+    state.put_record(Keys.LAST_VALSET, current)
+    changes: list[tuple[bytes, bytes, int]] = []
+    epoch_end = h.height % params.epoch_blocks == 0
+    if epoch_end:
+        changes = compute_epoch_changes(state, params)
+    nxt = compute_next_validator_set(current, changes)
+    state.set_validator_set(nxt)
+    if epoch_end:
+        state.put_record(Keys.valset_history(h.height + 1), nxt)
+        events.append(EpochEnded(h.height, nxt.hash(), nxt.total_power))
+    state.set_head(ChainHead(h.height, h.hash(), h.time_ms))

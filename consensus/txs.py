@@ -1,0 +1,472 @@
+"""Transactions: the signed envelope, the common payload, and one body type per kind.
+
+Wire form of a transaction (``SignedTx``) is the canonical array
+``[payload_bytes, signature]``. ``payload_bytes`` is the canonical encoding of
+``TxPayload`` and is exactly what the signature covers (under the ``TX`` domain
+tag and the chain id), so nothing is re-encoded before verifying. The
+transaction id is SHA-256 of the whole wire form.
+
+``TxPayload.body`` is the canonical encoding of the body type that ``kind``
+names (see ``BODY_TYPES``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from consensus.codec import Encodable, Raw, pack_raw, unpack_raw
+from consensus.crypto import PUBKEY_LEN, SIGNATURE_LEN, Domain, PrivateKey, compute_address
+from consensus.errors import DecodeError, ValidationError
+from consensus.hashing import HASH_LEN, hash32
+from consensus.records import HardwareSpec, validate_address, validate_amount
+
+MAX_MONIKER_BYTES = 64
+MAX_EVIDENCE_BYTES = 16 << 10
+MAX_CHAIN_ID_LEN = 50
+
+
+class TxKind:
+    """Transaction kind codes."""
+
+    TRANSFER = 1
+    CREATE_VALIDATOR = 2
+    BOND = 3
+    UNBOND = 4
+    DELEGATE = 5
+    UNDELEGATE = 6
+    REGISTER_COMPUTE = 7
+    TRANSFER_NFT = 8
+    BIND_NFT = 9
+    UNBIND_NFT = 10
+    UNJAIL = 11
+    SUBMIT_EVIDENCE = 12
+    POC_COMMIT = 13
+    POC_OPEN = 14
+    FRAUD_PROOF = 15
+    SUBMIT_JOB = 16
+    JOB_RESULT = 17
+    JOB_CHALLENGE = 18
+    CANCEL_JOB = 19
+
+    NAMES: ClassVar[dict[int, str]] = {
+        1: "transfer",
+        2: "create_validator",
+        3: "bond",
+        4: "unbond",
+        5: "delegate",
+        6: "undelegate",
+        7: "register_compute",
+        8: "transfer_nft",
+        9: "bind_nft",
+        10: "unbind_nft",
+        11: "unjail",
+        12: "submit_evidence",
+        13: "poc_commit",
+        14: "poc_open",
+        15: "fraud_proof",
+        16: "submit_job",
+        17: "job_result",
+        18: "job_challenge",
+        19: "cancel_job",
+    }
+
+
+def validate_chain_id(chain_id: str) -> None:
+    """Raise ValidationError unless ``chain_id`` is 1-50 chars of [a-z0-9-]."""
+    ok = 0 < len(chain_id) <= MAX_CHAIN_ID_LEN and all(
+        c.isascii() and (c.islower() or c.isdigit() or c == "-") for c in chain_id
+    )
+    if not ok:
+        raise ValidationError(
+            f"chain id must be 1-{MAX_CHAIN_ID_LEN} characters of lowercase letters, digits and '-'"
+        )
+
+
+def _validate_hash(value: bytes, what: str) -> None:
+    if len(value) != HASH_LEN:
+        raise ValidationError(f"{what} must be a {HASH_LEN}-byte hash")
+
+
+# --- bodies -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Transfer(Encodable):
+    """Move ``amount`` tokens from the sender to ``to``."""
+
+    to: bytes
+    amount: int
+
+    def validate_basic(self) -> None:
+        validate_address(self.to, "transfer.to")
+        validate_amount(self.amount, "transfer.amount")
+
+
+@dataclass(frozen=True, slots=True)
+class CreateValidator(Encodable):
+    """Make the sender a validator with a consensus key and an initial self-bond."""
+
+    consensus_pubkey: bytes
+    self_bond: int
+    commission_bps: int
+    moniker: str
+
+    def validate_basic(self) -> None:
+        if len(self.consensus_pubkey) != PUBKEY_LEN:
+            raise ValidationError("create_validator.consensus_pubkey must be 32 bytes")
+        validate_amount(self.self_bond, "create_validator.self_bond")
+        if not 0 <= self.commission_bps <= 10_000:
+            raise ValidationError("create_validator.commission_bps must be in [0, 10000]")
+        if len(self.moniker.encode("utf-8")) > MAX_MONIKER_BYTES:
+            raise ValidationError(f"create_validator.moniker is at most {MAX_MONIKER_BYTES} bytes")
+
+
+@dataclass(frozen=True, slots=True)
+class Bond(Encodable):
+    """Add ``amount`` to the sender's own validator's self-bond."""
+
+    amount: int
+
+    def validate_basic(self) -> None:
+        validate_amount(self.amount, "bond.amount")
+
+
+@dataclass(frozen=True, slots=True)
+class Unbond(Encodable):
+    """Start unbonding ``amount`` of the sender's self-bond."""
+
+    amount: int
+
+    def validate_basic(self) -> None:
+        validate_amount(self.amount, "unbond.amount")
+
+
+@dataclass(frozen=True, slots=True)
+class Delegate(Encodable):
+    """Bond ``amount`` of the sender's tokens to ``validator``."""
+
+    validator: bytes
+    amount: int
+
+    def validate_basic(self) -> None:
+        validate_address(self.validator, "delegate.validator")
+        validate_amount(self.amount, "delegate.amount")
+
+
+@dataclass(frozen=True, slots=True)
+class Undelegate(Encodable):
+    """Start unbonding ``amount`` of the sender's delegation to ``validator``."""
+
+    validator: bytes
+    amount: int
+
+    def validate_basic(self) -> None:
+        validate_address(self.validator, "undelegate.validator")
+        validate_amount(self.amount, "undelegate.amount")
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterCompute(Encodable):
+    """Mint a compute NFT for the sender with its claimed units and a collateral bond."""
+
+    spec: HardwareSpec
+    claimed_units: int
+    collateral: int
+
+    def validate_basic(self) -> None:
+        self.spec.validate_basic()
+        validate_amount(self.claimed_units, "register_compute.claimed_units")
+        validate_amount(self.collateral, "register_compute.collateral")
+
+
+@dataclass(frozen=True, slots=True)
+class TransferNFT(Encodable):
+    """Give compute NFT ``nft_id`` to ``to`` (it stays bound to its validator)."""
+
+    nft_id: int
+    to: bytes
+
+    def validate_basic(self) -> None:
+        validate_amount(self.nft_id, "transfer_nft.nft_id", positive=False)
+        validate_address(self.to, "transfer_nft.to")
+
+
+@dataclass(frozen=True, slots=True)
+class BindNFT(Encodable):
+    """Bind compute NFT ``nft_id`` to ``validator`` (its verified units count there)."""
+
+    nft_id: int
+    validator: bytes
+
+    def validate_basic(self) -> None:
+        validate_amount(self.nft_id, "bind_nft.nft_id", positive=False)
+        validate_address(self.validator, "bind_nft.validator")
+
+
+@dataclass(frozen=True, slots=True)
+class UnbindNFT(Encodable):
+    """Unbind compute NFT ``nft_id`` from its validator."""
+
+    nft_id: int
+
+    def validate_basic(self) -> None:
+        validate_amount(self.nft_id, "unbind_nft.nft_id", positive=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Unjail(Encodable):
+    """Ask to return the sender's validator from jail (after ``jailed_until``)."""
+
+    def validate_basic(self) -> None:
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitEvidence(Encodable):
+    """Submit evidence of a double-sign; the sender is the whistleblower."""
+
+    #: 1 duplicate vote, 2 conflicting proposal.
+    evidence_kind: int
+    #: Canonical encoding of the evidence object.
+    evidence: bytes
+
+    def validate_basic(self) -> None:
+        if self.evidence_kind not in (1, 2):
+            raise ValidationError("submit_evidence.evidence_kind must be 1 or 2")
+        if not 0 < len(self.evidence) <= MAX_EVIDENCE_BYTES:
+            raise ValidationError(f"submit_evidence.evidence must be 1..{MAX_EVIDENCE_BYTES} bytes")
+
+
+@dataclass(frozen=True, slots=True)
+class PocCommit(Encodable):
+    """Commit to the result of a proof-of-compute challenge (Merkle root over rows)."""
+
+    challenge_id: bytes
+    root: bytes
+
+    def validate_basic(self) -> None:
+        _validate_hash(self.challenge_id, "poc_commit.challenge_id")
+        _validate_hash(self.root, "poc_commit.root")
+
+
+@dataclass(frozen=True, slots=True)
+class PocOpen(Encodable):
+    """Open the sampled rows of a committed challenge result."""
+
+    challenge_id: bytes
+    #: Canonical encoding of the openings (rows with Merkle paths).
+    openings: bytes
+
+    def validate_basic(self) -> None:
+        _validate_hash(self.challenge_id, "poc_open.challenge_id")
+        if not self.openings:
+            raise ValidationError("poc_open.openings is empty")
+
+
+@dataclass(frozen=True, slots=True)
+class FraudProof(Encodable):
+    """Prove that an opened row or a job result is wrong; the sender is the whistleblower."""
+
+    #: 1 proof-of-compute row, 2 job result.
+    proof_kind: int
+    #: Challenge id or job id the proof is about.
+    subject: bytes
+    #: Canonical encoding of the proof.
+    proof: bytes
+
+    def validate_basic(self) -> None:
+        if self.proof_kind not in (1, 2):
+            raise ValidationError("fraud_proof.proof_kind must be 1 or 2")
+        _validate_hash(self.subject, "fraud_proof.subject")
+        if not self.proof:
+            raise ValidationError("fraud_proof.proof is empty")
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitJob(Encodable):
+    """Buy verified compute: a job of ``job_kind`` paid from ``escrow``."""
+
+    job_kind: int
+    #: Inline inputs (empty when generated from ``input_seed``).
+    inputs: bytes
+    input_seed: bytes
+    #: Work size in compute units.
+    units: int
+    bid_per_unit: int
+    escrow: int
+    redundancy: int
+    deadline_blocks: int
+
+    def validate_basic(self) -> None:
+        if self.job_kind <= 0:
+            raise ValidationError("submit_job.job_kind must be positive")
+        if not self.inputs and len(self.input_seed) != HASH_LEN:
+            raise ValidationError("submit_job needs inline inputs or a 32-byte input seed")
+        validate_amount(self.units, "submit_job.units")
+        validate_amount(self.bid_per_unit, "submit_job.bid_per_unit")
+        validate_amount(self.escrow, "submit_job.escrow")
+        if not 1 <= self.redundancy <= 8:
+            raise ValidationError("submit_job.redundancy must be in [1, 8]")
+        validate_amount(self.deadline_blocks, "submit_job.deadline_blocks")
+
+
+@dataclass(frozen=True, slots=True)
+class JobResult(Encodable):
+    """A provider's commitment to a job result."""
+
+    job_id: bytes
+    nft_id: int
+    result_root: bytes
+    #: Kind-specific extra data (e.g. openings or checkpoints).
+    data: bytes
+
+    def validate_basic(self) -> None:
+        _validate_hash(self.job_id, "job_result.job_id")
+        _validate_hash(self.result_root, "job_result.result_root")
+
+
+@dataclass(frozen=True, slots=True)
+class JobChallenge(Encodable):
+    """Dispute a job result (starts or continues a dispute)."""
+
+    job_id: bytes
+    nft_id: int
+    data: bytes
+
+    def validate_basic(self) -> None:
+        _validate_hash(self.job_id, "job_challenge.job_id")
+
+
+@dataclass(frozen=True, slots=True)
+class CancelJob(Encodable):
+    """Cancel an unassigned job and refund its escrow."""
+
+    job_id: bytes
+
+    def validate_basic(self) -> None:
+        _validate_hash(self.job_id, "cancel_job.job_id")
+
+
+BODY_TYPES: dict[int, type[Encodable]] = {
+    TxKind.TRANSFER: Transfer,
+    TxKind.CREATE_VALIDATOR: CreateValidator,
+    TxKind.BOND: Bond,
+    TxKind.UNBOND: Unbond,
+    TxKind.DELEGATE: Delegate,
+    TxKind.UNDELEGATE: Undelegate,
+    TxKind.REGISTER_COMPUTE: RegisterCompute,
+    TxKind.TRANSFER_NFT: TransferNFT,
+    TxKind.BIND_NFT: BindNFT,
+    TxKind.UNBIND_NFT: UnbindNFT,
+    TxKind.UNJAIL: Unjail,
+    TxKind.SUBMIT_EVIDENCE: SubmitEvidence,
+    TxKind.POC_COMMIT: PocCommit,
+    TxKind.POC_OPEN: PocOpen,
+    TxKind.FRAUD_PROOF: FraudProof,
+    TxKind.SUBMIT_JOB: SubmitJob,
+    TxKind.JOB_RESULT: JobResult,
+    TxKind.JOB_CHALLENGE: JobChallenge,
+    TxKind.CANCEL_JOB: CancelJob,
+}
+KIND_OF_BODY: dict[type[Encodable], int] = {v: k for k, v in BODY_TYPES.items()}
+
+
+# --- the envelope ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TxPayload(Encodable):
+    """What a transaction's signature covers."""
+
+    chain_id: str
+    #: Sender address; must be the address of ``pubkey``.
+    sender: bytes
+    #: Sender's Ed25519 public key.
+    pubkey: bytes
+    #: Must equal the sender account's nonce.
+    nonce: int
+    #: Tokens paid to the chain for inclusion.
+    fee: int
+    kind: int
+    #: Canonical encoding of the body for ``kind``.
+    body: bytes
+
+    def validate_basic(self) -> None:
+        """Raise ValidationError unless the payload is well formed (body included)."""
+        validate_chain_id(self.chain_id)
+        validate_address(self.sender, "tx.sender")
+        if len(self.pubkey) != PUBKEY_LEN:
+            raise ValidationError("tx.pubkey must be 32 bytes")
+        if compute_address(self.pubkey) != self.sender:
+            raise ValidationError("tx.sender is not the address of tx.pubkey")
+        validate_amount(self.nonce, "tx.nonce", positive=False)
+        validate_amount(self.fee, "tx.fee", positive=False)
+        self.decode_body().validate_basic()  # type: ignore[attr-defined]
+
+    def decode_body(self) -> Encodable:
+        """Return the decoded body, raising ValidationError for an unknown kind."""
+        body_type = BODY_TYPES.get(self.kind)
+        if body_type is None:
+            raise ValidationError(f"unknown transaction kind {self.kind}")
+        try:
+            return body_type.decode(self.body)
+        except DecodeError as exc:
+            raise ValidationError(f"bad {TxKind.NAMES[self.kind]} body: {exc}") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class SignedTx:
+    """A transaction as it travels: payload bytes, signature, and their decoded form."""
+
+    payload_bytes: bytes
+    signature: bytes
+    payload: TxPayload = field(compare=False)
+    #: SHA-256 of the wire form.
+    tx_hash: bytes = field(compare=False)
+    #: The wire form.
+    raw: bytes = field(compare=False, repr=False)
+
+    @classmethod
+    def decode(cls, data: bytes, *, max_bytes: int = 64 << 10) -> SignedTx:
+        """Decode a wire-form transaction strictly (no signature check)."""
+        raw = unpack_raw(data, max_bytes=max_bytes)
+        if type(raw) is not list or len(raw) != 2:
+            raise DecodeError("a signed transaction is [payload, signature]")
+        payload_bytes, signature = raw
+        if type(payload_bytes) is not bytes or type(signature) is not bytes:
+            raise DecodeError("a signed transaction holds two byte strings")
+        if len(signature) != SIGNATURE_LEN:
+            raise DecodeError(f"a transaction signature is {SIGNATURE_LEN} bytes")
+        payload = TxPayload.decode(payload_bytes, max_bytes=max_bytes)
+        return cls(payload_bytes, signature, payload, hash32(data), data)
+
+    @classmethod
+    def create(cls, key: PrivateKey, payload: TxPayload) -> SignedTx:
+        """Sign ``payload`` with ``key`` and return the transaction."""
+        payload_bytes = payload.encode()
+        signature = key.sign(Domain.TX, payload.chain_id, payload_bytes)
+        raw: Raw = [payload_bytes, signature]
+        data = pack_raw(raw)
+        return cls(payload_bytes, signature, payload, hash32(data), data)
+
+    def encode(self) -> bytes:
+        """Return the wire form."""
+        return self.raw
+
+
+def build_tx(
+    key: PrivateKey, chain_id: str, nonce: int, fee: int, body: Encodable
+) -> SignedTx:
+    """Build and sign a transaction carrying ``body`` from ``key``'s account."""
+    kind = KIND_OF_BODY[type(body)]
+    payload = TxPayload(
+        chain_id=chain_id,
+        sender=key.address(),
+        pubkey=key.public_key.raw,
+        nonce=nonce,
+        fee=fee,
+        kind=kind,
+        body=body.encode(),
+    )
+    return SignedTx.create(key, payload)
