@@ -18,8 +18,7 @@ import dataclasses
 from collections.abc import Iterator
 from typing import TypeVar
 
-from consensus.codec import Encodable
-from consensus.codec import Raw
+from consensus.codec import Encodable, Raw
 from consensus.errors import ConsensusError, DecodeError
 from consensus.params import Params
 from consensus.records import (

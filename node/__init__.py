@@ -1,0 +1,1 @@
+"""The node: wiring, lifetimes and I/O around the pure protocol core."""

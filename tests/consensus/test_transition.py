@@ -1,0 +1,408 @@
+"""The state transition: every kind's happy path, table-driven invalid cases, block checks."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from consensus.blocks import EvidenceItem
+from consensus.codec import Encodable
+from consensus.crypto import Domain, PrivateKey
+from consensus.errors import (
+    CollateralTooLow,
+    CommissionTooHigh,
+    InsufficientBond,
+    InsufficientFunds,
+    InvalidBlock,
+    InvalidEvidence,
+    NFTBindingError,
+    NotNFTOwner,
+    UnjailRefused,
+    UnknownNFT,
+    UnknownValidator,
+    UnsupportedTransaction,
+    ValidatorExists,
+)
+from consensus.evidence import compute_duplicate_vote_evidence, encode_evidence
+from consensus.hashing import hash32
+from consensus.records import HardwareSpec, NFTStatus
+from consensus.state import State
+from consensus.testing import TestChain, derive_key
+from consensus.transition import state_transition
+from consensus.txs import (
+    BindNFT,
+    Bond,
+    CancelJob,
+    CreateValidator,
+    Delegate,
+    FraudProof,
+    JobChallenge,
+    JobResult,
+    PocCommit,
+    PocOpen,
+    RegisterCompute,
+    SubmitEvidence,
+    SubmitJob,
+    Transfer,
+    TransferNFT,
+    UnbindNFT,
+    Unbond,
+    Undelegate,
+    Unjail,
+    build_tx,
+)
+from consensus.votes import Vote, VoteType
+
+SPEC = HardwareSpec(device_kind=0, model="test-cpu", cores=2, memory_mb=2048)
+
+
+@pytest.fixture
+def chain() -> TestChain:
+    c = TestChain(params={"unbonding_blocks": 3, "epoch_blocks": 5})
+    c.next_block()
+    return c
+
+
+def snapshot(chain: TestChain) -> dict[bytes, bytes]:
+    return dict(chain.state.data)
+
+
+def assert_only_fee_and_nonce(
+    chain: TestChain, before: dict[bytes, bytes], sender: bytes, fee: int
+) -> None:
+    """Apart from block bookkeeping, only the sender's fee and nonce changed."""
+    after = chain.state.data
+    block = chain.blocks[-1]
+    proposer = block.header.proposer
+    bookkeeping = {b"m/meta", b"m/valset", b"m/last_valset", b"m/head"}
+    changed = {k for k in set(before) | set(after) if before.get(k) != after.get(k)}
+    from consensus.state import Keys
+
+    allowed = bookkeeping | {Keys.account(sender), Keys.account(proposer)}
+    assert changed <= allowed, sorted(k[:12] for k in changed - allowed)
+    old = State(_Reader(before)).get_account(sender)
+    new = chain.view().get_account(sender)
+    reward = 0
+    if sender == proposer:
+        reward = chain.view().get_params().block_reward + fee
+    assert new.nonce == old.nonce + 1
+    assert new.balance == old.balance - fee + reward
+
+
+class _Reader:
+    def __init__(self, data: dict[bytes, bytes]) -> None:
+        self.data = data
+
+    def get(self, key: bytes) -> bytes | None:
+        return self.data.get(key)
+
+    def iter_prefix(self, prefix: bytes) -> Any:
+        for k in sorted(k for k in self.data if k.startswith(prefix)):
+            yield k, self.data[k]
+
+
+def make_double_sign(chain: TestChain, index: int, height: int) -> tuple[int, bytes]:
+    op = chain.operator_keys[index]
+    cons = chain.consensus_keys[index]
+    votes = []
+    for tag in (b"a", b"b"):
+        v = Vote(height, 0, VoteType.PREVOTE, hash32(tag), op.address(), 1, b"")
+        votes.append(v.with_signature(cons.sign(Domain.VOTE, chain.chain_id, v.sign_payload())))
+    return encode_evidence(compute_duplicate_vote_evidence(votes[0], votes[1]))
+
+
+# --- happy paths ---------------------------------------------------------------
+
+
+def test_process_transfer_moves_tokens(chain: TestChain) -> None:
+    a, b = chain.account_keys[0], chain.account_keys[1]
+    before_b = chain.view().get_account(b.address()).balance
+    result = chain.next_block([chain.tx(a, Transfer(b.address(), 123))])
+    assert result.tx_results[0].code == 0
+    assert chain.view().get_account(b.address()).balance == before_b + 123
+
+
+def test_process_validator_lifecycle(chain: TestChain) -> None:
+    user = chain.account_keys[0]
+    cons = derive_key(b"x", "new-cons")
+    r = chain.next_block([chain.tx(user, CreateValidator(cons.public_key.raw, 5_000, 100, "new"))])
+    assert r.tx_results[0].code == 0, r.tx_results[0].log
+    v = chain.view().get_validator(user.address())
+    assert v is not None and v.stake == 5_000 and v.self_bond == 5_000
+    delegator = chain.account_keys[1]
+    chain.next_block(
+        [
+            chain.tx(user, Bond(1_000)),
+            chain.tx(delegator, Delegate(user.address(), 2_000)),
+            chain.tx(user, Unbond(500)),
+            chain.tx(delegator, Undelegate(user.address(), 700)),
+        ]
+    )
+    v = chain.view().get_validator(user.address())
+    assert v is not None and (v.stake, v.self_bond) == (5_000 + 1_000 + 2_000 - 500 - 700, 5_500)
+    entries = list(chain.view().iter_unbonding())
+    assert sorted(e.amount for e in entries) == [500, 700]
+    bal = chain.view().get_account(delegator.address()).balance
+    for _ in range(3):
+        chain.next_block()
+    assert list(chain.view().iter_unbonding()) == []
+    assert chain.view().get_account(delegator.address()).balance == bal + 700
+
+
+def test_process_compute_nft_lifecycle(chain: TestChain) -> None:
+    owner, other = chain.account_keys[0], chain.account_keys[1]
+    validator = chain.operator_keys[0].address()
+    r = chain.next_block([chain.tx(owner, RegisterCompute(SPEC, 50, 500))])
+    assert r.tx_results[0].code == 0
+    nft_id = chain.view().get_meta().next_nft_id - 1
+    nft = chain.view().get_nft(nft_id)
+    assert nft is not None and nft.status == NFTStatus.UNVERIFIED and nft.verified_units == 0
+    r = chain.next_block(
+        [chain.tx(owner, BindNFT(nft_id, validator)), chain.tx(owner, TransferNFT(nft_id, other.address()))]
+    )
+    assert [t.code for t in r.tx_results] == [0, 0]
+    nft = chain.view().get_nft(nft_id)
+    assert nft is not None and nft.owner == other.address() and nft.bound_validator == validator
+    assert nft_id in list(chain.view().iter_validator_nft_ids(validator))
+    r = chain.next_block([chain.tx(other, UnbindNFT(nft_id))])
+    assert r.tx_results[0].code == 0
+    assert nft_id not in list(chain.view().iter_validator_nft_ids(validator))
+
+
+def test_process_evidence_slashes_once_and_tombstones(chain: TestChain) -> None:
+    kind, data = make_double_sign(chain, 1, 1)
+    victim = chain.operator_keys[1].address()
+    stake = chain.view().get_validator(victim).stake  # type: ignore[union-attr]
+    whistle = chain.account_keys[2]
+    bal = chain.view().get_account(whistle.address()).balance
+    r = chain.next_block([chain.tx(whistle, SubmitEvidence(kind, data), fee=10)])
+    assert r.tx_results[0].code == 0, r.tx_results[0].log
+    v = chain.view().get_validator(victim)
+    assert v is not None and v.tombstoned == 1 and v.jailed == 1
+    slashed = stake * 500 // 10_000
+    assert v.stake == stake - slashed
+    records = list(chain.view().iter_slashing_records())
+    assert len(records) == 1 and records[0].amount == slashed
+    assert chain.view().get_account(whistle.address()).balance == bal - 10 + slashed // 10
+    # The same fault again: refused, nothing slashed twice.
+    r = chain.next_block([chain.tx(whistle, SubmitEvidence(kind, data))])
+    assert r.tx_results[0].code == 32
+    assert len(list(chain.view().iter_slashing_records())) == 1
+
+
+def test_process_evidence_in_block_pays_proposer(chain: TestChain) -> None:
+    kind, data = make_double_sign(chain, 2, 1)
+    block = chain.build_block(evidence=(EvidenceItem(kind, data),))
+    chain.apply(block)
+    rec = list(chain.view().iter_slashing_records())
+    assert len(rec) == 1 and rec[0].whistleblower == block.header.proposer
+
+
+def test_slash_reaches_unbonding_created_after_fault_only() -> None:
+    chain = TestChain(params={"unbonding_blocks": 4, "epoch_blocks": 50})
+    chain.next_block()  # height 1
+    victim_i = 0
+    victim = chain.operator_keys[victim_i]
+    r = chain.next_block([chain.tx(victim, Unbond(1_000))])  # height 2: before the fault
+    assert r.tx_results[0].code == 0
+    for _ in range(4):
+        chain.next_block()  # height 6: the first entry matured at the end of height 6
+    assert list(chain.view().iter_unbonding()) == []
+    chain.next_block()  # height 7: the fault happens here
+    chain.next_block([chain.tx(victim, Unbond(2_000))])  # height 8: after the fault
+    kind, data = make_double_sign(chain, victim_i, 7)
+    chain.next_block([chain.tx(chain.account_keys[0], SubmitEvidence(kind, data))])
+    entries = list(chain.view().iter_unbonding())
+    assert [e.amount for e in entries] == [2_000 - 2_000 * 500 // 10_000]
+
+
+# --- the invalid table -------------------------------------------------------------
+
+Case = tuple[str, Callable[[TestChain], tuple[PrivateKey, Encodable]], type[Exception]]
+
+
+def _nft_of(chain: TestChain, i: int) -> int:
+    validator = chain.operator_keys[i].address()
+    return next(iter(chain.view().iter_validator_nft_ids(validator)))
+
+
+def _fresh_nft(chain: TestChain) -> int:
+    owner = chain.account_keys[3]
+    r = chain.next_block([chain.tx(owner, RegisterCompute(SPEC, 5, 500))])
+    assert r.tx_results[0].code == 0
+    return chain.view().get_meta().next_nft_id - 1
+
+
+BIG = 10**15
+CASES: list[Case] = [
+    ("transfer_insufficient", lambda c: (c.account_keys[0], Transfer(c.account_keys[1].address(), BIG)), InsufficientFunds),
+    ("create_validator_exists", lambda c: (c.operator_keys[0], CreateValidator(derive_key(b"n", "k").public_key.raw, 2_000, 0, "x")), ValidatorExists),
+    ("create_validator_key_reused", lambda c: (c.account_keys[0], CreateValidator(c.consensus_keys[0].public_key.raw, 2_000, 0, "x")), ValidatorExists),
+    ("create_validator_commission", lambda c: (c.account_keys[0], CreateValidator(derive_key(b"n", "k").public_key.raw, 2_000, 9_000, "x")), CommissionTooHigh),
+    ("create_validator_funds", lambda c: (c.account_keys[0], CreateValidator(derive_key(b"n", "k").public_key.raw, BIG, 0, "x")), InsufficientFunds),
+    ("bond_not_validator", lambda c: (c.account_keys[0], Bond(10)), UnknownValidator),
+    ("bond_funds", lambda c: (c.operator_keys[0], Bond(BIG)), InsufficientFunds),
+    ("unbond_not_validator", lambda c: (c.account_keys[0], Unbond(10)), UnknownValidator),
+    ("unbond_too_much", lambda c: (c.operator_keys[0], Unbond(BIG)), InsufficientBond),
+    ("delegate_unknown", lambda c: (c.account_keys[0], Delegate(c.account_keys[1].address(), 10)), UnknownValidator),
+    ("delegate_funds", lambda c: (c.account_keys[0], Delegate(c.operator_keys[0].address(), BIG)), InsufficientFunds),
+    ("undelegate_none", lambda c: (c.account_keys[0], Undelegate(c.operator_keys[0].address(), 10)), InsufficientBond),
+    ("undelegate_unknown", lambda c: (c.account_keys[0], Undelegate(c.account_keys[1].address(), 10)), UnknownValidator),
+    ("register_collateral_low", lambda c: (c.account_keys[0], RegisterCompute(SPEC, 5, 1)), CollateralTooLow),
+    ("register_funds", lambda c: (c.account_keys[0], RegisterCompute(SPEC, 5, BIG)), InsufficientFunds),
+    ("transfer_nft_unknown", lambda c: (c.account_keys[0], TransferNFT(999, c.account_keys[1].address())), UnknownNFT),
+    ("transfer_nft_not_owner", lambda c: (c.account_keys[0], TransferNFT(_nft_of(c, 0), c.account_keys[1].address())), NotNFTOwner),
+    ("bind_nft_already_bound", lambda c: (c.operator_keys[0], BindNFT(_nft_of(c, 0), c.operator_keys[1].address())), NFTBindingError),
+    ("bind_nft_not_owner", lambda c: (c.account_keys[0], BindNFT(_nft_of(c, 0), c.operator_keys[1].address())), NotNFTOwner),
+    ("bind_nft_unknown_validator", lambda c: (c.account_keys[3], BindNFT(_fresh_nft(c), c.account_keys[1].address())), UnknownValidator),
+    ("unbind_nft_not_bound", lambda c: (c.account_keys[3], UnbindNFT(_fresh_nft(c))), NFTBindingError),
+    ("unbind_nft_unknown", lambda c: (c.account_keys[3], UnbindNFT(12345)), UnknownNFT),
+    ("unjail_not_jailed", lambda c: (c.operator_keys[0], Unjail()), UnjailRefused),
+    ("unjail_not_validator", lambda c: (c.account_keys[0], Unjail()), UnknownValidator),
+    ("evidence_garbage", lambda c: (c.account_keys[0], SubmitEvidence(1, b"\x93\x01\x02\x03")), InvalidEvidence),
+    ("poc_commit_unsupported", lambda c: (c.account_keys[0], PocCommit(b"\x01" * 32, b"\x02" * 32)), UnsupportedTransaction),
+    ("poc_open_unsupported", lambda c: (c.account_keys[0], PocOpen(b"\x01" * 32, b"\x90")), UnsupportedTransaction),
+    ("fraud_proof_unsupported", lambda c: (c.account_keys[0], FraudProof(1, b"\x01" * 32, b"\x90")), UnsupportedTransaction),
+    ("submit_job_unsupported", lambda c: (c.account_keys[0], SubmitJob(1, b"x", b"", 1, 1, 1, 1, 10)), UnsupportedTransaction),
+    ("job_result_unsupported", lambda c: (c.account_keys[0], JobResult(b"\x01" * 32, 0, b"\x02" * 32, b"")), UnsupportedTransaction),
+    ("job_challenge_unsupported", lambda c: (c.account_keys[0], JobChallenge(b"\x01" * 32, 0, b"")), UnsupportedTransaction),
+    ("cancel_job_unsupported", lambda c: (c.account_keys[0], CancelJob(b"\x01" * 32)), UnsupportedTransaction),
+]
+
+
+@pytest.mark.parametrize(("name", "make", "error"), CASES, ids=[c[0] for c in CASES])
+def test_invalid_tx_changes_only_fee_and_nonce(
+    chain: TestChain, name: str, make: Callable[[TestChain], tuple[PrivateKey, Encodable]], error: type[Exception]
+) -> None:
+    key, body = make(chain)
+    before = snapshot(chain)
+    result = chain.next_block([chain.tx(key, body, fee=7)])
+    assert result.tx_results[0].code == error.code  # type: ignore[attr-defined]
+    assert result.tx_results[0].log.startswith(error.__name__)
+    assert_only_fee_and_nonce(chain, before, key.address(), 7)
+
+
+def test_invalid_unjail_too_early_then_allowed() -> None:
+    chain = TestChain(params={"downtime_window": 10, "downtime_max_missed": 5, "jail_duration_ms": 5_000})
+    chain.next_block()
+    op = chain.operator_keys[1]
+    # Jail directly through the slashing routine (downtime detection is exercised elsewhere).
+    from consensus.staking import process_jail
+
+    st = chain.view()
+    process_jail(st, op.address(), chain.time_ms + 3_000, tombstone=False)
+    chain.state.apply(st.changes())
+    r = chain.next_block([chain.tx(op, Unjail())])
+    assert r.tx_results[0].code == UnjailRefused.code and "to go" in r.tx_results[0].log
+    chain.next_block(time_step_ms=5_000)
+    r = chain.next_block([chain.tx(op, Unjail())])
+    assert r.tx_results[0].code == 0
+    assert chain.view().get_validator(op.address()).jailed == 0  # type: ignore[union-attr]
+
+
+def test_invalid_unjail_tombstoned(chain: TestChain) -> None:
+    kind, data = make_double_sign(chain, 1, 1)
+    chain.next_block([chain.tx(chain.account_keys[0], SubmitEvidence(kind, data))])
+    r = chain.next_block([chain.tx(chain.operator_keys[1], Unjail())])
+    assert r.tx_results[0].code == UnjailRefused.code and "tombstoned" in r.tx_results[0].log
+
+
+# --- authentication failures invalidate the block and change nothing ------------------------
+
+
+def _auth_cases(chain: TestChain) -> dict[str, bytes]:
+    a = chain.account_keys[0]
+    to = chain.account_keys[1].address()
+    nonce = chain.view().get_account(a.address()).nonce
+    good = build_tx(a, chain.chain_id, nonce, 10, Transfer(to, 1))
+    bad_sig = dataclasses.replace(good, signature=bytes(64))
+    from consensus.codec import pack_raw
+
+    return {
+        "bad_nonce": build_tx(a, chain.chain_id, nonce + 1, 10, Transfer(to, 1)).raw,
+        "wrong_chain": build_tx(a, "other-chain", nonce, 10, Transfer(to, 1)).raw,
+        "fee_too_low": build_tx(a, chain.chain_id, nonce, 0, Transfer(to, 1)).raw,
+        "cannot_pay_fee": build_tx(chain.account_keys[0], chain.chain_id, nonce, 10**15, Transfer(to, 1)).raw,
+        "bad_signature": pack_raw([bad_sig.payload_bytes, bad_sig.signature]),
+        "zero_amount": build_tx(a, chain.chain_id, nonce, 10, Transfer(to, 0)).raw,
+        "garbage": b"\x92\xc4\x01x\xc4\x01y",
+    }
+
+
+@pytest.mark.parametrize(
+    "case", ["bad_nonce", "wrong_chain", "fee_too_low", "cannot_pay_fee", "bad_signature", "zero_amount", "garbage"]
+)
+def test_invalid_auth_rejects_block_without_changes(chain: TestChain, case: str) -> None:
+    raw = _auth_cases(chain)[case]
+    from consensus.blocks import make_block
+
+    good = chain.build_block()
+    block = make_block(
+        chain_id=chain.chain_id,
+        height=good.header.height,
+        round=0,
+        time_ms=good.header.time_ms,
+        proposer=good.header.proposer,
+        parent_hash=good.header.parent_hash,
+        last_commit=good.last_commit,
+        txs=(raw,),
+        attestations=(),
+        evidence=(),
+        state_root=good.header.state_root,
+        validators_hash=good.header.validators_hash,
+    )
+    before = snapshot(chain)
+    with pytest.raises(InvalidBlock):
+        state_transition(chain.state, block)
+    assert snapshot(chain) == before
+
+
+# --- block-level checks -------------------------------------------------------------------
+
+
+def _mutate_header(chain: TestChain, **changes: Any) -> Any:
+    from consensus.blocks import Block
+
+    good = chain.build_block()
+    header = dataclasses.replace(good.header, **changes)
+    return Block(header, good.txs, good.attestations, good.evidence, good.last_commit)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "match"),
+    [
+        ("height", 5, "previous height|does not follow"),
+        ("parent_hash", b"\x07" * 32, "parent"),
+        ("time_ms", 0, "not after"),
+        ("proposer", b"\x01" * 20, "not the proposer"),
+        ("validators_hash", b"\x02" * 32, "validators_hash"),
+        ("chain_id", "other", "chain"),
+        ("txs_hash", b"\x03" * 32, "txs_hash"),
+    ],
+)
+def test_invalid_block_header(chain: TestChain, field: str, value: Any, match: str) -> None:
+    with pytest.raises(InvalidBlock, match=match):
+        state_transition(chain.state, _mutate_header(chain, **{field: value}))
+
+
+def test_invalid_block_last_commit_without_quorum(chain: TestChain) -> None:
+    block = chain.build_block()
+    chain.apply(block)
+    # Replace the commit with one signed by a minority.
+    chain.last_commit = chain.sign_commit(block, signers=[0])
+    with pytest.raises(InvalidBlock, match="last commit"):
+        state_transition(chain.state, chain.build_block())
+
+
+def test_state_transition_is_deterministic() -> None:
+    roots = []
+    for _ in range(2):
+        c = TestChain(seed=b"det")
+        a, b = c.account_keys[0], c.account_keys[1]
+        for i in range(6):
+            c.next_block([c.tx(a, Transfer(b.address(), i + 1)), c.tx(b, Transfer(a.address(), 2))])
+        roots.append((c.last_hash, sorted(c.state.data.items())))
+    assert roots[0] == roots[1]
