@@ -1,0 +1,1 @@
+"""Peer-to-peer layer (contract documented below)."""

@@ -1,0 +1,544 @@
+"""The trio side of the libp2p transport: host, pubsub, dialing, peer exchange, requests.
+
+Everything in this module runs in the libp2p thread under trio. It talks to
+the asyncio side only through the ``TrioThread`` hand-offs and the callbacks
+the transport gives it (``AsyncioSide``).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import multiaddr
+import trio
+from libp2p import new_host
+from libp2p.abc import INotifee
+from libp2p.crypto.ed25519 import create_new_key_pair
+from libp2p.crypto.x25519 import create_new_key_pair as x25519_keypair
+from libp2p.custom_types import TProtocol
+from libp2p.network.config import ConnectionConfig
+from libp2p.peer.id import ID
+from libp2p.peer.peerinfo import info_from_p2p_addr
+from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
+from libp2p.security.noise.transport import Transport as NoiseTransport
+from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
+from libp2p.stream_muxer.yamux.yamux import Yamux
+from libp2p.tools.anyio_service import background_trio_service
+
+from p2p import scoring
+from p2p.config import P2PConfig, peers_protocol
+from p2p.dispatch import VALIDATOR_TIMEOUT, GateDrop, GossipGate
+from p2p.envelope import PeerExchange, PeerRecord
+from p2p.errors import BadPeerData, MessageTooLarge, PeerUnavailable, RequestFailed, RequestTimeout
+from p2p.host.bridge import TrioThread
+from p2p.host.router import CstakeGossipSub, GuardedPubsub
+from p2p.host.streams import FrameReader, frame, write_frames
+from p2p.interface import PeerConnected, PeerDisconnected, PeerEvent, PeerPenalised, Verdict
+from p2p.ratelimit import PeerRateLimiter
+from p2p.stats import P2PStats
+
+log = logging.getLogger("p2p.host")
+
+DIAL_TIMEOUT = 5.0
+_PX_MAX_RECORDS = 64
+_PX_MAX_ADDRS = 4
+_PX_MAX_BYTES = 64 * 1024
+_REQUEST_MAX_BYTES = 64 * 1024
+
+
+class AsyncioSide(Protocol):
+    """What the trio side calls on the transport (each runs on the asyncio loop)."""
+
+    def validate(self, kind: str, peer_id: str, payload: bytes, done: Callable[[Verdict], None]) -> None: ...
+
+    def serve(self, protocol: str, peer_id: str, data: bytes, done: Callable[[Any], None]) -> None: ...
+
+    def on_event(self, event: PeerEvent) -> None: ...
+
+
+@dataclass(slots=True)
+class _Target:
+    """A peer we keep (bootstrap) or may (exchanged) dial, with its backoff."""
+
+    addrs: list[str]
+    keep: bool
+    delay: float = 0.0
+    next_try: float = 0.0
+    dialing: bool = False
+
+
+@dataclass(slots=True)
+class _State:
+    targets: dict[str, _Target] = field(default_factory=dict)
+
+
+class _Notifee(INotifee):
+    def __init__(self, svc: HostService) -> None:
+        self._svc = svc
+
+    async def opened_stream(self, network: Any, stream: Any) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def closed_stream(self, network: Any, stream: Any) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def connected(self, network: Any, conn: Any) -> None:
+        self._svc.on_connected(conn.muxed_conn.peer_id)
+        await trio.lowlevel.checkpoint()
+
+    async def disconnected(self, network: Any, conn: Any) -> None:
+        self._svc.on_disconnected(conn.muxed_conn.peer_id)
+        await trio.lowlevel.checkpoint()
+
+    async def listen(self, network: Any, maddr: Any) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def listen_close(self, network: Any, maddr: Any) -> None:
+        await trio.lowlevel.checkpoint()
+
+
+class HostService:
+    """Owns the py-libp2p host, pubsub and the background loops, inside the trio thread."""
+
+    def __init__(self, config: P2PConfig, seed: bytes, stats: P2PStats, side: AsyncioSide, kinds: list[str]) -> None:
+        self.config = config
+        self.stats = stats
+        self.side = side
+        self.kinds = list(kinds)
+        self.key_pair = create_new_key_pair(seed)
+        self.my_id = ID.from_pubkey(self.key_pair.public_key)
+        self.gate = GossipGate(config)
+        self.req_limiter = PeerRateLimiter({"request": config.request_rate})
+        self.bans = scoring.BanList()
+        self.state = _State()
+        self.own_addrs: list[str] = []
+        self.known_addrs: dict[str, list[str]] = {}
+        self.connected: set[ID] = set()
+        self.protocols: set[str] = set()
+        self.bridge: TrioThread | None = None
+        self.nursery: trio.Nursery | None = None
+        self.host: Any = None
+        self.pubsub: GuardedPubsub | None = None
+        self.gossipsub: CstakeGossipSub | None = None
+        self.kind_by_topic = {config.topic(k): k for k in kinds}
+        for addr in config.bootstrap:
+            pid = addr.rsplit("/p2p/", 1)[-1]
+            self.state.targets[pid] = _Target([addr], keep=True)
+
+    # -- main ----------------------------------------------------------------------
+
+    async def run(self, bridge: TrioThread) -> None:
+        """Build and run the host until the bridge is asked to stop."""
+        self.bridge = bridge
+        cfg = self.config
+        self.host = new_host(
+            key_pair=self.key_pair,
+            sec_opt={TProtocol(NOISE_PROTOCOL_ID): NoiseTransport(self.key_pair, noise_privkey=x25519_keypair().private_key)},
+            muxer_opt={TProtocol(YAMUX_PROTOCOL_ID): Yamux},
+            connection_config=ConnectionConfig(max_connections_per_peer=1, dial_timeout=DIAL_TIMEOUT),
+        )
+        self.gossipsub = CstakeGossipSub(self.stats, cfg.heartbeat_interval)
+        self.pubsub = GuardedPubsub(
+            self.host,
+            self.gossipsub,
+            max_message_bytes=cfg.max_message_bytes,
+            stats=self.stats,
+            on_gossip=self._on_gossip,
+            on_fault=self.on_fault,
+        )
+        self.host.get_network().register_notifee(_Notifee(self))
+        self.host.set_stream_handler(TProtocol(peers_protocol(cfg.chain_id)), self._serve_px)
+        for proto in self.protocols:
+            self._register(proto)
+        listen = [multiaddr.Multiaddr(f"/ip4/{cfg.listen_host}/tcp/{cfg.listen_port}")]
+        try:
+            async with (
+                self.host.run(listen_addrs=listen),
+                background_trio_service(self.pubsub),
+                background_trio_service(self.gossipsub),
+            ):
+                await self.pubsub.wait_until_ready()
+                for kind in self.kinds:
+                    await self.pubsub.subscribe(cfg.topic(kind))
+                self.own_addrs = [str(a) for a in self.host.get_addrs()]
+                async with trio.open_nursery() as nursery:
+                    self.nursery = nursery
+                    nursery.start_soon(self._dial_loop)
+                    nursery.start_soon(self._px_loop)
+                    nursery.start_soon(self._score_loop)
+                    bridge.ready(nursery)
+                    await bridge.wait_stop()
+                    nursery.cancel_scope.cancel()
+        finally:
+            self.nursery = None
+            # 0.8.1: the seen-messages cache owns an OS thread that Pubsub never stops.
+            self.pubsub.seen_messages.stop()
+
+    def _register(self, protocol: str) -> None:
+        async def handler(stream: Any) -> None:
+            await self._serve_request(protocol, stream)
+
+        self.host.set_stream_handler(TProtocol(protocol), handler)
+
+    def add_protocol(self, protocol: str) -> None:
+        """Serve ``protocol`` (called before start, or in the trio thread after)."""
+        self.protocols.add(protocol)
+        if self.host is not None:
+            self._register(protocol)
+
+    def add_kind(self, kind: str) -> None:
+        """Subscribe to ``kind``'s topic after start (trio thread)."""
+        topic = self.config.topic(kind)
+        self.kind_by_topic[topic] = kind
+        if self.nursery is not None and self.pubsub is not None:
+            self.nursery.start_soon(self.pubsub.subscribe, topic)
+
+    # -- gossip --------------------------------------------------------------------
+
+    async def _on_gossip(self, forwarder: ID, topic: str, data: bytes) -> Verdict:
+        kind = self.kind_by_topic.get(topic)
+        if kind is None or self.bridge is None:
+            return Verdict.IGNORE
+        peer = forwarder.to_base58()
+        try:
+            payload = self.gate.admit(kind, peer, data, time.monotonic())
+        except GateDrop as drop:
+            self.stats.drop(drop.reason)
+            if drop.reason == "rate":
+                self.on_fault(forwarder, "rate", scoring.PENALTY["rate"])
+                return Verdict.IGNORE
+            return Verdict.REJECT  # oversize or malformed: the invalid-message penalty applies
+        try:
+            verdict: Verdict = await self.bridge.to_asyncio(self.side.validate, kind, peer, payload, timeout=VALIDATOR_TIMEOUT + 1)
+        except TimeoutError:
+            self.stats.drop("validator_error")
+            return Verdict.IGNORE
+        return verdict
+
+    async def publish(self, topic: str, data: bytes) -> None:
+        """Publish on ``topic`` (trio thread)."""
+        if self.pubsub is None:
+            raise PeerUnavailable("pubsub is not running")
+        await self.pubsub.publish(topic, data)
+
+    async def publish_raw_frame(self, peer_id: str, raw: bytes) -> None:
+        """Write raw bytes as one pubsub frame to a peer (fault-injection tests only)."""
+        if self.pubsub is None:
+            return
+        stream = self.pubsub.peers.get(ID.from_base58(peer_id))
+        if stream is None:
+            raise PeerUnavailable(f"no pubsub stream to {peer_id}")
+        await stream.write(frame(raw))
+
+    # -- faults, scores, bans ------------------------------------------------------
+
+    def on_fault(self, peer: ID, reason: str, amount: float) -> None:
+        """Penalise ``peer`` for a protocol fault; cut it if its score falls too low."""
+        if self.gossipsub is None:
+            return
+        if amount > 0 and self.gossipsub.scorer is not None:
+            self.gossipsub.scorer.penalize_behavior(peer, amount)
+        self.stats.peers_penalised += 1
+        cut = self.score(peer) < scoring.DISCONNECT_SCORE
+        if cut:
+            self._cut(peer)
+        if self.bridge is not None:
+            self.bridge.post(self.side.on_event, PeerPenalised(peer.to_base58(), reason, cut))
+
+    def report(self, peer_id: str, reason: str, disconnect: bool) -> None:
+        """A penalty from the node (bad sync data); trio thread."""
+        peer = ID.from_base58(peer_id)
+        self.on_fault(peer, reason, scoring.PENALTY.get(reason, scoring.PENALTY["bad_data"]))
+        if disconnect:
+            self._cut(peer)
+
+    def score(self, peer: ID) -> float:
+        """Current GossipSub score of ``peer`` over our topics."""
+        if self.gossipsub is None or self.gossipsub.scorer is None:
+            return 0.0
+        return float(self.gossipsub.scorer.score(peer, list(self.kind_by_topic)))
+
+    def _cut(self, peer: ID) -> None:
+        pid = peer.to_base58()
+        if self.bans.is_banned(pid, time.monotonic()):
+            return
+        log.warning("disconnecting and banning peer %s (score %.1f)", pid, self.score(peer))
+        self.bans.ban(pid, time.monotonic())
+        if self.pubsub is not None:
+            self.pubsub.blacklisted_peers.add(peer)
+        target = self.state.targets.get(pid)
+        if target is not None and not target.keep:
+            del self.state.targets[pid]
+        if self.nursery is not None:
+            self.nursery.start_soon(self._disconnect, peer)
+
+    async def _disconnect(self, peer: ID) -> None:
+        try:
+            await self.host.disconnect(peer)
+        except Exception as exc:
+            log.debug("disconnect %s: %s", peer, exc)
+
+    async def _score_loop(self) -> None:
+        while True:
+            await trio.sleep(1.0)
+            for peer in list(self.connected):
+                if self.score(peer) < scoring.DISCONNECT_SCORE:
+                    self._cut(peer)
+            for pid in self.bans.expired(time.monotonic()):
+                if self.pubsub is not None:
+                    self.pubsub.blacklisted_peers.discard(ID.from_base58(pid))
+
+    # -- connections ---------------------------------------------------------------
+
+    def on_connected(self, peer: ID) -> None:
+        """Notifee: gate the connection, then tell the node and exchange peers."""
+        pid = peer.to_base58()
+        over = len(self.connected) >= self.config.max_peers and peer not in self.connected
+        if self.bans.is_banned(pid, time.monotonic()) or over:
+            if self.nursery is not None:
+                self.nursery.start_soon(self._disconnect, peer)
+            return
+        if peer in self.connected:
+            return
+        self.connected.add(peer)
+        self.stats.peers = len(self.connected)
+        self.stats.peers_connected_total += 1
+        target = self.state.targets.get(pid)
+        if target is not None:
+            target.delay = 0.0
+        if self.bridge is not None:
+            self.bridge.post(self.side.on_event, PeerConnected(pid))
+        if self.nursery is not None:
+            self.nursery.start_soon(self._exchange_with, peer, 0.2)
+
+    def on_disconnected(self, peer: ID) -> None:
+        """Notifee: forget per-peer state and tell the node."""
+        if peer not in self.connected:
+            return
+        if self.host is not None and self.host.get_network().get_connections(peer):
+            return
+        self.connected.discard(peer)
+        pid = peer.to_base58()
+        self.stats.peers = len(self.connected)
+        self.stats.peers_disconnected_total += 1
+        self.gate.limiter.forget(pid)
+        self.req_limiter.forget(pid)
+        if self.bridge is not None:
+            self.bridge.post(self.side.on_event, PeerDisconnected(pid))
+
+    async def connect(self, addr: str) -> str:
+        """Dial a multiaddr with /p2p/<id> and return the peer id."""
+        info = info_from_p2p_addr(multiaddr.Multiaddr(addr))
+        if info.peer_id == self.my_id:
+            raise PeerUnavailable("refusing to dial ourselves")
+        if self.bans.is_banned(info.peer_id.to_base58(), time.monotonic()):
+            raise PeerUnavailable(f"peer {info.peer_id} is banned")
+        try:
+            with trio.fail_after(DIAL_TIMEOUT):
+                await self.host.connect(info)
+        except trio.TooSlowError as exc:
+            raise PeerUnavailable(f"dialing {addr} timed out") from exc
+        except Exception as exc:
+            raise PeerUnavailable(f"dialing {addr} failed: {exc}") from exc
+        return info.peer_id.to_base58()
+
+    async def disconnect(self, peer_id: str) -> None:
+        """Close the connection to a peer."""
+        await self._disconnect(ID.from_base58(peer_id))
+
+    async def _dial_loop(self) -> None:
+        while True:
+            now = trio.current_time()
+            connected = {p.to_base58() for p in self.connected}
+            room = self.config.max_peers - len(connected)
+            for pid, target in list(self.state.targets.items()):
+                if pid in connected or target.dialing or target.next_try > now:
+                    continue
+                if not target.keep and room <= 0:
+                    continue
+                if self.bans.is_banned(pid, time.monotonic()):
+                    continue
+                target.dialing = True
+                room -= 1
+                if self.nursery is not None:
+                    self.nursery.start_soon(self._dial, pid, target)
+            await trio.sleep(0.25)
+
+    async def _dial(self, pid: str, target: _Target) -> None:
+        try:
+            for addr in target.addrs:
+                try:
+                    await self.connect(addr)
+                    target.delay = 0.0
+                    return
+                except PeerUnavailable as exc:
+                    log.debug("dial %s: %s", pid, exc)
+            # Exponential backoff with jitter, so restarted peers are not hammered in step.
+            base = max(self.config.reconnect_min, target.delay * 2)
+            target.delay = min(self.config.reconnect_max, base)
+            target.next_try = trio.current_time() + target.delay * random.uniform(0.8, 1.2)
+        finally:
+            target.dialing = False
+
+    # -- peer exchange ---------------------------------------------------------------
+
+    def _own_record(self) -> PeerRecord:
+        return PeerRecord(self.my_id.to_base58(), tuple(self.own_addrs[:_PX_MAX_ADDRS]))
+
+    def _known_records(self, exclude: str) -> tuple[PeerRecord, ...]:
+        out = []
+        for peer in sorted(self.connected, key=lambda p: p.to_base58()):
+            pid = peer.to_base58()
+            addrs = self.known_addrs.get(pid)
+            if pid != exclude and addrs:
+                out.append(PeerRecord(pid, tuple(addrs[:_PX_MAX_ADDRS])))
+        return tuple(out[:_PX_MAX_RECORDS])
+
+    def _learn(self, source: ID, msg: PeerExchange) -> None:
+        if msg.sender.peer_id == source.to_base58():
+            self.known_addrs[msg.sender.peer_id] = _valid_addrs(msg.sender.addrs, msg.sender.peer_id)
+        for rec in msg.peers[:_PX_MAX_RECORDS]:
+            if rec.peer_id == self.my_id.to_base58() or rec.peer_id in self.state.targets:
+                continue
+            addrs = _valid_addrs(rec.addrs, rec.peer_id)
+            if addrs and len(self.state.targets) < 4 * self.config.max_peers:
+                self.state.targets[rec.peer_id] = _Target(addrs, keep=False)
+
+    async def _serve_px(self, stream: Any) -> None:
+        peer = stream.muxed_conn.peer_id
+        try:
+            with trio.fail_after(5):
+                raw = await FrameReader(stream, _PX_MAX_BYTES).read_frame()
+                if raw is None:
+                    raise BadPeerData("empty peer exchange request")
+                msg = PeerExchange.decode(raw, max_bytes=_PX_MAX_BYTES)
+                self._learn(peer, msg)
+                reply = PeerExchange(self._own_record(), self._known_records(peer.to_base58()))
+                await write_frames(stream, [reply.encode()])
+                await stream.close()
+        except Exception as exc:
+            log.debug("peer exchange with %s failed: %s", peer, exc)
+            await _reset(stream)
+
+    async def _exchange_with(self, peer: ID, delay: float = 0.0) -> None:
+        await trio.sleep(delay)
+        if peer not in self.connected:
+            return
+        req = PeerExchange(self._own_record(), ()).encode()
+        try:
+            frames = await self.request(peer.to_base58(), peers_protocol(self.config.chain_id), req, 5.0, 1, _PX_MAX_BYTES)
+            if frames:
+                self._learn(peer, PeerExchange.decode(frames[0], max_bytes=_PX_MAX_BYTES))
+        except Exception as exc:
+            log.debug("peer exchange with %s failed: %s", peer, exc)
+
+    async def _px_loop(self) -> None:
+        while True:
+            await trio.sleep(self.config.peer_exchange_interval)
+            peers = list(self.connected)
+            random.shuffle(peers)
+            for peer in peers[:4]:
+                if self.nursery is not None:
+                    self.nursery.start_soon(self._exchange_with, peer, 0.0)
+
+    # -- request / response ------------------------------------------------------------
+
+    async def request(
+        self, peer_id: str, protocol: str, data: bytes, timeout: float, max_frames: int, max_frame: int
+    ) -> list[bytes]:
+        """Open a stream, send one request frame, read up to ``max_frames`` frames until EOF."""
+        peer = ID.from_base58(peer_id)
+        if peer not in self.connected:
+            raise PeerUnavailable(f"peer {peer_id} is not connected")
+        self.stats.requests_out += 1
+        stream = None
+        try:
+            with trio.fail_after(timeout):
+                try:
+                    stream = await self.host.new_stream(peer, [TProtocol(protocol)])
+                except Exception as exc:
+                    raise PeerUnavailable(f"{peer_id} does not serve {protocol}: {exc}") from exc
+                await stream.write(frame(data))
+                self.stats.bytes_out += len(data)
+                reader = FrameReader(stream, max_frame)
+                frames: list[bytes] = []
+                while True:
+                    try:
+                        f = await reader.read_frame()
+                    except MessageTooLarge as exc:
+                        raise BadPeerData(f"{peer_id}: {exc}") from exc
+                    if f is None:
+                        break
+                    if len(frames) >= max_frames:
+                        raise BadPeerData(f"{peer_id} sent more than the {max_frames} frames asked")
+                    frames.append(f)
+                self.stats.bytes_in += reader.bytes_read
+                await stream.close()
+                stream = None
+                return frames
+        except trio.TooSlowError as exc:
+            self.stats.requests_failed += 1
+            raise RequestTimeout(f"{protocol} request to {peer_id} timed out after {timeout} s") from exc
+        except RequestFailed:
+            self.stats.requests_failed += 1
+            raise
+        except Exception as exc:
+            self.stats.requests_failed += 1
+            raise RequestFailed(f"{protocol} request to {peer_id} failed: {type(exc).__name__}: {exc}") from exc
+        finally:
+            if stream is not None:
+                await _reset(stream)
+
+    async def _serve_request(self, protocol: str, stream: Any) -> None:
+        peer = stream.muxed_conn.peer_id
+        pid = peer.to_base58()
+        if self.bridge is None or not self.req_limiter.allow(pid, "request", time.monotonic()):
+            self.stats.drop("rate")
+            self.on_fault(peer, "rate", scoring.PENALTY["rate"])
+            await _reset(stream)
+            return
+        self.stats.requests_in += 1
+        try:
+            with trio.fail_after(self.config.request_timeout):
+                data = await FrameReader(stream, _REQUEST_MAX_BYTES).read_frame()
+                if data is None:
+                    raise BadPeerData("empty request")
+            result = await self.bridge.to_asyncio(self.side.serve, protocol, pid, data, timeout=self.config.request_timeout)
+            if isinstance(result, BaseException):
+                raise result
+            with trio.fail_after(self.config.request_timeout * 3):
+                self.stats.bytes_out += await write_frames(stream, result)
+                await stream.close()
+        except Exception as exc:
+            log.debug("serving %s to %s failed: %s", protocol, pid, exc)
+            await _reset(stream)
+
+
+def _valid_addrs(addrs: tuple[str, ...], peer_id: str) -> list[str]:
+    out = []
+    for a in addrs[:_PX_MAX_ADDRS]:
+        try:
+            m = multiaddr.Multiaddr(a)
+        except Exception:
+            continue
+        text = str(m)
+        if not text.startswith("/ip4/") or "/tcp/" not in text:
+            continue
+        if "/p2p/" not in text:
+            text = f"{text}/p2p/{peer_id}"
+        elif not text.endswith(f"/p2p/{peer_id}"):
+            continue
+        out.append(text)
+    return out
+
+
+async def _reset(stream: Any) -> None:
+    try:
+        await stream.reset()
+    except Exception as exc:
+        log.debug("stream reset: %s", exc)
