@@ -1,0 +1,159 @@
+"""Proof-of-compute containers: challenges, commitments, openings and fraud proofs.
+
+All are frozen dataclasses with a canonical encoding (``consensus.codec``), so
+they can be transaction bodies and be hashed into state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from consensus.codec import Encodable
+from consensus.hashing import HASH_LEN
+from consensus.poc.errors import InvalidChallengeParams
+from consensus.poc.matrices import MAX_N
+
+
+@dataclass(frozen=True, slots=True)
+class PocParams(Encodable):
+    """Protocol parameters of proof of compute (they live in genesis)."""
+
+    challenge_ms: int
+    """Time an honest device that meets its claimed units needs for its challenge."""
+    commit_deadline_blocks: int
+    """The commitment must be included at most this many blocks after the challenge height."""
+    sample_delay_blocks: int
+    """Samples come from the block this many blocks after the commitment's inclusion block."""
+    openings_deadline_blocks: int
+    """Openings must be included at most this many blocks after the sample block."""
+    max_rows: int
+    """Largest row count of A (bounds the work and the prover's memory for leaf hashes)."""
+
+    def __post_init__(self) -> None:
+        for name in ("challenge_ms", "commit_deadline_blocks", "sample_delay_blocks",
+                     "openings_deadline_blocks", "max_rows"):
+            value = getattr(self, name)
+            if type(value) is not int or value < 1:
+                raise InvalidChallengeParams(f"PocParams.{name} must be a positive integer")
+        if self.max_rows > 1 << 24:
+            raise InvalidChallengeParams("PocParams.max_rows is at most 2^24")
+
+
+#: Devnet: ~1 s blocks and 20-block epochs; a challenge resolves well inside an epoch,
+#: and the commit deadline (about 15 s) leaves room for a 2x overclaimer to finish and
+#: be measured, while a >3x overclaimer misses it.
+DEVNET_POC_PARAMS = PocParams(
+    challenge_ms=5_000,
+    commit_deadline_blocks=15,
+    sample_delay_blocks=1,
+    openings_deadline_blocks=3,
+    max_rows=1 << 20,
+)
+#: Mainnet: longer challenges make block-time granularity a small share of the measurement.
+MAINNET_POC_PARAMS = PocParams(
+    challenge_ms=60_000,
+    commit_deadline_blocks=40,
+    sample_delay_blocks=1,
+    openings_deadline_blocks=10,
+    max_rows=1 << 22,
+)
+
+
+def _check_hash(owner: str, name: str, value: bytes) -> None:
+    if type(value) is not bytes or len(value) != HASH_LEN:
+        raise InvalidChallengeParams(f"{owner}.{name} must be {HASH_LEN} bytes")
+
+
+@dataclass(frozen=True, slots=True)
+class Challenge(Encodable):
+    """One proof-of-compute challenge: compute C = A·B for A (rows x n) and B (n x n)."""
+
+    id: bytes
+    """Hash identifying the challenge (see derive_challenge)."""
+    nft_id: bytes
+    """The compute NFT challenged."""
+    height: int
+    """Height of the block whose state transition derived the challenge."""
+    seed: bytes
+    """32-byte seed of the matrix streams."""
+    n: int
+    """Inner dimension: B is n x n, rows of A and C have n entries (n <= 2048)."""
+    rows: int
+    """Row count of A and C."""
+    claimed_units: int
+    """The NFT's claimed units the size was chosen from; verified units never exceed it."""
+    deadline_height: int
+    """Last height at which the commitment may be included."""
+
+    def __post_init__(self) -> None:
+        _check_hash("Challenge", "id", self.id)
+        _check_hash("Challenge", "seed", self.seed)
+        if type(self.nft_id) is not bytes or not 1 <= len(self.nft_id) <= 64:
+            raise InvalidChallengeParams("Challenge.nft_id must be 1 to 64 bytes")
+        if type(self.n) is not int or not 1 <= self.n <= MAX_N:
+            raise InvalidChallengeParams(f"Challenge.n must be in [1, {MAX_N}]")
+        if type(self.rows) is not int or not 1 <= self.rows <= 1 << 24:
+            raise InvalidChallengeParams("Challenge.rows must be in [1, 2^24]")
+        for name in ("height", "claimed_units", "deadline_height"):
+            value = getattr(self, name)
+            if type(value) is not int or value < 0:
+                raise InvalidChallengeParams(f"Challenge.{name} must be a non-negative integer")
+        if self.deadline_height <= self.height:
+            raise InvalidChallengeParams("Challenge.deadline_height must be after its height")
+
+    @property
+    def work_flops(self) -> int:
+        """Floating-point operations of the product (a multiply and an add per term)."""
+        return 2 * self.rows * self.n * self.n
+
+
+@dataclass(frozen=True, slots=True)
+class PocCommitment(Encodable):
+    """Body of the commitment transaction: the Merkle root over the rows of C."""
+
+    challenge_id: bytes
+    root: bytes
+
+    def __post_init__(self) -> None:
+        _check_hash("PocCommitment", "challenge_id", self.challenge_id)
+        _check_hash("PocCommitment", "root", self.root)
+
+
+@dataclass(frozen=True, slots=True)
+class RowOpening(Encodable):
+    """One opened row of C with its Merkle inclusion proof."""
+
+    index: int
+    """Row index in C."""
+    row: bytes
+    """The row's leaf bytes: n little-endian int32 entries."""
+    path: tuple[bytes, ...]
+    """Sibling hashes from the leaf level up (see consensus.poc.merkle)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PocOpenings(Encodable):
+    """Body of the openings transaction: the sampled rows, in ascending index order."""
+
+    # 688 rows of up to 2048 int32 entries plus paths: about 6 MB at most.
+    MAX_BYTES: ClassVar[int] = 8 << 20
+
+    challenge_id: bytes
+    openings: tuple[RowOpening, ...]
+
+    def __post_init__(self) -> None:
+        _check_hash("PocOpenings", "challenge_id", self.challenge_id)
+
+
+@dataclass(frozen=True, slots=True)
+class PocFraudProof(Encodable):
+    """Body of a fraud-proof transaction: a committed row of C that is not A_i·B."""
+
+    MAX_BYTES: ClassVar[int] = 64 << 10
+
+    challenge_id: bytes
+    opening: RowOpening
+
+    def __post_init__(self) -> None:
+        _check_hash("PocFraudProof", "challenge_id", self.challenge_id)

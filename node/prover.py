@@ -1,0 +1,242 @@
+"""The proof-of-compute prover: computes C = A·B with BLAS in a worker process.
+
+The product runs in a separate process (spawn context) so the node's event
+loop never blocks on it: ``Prover.prove`` awaits the worker and returns the
+Merkle root to commit; ``Prover.open_rows`` later returns the sampled rows with
+their paths. The worker processes A in blocks of rows, so its memory stays at a
+few blocks however tall A is; it returns only the Merkle tree (32 bytes a row
+and level), and opened rows are recomputed on demand (k·2n² operations, a small
+share of the challenge, spent after the commitment so it does not count
+against the measured time).
+
+The kernel is float32 (or float64) GEMM on small integers: exact, since every
+partial sum stays below 2^24 (see consensus.poc.matrices), and converted to
+int32 rows for the commitment.
+
+Test-only mode ``cheat_fraction`` (the node's poc-cheat mode) corrupts that
+fraction of rows after computing them, choosing the rows deterministically from
+the seed so that the openings match the (wrong) commitment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import math
+import multiprocessing
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from consensus.hashing import HASH_LEN
+from consensus.poc.matrices import MATRIX_A, generate_a_rows, generate_b, generate_rows
+from consensus.poc.merkle import LEAF_PREFIX, ROW_DTYPE, hash_node
+from consensus.poc.types import Challenge, PocOpenings, RowOpening
+
+#: Rows of A generated and multiplied at a time (bounds the worker's memory).
+BLOCK_ROWS = 1024
+KERNEL_DTYPES = ("float32", "float64")
+
+
+class ProverError(Exception):
+    """The prover cannot serve a request (unknown challenge, bad option, worker failure)."""
+
+
+# --- the kernel (runs in the worker process, and in benchmarks in-process) ------------
+
+
+def compute_cheat_rows(seed: bytes, rows: int, cheat_fraction: float) -> npt.NDArray[np.int64]:
+    """Return the sorted rows the test-only poc-cheat mode corrupts (ceil(fraction · rows))."""
+    if not 0.0 <= cheat_fraction <= 1.0:
+        raise ProverError("cheat_fraction must be in [0, 1]")
+    count = math.ceil(cheat_fraction * rows)
+    if count == 0:
+        return np.empty(0, dtype=np.int64)
+    rng = np.random.default_rng(int.from_bytes(hashlib.sha256(b"poc-cheat" + seed).digest()[:8], "big"))
+    return np.sort(rng.choice(rows, size=count, replace=False)).astype(np.int64)
+
+
+def multiply_block(a: npt.NDArray[np.int8], b: npt.NDArray[np.floating], dtype: str) -> npt.NDArray[np.int32]:
+    """Return A·B as int32 using the BLAS float kernel (``b`` already in ``dtype``)."""
+    c = np.matmul(a.astype(dtype), b)
+    out: npt.NDArray[np.int32] = c.astype(np.int32)
+    return out
+
+
+def _corrupt(block: npt.NDArray[np.int32], block_indices: npt.NDArray[np.int64], bad: npt.NDArray[np.int64]) -> None:
+    """Add 1 to the first entry of each row of ``block`` whose index is in ``bad``."""
+    if len(bad) == 0:
+        return
+    hit = np.isin(block_indices, bad)
+    block[hit, 0] += 1
+
+
+def _leaf_hashes(block: npt.NDArray[np.int32]) -> bytes:
+    data = memoryview(np.ascontiguousarray(block, dtype=ROW_DTYPE).tobytes())
+    width = block.shape[1] * 4
+    out = []
+    for j in range(block.shape[0]):
+        h = hashlib.sha256(LEAF_PREFIX)
+        h.update(data[j * width:(j + 1) * width])
+        out.append(h.digest())
+    return b"".join(out)
+
+
+def _build_level_blobs(leaves: bytes) -> list[bytes]:
+    """Return each Merkle level as one blob of 32-byte hashes (leaves first, root last)."""
+    levels = [leaves]
+    while len(levels[-1]) > HASH_LEN:
+        level = levels[-1]
+        count = len(level) // HASH_LEN
+        nxt = [
+            hash_node(level[i * HASH_LEN:(i + 1) * HASH_LEN], level[(i + 1) * HASH_LEN:(i + 2) * HASH_LEN])
+            for i in range(0, count - 1, 2)
+        ]
+        if count % 2:
+            nxt.append(level[(count - 1) * HASH_LEN:])
+        levels.append(b"".join(nxt))
+    return levels
+
+
+@dataclass(frozen=True, slots=True)
+class CommitmentWork:
+    """What the worker returns: the Merkle levels and how long each phase took."""
+
+    levels: list[bytes]
+    generate_s: float
+    multiply_s: float
+    commit_s: float
+
+    @property
+    def root(self) -> bytes:
+        return self.levels[-1]
+
+    @property
+    def total_s(self) -> float:
+        return self.generate_s + self.multiply_s + self.commit_s
+
+
+def compute_commitment(seed: bytes, n: int, rows: int, dtype: str = "float32",
+                       cheat_fraction: float = 0.0) -> CommitmentWork:
+    """Generate A and B, compute C = A·B block by block, and build the Merkle tree over C's rows."""
+    if dtype not in KERNEL_DTYPES:
+        raise ProverError(f"kernel dtype must be one of {KERNEL_DTYPES}")
+    bad = compute_cheat_rows(seed, rows, cheat_fraction)
+    t0 = time.perf_counter()
+    b = generate_b(seed, n).astype(dtype)
+    gen_s = time.perf_counter() - t0
+    mul_s = com_s = 0.0
+    leaves = []
+    for start in range(0, rows, BLOCK_ROWS):
+        stop = min(rows, start + BLOCK_ROWS)
+        t0 = time.perf_counter()
+        a = generate_a_rows(seed, n, start, stop)
+        t1 = time.perf_counter()
+        c = multiply_block(a, b, dtype)
+        t2 = time.perf_counter()
+        _corrupt(c, np.arange(start, stop, dtype=np.int64), bad)
+        leaves.append(_leaf_hashes(c))
+        t3 = time.perf_counter()
+        gen_s += t1 - t0
+        mul_s += t2 - t1
+        com_s += t3 - t2
+    t0 = time.perf_counter()
+    levels = _build_level_blobs(b"".join(leaves))
+    com_s += time.perf_counter() - t0
+    return CommitmentWork(levels=levels, generate_s=gen_s, multiply_s=mul_s, commit_s=com_s)
+
+
+def compute_rows(seed: bytes, n: int, rows: int, indices: list[int], dtype: str = "float32",
+                 cheat_fraction: float = 0.0) -> list[bytes]:
+    """Recompute rows ``indices`` of C (with the same corruption as the commitment) as leaf bytes."""
+    bad = compute_cheat_rows(seed, rows, cheat_fraction)
+    b = generate_b(seed, n).astype(dtype)
+    out: list[bytes] = []
+    for start in range(0, len(indices), BLOCK_ROWS):
+        chunk = indices[start:start + BLOCK_ROWS]
+        c = multiply_block(generate_rows(seed, MATRIX_A, n, chunk), b, dtype)
+        _corrupt(c, np.asarray(chunk, dtype=np.int64), bad)
+        data = np.ascontiguousarray(c, dtype=ROW_DTYPE)
+        out.extend(row.tobytes() for row in data)
+    return out
+
+
+def compute_path(levels: list[bytes], index: int) -> tuple[bytes, ...]:
+    """Return the Merkle path of leaf ``index`` from level blobs (same as consensus.poc.merkle)."""
+    path = []
+    for level in levels[:-1]:
+        sibling = index ^ 1
+        if sibling * HASH_LEN < len(level):
+            path.append(level[sibling * HASH_LEN:(sibling + 1) * HASH_LEN])
+        index //= 2
+    return tuple(path)
+
+
+# --- the asyncio-facing service ----------------------------------------------------
+
+
+@dataclass(slots=True)
+class ProvedChallenge:
+    """A challenge the prover has computed and committed to."""
+
+    challenge: Challenge
+    root: bytes
+    levels: list[bytes] = field(repr=False)
+    seconds: float
+
+
+class Prover:
+    """Computes challenges in a worker process and serves openings; one instance per node."""
+
+    def __init__(self, *, dtype: str = "float32", cheat_fraction: float = 0.0) -> None:
+        if dtype not in KERNEL_DTYPES:
+            raise ProverError(f"kernel dtype must be one of {KERNEL_DTYPES}")
+        if not 0.0 <= cheat_fraction <= 1.0:
+            raise ProverError("cheat_fraction must be in [0, 1]")
+        self._dtype = dtype
+        self._cheat_fraction = cheat_fraction
+        # spawn: a fresh interpreter, never a fork of a process with running threads.
+        self._executor = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+        self._proved: dict[bytes, ProvedChallenge] = {}
+
+    async def prove(self, challenge: Challenge) -> ProvedChallenge:
+        """Compute C for ``challenge`` in the worker and return the commitment to post."""
+        loop = asyncio.get_running_loop()
+        work = await loop.run_in_executor(
+            self._executor, compute_commitment, challenge.seed, challenge.n, challenge.rows,
+            self._dtype, self._cheat_fraction,
+        )
+        proved = ProvedChallenge(challenge=challenge, root=work.root, levels=work.levels,
+                                 seconds=work.total_s)
+        self._proved[challenge.id] = proved
+        return proved
+
+    async def open_rows(self, challenge_id: bytes, indices: tuple[int, ...]) -> PocOpenings:
+        """Return the openings of rows ``indices`` (as derived from the sample block)."""
+        proved = self._proved.get(challenge_id)
+        if proved is None:
+            raise ProverError(f"challenge {challenge_id.hex()} was not proved by this prover")
+        ch = proved.challenge
+        if any(not 0 <= i < ch.rows for i in indices):
+            raise ProverError("an opened row index is out of range")
+        loop = asyncio.get_running_loop()
+        rows = await loop.run_in_executor(
+            self._executor, compute_rows, ch.seed, ch.n, ch.rows, list(indices), self._dtype,
+            self._cheat_fraction,
+        )
+        openings = tuple(
+            RowOpening(index=i, row=row, path=compute_path(proved.levels, i))
+            for i, row in zip(indices, rows, strict=True)
+        )
+        return PocOpenings(challenge_id=challenge_id, openings=openings)
+
+    def forget(self, challenge_id: bytes) -> None:
+        """Drop what is kept for a finished challenge."""
+        self._proved.pop(challenge_id, None)
+
+    def close(self) -> None:
+        """Stop the worker process (waits for a running product to finish)."""
+        self._executor.shutdown(wait=True, cancel_futures=True)
