@@ -19,6 +19,7 @@ from consensus.hashing import ZERO_HASH, tagged_hash
 from consensus.state import DictStateReader, State
 from consensus.transition import SigCache, TransitionResult, state_transition
 from consensus.txs import SignedTx, build_tx
+from consensus.validator_set import ValidatorSet
 from consensus.votes import Commit, Vote, VoteType, compute_commit
 
 
@@ -137,9 +138,14 @@ class TestChain:
             validators_hash=vset.hash(),
         )
 
-    def sign_commit(self, block: Block, signers: list[int] | None = None) -> Commit:
-        """Return a commit of ``block`` signed by ``signers`` (default: all validators)."""
-        vset = self.view().get_validator_set()
+    def sign_commit(
+        self, block: Block, signers: list[int] | None = None, vset: ValidatorSet | None = None
+    ) -> Commit:
+        """Return a commit of ``block`` by ``signers`` (default: all members of its set)."""
+        if vset is None:
+            vset = self.view().get_last_validator_set()
+        if vset is None:
+            raise ValueError("no validator set is known for the block")
         chosen = range(self.n_validators) if signers is None else signers
         precommits = []
         for i in chosen:
@@ -161,12 +167,13 @@ class TestChain:
 
     def apply(self, block: Block, *, sig_cache: SigCache | None = None) -> TransitionResult:
         """Execute and commit ``block`` (raises InvalidBlock if it is invalid)."""
+        vset = self.view().get_validator_set()
         result = state_transition(self.state, block, sig_cache=sig_cache)
         self.state.apply(result.changes)
         self.height = block.header.height
         self.time_ms = block.header.time_ms
         self.last_hash = block.hash()
-        self.last_commit = self.sign_commit(block)
+        self.last_commit = self.sign_commit(block, vset=vset)
         self.blocks.append(block)
         return result
 
