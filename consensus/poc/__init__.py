@@ -8,7 +8,7 @@ The pure rules, in the order a challenge lives through them:
 2. The prover computes C = A·B (exact in float32 BLAS) and commits to the Merkle
    root over C's rows (``merkle``); ``is_commitment_in_time`` checks the deadline
    and ``compute_verified_units`` turns the chain's observed time into units.
-3. ``derive_sample_indices`` picks 688 rows (``sampling``) from a later block hash;
+3. ``derive_sample_indices`` picks 800 rows (``sampling``) from a later block hash;
    ``verify_openings`` checks their paths and an exact int64 Freivalds test
    (``verify``); a wrong row yields a ``PocFraudProof`` that ``verify_fraud_proof``
    checks exactly.

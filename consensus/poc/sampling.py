@@ -16,13 +16,18 @@ draw, and a draw equal to an earlier one is skipped. The first ``k`` distinct
 draws, sorted ascending, are the sample (``k = min(SAMPLE_COUNT, rows)``: with no
 more rows than that, every row is opened).
 
-Why k = 688: a prover whose commitment has a fraction f >= 1% of wrong rows
+Why k = 800: a prover whose commitment has a fraction f >= 1% of wrong rows
 escapes only if no sample lands on one. Without replacement that chance is at
-most (1 - f)^k <= 0.99^k, and 0.99^688 = 0.000992 <= 0.001 while 0.99^687 =
-0.001002 > 0.001. A wrong row that is sampled fails the Freivalds check unless
-(c' - c)·r = 0, which for a vector r uniform on [0, 2^20)^n happens with
-probability at most 2^-20 (Schwartz-Zippel); the overall catch rate is then at
-least (1 - 0.000992)(1 - 2^-20) > 0.999.
+most (1 - f)^k <= 0.99^k. The least k meeting the 99.9% goal is 688 (0.99^688
+= 0.000992 <= 0.001, while 0.99^687 = 0.001002); we open 800, so the escape
+chance is at most 0.99^800 = 0.000324, a third of the allowed 0.001. The
+margin absorbs the Freivalds slip below and makes the goal checkable: in
+10,000 simulated challenges the expected escapes are ~3 against the 10
+allowed, where k = 688 would expect ~9.9 and pass or fail by luck. A wrong row
+that is sampled fails the Freivalds check unless (c' - c)·r = 0, which for r
+uniform on [0, 2^20)^n happens with probability at most 2^-20
+(Schwartz-Zippel); so the catch rate is at least (1 - 0.000324)(1 - 2^-20)
+> 0.9996.
 
 Freivalds vector: ``r_j`` is the j-th little-endian u32 word of
 ``SHAKE-256(b"cstake/poc/freivalds/v1" || sample_seed)`` masked to its low 20
@@ -41,8 +46,10 @@ from consensus.hashing import HASH_LEN, tagged_hash
 SAMPLE_TAG = b"cstake/poc/sample/v1"
 INDICES_TAG = b"cstake/poc/indices/v1"
 FREIVALDS_TAG = b"cstake/poc/freivalds/v1"
-#: Rows opened per challenge: the least k with 0.99^k <= 0.001.
-SAMPLE_COUNT = 688
+#: The least k with 0.99^k <= 0.001 (see compute_min_sample_count).
+MIN_SAMPLE_COUNT = 688
+#: Rows opened per challenge: MIN_SAMPLE_COUNT with a margin (0.99^800 = 0.000324).
+SAMPLE_COUNT = 800
 #: The Freivalds vector's entries lie in [0, 2^FREIVALDS_BITS).
 FREIVALDS_BITS = 20
 #: Catch-rate target the sample count is chosen for (per million) and the bad-row fraction.
