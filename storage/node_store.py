@@ -17,6 +17,7 @@ operator can do; the store never starts on data it cannot vouch for.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Literal
@@ -45,9 +46,16 @@ LEVELDB_DIR = "leveldb"
 class PreparedHeight:
     """A height staged in a write batch, with its new state root, not yet on disk."""
 
-    __slots__ = ("_batch", "_update", "base", "committed", "head")
+    __slots__ = ("_batch", "_update", "base", "committed", "head", "root_update_seconds")
 
-    def __init__(self, base: Head | None, head: Head, batch: WriteBatch, update: TreeUpdate):
+    def __init__(
+        self,
+        base: Head | None,
+        head: Head,
+        batch: WriteBatch,
+        update: TreeUpdate,
+        root_update_seconds: float,
+    ):
         self.base = base
         """The head this preparation was computed on."""
         self.head = head
@@ -55,6 +63,8 @@ class PreparedHeight:
         self._batch = batch
         self._update = update
         self.committed = False
+        self.root_update_seconds = root_update_seconds
+        """Wall time spent updating the state trie (for metrics and benchmarks)."""
 
     @property
     def height(self) -> int:
@@ -291,7 +301,9 @@ class NodeStore:
         if stage_block is not None:
             stage_block(batch)
         stage_state_changes(batch, state_changes)
+        started = time.perf_counter()
         update = self._tree.compute_update(self._kv, self._root_content, state_changes)
+        root_update_seconds = time.perf_counter() - started
         for key, record in update.node_writes.items():
             if record is None:
                 batch.delete(key)
@@ -301,7 +313,7 @@ class NodeStore:
         batch.put(schema.root_key(height), update.root)
         head = Head(height, block_hash, update.root)
         batch.put(schema.HEAD_KEY, head.encode())
-        return PreparedHeight(self._head, head, batch, update)
+        return PreparedHeight(self._head, head, batch, update, root_update_seconds)
 
     def prepare_genesis(
         self, state_changes: Mapping[bytes, bytes | None], genesis_hash: bytes = ZERO_HASH

@@ -16,6 +16,7 @@ height's batch, so nothing changes on disk until the commit.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -96,13 +97,14 @@ class StateTree:
     ) -> TreeUpdate:
         """Return the trie after applying ``changes`` (key -> value, None deletes)."""
         items = sorted(
-            (hash32(k), None if v is None else hash32(v)) for k, v in changes.items()
+            (kh := hash32(k), None if v is None else kh + hash32(v)) for k, v in changes.items()
         )
-        prepared = [(kh, None if vh is None else kh + vh) for kh, vh in items]
+        khs = [kh for kh, _ in items]
+        entries = [entry for _, entry in items]
         writes: dict[bytes, bytes | None] = {}
-        if prepared:
-            walker = _Updater(reader, self._cache, writes)
-            root_content = walker.update(0, root_content, prepared)
+        if items:
+            walker = _Updater(reader, self._cache, writes, khs, entries)
+            root_content = walker.update(0, root_content, 0, len(items))
         return TreeUpdate(root_content, compute_content_root(root_content), writes)
 
     def on_committed(self, update: TreeUpdate) -> None:
@@ -212,16 +214,27 @@ def _shares_prefix(a: bytes, b: bytes, nibbles: int) -> bool:
 
 
 class _Updater:
-    """One update's walk: reads branches, collects record writes."""
+    """One update's walk: reads branches, collects record writes.
 
-    __slots__ = ("_cache", "_reader", "_writes")
+    The changes are two parallel lists sorted by key hash (``khs`` and their new
+    leaf entries, None for a delete); a slot's changes are an index range.
+    """
+
+    __slots__ = ("_cache", "_entries", "_khs", "_reader", "_writes")
 
     def __init__(
-        self, reader: KVReader, cache: dict[bytes, bytes], writes: dict[bytes, bytes | None]
+        self,
+        reader: KVReader,
+        cache: dict[bytes, bytes],
+        writes: dict[bytes, bytes | None],
+        khs: list[bytes],
+        entries: list[bytes | None],
     ) -> None:
         self._reader = reader
         self._cache = cache
         self._writes = writes
+        self._khs = khs
+        self._entries = entries
 
     def _read(self, nk: bytes, depth: int) -> bytes:
         if depth < CACHED_DEPTH:
@@ -232,62 +245,86 @@ class _Updater:
             return record
         return check_record(nk, self._reader.get(nk))
 
-    def update(
-        self, depth: int, content: bytes | None, changes: list[tuple[bytes, bytes | None]]
-    ) -> bytes | None:
-        """Return the new content of the slot at ``depth`` nibbles after ``changes``.
+    def update(self, depth: int, content: bytes | None, lo: int, hi: int) -> bytes | None:
+        """Return the new content of the slot at ``depth`` nibbles after changes [lo, hi).
 
-        ``changes`` is non-empty, sorted by key hash, and every key hash in it
-        shares the slot's prefix.
+        The range is non-empty and every key hash in it shares the slot's prefix.
+        This is the hot loop of a commit, so nibbles and offsets are inline and
+        nibble groups are found by bisection instead of a scan.
         """
+        khs = self._khs
+        entries = self._entries
         if content is None or len(content) == ENTRY_LEN:
-            return self._build(depth, _merge(content, changes))
-        nk = schema.node_key(depth, changes[0][0])
+            return self._build(depth, _merge(content, khs[lo:hi], entries[lo:hi]))
+        first = khs[lo]
+        nk = schema.node_key(depth, first)
         record = self._read(nk, depth)
         bitmap = int.from_bytes(record[0:2], "big")
         leafmask = int.from_bytes(record[2:4], "big")
+        body = record[RECORD_HEADER_LEN:]
+        byte_at = depth >> 1
+        odd = depth & 1
         changed = False
-        n = len(changes)
-        i = 0
-        while i < n:
-            nib = get_nibble(changes[i][0], depth)
-            j = i + 1
-            while j < n and get_nibble(changes[j][0], depth) == nib:
-                j += 1
+        i = lo
+        while i < hi:
+            kh = khs[i]
+            if odd:
+                nib = kh[byte_at] & 0x0F
+                j = i + 1
+                if j < hi and nib < 15:
+                    bound = kh[:byte_at] + bytes(((kh[byte_at] & 0xF0) | (nib + 1),))
+                    j = bisect_left(khs, bound, j, hi)
+                elif j < hi:
+                    j = hi
+            else:
+                nib = kh[byte_at] >> 4
+                j = i + 1
+                if j < hi and nib < 15:
+                    j = bisect_left(khs, kh[:byte_at] + bytes(((nib + 1) << 4,)), j, hi)
+                elif j < hi:
+                    j = hi
             bit = 1 << nib
-            off = get_slot_offset(bitmap, leafmask, nib)
-            old: bytes | None = None
-            if bitmap & bit:
-                old = record[off : off + (ENTRY_LEN if leafmask & bit else HASH_LEN)]
-            new = self.update(depth + 1, old, changes[i:j])
+            below = bit - 1
+            off = HASH_LEN * ((bitmap & below).bit_count() + (leafmask & below).bit_count())
+            old: bytes | None
+            if not bitmap & bit:
+                old = None
+                # Fast path: one key lands in an empty slot.
+                new = entries[i] if j == i + 1 else self.update(depth + 1, None, i, j)
+            elif leafmask & bit:
+                old = body[off : off + ENTRY_LEN]
+                # Fast path: the slot's own leaf is updated or deleted.
+                if j == i + 1 and old[:HASH_LEN] == kh:
+                    new = entries[i]
+                else:
+                    new = self.update(depth + 1, old, i, j)
+            else:
+                old = body[off : off + HASH_LEN]
+                new = self.update(depth + 1, old, i, j)
             if new != old:
                 changed = True
                 if new is None:
                     bitmap &= ~bit
                     leafmask &= ~bit
+                elif len(new) == ENTRY_LEN:
+                    bitmap |= bit
+                    leafmask |= bit
                 else:
                     bitmap |= bit
-                    if len(new) == ENTRY_LEN:
-                        leafmask |= bit
-                    else:
-                        leafmask &= ~bit
+                    leafmask &= ~bit
                 old_len = 0 if old is None else len(old)
-                record = (
-                    _header(bitmap, leafmask)
-                    + record[RECORD_HEADER_LEN:off]
-                    + (new or b"")
-                    + record[off + old_len :]
-                )
+                body = body[:off] + (new or b"") + body[off + old_len :]
             i = j
         if not changed:
             return content
         if bitmap == 0:
             self._writes[nk] = None
             return None
-        if bitmap.bit_count() == 1 and leafmask:
+        if leafmask == bitmap and bitmap.bit_count() == 1:
             # A branch left with one leaf collapses into that leaf.
             self._writes[nk] = None
-            return record[RECORD_HEADER_LEN:]
+            return body
+        record = _header(bitmap, leafmask) + body
         self._writes[nk] = record
         return compute_branch_hash(record)
 
@@ -319,12 +356,12 @@ class _Updater:
         return compute_branch_hash(record)
 
 
-def _merge(content: bytes | None, changes: list[tuple[bytes, bytes | None]]) -> list[bytes]:
-    """Return the sorted leaf entries of a slot holding ``content`` after ``changes``."""
-    entries = [entry for _, entry in changes if entry is not None]
+def _merge(content: bytes | None, khs: list[bytes], entries: list[bytes | None]) -> list[bytes]:
+    """Return the sorted leaf entries of a slot holding ``content`` after the changes."""
+    merged = [entry for entry in entries if entry is not None]
     if content is not None:
         kh = content[:HASH_LEN]
-        if all(ckh != kh for ckh, _ in changes):
-            entries.append(content)
-            entries.sort()
-    return entries
+        if kh not in khs:
+            merged.append(content)
+            merged.sort()
+    return merged
