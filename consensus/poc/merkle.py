@@ -113,3 +113,50 @@ def is_valid_proof(root: bytes, leaf: bytes, index: int, size: int, path: Sequen
         index //= 2
         size = (size + 1) // 2
     return node == root
+
+
+
+def is_valid_batch(root: bytes, size: int, openings: Sequence[tuple[int, bytes, Sequence[bytes]]]) -> bool:
+    """Return whether every (index, leaf, path) is in the ``size``-leaf tree with ``root``.
+
+    Same answer as is_valid_proof on each, but every tree node is hashed once:
+    sampled paths share most of their upper nodes. Each path element must equal
+    the node it stands for, whether computed from an opened leaf or given by
+    another path, so no element of any path goes unchecked.
+    """
+    if len(root) != HASH_LEN or not openings:
+        return False
+    known: dict[int, bytes] = {}
+    positions: list[int] = []
+    paths: list[Sequence[bytes]] = []
+    for index, leaf, path in openings:
+        if not 0 <= index < size or len(path) != get_proof_length(index, size):
+            return False
+        if any(type(p) is not bytes or len(p) != HASH_LEN for p in path):
+            return False
+        node = hash_leaf(leaf)
+        if known.setdefault(index, node) != node:
+            return False
+        positions.append(index)
+        paths.append(path)
+    steps = [0] * len(positions)
+    while size > 1:
+        # Siblings given by the paths must agree with what is known at this level.
+        for c, position in enumerate(positions):
+            sibling = position ^ 1
+            if sibling < size:
+                given = paths[c][steps[c]]
+                steps[c] += 1
+                if known.setdefault(sibling, given) != given:
+                    return False
+        parents: dict[int, bytes] = {}
+        for idx in sorted(known):
+            parent = idx // 2
+            if parent not in parents:
+                left = 2 * parent
+                right = left + 1
+                parents[parent] = hash_node(known[left], known[right]) if right < size else known[left]
+        known = parents
+        positions = [p // 2 for p in positions]
+        size = (size + 1) // 2
+    return known.get(0) == root

@@ -29,7 +29,7 @@ from consensus.poc.matrices import (
     generate_b,
     generate_rows,
 )
-from consensus.poc.merkle import ROW_DTYPE, ROW_ENTRY_BYTES, is_valid_proof
+from consensus.poc.merkle import ROW_DTYPE, ROW_ENTRY_BYTES, is_valid_batch, is_valid_proof
 from consensus.poc.sampling import compute_sample_seed, derive_freivalds_vector
 from consensus.poc.types import Challenge, PocFraudProof, PocOpenings, RowOpening
 
@@ -43,14 +43,21 @@ class OpeningsVerdict:
     fraud_proof: PocFraudProof | None
 
 
-def _check_opening_shape(challenge: Challenge, root: bytes, opening: RowOpening) -> None:
-    if len(opening.row) != ROW_ENTRY_BYTES * challenge.n:
-        raise InvalidOpenings(
-            f"row {opening.index} has {len(opening.row)} bytes; a row of n={challenge.n} "
-            f"entries has {ROW_ENTRY_BYTES * challenge.n}"
-        )
-    if not is_valid_proof(root, opening.row, opening.index, challenge.rows, opening.path):
-        raise InvalidOpenings(f"the Merkle path of row {opening.index} does not lead to the root")
+def _check_paths(challenge: Challenge, root: bytes, openings: tuple[RowOpening, ...]) -> None:
+    for opening in openings:
+        if len(opening.row) != ROW_ENTRY_BYTES * challenge.n:
+            raise InvalidOpenings(
+                f"row {opening.index} has {len(opening.row)} bytes; a row of n={challenge.n} "
+                f"entries has {ROW_ENTRY_BYTES * challenge.n}"
+            )
+    batch = [(o.index, o.row, o.path) for o in openings]
+    if is_valid_batch(root, challenge.rows, batch):
+        return
+    # Name the first row at fault (only on this failure path, so cost does not matter).
+    for opening in openings:
+        if not is_valid_proof(root, opening.row, opening.index, challenge.rows, opening.path):
+            raise InvalidOpenings(f"the Merkle path of row {opening.index} does not lead to the root")
+    raise InvalidOpenings("the Merkle paths of the openings disagree with each other")
 
 
 def _rows_as_int64(rows: list[bytes], n: int) -> npt.NDArray[np.int64]:
@@ -76,8 +83,7 @@ def verify_openings(
             f"expected the {len(expected)} sampled rows in ascending order, got {len(got)} rows "
             "with other indices"
         )
-    for opening in openings.openings:
-        _check_opening_shape(challenge, root, opening)
+    _check_paths(challenge, root, openings.openings)
     n = challenge.n
     c_rows = _rows_as_int64([o.row for o in openings.openings], n)
     # A correct entry never exceeds 49·n; bounding first also keeps int64 safe.

@@ -76,3 +76,27 @@ def test_encode_row_roundtrip_and_layout() -> None:
     assert decode_row(data, 4).tolist() == row.tolist()
     with pytest.raises(ValueError):
         decode_row(data, 3)
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 33, 100, 257])
+def test_is_valid_batch_accepts_exactly_what_single_proofs_accept(size: int) -> None:
+    from consensus.poc.merkle import is_valid_batch
+
+    leaves = leaves_for(size)
+    levels = build_levels([hash_leaf(x) for x in leaves])
+    root = compute_root(levels)
+    rng = np.random.default_rng(size)
+    chosen = sorted(rng.choice(size, size=max(1, size // 3), replace=False).tolist())
+    batch = [(i, leaves[i], compute_proof(levels, i)) for i in chosen]
+    assert is_valid_batch(root, size, batch)
+    assert not is_valid_batch(hash32(root), size, batch)
+    # Tamper with every path element in turn, even ones another opened leaf could supply.
+    for b, (i, leaf, path) in enumerate(batch):
+        for j in range(len(path)):
+            bad_path = list(path)
+            bad_path[j] = hash32(bad_path[j])
+            tampered = [*batch[:b], (i, leaf, tuple(bad_path)), *batch[b + 1:]]
+            assert not is_valid_batch(root, size, tampered)
+        flipped = leaf[:-1] + bytes([leaf[-1] ^ 1])
+        assert not is_valid_batch(root, size, [*batch[:b], (i, flipped, path), *batch[b + 1:]])
+    assert not is_valid_batch(root, size, [])

@@ -1,0 +1,88 @@
+"""Proof-of-compute benchmark: prover vs verifier time per challenge, and ``cstake bench``.
+
+Prover time: generate A and B from the seed, float32 BLAS product, conversion
+to int32 rows, Merkle tree over the rows (node.prover.compute_commitment, run
+in-process here). Verifier time: consensus.poc.verify_openings on the sampled
+rows (generate B and the opened rows of A, B·r in int64, one int64 dot product
+per opened row, each row's Merkle path). Both are medians of a few runs.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+from consensus.hashing import hash32
+from consensus.poc import (
+    DEVNET_POC_PARAMS,
+    Challenge,
+    PocOpenings,
+    RowOpening,
+    derive_challenge,
+    derive_sample_indices,
+    verify_openings,
+)
+from node.hwbench import format_report, run_benchmark
+from node.prover import CommitmentWork, compute_commitment, compute_path, compute_rows
+
+REPEATS = 3
+TARGET_RATIO = 0.01
+
+
+def _challenge(n: int, rows: int) -> Challenge:
+    base = derive_challenge(hash32(b"bench epoch"), b"bench-nft", 1, 10, DEVNET_POC_PARAMS)
+    return Challenge(id=base.id, nft_id=base.nft_id, height=base.height, seed=base.seed, n=n,
+                     rows=rows, claimed_units=1, deadline_height=base.deadline_height)
+
+
+def _measure(ch: Challenge, repeats: int) -> tuple[float, float, CommitmentWork, int]:
+    prover_s = []
+    work = compute_commitment(ch.seed, ch.n, ch.rows)
+    prover_s.append(work.total_s)
+    for _ in range(repeats - 1):
+        t0 = time.perf_counter()
+        compute_commitment(ch.seed, ch.n, ch.rows)
+        prover_s.append(time.perf_counter() - t0)
+    block_hash = hash32(b"bench sample block")
+    indices = derive_sample_indices(ch, work.root, block_hash)
+    rows = compute_rows(ch.seed, ch.n, ch.rows, list(indices))
+    openings = PocOpenings(challenge_id=ch.id, openings=tuple(
+        RowOpening(index=i, row=r, path=compute_path(work.levels, i))
+        for i, r in zip(indices, rows, strict=True)))
+    verifier_s = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        verdict = verify_openings(ch, work.root, block_hash, openings)
+        verifier_s.append(time.perf_counter() - t0)
+        if not verdict.passed:
+            raise RuntimeError("honest openings failed verification")
+    return statistics.median(prover_s), statistics.median(verifier_s), work, len(openings.encode())
+
+
+def _row(label: str, ch: Challenge, prover: float, verifier: float, work: CommitmentWork,
+         size: int) -> str:
+    gflops = ch.work_flops / prover / 1e9
+    ratio = verifier / prover
+    return (f"{label:<22}{ch.rows:>8}{ch.n:>6}{prover * 1000:>11.1f}{verifier * 1000:>11.1f}"
+            f"{ratio:>9.2%}{'  yes' if ratio <= TARGET_RATIO else '   no':>6}"
+            f"{gflops:>9.1f}   gen {work.generate_s * 1000:.0f} / mul {work.multiply_s * 1000:.0f}"
+            f" / commit {work.commit_s * 1000:.0f} ms; openings {size / 1e6:.1f} MB")
+
+
+def run() -> None:
+    print("proof of compute, per challenge (median of 3; prover single process, all cores to BLAS)")
+    print(f"{'challenge':<22}{'rows':>8}{'n':>6}{'prover ms':>11}{'verify ms':>11}"
+          f"{'ratio':>9}{'<=1%':>6}{'GFLOP/s':>9}   prover phases (first run)")
+    for n in (512, 1024, 2048):
+        ch = _challenge(n, n)
+        prover, verifier, work, size = _measure(ch, REPEATS)
+        print(_row(f"square n={n}", ch, prover, verifier, work, size))
+    report = run_benchmark(8.0)
+    units = report.devices[0].units
+    ch = derive_challenge(hash32(b"bench epoch"), b"bench-nft", units, 10, DEVNET_POC_PARAMS)
+    prover, verifier, work, size = _measure(ch, 1)
+    print(_row(f"devnet, {units} units", ch, prover, verifier, work, size))
+    print(f"(devnet challenge sized from this machine's {units} units for "
+          f"{DEVNET_POC_PARAMS.challenge_ms} ms; run once)")
+    print("\ncstake bench on this machine (8 s):")
+    print(format_report(report))
