@@ -65,7 +65,7 @@ def test_generate_rows_pinned_vectors() -> None:
 
 def test_generate_rows_same_seed_same_matrices_in_a_fresh_process() -> None:
     code = ("from consensus.poc.matrices import compute_matrices_digest;"
-            f"print(compute_matrices_digest(bytes(range(32)), 512, 512).hex())")
+            "print(compute_matrices_digest(bytes(range(32)), 512, 512).hex())")
     other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                            check=True, timeout=60)
     here = compute_matrices_digest(SEED, 512, 512).hex()
