@@ -131,6 +131,14 @@ class WriteAheadLog:
         if sync:
             os.fsync(self._fd)
 
+    def reset(self) -> None:
+        """Empty the log (its records are obsolete, e.g. once their height is committed)."""
+        os.ftruncate(self._fd, 0)
+        os.lseek(self._fd, 0, os.SEEK_SET)
+        os.fsync(self._fd)
+        self._size = 0
+        self._records = []
+
     def sync(self) -> None:
         """Flush every appended record to disk."""
         os.fsync(self._fd)
