@@ -46,6 +46,8 @@ from consensus.poc.matrices import MAX_N, generate_a_rows, generate_b
 from node.prover import BLOCK_ROWS, compute_commitment, multiply_block
 
 KERNEL_SIZES = (512, 1024, 2048)
+#: The test-only poc-overclaim mode registers this many times the benchmarked units.
+OVERCLAIM_FACTOR = 2
 BANDWIDTH_BYTES = 256 << 20
 BENCH_SEED = bytes(range(32))
 
@@ -325,6 +327,11 @@ def run_benchmark(seconds: float = 10.0) -> HardwareReport:
         gpus=gpus, memory_bandwidth_gbs=bandwidth, devices=tuple(devices),
         units=sum(d.units for d in devices), notes=tuple(notes),
     )
+
+
+def get_claimed_units(report: HardwareReport, *, overclaim: bool = False) -> int:
+    """Return the units to register for ``report`` (doubled in the test-only poc-overclaim mode)."""
+    return report.units * OVERCLAIM_FACTOR if overclaim else report.units
 
 
 # --- output ----------------------------------------------------------------------

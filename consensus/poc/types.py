@@ -51,7 +51,7 @@ DEVNET_POC_PARAMS = PocParams(
     max_rows=1 << 22,
 )
 #: Mainnet: longer challenges keep block-time granularity a small share of the measurement;
-#: 2^24 rows (2·2^24·2048² = 1.4e14 operations) size a device of up to ~4,600 units for the
+#: 2^24 rows (2·2^24·2048² = 1.4e14 operations) size a device of up to ~4,700 units for the
 #: full 30 s; a faster one gets a shorter challenge and a coarser measurement.
 MAINNET_POC_PARAMS = PocParams(
     challenge_ms=30_000,

@@ -101,3 +101,8 @@ def test_read_cpu_and_memory_from_files(tmp_path: Path) -> None:
     assert read_cpu_model(str(cpuinfo)) == "Example CPU @ 3.0GHz"
     assert read_memory_bytes(str(meminfo)) == 24576000 * 1024
     assert read_memory_bytes(str(tmp_path / "missing")) == 0
+
+
+def test_get_claimed_units_overclaim_doubles(report: hwbench.HardwareReport) -> None:
+    assert hwbench.get_claimed_units(report) == report.units
+    assert hwbench.get_claimed_units(report, overclaim=True) == 2 * report.units
