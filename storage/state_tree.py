@@ -256,9 +256,12 @@ class _Updater:
         entries = self._entries
         if content is None or len(content) == ENTRY_LEN:
             return self._build(depth, _merge(content, khs[lo:hi], entries[lo:hi]))
-        first = khs[lo]
-        nk = schema.node_key(depth, first)
+        nk = schema.node_key(depth, khs[lo])
         record = self._read(nk, depth)
+        # Every branch an update touches is checked against its parent's hash,
+        # so on-disk damage stops the commit instead of yielding a wrong root.
+        if compute_branch_hash(record) != content:
+            raise CorruptStoreError(f"state trie branch {nk.hex()} does not match its hash")
         bitmap = int.from_bytes(record[0:2], "big")
         leafmask = int.from_bytes(record[2:4], "big")
         body = record[RECORD_HEADER_LEN:]
