@@ -576,7 +576,7 @@ class ConsensusDriver:
             txs=tuple(t.raw for t in txs),
             attestations=(),
             evidence=evidence,
-            state_root=ex.store.state_root(),
+            state_root=ex.store.state_root,
             validators_hash=vset.hash(),
         )
         # Our own block must be valid; if it is not (a mempool tx turned stale), drop txs.
@@ -595,7 +595,7 @@ class ConsensusDriver:
                 txs=(),
                 attestations=(),
                 evidence=(),
-                state_root=ex.store.state_root(),
+                state_root=ex.store.state_root,
                 validators_hash=vset.hash(),
             )
         return block
@@ -605,14 +605,18 @@ class ConsensusDriver:
         if block is None:
             raise ConsensusError(f"decided block {eff.block_hash.hex()} of height {eff.height} is unknown")
         committed = self.executor.commit_block(block, eff.commit)
+        self.note_committed(committed)
+
+    def note_committed(self, committed: BlockCommitted) -> None:
+        """Bookkeeping after a block was written (by consensus or by block sync)."""
         self.last_commit_ms = self.clock.now_ms()
         evs = []
-        for item in block.evidence:
+        for item in committed.block.evidence:
             try:
                 evs.append(decode_evidence(item.kind, item.data))
             except ConsensusError:
                 continue
-        self.pool.mark_committed(eff.height, tuple(evs))
+        self.pool.mark_committed(committed.height, tuple(evs))
         # The WAL only ever needs the current height: the committed one is durable in the store.
         self.wal.reset()
         for listener in self.committed_listeners:

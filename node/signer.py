@@ -163,9 +163,13 @@ class FileSignerStore:
 class PersistentSigner:
     """Signs votes and proposals with one key, persisting before releasing each signature."""
 
-    def __init__(self, key: PrivateKey, chain_id: str, store: SignerStore) -> None:
+    def __init__(
+        self, key: PrivateKey, chain_id: str, store: SignerStore, address: bytes | None = None
+    ) -> None:
         self.key = key
         self.chain_id = chain_id
+        # The validator's identity in votes: its operator address when that differs from the key's.
+        self.address = key.address() if address is None else address
         self.store = store
         # Read (and check) the state once at start: a corrupt file stops us here.
         self._last = store.load()
@@ -177,7 +181,7 @@ class PersistentSigner:
 
     def sign_vote(self, vote: Vote) -> Vote:
         """Return ``vote`` signed, or raise DoubleSignRefused."""
-        if vote.validator != self.key.address():
+        if vote.validator != self.address:
             raise SignerError("vote is for another validator's address")
         step = STEP_PREVOTE if vote.vote_type == VoteType.PREVOTE else STEP_PRECOMMIT
         payload, signature = self._sign(
@@ -188,7 +192,7 @@ class PersistentSigner:
 
     def sign_proposal(self, proposal: Proposal) -> Proposal:
         """Return ``proposal`` signed, or raise DoubleSignRefused."""
-        if proposal.proposer != self.key.address():
+        if proposal.proposer != self.address:
             raise SignerError("proposal is for another validator's address")
         payload, signature = self._sign(
             proposal.height, proposal.round, STEP_PROPOSE, Domain.PROPOSAL, proposal.sign_payload()
