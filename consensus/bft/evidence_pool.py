@@ -34,7 +34,11 @@ class EvidencePool:
         self._committed: dict[bytes, int] = {}
 
     def check_vote(self, vote: Vote) -> Evidence | None:
-        """Remember a verified vote; return new evidence when it conflicts with an earlier one."""
+        """Remember a verified vote; return evidence when it conflicts with an earlier one.
+
+        The evidence is returned even when it is already pending or committed
+        (this node still saw the fault itself); it is added to the pending set if new.
+        """
         key = (vote.height, vote.round, vote.vote_type, vote.validator)
         first = self._votes.get(key)
         if first is None:
@@ -43,10 +47,11 @@ class EvidencePool:
         if first.block_hash == vote.block_hash:
             return None
         evidence = compute_duplicate_vote_evidence(first, vote)
-        return evidence if self.add(evidence) else None
+        self.add(evidence)
+        return evidence
 
     def check_proposal(self, proposal: Proposal) -> Evidence | None:
-        """Remember a verified proposal; return new evidence when it conflicts with an earlier one."""
+        """Remember a verified proposal; return evidence when it conflicts with an earlier one."""
         key = (proposal.height, proposal.round, proposal.proposer)
         first = self._proposals.get(key)
         if first is None:
@@ -55,7 +60,8 @@ class EvidencePool:
         if first.block_hash == proposal.block_hash:
             return None
         evidence = compute_conflicting_proposal_evidence(first, proposal)
-        return evidence if self.add(evidence) else None
+        self.add(evidence)
+        return evidence
 
     def add(self, evidence: Evidence) -> bool:
         """Add verified evidence; return True when it is new (neither pending nor committed)."""

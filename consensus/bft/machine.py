@@ -39,6 +39,7 @@ from consensus.bft.state import ProposalRecord, RoundState
 from consensus.bft.validation import validate_proposal, validate_vote
 from consensus.bft.vote_set import (
     add_vote,
+    get_two_thirds_majority,
     has_two_thirds_any,
     is_nil_majority,
 )
@@ -121,15 +122,25 @@ def on_proposal(
     except VoteError as exc:
         return state, (InputRejected(str(exc)),)
     effects: list[Effect] = []
+    record = ProposalRecord(proposal, block_valid)
     existing = state.proposals.get(proposal.round)
-    if existing is not None:
-        if existing.proposal.block_hash != proposal.block_hash:
-            evidence = compute_conflicting_proposal_evidence(existing.proposal, proposal)
-            state = _report(state, evidence, effects)
-        return state, tuple(effects)
-    proposals = dict(state.proposals)
-    proposals[proposal.round] = ProposalRecord(proposal, block_valid)
-    state = replace(state, proposals=MappingProxyType(proposals))
+    if existing is None:
+        proposals = dict(state.proposals)
+        proposals[proposal.round] = record
+        state = replace(state, proposals=MappingProxyType(proposals))
+    elif existing.proposal.block_hash == proposal.block_hash:
+        return state, ()  # a repeat (perhaps re-signed with another timestamp)
+    else:
+        evidence = compute_conflicting_proposal_evidence(existing.proposal, proposal)
+        state = _report(state, evidence, effects)
+        key = (proposal.round, proposal.block_hash)
+        known = sum(1 for (r, _) in state.other_proposals if r == proposal.round)
+        # Bounded: a faulty proposer cannot make us store more than one block per validator.
+        if key in state.other_proposals or known >= len(state.validator_set):
+            return state, tuple(effects)
+        others = dict(state.other_proposals)
+        others[key] = record
+        state = replace(state, other_proposals=MappingProxyType(others))
     if proposal.proposer == ctx.address:
         effects.append(BroadcastProposal(proposal))
     state = _evaluate(state, ctx, now_ms, effects)
@@ -151,9 +162,8 @@ def on_vote(state: RoundState, ctx: MachineContext, vote: Vote, now_ms: int) -> 
     vote_set, conflict = add_vote(state.get_vote_set(*key), vote, member.power)
     if conflict is not None:
         state = _report(state, compute_duplicate_vote_evidence(conflict, vote), effects)
-        return state, tuple(effects)
     if vote_set is state.votes.get(key):
-        return state, ()  # a repeat
+        return state, tuple(effects)  # a repeat, or a conflict beyond the bound
     votes = dict(state.votes)
     votes[key] = vote_set
     state = replace(state, votes=MappingProxyType(votes))
@@ -299,14 +309,14 @@ def _evaluate(
     while not state.is_decided() and state.started:
         # Line 49 (any round): a proposal with +2/3 precommits for its block.
         for r in sorted(state.proposals):
-            record = state.proposals[r]
             precommits = state.votes.get((r, VoteType.PRECOMMIT))
-            if (
-                record.block_valid
-                and precommits is not None
-                and valset.has_two_thirds(precommits.get_power_for(record.proposal.block_hash))
-            ):
-                return _decide(state, ctx, record, now_ms, effects)
+            if precommits is None:
+                continue
+            for record in state.get_round_proposals(r):
+                if record.block_valid and valset.has_two_thirds(
+                    precommits.get_power_for(record.proposal.block_hash)
+                ):
+                    return _decide(state, ctx, record, now_ms, effects)
         # Line 55: +1/3 of the power is already in a later round: join it.
         skip_to = _skip_round(state)
         if skip_to is not None:
@@ -345,14 +355,13 @@ def _apply_round_rules(
             value = p.block_hash if acceptable else NIL_HASH
             return _cast(state, ctx, VoteType.PREVOTE, value, now_ms, effects)
     if prevotes is not None and state.step in (Step.PREVOTE, Step.PRECOMMIT):
-        if (
-            record is not None
-            and record.block_valid
-            and not state.valid_updated
-            and valset.has_two_thirds(prevotes.get_power_for(record.proposal.block_hash))
-        ):
-            # Line 36: +2/3 prevotes for the proposal: lock (if still prevoting) and mark valid.
-            block_hash = record.proposal.block_hash
+        polka = get_two_thirds_majority(prevotes, valset)
+        polka_record = (
+            state.get_proposal_for(r, polka) if polka is not None and polka != NIL_HASH else None
+        )
+        if polka_record is not None and polka_record.block_valid and not state.valid_updated:
+            # Line 36: +2/3 prevotes for a proposed block: lock (if still prevoting), mark valid.
+            block_hash = polka_record.proposal.block_hash
             state = replace(state, valid_updated=True, valid_round=r, valid_value=block_hash)
             if state.step == Step.PREVOTE:
                 state = replace(state, locked_round=r, locked_value=block_hash)

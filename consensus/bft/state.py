@@ -18,6 +18,7 @@ from consensus.validator_set import ValidatorSet
 from consensus.votes import NIL_HASH, Proposal
 
 _NO_PROPOSALS: Final[Mapping[int, ProposalRecord]] = MappingProxyType({})
+_NO_OTHER_PROPOSALS: Final[Mapping[tuple[int, bytes], ProposalRecord]] = MappingProxyType({})
 _NO_VOTES: Final[Mapping[tuple[int, int], VoteSet]] = MappingProxyType({})
 
 
@@ -52,9 +53,16 @@ class RoundState:
     """Last round in which a block got +2/3 prevotes, -1 for none."""
     valid_value: bytes = NIL_HASH
     """That block's hash (empty for none); a proposer re-proposes it."""
-    proposals: Mapping[int, ProposalRecord] = field(default=_NO_PROPOSALS)
-    """The first valid proposal of each round."""
-    votes: Mapping[tuple[int, int], VoteSet] = field(default=_NO_VOTES)
+    proposals: Mapping[int, ProposalRecord] = field(default_factory=lambda: _NO_PROPOSALS)
+    """The first valid proposal of each round (the one prevoted on)."""
+    other_proposals: Mapping[tuple[int, bytes], ProposalRecord] = field(
+        default_factory=lambda: _NO_OTHER_PROPOSALS
+    )
+    """Later proposals of a different block by an equivocating proposer, by (round, block hash).
+
+    The rest of the network may have decided one of them; without it this node
+    could never follow that decision."""
+    votes: Mapping[tuple[int, int], VoteSet] = field(default_factory=lambda: _NO_VOTES)
     """Vote sets by (round, vote type)."""
     prevote_timeout_armed: bool = False
     """The prevote timeout of the current round was scheduled (+2/3 prevotes for anything)."""
@@ -74,6 +82,21 @@ class RoundState:
     def is_decided(self) -> bool:
         """Return True once the height is decided."""
         return self.decided_round >= 0
+
+    def get_round_proposals(self, round_: int) -> tuple[ProposalRecord, ...]:
+        """Return every proposal of ``round_``: the first, then any conflicting ones."""
+        first = self.proposals.get(round_)
+        if first is None:
+            return ()
+        others = tuple(rec for (r, _), rec in self.other_proposals.items() if r == round_)
+        return (first, *others)
+
+    def get_proposal_for(self, round_: int, block_hash: bytes) -> ProposalRecord | None:
+        """Return the proposal of ``block_hash`` in ``round_``, if one arrived."""
+        first = self.proposals.get(round_)
+        if first is not None and first.proposal.block_hash == block_hash:
+            return first
+        return self.other_proposals.get((round_, block_hash))
 
     def get_vote_set(self, round_: int, vote_type: int) -> VoteSet:
         """Return the votes of (round, type), an empty set if none arrived."""

@@ -1,0 +1,1 @@
+"""Deterministic simulation of a validator network in one process (see harness.py)."""
