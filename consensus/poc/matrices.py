@@ -63,17 +63,8 @@ def _row_prefix(seed: bytes, matrix: bytes, n: int) -> bytes:
     return MATRIX_TAG + seed + matrix + n.to_bytes(4, "big")
 
 
-def _make_pair_table() -> npt.NDArray[np.uint16]:
-    """Return a table mapping a byte to its (low, high) nibbles minus 7, packed as two int8."""
-    byte = np.arange(256, dtype=np.int16)
-    pairs = np.stack(((byte & 0x0F) - ENTRY_MAX, (byte >> 4) - ENTRY_MAX), axis=1).astype(np.int8)
-    table: npt.NDArray[np.uint16] = pairs.reshape(-1).view(np.uint16)
-    return table
-
-
-#: A rejected nibble (15) maps to 15 - 7 = 8 in the pair table.
-_REJECTED = np.int8(15 - ENTRY_MAX)
-_PAIR_TABLE = _make_pair_table()
+#: The nibble value that is skipped.
+_REJECTED = 15
 
 
 def _read_rows(prefix: bytes, indices: range | list[int], n: int, nbytes: int) -> Int8Matrix:
@@ -86,9 +77,11 @@ def _read_rows(prefix: bytes, indices: range | list[int], n: int, nbytes: int) -
         h.update(i.to_bytes(4, "big"))
         chunks.append(h.digest(nbytes))
     raw = np.frombuffer(b"".join(chunks), dtype=np.uint8).reshape(count, nbytes)
-    # Each byte becomes (low nibble - 7, high nibble - 7) in one table lookup:
-    # shape (count, 2 * nbytes) of int8, rejected nibbles showing as 8.
-    values = _PAIR_TABLE[raw].view(np.int8)
+    # Low nibble then high nibble of each byte: shape (count, 2 * nbytes).
+    pairs = np.empty((count, nbytes, 2), dtype=np.int8)
+    np.bitwise_and(raw, 0x0F, out=pairs[:, :, 0], casting="unsafe")
+    np.right_shift(raw, 4, out=pairs[:, :, 1], casting="unsafe")
+    values = pairs.reshape(count, 2 * nbytes)
     keep = values != _REJECTED
     kept = np.count_nonzero(keep, axis=1)
     out = np.empty((count, n), dtype=np.int8)
@@ -107,7 +100,7 @@ def _read_rows(prefix: bytes, indices: range | list[int], n: int, nbytes: int) -
     done = set(short)
     for j, off in enumerate(offsets.tolist()):
         if j not in done:
-            out[j] = flat[off:off + n]
+            out[j] = flat[off:off + n] - ENTRY_MAX
     return out
 
 
