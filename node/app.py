@@ -1,0 +1,271 @@
+"""The node: composes storage, consensus, p2p, mempool, RPC and metrics, and owns their lifetimes.
+
+Services run as supervised asyncio tasks: if any of them ends with an error,
+the node logs it and stops with a non-zero status rather than limping on.
+Stopping (SIGTERM/SIGINT through ``cstake start``) cancels the driver between
+inputs, so a commit in progress always finishes, then closes the network,
+the RPC server, the WAL, the signer and the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from consensus.bft.config import TimeoutConfig
+from consensus.crypto import PrivateKey
+from consensus.genesis import Genesis, load_genesis
+from consensus.params import Params
+from consensus.state import State
+from consensus.txs import SignedTx
+from node.clock import Clock, SystemClock
+from node.config import NodeConfig, parse_multiaddr_tcp
+from node.driver import ConsensusDriver
+from node.executor import BlockCommitted, BlockExecutor
+from node.gossip import GossipAdapter
+from node.home import NodeHome
+from node.keyfiles import load_keystore
+from node.mempool import Mempool
+from node.signer import FileSignerStore, PersistentSigner
+from node.sync import BlockSyncer
+from node.wal import WriteAheadLog
+from p2p.config import P2PConfig
+from p2p.host import Libp2pTransport
+from p2p.interface import Transport, Verdict
+from p2p.txbatch import TxGossip
+from storage import NodeStore
+
+log = logging.getLogger("node")
+
+BYZANTINE_MODES = ("double-sign", "poc-cheat", "poc-overclaim", "job-cheat")
+
+
+class NodeError(Exception):
+    """The node cannot start or had to stop."""
+
+
+@dataclass(frozen=True, slots=True)
+class NodeKeys:
+    account: PrivateKey
+    consensus: PrivateKey
+
+
+def load_node_keys(home: NodeHome, passphrase: str | None) -> NodeKeys:
+    """Read the account and consensus keystores of a home."""
+    return NodeKeys(
+        account=load_keystore(home.account_key_file, passphrase),
+        consensus=load_keystore(home.consensus_key_file, passphrase),
+    )
+
+
+def compute_timeouts(params: Params, cfg: NodeConfig) -> TimeoutConfig:
+    """Consensus timeouts: the chain's parameters, with test-only overrides from config."""
+    c = cfg.consensus
+    vote = c.timeout_vote_ms if c.timeout_vote_ms is not None else params.timeout_vote_ms
+    return TimeoutConfig(
+        propose_ms=c.timeout_propose_ms if c.timeout_propose_ms is not None else params.timeout_propose_ms,
+        propose_delta_ms=params.timeout_propose_delta_ms,
+        prevote_ms=vote,
+        prevote_delta_ms=params.timeout_vote_delta_ms,
+        precommit_ms=vote,
+        precommit_delta_ms=params.timeout_vote_delta_ms,
+        commit_ms=c.timeout_commit_ms if c.timeout_commit_ms is not None else params.timeout_commit_ms,
+    )
+
+
+class Node:
+    """One running node."""
+
+    def __init__(
+        self,
+        home: NodeHome,
+        config: NodeConfig,
+        *,
+        genesis: Genesis | None = None,
+        passphrase: str | None = None,
+        byzantine: str | None = None,
+        clock: Clock | None = None,
+        transport: Transport | None = None,
+    ) -> None:
+        self.home = home
+        self.config = config
+        self.genesis = genesis if genesis is not None else self._read_genesis()
+        self.keys = load_node_keys(home, passphrase)
+        self.byzantine = byzantine
+        if byzantine is not None:
+            if byzantine not in BYZANTINE_MODES:
+                raise NodeError(f"unknown byzantine mode '{byzantine}' (one of {', '.join(BYZANTINE_MODES)})")
+            if not self.genesis.params.allow_test_faults:
+                raise NodeError(
+                    f"--byzantine {byzantine} is refused: this chain's genesis does not set "
+                    "params.allow_test_faults (test-only misbehaviour)"
+                )
+        self.clock: Clock = clock or SystemClock()
+        self._transport_override = transport
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._stopping = False
+        self.store: NodeStore | None = None
+        self.exit_error: str | None = None
+
+    def _read_genesis(self) -> Genesis:
+        try:
+            text = self.home.genesis_file.read_text()
+        except OSError as exc:
+            raise NodeError(f"cannot read genesis {self.home.genesis_file}: {exc.strerror}") from exc
+        return load_genesis(text)
+
+    @property
+    def chain_id(self) -> str:
+        return self.genesis.chain_id
+
+    @property
+    def address(self) -> bytes:
+        return self.keys.account.address()
+
+    def is_validator(self) -> bool:
+        return self.executor.head_state().get_validator(self.address) is not None
+
+    # -- start ----------------------------------------------------------------------------
+
+    def _p2p_config(self) -> P2PConfig:
+        host, port = parse_multiaddr_tcp(self.config.p2p.listen, "p2p.listen")
+        return P2PConfig(
+            chain_id=self.chain_id,
+            key_path=str(self.home.node_key_file),
+            listen_host=host,
+            listen_port=port,
+            bootstrap=tuple(self.config.p2p.bootstrap),
+            max_peers=self.config.p2p.max_peers,
+        )
+
+    async def start(self) -> None:
+        """Open everything and start the services; raise NodeError with the reason on failure."""
+        self.home.make_dirs()
+        self.store = NodeStore.open(self.home.db_dir)
+        self.mempool = Mempool.from_config(self.config.mempool)
+        self.executor = BlockExecutor(self.store, self.genesis, sig_cache=self.mempool.sig_cache)
+        self.executor.init_genesis()
+        self.wal = WriteAheadLog(self.home.wal_file)
+        self.signer_store = FileSignerStore(self.home.signer_state_file)
+        self.signer = PersistentSigner(self.keys.consensus, self.chain_id, self.signer_store, self.address)
+        self.transport: Transport = self._transport_override or Libp2pTransport(self._p2p_config())
+        self.gossip = GossipAdapter(self.transport, self.chain_id)
+        params = self.executor.head_state().get_params()
+        self.driver = ConsensusDriver(
+            executor=self.executor,
+            wal=self.wal,
+            clock=self.clock,
+            mempool=self.mempool,
+            network=self.gossip,
+            timeouts=compute_timeouts(params, self.config),
+            signer=self.signer,
+            address=self.address,
+            byzantine=self.byzantine,
+            byzantine_key=self.keys.consensus if self.byzantine == "double-sign" else None,
+        )
+        self.driver.committed_listeners.append(self._on_committed)
+        self.gossip.attach(self.driver)
+        self.tx_gossip = TxGossip(self.transport, self._validate_gossip_tx, self._on_gossip_tx)
+        self.syncer = BlockSyncer(self.transport, self.executor, self.driver)
+        await self.transport.start()
+        self.driver.recover()
+        self._spawn("consensus", self.driver.run())
+        self._spawn("block-sync", self.syncer.run())
+        self._spawn("rebroadcast", self._rebroadcast_loop())
+        log.info(
+            "node %s started: chain %s, height %d, validator %s, p2p %s",
+            self.config.node.moniker, self.chain_id, self.executor.height,
+            self.is_validator(), ", ".join(self.transport.listen_addrs()),
+        )
+
+    def _spawn(self, name: str, coro: object) -> None:
+        task = asyncio.get_running_loop().create_task(coro, name=name)  # type: ignore[arg-type]
+        self._tasks[name] = task
+
+    async def _rebroadcast_loop(self) -> None:
+        """Re-send our current-round messages while a height is not decided (gossip loses some)."""
+        while True:
+            await asyncio.sleep(1.0)
+            if self.clock.now_ms() - self.driver.last_commit_ms > 1_000:
+                self.driver.rebroadcast_own()
+
+    # -- transactions -----------------------------------------------------------------------
+
+    def submit_tx(self, raw: bytes) -> tuple[int, str, bytes | None]:
+        """Check a transaction into the mempool and gossip it; return (code, log, tx hash)."""
+        try:
+            tx = SignedTx.decode(raw, max_bytes=self.executor.head_state().get_params().max_tx_bytes)
+        except Exception as exc:  # noqa: BLE001 - any decode failure is the client's error
+            return 7, f"malformed transaction: {exc}", None
+        result = self.mempool.add(tx, self.executor.head_state())
+        if result.accepted:
+            self.tx_gossip.submit(tx.raw)
+        return result.code, result.log, tx.tx_hash
+
+    def _validate_gossip_tx(self, peer: str, raw: bytes) -> Verdict:
+        try:
+            tx = SignedTx.decode(raw)
+        except Exception:  # noqa: BLE001
+            return Verdict.REJECT
+        result = self.mempool.add(tx, self.executor.head_state())
+        if result.accepted:
+            return Verdict.ACCEPT
+        return Verdict.REJECT if result.code in (6, 7) else Verdict.IGNORE
+
+    def _on_gossip_tx(self, peer: str, raw: bytes) -> None:
+        return None
+
+    def _on_committed(self, committed: BlockCommitted) -> None:
+        failed = sum(1 for r in committed.tx_results if r.code != 0)
+        log.info(
+            "committed height %d: %d txs (%d failed), hash %s, execute %.0f ms, write %.0f ms",
+            committed.height, len(committed.tx_hashes), failed, committed.block_hash.hex()[:16],
+            committed.execute_seconds * 1000, committed.write_seconds * 1000,
+        )
+        self.mempool.update(committed.tx_hashes, State(self.store.state) if self.store else None)
+
+    # -- run and stop ---------------------------------------------------------------------------
+
+    async def wait(self) -> None:
+        """Return when a service task ends; raise NodeError if one failed."""
+        done, _ = await asyncio.wait(self._tasks.values(), return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            if task.cancelled():
+                continue
+            exc = task.exception()
+            if exc is not None:
+                self.exit_error = f"service '{task.get_name()}' failed: {type(exc).__name__}: {exc}"
+                log.error("%s; stopping the node", self.exit_error, exc_info=exc)
+                raise NodeError(self.exit_error)
+            self.exit_error = f"service '{task.get_name()}' stopped unexpectedly"
+            raise NodeError(self.exit_error)
+
+    async def stop(self) -> None:
+        """Stop every service and close files; safe to call more than once."""
+        if self._stopping:
+            return
+        self._stopping = True
+        for task in self._tasks.values():
+            task.cancel()
+        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        if hasattr(self, "driver"):
+            self.driver.stop()
+        if hasattr(self, "tx_gossip"):
+            await self.tx_gossip.close()
+        if hasattr(self, "gossip"):
+            await self.gossip.close()
+        if hasattr(self, "transport"):
+            await self.transport.stop()
+        if hasattr(self, "wal"):
+            self.wal.close()
+        if hasattr(self, "signer_store"):
+            self.signer_store.close()
+        if self.store is not None:
+            self.store.close()
+        log.info("node stopped")
+
+
+def read_genesis_file(path: Path) -> Genesis:
+    return load_genesis(path.read_text())
