@@ -15,6 +15,7 @@ import time
 from consensus.hashing import hash32
 from consensus.poc import (
     DEVNET_POC_PARAMS,
+    MAINNET_POC_PARAMS,
     Challenge,
     PocOpenings,
     RowOpening,
@@ -79,10 +80,11 @@ def run() -> None:
         print(_row(f"square n={n}", ch, prover, verifier, work, size))
     report = run_benchmark(8.0)
     units = report.devices[0].units
-    ch = derive_challenge(hash32(b"bench epoch"), b"bench-nft", units, 10, DEVNET_POC_PARAMS)
-    prover, verifier, work, size = _measure(ch, 1)
-    print(_row(f"devnet, {units} units", ch, prover, verifier, work, size))
-    print(f"(devnet challenge sized from this machine's {units} units for "
-          f"{DEVNET_POC_PARAMS.challenge_ms} ms; run once)")
+    for name, params in (("devnet", DEVNET_POC_PARAMS), ("mainnet", MAINNET_POC_PARAMS)):
+        ch = derive_challenge(hash32(b"bench epoch"), b"bench-nft", units, 10, params)
+        prover, verifier, work, size = _measure(ch, 1)
+        print(_row(f"{name}, {units} units", ch, prover, verifier, work, size))
+    print(f"(devnet and mainnet challenges sized from this machine's {units} units for "
+          f"{DEVNET_POC_PARAMS.challenge_ms} and {MAINNET_POC_PARAMS.challenge_ms} ms; run once)")
     print("\ncstake bench on this machine (8 s):")
     print(format_report(report))
