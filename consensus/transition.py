@@ -79,6 +79,8 @@ class TransitionResult:
     tx_results: tuple[TxResult, ...]
     #: Transaction ids, in block order.
     tx_hashes: tuple[bytes, ...]
+    #: The decoded transactions, in block order.
+    txs: tuple[SignedTx, ...]
     #: Facts about what happened (slashes, epoch changes, ...).
     events: tuple[object, ...]
 
@@ -224,6 +226,7 @@ def state_transition(
         raise InvalidBlock("decoded transactions do not match the block")
     results: list[TxResult] = []
     hashes: list[bytes] = []
+    decoded_txs: list[SignedTx] = []
     fees = 0
     for index, raw in enumerate(block.txs):
         try:
@@ -234,6 +237,7 @@ def state_transition(
         fees += tx.payload.fee
         results.append(result)
         hashes.append(tx.tx_hash)
+        decoded_txs.append(tx)
         state.commit_journal()
 
     process_end_block(state, block, params, fees, events)
@@ -241,6 +245,7 @@ def state_transition(
         changes=state.changes(),
         tx_results=tuple(results),
         tx_hashes=tuple(hashes),
+        txs=tuple(decoded_txs),
         events=tuple(events),
     )
 

@@ -45,6 +45,7 @@ class BlockCommitted:
     commit: Commit
     state_root: bytes
     tx_hashes: tuple[bytes, ...]
+    txs: tuple[SignedTx, ...]
     tx_results: tuple[TxResult, ...]
     events: tuple[object, ...]
     #: Seconds spent executing (0 when the cached result was used) and writing.
@@ -115,10 +116,10 @@ class BlockExecutor:
         cached = self._results.get(block_hash)
         if cached is not None and cached[0] == height:
             return cached[1]
-        if block.header.state_root != self.store.state_root():
+        if block.header.state_root != self.store.state_root:
             raise InvalidBlock(
                 f"block {block.header.height} carries state root {block.header.state_root.hex()}, "
-                f"but the state after height {height} has root {self.store.state_root().hex()}"
+                f"but the state after height {height} has root {self.store.state_root.hex()}"
             )
         result = state_transition(self.store.state, block, sig_cache=self.sig_cache, txs=txs)
         self._results[block_hash] = (height, result)
@@ -161,6 +162,7 @@ class BlockExecutor:
             commit=commit,
             state_root=root,
             tx_hashes=result.tx_hashes,
+            txs=result.txs,
             tx_results=result.tx_results,
             events=result.events,
             execute_seconds=t1 - t0,

@@ -1,0 +1,145 @@
+"""The daemon's read-only view for RPC handlers, over the store, the mempool and the transport."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from typing import TYPE_CHECKING, Any
+
+from consensus.blocks import Block
+from consensus.errors import ConsensusError
+from consensus.state import State
+from consensus.state_reader import StateReader
+from consensus.txs import SignedTx
+from consensus.validator_set import ValidatorSet
+from consensus.votes import Commit
+from node.rpc.events import EventBus
+from node.rpc.view import CommittedTx, MempoolView, PeerInfo, SubmitResult
+
+if TYPE_CHECKING:
+    from node.app import Node
+
+
+class StoreNodeView:
+    """Implements node.rpc.view.NodeView for a running Node."""
+
+    def __init__(self, node: Node, events: EventBus) -> None:
+        self._node = node
+        self._events = events
+
+    @property
+    def chain_id(self) -> str:
+        return self._node.chain_id
+
+    @property
+    def node_id(self) -> str:
+        return self._node.transport.peer_id
+
+    @property
+    def moniker(self) -> str:
+        return self._node.config.node.moniker
+
+    @property
+    def validator_address(self) -> bytes | None:
+        return self._node.address if self._node.is_validator() else None
+
+    @property
+    def events(self) -> EventBus:
+        return self._events
+
+    @property
+    def mempool(self) -> MempoolView:
+        return self._node.mempool
+
+    def latest_height(self) -> int:
+        return self._node.executor.height
+
+    def latest_state_root(self) -> bytes:
+        return self._node.executor.store.state_root
+
+    def earliest_height(self) -> int:
+        return self._node.executor.store.blocks.earliest_height() or 0
+
+    def get_block(self, height: int) -> tuple[Block, bytes] | None:
+        blocks = self._node.executor.store.blocks
+        raw = blocks.load_block(height)
+        if raw is None:
+            return None
+        block = Block.decode(raw, max_bytes=len(raw))
+        return block, block.hash()
+
+    def get_block_by_hash(self, block_hash: bytes) -> tuple[Block, bytes] | None:
+        raw = self._node.executor.store.blocks.load_block_by_hash(block_hash)
+        if raw is None:
+            return None
+        block = Block.decode(raw, max_bytes=len(raw))
+        return block, block.hash()
+
+    def get_commit(self, height: int) -> Commit | None:
+        raw = self._node.executor.store.blocks.load_commit(height)
+        return None if raw is None else Commit.decode(raw, max_bytes=len(raw))
+
+    def get_tx(self, tx_hash: bytes) -> CommittedTx | None:
+        from consensus.records import TxResult
+
+        loc = self._node.executor.store.blocks.load_tx(tx_hash)
+        if loc is None:
+            return None
+        found = self.get_block(loc.height)
+        if found is None or loc.index >= len(found[0].txs):
+            return None
+        tx = SignedTx.decode(found[0].txs[loc.index], max_bytes=1 << 20)
+        return CommittedTx(tx, loc.height, loc.index, TxResult(loc.code, loc.log))
+
+    def read_state(self) -> AbstractContextManager[StateReader]:
+        @contextmanager
+        def snap() -> Iterator[StateReader]:
+            s = self._node.executor.store.snapshot()
+            try:
+                yield s
+            finally:
+                s.close()
+
+        return snap()
+
+    def read_state_at(self, height: int) -> AbstractContextManager[StateReader] | None:
+        if height == self.latest_height():
+            return self.read_state()
+        return None
+
+    def validator_set(self, height: int) -> ValidatorSet | None:
+        state = State(self._node.executor.store.state)
+        latest = self.latest_height()
+        try:
+            if height == latest + 1:
+                return state.get_validator_set()
+            if height == latest:
+                return state.get_last_validator_set()
+            return state.get_validator_set_at(height)
+        except ConsensusError:
+            return None
+
+    def peers(self) -> list[PeerInfo]:
+        return [PeerInfo(p) for p in self._node.transport.peers()]
+
+    def listen_addrs(self) -> list[str]:
+        return self._node.transport.listen_addrs()
+
+    def catching_up(self) -> bool:
+        return self._node.syncer.catching_up
+
+    async def submit_tx(self, tx: SignedTx) -> SubmitResult:
+        code, log, tx_hash = self._node.submit_tx(tx.raw)
+        return SubmitResult(tx_hash or tx.tx_hash, code, log)
+
+    def attestations(self, validator: bytes | None) -> list[dict[str, Any]] | None:
+        return None
+
+    def challenges(self, height: int | None, nft_id: int | None) -> list[dict[str, Any]] | None:
+        return None
+
+    def jobs(self, status: str | None) -> list[dict[str, Any]] | None:
+        return None
+
+    def job(self, job_id: bytes) -> dict[str, Any] | None:
+        return None
