@@ -109,7 +109,7 @@ def _int_codec() -> tuple[Encoder, Decoder]:
             raise EncodeError(f"expected int, got {type(v).__name__}")
         if not INT_MIN <= v <= INT_MAX:
             raise EncodeError(f"integer {v} out of the 64-bit range")
-        return v  # type: ignore[no-any-return]
+        return v
 
     def dec(r: Raw) -> Any:
         if type(r) is not int:
@@ -123,7 +123,7 @@ def _bytes_codec() -> tuple[Encoder, Decoder]:
     def enc(v: Any) -> Raw:
         if type(v) is not bytes:
             raise EncodeError(f"expected bytes, got {type(v).__name__}")
-        return v  # type: ignore[no-any-return]
+        return v
 
     def dec(r: Raw) -> Any:
         if type(r) is not bytes:
@@ -137,7 +137,7 @@ def _str_codec() -> tuple[Encoder, Decoder]:
     def enc(v: Any) -> Raw:
         if type(v) is not str:
             raise EncodeError(f"expected str, got {type(v).__name__}")
-        return v.encode("utf-8")  # type: ignore[no-any-return]
+        return v.encode("utf-8")
 
     def dec(r: Raw) -> Any:
         if type(r) is not bytes:
@@ -231,7 +231,7 @@ class Encodable:
                 (f.name, *_codec_for(hints[f.name])) for f in dataclasses.fields(cls)  # type: ignore[arg-type]
             )
             type.__setattr__(cls, "_codecs_cache", codecs)
-        return codecs  # type: ignore[no-any-return]
+        return codecs
 
     def to_raw(self) -> Raw:
         """Return the raw array form of this object."""

@@ -116,7 +116,7 @@ def decode_keystore(text: str, passphrase: str | None) -> PrivateKey:
         if type(cipher) is not dict or cipher.get("name") != "aes-256-gcm":
             raise KeystoreError("unsupported keystore cipher (expected aes-256-gcm)")
         n, r, p = kdf.get("n"), kdf.get("r"), kdf.get("p")
-        if not all(type(x) is int for x in (n, r, p)):
+        if type(n) is not int or type(r) is not int or type(p) is not int:
             raise KeystoreError("keystore scrypt parameters must be integers")
         dk = _derive(passphrase, _unhex(kdf.get("salt"), "kdf.salt"), n, r, p)
         try:

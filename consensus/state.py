@@ -346,7 +346,7 @@ class _Marker(Encodable):
         return []
 
     @classmethod
-    def from_raw(cls, raw: Raw) -> _Marker:  # type: ignore[override]
+    def from_raw(cls, raw: Raw) -> _Marker:
         if raw != []:
             raise DecodeError("index marker must be an empty array")
         return cls()

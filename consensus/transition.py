@@ -49,7 +49,8 @@ from consensus.staking import (
     process_matured_unbondings,
     process_mint,
 )
-from consensus.state import Keys, State, StateReader
+from consensus.state import Keys, State
+from consensus.state_reader import StateReader
 from consensus.tx_handlers import TxContext, get_handler, process_double_sign_evidence
 from consensus.txs import SignedTx
 from consensus.validator_set import compute_next_validator_set

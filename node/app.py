@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Coroutine
+from typing import Any
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -180,8 +182,8 @@ class Node:
             self.is_validator(), ", ".join(self.transport.listen_addrs()),
         )
 
-    def _spawn(self, name: str, coro: object) -> None:
-        task = asyncio.get_running_loop().create_task(coro, name=name)  # type: ignore[arg-type]
+    def _spawn(self, name: str, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
         self._tasks[name] = task
 
     async def _rebroadcast_loop(self) -> None:
@@ -197,7 +199,7 @@ class Node:
         """Check a transaction into the mempool and gossip it; return (code, log, tx hash)."""
         try:
             tx = SignedTx.decode(raw, max_bytes=self.executor.head_state().get_params().max_tx_bytes)
-        except Exception as exc:  # noqa: BLE001 - any decode failure is the client's error
+        except Exception as exc:
             return 7, f"malformed transaction: {exc}", None
         result = self.mempool.add(tx, self.executor.head_state())
         if result.accepted:
@@ -207,7 +209,7 @@ class Node:
     def _validate_gossip_tx(self, peer: str, raw: bytes) -> Verdict:
         try:
             tx = SignedTx.decode(raw)
-        except Exception:  # noqa: BLE001
+        except Exception:
             return Verdict.REJECT
         result = self.mempool.add(tx, self.executor.head_state())
         if result.accepted:
@@ -224,7 +226,8 @@ class Node:
             committed.height, len(committed.tx_hashes), failed, committed.block_hash.hex()[:16],
             committed.execute_seconds * 1000, committed.write_seconds * 1000,
         )
-        self.mempool.update(committed.tx_hashes, State(self.store.state) if self.store else None)
+        if self.store is not None:
+            self.mempool.update(committed.tx_hashes, State(self.store.state))
 
     # -- run and stop ---------------------------------------------------------------------------
 

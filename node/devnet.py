@@ -8,6 +8,7 @@ node bootstraps from node0 and learns the others through peer exchange.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -110,7 +111,7 @@ def rpc_call(url: str, method: str, params: Any = None, timeout: float = 2.0) ->
     body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params or {}}).encode()
     req = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - 127.0.0.1 only
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
             doc = json.loads(resp.read())
     except (urllib.error.URLError, OSError, ValueError) as exc:
         raise DevnetError(f"{url}: {exc}") from exc
@@ -129,7 +130,7 @@ def start_node_process(home: Path, byzantine: str | None = None) -> int:
     logs.mkdir(parents=True, exist_ok=True)
     out = open(logs / "stdout.log", "ab")  # noqa: SIM115 - handed to the child
     try:
-        proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+        proc = subprocess.Popen(
             cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
@@ -142,20 +143,16 @@ def stop_pids(nodes: list[dict[str, Any]], timeout: float = 15.0) -> list[str]:
     """SIGTERM every live node of the list, wait, SIGKILL what is left; return what was stopped."""
     live = [(n["name"], int(n["pid"]), n["home"]) for n in nodes if is_node_process(int(n.get("pid", 0)), n["home"])]
     for _, pid, _ in live:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and any(is_node_process(pid, home) for _, pid, home in live):
         _reap()
         time.sleep(0.1)
     for _, pid, home in live:
         if is_node_process(pid, home):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
     _reap()
     return [name for name, _, _ in live]
 

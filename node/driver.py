@@ -288,10 +288,14 @@ class ConsensusDriver:
             self._replaying = False
         request = self._deferred_request
         self._deferred_request = None
-        if request is not None and request == (self.state.height, self.state.round):
-            if request[1] not in self.state.proposals and self.state.step == Step.PROPOSE:
-                self._execute([RequestBlock(*request)], self.clock.now_ms())
-                self._drain()
+        if (
+            request is not None
+            and request == (self.state.height, self.state.round)
+            and request[1] not in self.state.proposals
+            and self.state.step == Step.PROPOSE
+        ):
+            self._execute([RequestBlock(*request)], self.clock.now_ms())
+            self._drain()
         # Timers of the replayed round are gone with the old process: arm the current one.
         self._rearm_current_timeout()
 
@@ -462,9 +466,9 @@ class ConsensusDriver:
             elif isinstance(eff, SignProposal):
                 self._sign_proposal(eff.proposal, now)
             elif isinstance(eff, BroadcastProposal):
-                block = self.blocks.get(eff.proposal.block_hash)
-                if block is not None:
-                    self.network.broadcast_proposal(eff.proposal, block)
+                known = self.blocks.get(eff.proposal.block_hash)
+                if known is not None:
+                    self.network.broadcast_proposal(eff.proposal, known)
             elif isinstance(eff, CommitBlock):
                 self._commit(eff)
             elif isinstance(eff, EquivocationDetected):
