@@ -1,0 +1,591 @@
+"""The mempool: checked transactions waiting for a block, bounded and ordered by fee.
+
+Rules (stated here because peers and users depend on them):
+
+- **Admission** runs consensus ``check_tx`` against the head state, with the
+  sender's account adjusted for what it already has queued: the nonce must be
+  exactly the next one (account nonce + queued count) — a nonce that would
+  leave a gap is refused, never held — and the balance left after the queued
+  transactions' fees and known spends (transfer amount, bond, delegation,
+  collateral, escrow) must pay the fee. The signature is verified here, once;
+  its tx id then goes into a bounded ``SignatureCache`` that the block executor
+  passes to ``state_transition(..., sig_cache=mempool.sig_cache)``.
+- **Replacement**: a transaction with the same sender and nonce as a queued one
+  replaces it only if its fee is at least ``replace_bump_percent`` (default 10%)
+  higher and strictly higher.
+- **Bounds**: ``max_txs``, ``max_bytes`` and ``max_txs_per_sender``. When full,
+  the lowest-fee *sender tail* (the last queued nonce of some other sender, so
+  no queue ever gets a gap) is evicted if it pays less than the newcomer;
+  otherwise the newcomer is refused.
+- **Reaping** for a block: highest fee first among the senders' next
+  transactions, each sender's in nonce order. With a state, every candidate is
+  dry-run through the real state transition so a block never carries a
+  transaction that fails authentication.
+- **After a commit** (``update``): included transactions leave; with
+  ``recheck``, every sender's queue is re-validated against the new state (nonce
+  and cumulative fee payability) and what became invalid is evicted.
+
+Every add costs O(log n) besides the one signature check: per-sender queues
+are dicts keyed by nonce, and eviction uses a lazily cleaned min-heap of tails.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+from consensus.errors import ConsensusError, InvalidTransaction, TxAuthError
+from consensus.params import Params
+from consensus.records import Account
+from consensus.state import State
+from consensus.transition import check_tx, process_transaction
+from consensus.tx_handlers import TxContext
+from consensus.txs import (
+    Bond,
+    CreateValidator,
+    Delegate,
+    RegisterCompute,
+    SignedTx,
+    SubmitJob,
+    Transfer,
+)
+
+# Result codes of mempool refusals (consensus auth failures keep their own codes 1-19).
+CODE_OK = 0
+CODE_FULL = 100
+CODE_DUPLICATE = 101
+CODE_NONCE_GAP = 102
+CODE_UNDERPRICED = 103
+CODE_SENDER_LIMIT = 104
+
+#: Refusal reasons and codes of the consensus auth errors, for counters.
+AUTH_REASONS = {
+    2: "wrong_chain_id",
+    3: "bad_nonce",
+    4: "fee_too_low",
+    5: "cannot_pay_fee",
+    6: "bad_signature",
+    7: "malformed",
+}
+
+
+class SignatureCache:
+    """A bounded set of tx ids whose signatures verified (oldest forgotten first).
+
+    Calling the cache answers membership, so it is a ``consensus.transition.SigCache``.
+    """
+
+    def __init__(self, capacity: int = 100_000) -> None:
+        self.capacity = capacity
+        self._ids: dict[bytes, None] = {}
+        self.hits = 0
+        self.misses = 0
+
+    def __call__(self, tx_hash: bytes) -> bool:
+        if tx_hash in self._ids:
+            self.hits += 1
+            return True
+        self.misses += 1
+        return False
+
+    def __contains__(self, tx_hash: object) -> bool:
+        return tx_hash in self._ids
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def add(self, tx_hash: bytes) -> None:
+        """Remember that ``tx_hash``'s signature verified."""
+        if tx_hash in self._ids:
+            return
+        self._ids[tx_hash] = None
+        if len(self._ids) > self.capacity:
+            del self._ids[next(iter(self._ids))]
+
+    def discard(self, tx_hash: bytes) -> None:
+        self._ids.pop(tx_hash, None)
+
+
+@dataclass(frozen=True, slots=True)
+class AddResult:
+    """What happened to a transaction offered to the mempool."""
+
+    tx_hash: bytes
+    accepted: bool
+    #: 0 when accepted; a consensus auth code (1-19) or a mempool code (100+).
+    code: int
+    #: Why it was refused (empty when accepted).
+    log: str
+    #: Counter name of the refusal ("" when accepted).
+    reason: str = ""
+    #: The transaction it replaced (same sender and nonce), if any.
+    replaced: bytes | None = None
+    #: Transactions evicted to make room.
+    evicted: tuple[bytes, ...] = ()
+
+
+@dataclass(slots=True)
+class MempoolStats:
+    """Counters since start."""
+
+    added: int = 0
+    replaced: int = 0
+    committed: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)
+    evicted: dict[str, int] = field(default_factory=dict)
+
+    def reject(self, reason: str) -> None:
+        self.rejected[reason] = self.rejected.get(reason, 0) + 1
+
+    def evict(self, reason: str, n: int = 1) -> None:
+        self.evicted[reason] = self.evicted.get(reason, 0) + n
+
+
+@dataclass(slots=True)
+class _Entry:
+    tx: SignedTx
+    sender: bytes
+    nonce: int
+    fee: int
+    size: int
+    #: Tokens this transaction takes from the sender's balance if it succeeds (fee included).
+    spend: int
+    seq: int
+
+
+@dataclass(slots=True)
+class _Queue:
+    """One sender's transactions: nonces lo .. hi-1, no gaps."""
+
+    lo: int
+    hi: int
+    txs: dict[int, _Entry] = field(default_factory=dict)
+    spend: int = 0
+
+
+def compute_spend(tx: SignedTx) -> int:
+    """Return the tokens ``tx`` takes from its sender's balance: the fee plus known spends."""
+    p = tx.payload
+    try:
+        body = p.decode_body()
+    except ConsensusError:
+        return p.fee
+    if isinstance(body, Transfer):
+        return p.fee + body.amount
+    if isinstance(body, Bond | Delegate):
+        return p.fee + body.amount
+    if isinstance(body, CreateValidator):
+        return p.fee + body.self_bond
+    if isinstance(body, RegisterCompute):
+        return p.fee + body.collateral
+    if isinstance(body, SubmitJob):
+        return p.fee + body.escrow
+    return p.fee
+
+
+class _StateAsReader:
+    """Lets a ``State`` overlay serve as the base of another (reads only)."""
+
+    __slots__ = ("_state",)
+
+    def __init__(self, state: State) -> None:
+        self._state = state
+
+    def get(self, key: bytes) -> bytes | None:
+        return self._state.get_raw(key)
+
+    def iter_prefix(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        raise NotImplementedError("the mempool's admission view reads single keys only")
+
+
+class Mempool:
+    """Checked transactions waiting for a block."""
+
+    def __init__(
+        self,
+        *,
+        max_txs: int = 20_000,
+        max_bytes: int = 64 << 20,
+        max_txs_per_sender: int = 1_000,
+        replace_bump_percent: int = 10,
+        recheck: bool = True,
+        sig_cache: SignatureCache | None = None,
+        state: State | None = None,
+    ) -> None:
+        self.max_txs = max_txs
+        self.max_bytes = max_bytes
+        self.max_txs_per_sender = max_txs_per_sender
+        self.replace_bump_percent = replace_bump_percent
+        self.recheck = recheck
+        self.sig_cache = sig_cache if sig_cache is not None else SignatureCache()
+        self.stats = MempoolStats()
+        self._state = state
+        self._by_hash: dict[bytes, _Entry] = {}
+        self._queues: dict[bytes, _Queue] = {}
+        self._bytes = 0
+        self._seq = itertools.count()
+        # Min-heap of (fee, -seq, tx_hash) for sender tails; stale entries skipped lazily.
+        self._tails: list[tuple[int, int, bytes]] = []
+
+    @classmethod
+    def from_config(cls, cfg: object, state: State | None = None) -> Mempool:
+        """Build from a ``node.config.MempoolSection``."""
+        return cls(
+            max_txs=cfg.max_txs,  # type: ignore[attr-defined]
+            max_bytes=cfg.max_bytes,  # type: ignore[attr-defined]
+            max_txs_per_sender=cfg.max_txs_per_sender,  # type: ignore[attr-defined]
+            replace_bump_percent=cfg.replace_bump_percent,  # type: ignore[attr-defined]
+            recheck=cfg.recheck,  # type: ignore[attr-defined]
+            sig_cache=SignatureCache(cfg.sig_cache_size),  # type: ignore[attr-defined]
+            state=state,
+        )
+
+    # -- reads ---------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._by_hash)
+
+    def __contains__(self, tx_hash: object) -> bool:
+        return tx_hash in self._by_hash
+
+    @property
+    def size(self) -> int:
+        return len(self._by_hash)
+
+    @property
+    def total_bytes(self) -> int:
+        return self._bytes
+
+    def get(self, tx_hash: bytes) -> SignedTx | None:
+        entry = self._by_hash.get(tx_hash)
+        return None if entry is None else entry.tx
+
+    def next_nonce(self, sender: bytes, account_nonce: int) -> int:
+        """Return the nonce a new transaction from ``sender`` must carry."""
+        q = self._queues.get(sender)
+        return account_nonce if q is None or q.hi < account_nonce else q.hi
+
+    def list_txs(self, limit: int) -> list[SignedTx]:
+        """Return up to ``limit`` queued transactions in reap order (highest fee first)."""
+        return self.reap(limit, 1 << 62)
+
+    # -- admission ------------------------------------------------------------------
+
+    def _refuse(self, tx: SignedTx, code: int, reason: str, log: str) -> AddResult:
+        self.stats.reject(reason)
+        return AddResult(tx.tx_hash, False, code, log, reason)
+
+    def add(self, tx: SignedTx, state: State | None = None) -> AddResult:
+        """Check ``tx`` against the head state and queue it; never raises for a bad tx."""
+        state = state if state is not None else self._state
+        if state is None:
+            raise RuntimeError("Mempool.add needs a state: pass one or call update() first")
+        if tx.tx_hash in self._by_hash:
+            return self._refuse(tx, CODE_DUPLICATE, "duplicate", "transaction is already in the mempool")
+        p = tx.payload
+        sender = p.sender
+        acct = state.get_account(sender)
+        q = self._queues.get(sender)
+        if q is not None and q.lo < acct.nonce:
+            self._prune_queue(sender, q, acct.nonce, "stale")
+            q = self._queues.get(sender)
+        expected = acct.nonce if q is None else q.hi
+        if p.nonce > expected:
+            return self._refuse(
+                tx, CODE_NONCE_GAP, "nonce_gap",
+                f"nonce {p.nonce} leaves a gap: the next nonce of this sender is {expected} "
+                f"(account nonce {acct.nonce} + {0 if q is None else len(q.txs)} queued)",
+            )
+        old = None if q is None or p.nonce < acct.nonce else q.txs.get(p.nonce)
+        if old is not None:
+            bump = self.replace_bump_percent
+            if p.fee <= old.fee or p.fee * 100 < old.fee * (100 + bump):
+                return self._refuse(
+                    tx, CODE_UNDERPRICED, "underpriced_replacement",
+                    f"a transaction with nonce {p.nonce} is queued with fee {old.fee}; "
+                    f"a replacement must pay at least {bump}% more "
+                    f"({max(old.fee + 1, -(-old.fee * (100 + bump) // 100))})",
+                )
+        elif q is not None and len(q.txs) >= self.max_txs_per_sender and p.nonce >= acct.nonce:
+            return self._refuse(
+                tx, CODE_SENDER_LIMIT, "sender_limit",
+                f"sender already has {len(q.txs)} queued transactions (limit {self.max_txs_per_sender})",
+            )
+        # Balance left for this tx after the spends queued before it.
+        spent_before = 0
+        if q is not None and p.nonce >= acct.nonce:
+            if old is None:
+                spent_before = q.spend
+            else:
+                spent_before = sum(e.spend for n, e in q.txs.items() if n < p.nonce)
+        # A stale nonce is left for check_tx to refuse with its own BadNonce message.
+        nonce_for_check = p.nonce if p.nonce >= acct.nonce else acct.nonce
+        view = State(_StateAsReader(state))
+        view.set_account(sender, Account(max(acct.balance - spent_before, 0), nonce_for_check))
+        try:
+            info = state.get_chain_info()
+            params = state.get_params()
+            check_tx(view, tx, info.chain_id, params, self.sig_cache)
+        except TxAuthError as exc:
+            return self._refuse(tx, exc.code, AUTH_REASONS.get(exc.code, "invalid"), str(exc))
+        self.sig_cache.add(tx.tx_hash)
+        spend = compute_spend(tx)
+        avail = acct.balance - spent_before
+        if spend > avail:
+            # A spend beyond the balance fails at execution (fee still charged): count the fee only.
+            spend = p.fee
+        if old is not None and q is not None and q.spend - old.spend + spend > acct.balance:
+            return self._refuse(
+                tx, CODE_UNDERPRICED, "underpriced_replacement",
+                "the replacement would leave later queued transactions unable to pay their fees",
+            )
+        size = len(tx.raw)
+        evicted: tuple[bytes, ...] = ()
+        if old is None:
+            need_txs = len(self._by_hash) + 1 - self.max_txs
+            need_bytes = self._bytes + size - self.max_bytes
+            if need_txs > 0 or need_bytes > 0:
+                victims = self._find_victims(p.fee, sender, need_txs, need_bytes)
+                if victims is None:
+                    return self._refuse(
+                        tx, CODE_FULL, "full",
+                        f"mempool is full ({len(self._by_hash)} txs, {self._bytes} bytes) and no "
+                        f"queued transaction pays less than fee {p.fee}",
+                    )
+                for victim in victims:
+                    self._remove_tail(victim)
+                self.stats.evict("full", len(victims))
+                evicted = tuple(victims)
+        entry = _Entry(tx, sender, p.nonce, p.fee, size, spend, next(self._seq))
+        if old is not None and q is not None:
+            self._drop_entry(old)
+            q.spend -= old.spend
+            q.txs[p.nonce] = entry
+            q.spend += spend
+            self.stats.replaced += 1
+        else:
+            if q is None:
+                q = _Queue(lo=p.nonce, hi=p.nonce)
+                self._queues[sender] = q
+            q.txs[p.nonce] = entry
+            q.hi = p.nonce + 1
+            q.spend += spend
+        self._by_hash[tx.tx_hash] = entry
+        self._bytes += size
+        if entry.nonce == q.hi - 1:
+            heapq.heappush(self._tails, (entry.fee, -entry.seq, tx.tx_hash))
+        self.stats.added += 1
+        self._maybe_compact_tails()
+        return AddResult(tx.tx_hash, True, CODE_OK, "", "", None if old is None else old.tx.tx_hash, evicted)
+
+    # -- eviction -----------------------------------------------------------------------
+
+    def _is_tail(self, tx_hash: bytes) -> bool:
+        entry = self._by_hash.get(tx_hash)
+        if entry is None:
+            return False
+        q = self._queues[entry.sender]
+        return entry.nonce == q.hi - 1
+
+    def _find_victims(self, fee: int, sender: bytes, need_txs: int, need_bytes: int) -> list[bytes] | None:
+        """Pop sender tails cheaper than ``fee`` until enough room; None (and restore) if impossible."""
+        popped: list[tuple[int, int, bytes]] = []
+        victims: list[bytes] = []
+        freed_txs = 0
+        freed_bytes = 0
+        seen_senders: set[bytes] = set()
+        while (freed_txs < need_txs or freed_bytes < need_bytes) and self._tails:
+            item = heapq.heappop(self._tails)
+            tail_fee, _, tx_hash = item
+            if not self._is_tail(tx_hash):
+                continue  # stale heap entry
+            popped.append(item)
+            if tail_fee >= fee:
+                break
+            entry = self._by_hash[tx_hash]
+            if entry.sender == sender or entry.sender in seen_senders:
+                continue
+            seen_senders.add(entry.sender)
+            victims.append(tx_hash)
+            freed_txs += 1
+            freed_bytes += entry.size
+        if freed_txs >= need_txs and freed_bytes >= need_bytes:
+            for item in popped:
+                if item[2] not in victims:
+                    heapq.heappush(self._tails, item)
+            return victims
+        for item in popped:
+            heapq.heappush(self._tails, item)
+        return None
+
+    def _drop_entry(self, entry: _Entry) -> None:
+        del self._by_hash[entry.tx.tx_hash]
+        self._bytes -= entry.size
+
+    def _remove_tail(self, tx_hash: bytes) -> None:
+        entry = self._by_hash[tx_hash]
+        q = self._queues[entry.sender]
+        del q.txs[entry.nonce]
+        q.hi -= 1
+        q.spend -= entry.spend
+        self._drop_entry(entry)
+        if not q.txs:
+            del self._queues[entry.sender]
+        else:
+            new_tail = q.txs[q.hi - 1]
+            heapq.heappush(self._tails, (new_tail.fee, -new_tail.seq, new_tail.tx.tx_hash))
+
+    def _prune_queue(self, sender: bytes, q: _Queue, account_nonce: int, reason: str) -> int:
+        """Drop ``sender``'s queued nonces below ``account_nonce``; return how many."""
+        dropped = 0
+        while q.lo < account_nonce and q.lo < q.hi:
+            entry = q.txs.pop(q.lo)
+            q.spend -= entry.spend
+            self._drop_entry(entry)
+            q.lo += 1
+            dropped += 1
+        if not q.txs:
+            del self._queues[sender]
+        if dropped and reason:
+            self.stats.evict(reason, dropped)
+        return dropped
+
+    def _truncate_from(self, sender: bytes, q: _Queue, nonce: int, reason: str) -> None:
+        """Drop ``sender``'s queued nonces from ``nonce`` on (later ones depend on it)."""
+        n = 0
+        for k in range(nonce, q.hi):
+            entry = q.txs.pop(k)
+            q.spend -= entry.spend
+            self._drop_entry(entry)
+            n += 1
+        q.hi = nonce
+        if not q.txs:
+            del self._queues[sender]
+        else:
+            tail = q.txs[q.hi - 1]
+            heapq.heappush(self._tails, (tail.fee, -tail.seq, tail.tx.tx_hash))
+        self.stats.evict(reason, n)
+
+    def _maybe_compact_tails(self) -> None:
+        if len(self._tails) > 2 * len(self._queues) + 1024:
+            self._tails = [t for t in self._tails if self._is_tail(t[2])]
+            heapq.heapify(self._tails)
+
+    # -- after a commit --------------------------------------------------------------
+
+    def update(
+        self,
+        committed_tx_hashes: Iterable[bytes],
+        new_state: State,
+        changed_accounts: Iterable[bytes] | None = None,
+    ) -> int:
+        """Forget included transactions and re-check the rest against ``new_state``.
+
+        ``changed_accounts`` (addresses whose account record the block changed)
+        limits the re-check to those senders; None re-checks every sender.
+        Returns how many queued transactions were evicted as no longer valid.
+        """
+        self._state = new_state
+        touched: set[bytes] = set()
+        for tx_hash in committed_tx_hashes:
+            self.sig_cache.discard(tx_hash)
+            entry = self._by_hash.get(tx_hash)
+            if entry is None:
+                continue
+            touched.add(entry.sender)
+            self.stats.committed += 1
+        evicted = 0
+        if self.recheck:
+            senders = list(self._queues) if changed_accounts is None else set(changed_accounts) | touched
+        else:
+            senders = touched
+        for sender in senders:
+            q = self._queues.get(sender)
+            if q is None:
+                continue
+            acct = new_state.get_account(sender)
+            # Nonces below the account's are done (included here or elsewhere).
+            self._prune_queue(sender, q, acct.nonce, "")
+            q = self._queues.get(sender)
+            if q is None or not self.recheck:
+                continue
+            if q.lo > acct.nonce:
+                # The account nonce is below the queue (cannot happen on one chain): drop it.
+                evicted += len(q.txs)
+                self._truncate_from(sender, q, q.lo, "invalid")
+                continue
+            balance = acct.balance
+            for nonce in range(q.lo, q.hi):
+                entry = q.txs[nonce]
+                if balance < entry.fee:
+                    evicted += q.hi - nonce
+                    self._truncate_from(sender, q, nonce, "invalid")
+                    break
+                balance -= entry.spend if entry.spend <= balance else entry.fee
+        self._maybe_compact_tails()
+        return evicted
+
+    # -- reaping ------------------------------------------------------------------------
+
+    def reap(
+        self,
+        max_txs: int,
+        max_bytes: int,
+        *,
+        state: State | None = None,
+        ctx: TxContext | None = None,
+    ) -> list[SignedTx]:
+        """Return transactions for a block: highest fee first, each sender in nonce order.
+
+        With ``state`` (the committed head), each candidate is dry-run through
+        ``process_transaction`` on an overlay and a sender's remaining queue is
+        skipped at its first authentication failure, so the block is valid.
+        ``ctx`` defaults to the next height at the head time + 1 ms.
+        """
+        out: list[SignedTx] = []
+        if max_txs <= 0:
+            return out
+        heap: list[tuple[int, int, bytes, int]] = []
+        for sender, q in self._queues.items():
+            head = q.txs[q.lo]
+            heap.append((-head.fee, head.seq, sender, q.lo))
+        heapq.heapify(heap)
+        overlay: State | None = None
+        if state is not None:
+            overlay = State(_StateAsReader(state))
+            if ctx is None:
+                ctx = _next_context(state)
+        total = 0
+        while heap and len(out) < max_txs:
+            _, _, sender, nonce = heapq.heappop(heap)
+            q = self._queues[sender]
+            entry = q.txs[nonce]
+            if total + entry.size > max_bytes:
+                continue  # this sender's later txs depend on this one: skip the sender
+            if overlay is not None and ctx is not None:
+                mark = overlay.checkpoint()
+                try:
+                    process_transaction(overlay, entry.tx, ctx, self.sig_cache)
+                except (TxAuthError, InvalidTransaction):
+                    overlay.revert(mark)
+                    continue
+            out.append(entry.tx)
+            total += entry.size
+            if nonce + 1 < q.hi:
+                nxt = q.txs[nonce + 1]
+                heapq.heappush(heap, (-nxt.fee, nxt.seq, sender, nonce + 1))
+        return out
+
+
+def _next_context(state: State) -> TxContext:
+    head = state.get_head()
+    params: Params = state.get_params()
+    return TxContext(
+        chain_id=state.get_chain_info().chain_id,
+        height=head.height + 1,
+        time_ms=head.time_ms + 1,
+        proposer=bytes(20),
+        params=params,
+    )
