@@ -37,7 +37,7 @@ from storage.kv import KVStore, MemoryKV, WriteBatch
 from storage.leveldb import LevelDBKV, LevelDBOptions
 from storage.lock import DirectoryLock
 from storage.state_store import Head, StateSnapshot, StateView, stage_state_changes
-from storage.state_tree import StateTree, TreeUpdate, check_record, decode_root_content
+from storage.state_tree import StateTree, TreeUpdate, decode_root_content, read_branch
 
 VerifyMode = Literal["quick", "full"]
 LEVELDB_DIR = "leveldb"
@@ -213,8 +213,7 @@ class NodeStore:
             )
         content = decode_root_content(kv.get(schema.TREE_ROOT_KEY))
         if content is not None and len(content) == HASH_LEN:
-            nk = schema.node_key(0, ZERO_HASH)
-            record = check_record(nk, kv.get(nk))
+            record = read_branch(kv, 0, ZERO_HASH)
             if compute_branch_hash(record) != content:
                 raise self._corrupt(
                     f"the state trie's root branch does not hash to the recorded root at height {h}"

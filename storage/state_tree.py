@@ -1,17 +1,24 @@
-"""Incremental maintenance of the state trie over branch records in a key-value store.
+"""Incremental maintenance of the state trie over records in a key-value store.
 
 The trie's format (hexary compressed sparse Merkle trie over SHA-256(key),
 leaf entries inlined in their parent branch) is defined in
-consensus/state_proof.py; this module keeps one record per branch under
-``schema.node_key(depth, path)`` and the root's slot content under
-``schema.TREE_ROOT_KEY``. Slot contents are ``None`` (empty), a 64-byte leaf
-entry, or a 32-byte branch hash; the length tells them apart.
+consensus/state_proof.py. Slot contents are ``None`` (empty), a 64-byte leaf
+entry, or a 32-byte branch hash; the length tells them apart. The root's slot
+content is kept under ``schema.TREE_ROOT_KEY``.
+
+Storage groups branches into *pages* of two trie levels: the page at an even
+depth ``d`` on a path holds that path's branch record at depth ``d`` followed
+by the records of its child branches (depth ``d+1``) in slot order, each record
+self-delimiting by its header. A page is stored under ``schema.node_key(d,
+path)``. Pages halve the records a height writes (LevelDB's cost per record
+dominates a synced batch): a changed key rewrites about one page per two
+levels instead of one record per level.
 
 An update walks only the branches on the changed keys' paths, rewrites each
-touched branch once by splicing its record, and rehashes it once: cost grows
-with (keys changed) x log16(state size), never with the state size. The
-records to put and delete come back as data; the caller writes them in the
-height's batch, so nothing changes on disk until the commit.
+touched branch once by splicing its record, rehashes it once, then reassembles
+the touched pages: cost grows with (keys changed) x log16(state size), never
+with the state size. The pages to put and delete come back as data; the caller
+writes them in the height's batch, so nothing changes on disk until the commit.
 """
 
 from __future__ import annotations
@@ -37,10 +44,14 @@ from storage import schema
 from storage.errors import CorruptStoreError
 from storage.kv import KVReader
 
-#: Branches shallower than this stay cached in memory between heights
-#: (1 + 16 + 256 + 4096 records at most: a few MiB even for a huge state).
+#: Pages whose top is shallower than this stay cached in memory between
+#: heights: the pages at depths 0 and 2 (257 at most, the trie's top four
+#: levels; a few MiB even for a huge state).
 CACHED_DEPTH = 4
 _NODE_DEPTH_AT = len(schema.NODE_PREFIX)
+
+#: A parsed page: the top branch record and its child branch records by slot.
+Page = tuple[bytes, dict[int, bytes]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +63,9 @@ class TreeUpdate:
     root: bytes
     """The new state root."""
     node_writes: dict[bytes, bytes | None]
-    """Branch records to put (bytes) or delete (None), keyed by storage key."""
+    """Pages to put (bytes) or delete (None), keyed by storage key."""
+    cache_writes: dict[bytes, Page | None]
+    """The parsed form of the shallow pages among ``node_writes``."""
 
 
 def decode_root_content(data: bytes | None) -> bytes | None:
@@ -70,16 +83,49 @@ def _header(bitmap: int, leafmask: int) -> bytes:
     return bitmap.to_bytes(2, "big") + leafmask.to_bytes(2, "big")
 
 
-def check_record(key: bytes, record: bytes | None) -> bytes:
-    """Return ``record`` if it is a well-formed branch record, else raise CorruptStoreError."""
+def _record_len(key: bytes, data: bytes, at: int) -> int:
+    """Return the length of the branch record starting at ``data[at:]`` (checked)."""
+    if len(data) < at + RECORD_HEADER_LEN:
+        raise CorruptStoreError(f"state trie page {key.hex()} is truncated")
+    bitmap = int.from_bytes(data[at : at + 2], "big")
+    leafmask = int.from_bytes(data[at + 2 : at + 4], "big")
+    length = compute_record_len(bitmap, leafmask)
+    if leafmask & ~bitmap or len(data) < at + length:
+        raise CorruptStoreError(f"state trie page {key.hex()} holds a malformed branch")
+    return length
+
+
+def split_page(key: bytes, data: bytes | None) -> Page:
+    """Parse a stored page into its top record and child records, or raise CorruptStoreError."""
+    if data is None:
+        raise CorruptStoreError(f"state trie page {key.hex()} is missing")
+    top_len = _record_len(key, data, 0)
+    branches = int.from_bytes(data[0:2], "big") & ~int.from_bytes(data[2:4], "big")
+    if not branches and top_len == len(data):
+        return data, {}  # the common bottom page: one branch, no child branches
+    top = data[:top_len]
+    children: dict[int, bytes] = {}
+    at = top_len
+    while branches:  # the set bits, lowest slot first
+        low = branches & -branches
+        branches ^= low
+        length = _record_len(key, data, at)
+        children[low.bit_length() - 1] = data[at : at + length]
+        at += length
+    if at != len(data):
+        raise CorruptStoreError(f"state trie page {key.hex()} has trailing bytes")
+    return top, children
+
+
+def read_branch(reader: KVReader, depth: int, kh: bytes) -> bytes:
+    """Return the branch record at ``depth`` on ``kh``'s path, or raise CorruptStoreError."""
+    key = schema.node_key(depth & ~1, kh)
+    top, children = split_page(key, reader.get(key))
+    if not depth & 1:
+        return top
+    record = children.get(get_nibble(kh, depth - 1))
     if record is None:
-        raise CorruptStoreError(f"state trie branch {key.hex()} is missing")
-    if len(record) < RECORD_HEADER_LEN:
-        raise CorruptStoreError(f"state trie branch {key.hex()} is truncated")
-    bitmap = int.from_bytes(record[0:2], "big")
-    leafmask = int.from_bytes(record[2:4], "big")
-    if leafmask & ~bitmap or len(record) != compute_record_len(bitmap, leafmask):
-        raise CorruptStoreError(f"state trie branch {key.hex()} is malformed")
+        raise CorruptStoreError(f"state trie page {key.hex()} lacks a child branch")
     return record
 
 
@@ -87,7 +133,7 @@ class StateTree:
     """Computes trie updates and proofs; caches the upper branches between heights."""
 
     def __init__(self) -> None:
-        self._cache: dict[bytes, bytes] = {}
+        self._cache: dict[bytes, Page] = {}
 
     def compute_update(
         self,
@@ -101,21 +147,21 @@ class StateTree:
         )
         khs = [kh for kh, _ in items]
         entries = [entry for _, entry in items]
-        writes: dict[bytes, bytes | None] = {}
-        if items:
-            walker = _Updater(reader, self._cache, writes, khs, entries)
-            root_content = walker.update(0, root_content, 0, len(items))
-        return TreeUpdate(root_content, compute_content_root(root_content), writes)
+        if not items:
+            return TreeUpdate(root_content, compute_content_root(root_content), {}, {})
+        walker = _Updater(reader, self._cache, khs, entries)
+        root_content = walker.update(0, root_content, 0, len(items))
+        pages, cache_writes = walker.assemble_pages()
+        return TreeUpdate(root_content, compute_content_root(root_content), pages, cache_writes)
 
     def on_committed(self, update: TreeUpdate) -> None:
         """Bring the cache in line with an update that is now on disk."""
         cache = self._cache
-        for key, record in update.node_writes.items():
-            if key[_NODE_DEPTH_AT] < CACHED_DEPTH:
-                if record is None:
-                    cache.pop(key, None)
-                else:
-                    cache[key] = record
+        for key, page in update.cache_writes.items():
+            if page is None:
+                cache.pop(key, None)
+            else:
+                cache[key] = page
 
     def clear_cache(self) -> None:
         self._cache.clear()
@@ -131,10 +177,11 @@ class StateTree:
         branches: list[ProofBranch] = []
         depth = 0
         while content is not None and len(content) == HASH_LEN:
-            nk = schema.node_key(depth, kh)
-            record = check_record(nk, reader.get(nk))
+            record = read_branch(reader, depth, kh)
             if compute_branch_hash(record) != content:
-                raise CorruptStoreError(f"state trie branch {nk.hex()} does not match its hash")
+                raise CorruptStoreError(
+                    f"state trie branch at depth {depth} on {kh.hex()} does not match its hash"
+                )
             bitmap = int.from_bytes(record[0:2], "big")
             leafmask = int.from_bytes(record[2:4], "big")
             nib = get_nibble(kh, depth)
@@ -159,7 +206,7 @@ class StateTree:
         malformed or mismatching record, a misplaced leaf, a non-canonical
         shape, or branch records that the trie does not reach.
         """
-        reached = 0
+        reached_pages = 0
         leaves = 0
         stack: list[tuple[int, bytes, bytes]] = []  # (depth, path sample, expected hash)
         if root_content is not None:
@@ -170,8 +217,9 @@ class StateTree:
         while stack:
             depth, path, expected = stack.pop()
             nk = schema.node_key(depth, path)
-            record = check_record(nk, reader.get(nk))
-            reached += 1
+            if not depth & 1:
+                reached_pages += 1
+            record = read_branch(reader, depth, path)
             if compute_branch_hash(record) != expected:
                 raise CorruptStoreError(f"state trie branch {nk.hex()} does not match its hash")
             bitmap = int.from_bytes(record[0:2], "big")
@@ -194,9 +242,9 @@ class StateTree:
                     stack.append((depth + 1, child_path, record[off : off + HASH_LEN]))
                     off += HASH_LEN
         stored = sum(1 for _ in reader.iterate(schema.NODE_PREFIX))
-        if stored != reached:
+        if stored != reached_pages:
             raise CorruptStoreError(
-                f"{stored} state trie branch records are stored but {reached} are reachable"
+                f"{stored} state trie pages are stored but {reached_pages} are reachable"
             )
         return leaves
 
@@ -214,36 +262,96 @@ def _shares_prefix(a: bytes, b: bytes, nibbles: int) -> bool:
 
 
 class _Updater:
-    """One update's walk: reads branches, collects record writes.
+    """One update's walk: reads pages, collects branch writes, then reassembles pages.
 
     The changes are two parallel lists sorted by key hash (``khs`` and their new
     leaf entries, None for a delete); a slot's changes are an index range.
     """
 
-    __slots__ = ("_cache", "_entries", "_khs", "_reader", "_writes")
+    __slots__ = ("_cache", "_children", "_entries", "_khs", "_pages", "_reader", "_tops")
 
     def __init__(
         self,
         reader: KVReader,
-        cache: dict[bytes, bytes],
-        writes: dict[bytes, bytes | None],
+        cache: dict[bytes, Page],
         khs: list[bytes],
         entries: list[bytes | None],
     ) -> None:
         self._reader = reader
         self._cache = cache
-        self._writes = writes
         self._khs = khs
         self._entries = entries
+        self._pages: dict[bytes, Page] = {}
+        """Pages read by this walk, as they were before it."""
+        self._tops: dict[bytes, tuple[int, bytes | None]] = {}
+        """Page key -> (its depth, the new top record or None: deleted)."""
+        self._children: dict[bytes, dict[int, bytes | None]] = {}
+        """Page key -> slot -> the new child record or None: deleted."""
 
-    def _read(self, nk: bytes, depth: int) -> bytes:
-        if depth < CACHED_DEPTH:
-            record = self._cache.get(nk)
-            if record is None:
-                record = check_record(nk, self._reader.get(nk))
-                self._cache[nk] = record
-            return record
-        return check_record(nk, self._reader.get(nk))
+    def _read(self, depth: int, kh: bytes) -> bytes:
+        top_depth = depth & ~1
+        pk = schema.node_key(top_depth, kh)
+        page = self._pages.get(pk)
+        if page is None:
+            cached = top_depth < CACHED_DEPTH
+            page = self._cache.get(pk) if cached else None
+            if page is None:
+                page = split_page(pk, self._reader.get(pk))
+                if cached:
+                    self._cache[pk] = page
+            self._pages[pk] = page
+        if top_depth == depth:
+            return page[0]
+        record = page[1].get(get_nibble(kh, top_depth))
+        if record is None:
+            raise CorruptStoreError(f"state trie page {pk.hex()} lacks a child branch")
+        return record
+
+    def _write(self, depth: int, kh: bytes, record: bytes | None) -> None:
+        top_depth = depth & ~1
+        pk = schema.node_key(top_depth, kh)
+        if top_depth == depth:
+            self._tops[pk] = (top_depth, record)
+        else:
+            self._children.setdefault(pk, {})[get_nibble(kh, top_depth)] = record
+
+    def assemble_pages(self) -> tuple[dict[bytes, bytes | None], dict[bytes, Page | None]]:
+        """Return the pages to write (and the parsed shallow ones) after the walk."""
+        pages: dict[bytes, bytes | None] = {}
+        parsed: dict[bytes, Page | None] = {}
+        no_changes: dict[int, bytes | None] = {}
+        for pk in {**self._tops, **self._children}:
+            old = self._pages.get(pk)
+            top_write = self._tops.get(pk)
+            top: bytes | None
+            if top_write is not None:
+                top_depth, top = top_write
+            elif old is not None:
+                top_depth, top = pk[_NODE_DEPTH_AT], old[0]
+            else:
+                raise CorruptStoreError(f"state trie page {pk.hex()} changed without its top")
+            cached = top_depth < CACHED_DEPTH
+            if top is None:
+                pages[pk] = None
+                if cached:
+                    parsed[pk] = None
+                continue
+            old_children = old[1] if old is not None else {}
+            changed = self._children.get(pk, no_changes)
+            branches = int.from_bytes(top[0:2], "big") & ~int.from_bytes(top[2:4], "big")
+            children: dict[int, bytes] = {}
+            while branches:  # the set bits, lowest slot first
+                low = branches & -branches
+                branches ^= low
+                nib = low.bit_length() - 1
+                child = changed[nib] if nib in changed else old_children.get(nib)
+                if child is None:
+                    raise CorruptStoreError(f"state trie page {pk.hex()} lost a child branch")
+                children[nib] = child
+            pages[pk] = top + b"".join(children.values())
+            if cached:
+                parsed[pk] = (top, children)
+        return pages, parsed
 
     def update(self, depth: int, content: bytes | None, lo: int, hi: int) -> bytes | None:
         """Return the new content of the slot at ``depth`` nibbles after changes [lo, hi).
@@ -256,12 +364,14 @@ class _Updater:
         entries = self._entries
         if content is None or len(content) == ENTRY_LEN:
             return self._build(depth, _merge(content, khs[lo:hi], entries[lo:hi]))
-        nk = schema.node_key(depth, khs[lo])
-        record = self._read(nk, depth)
+        first = khs[lo]
+        record = self._read(depth, first)
         # Every branch an update touches is checked against its parent's hash,
         # so on-disk damage stops the commit instead of yielding a wrong root.
         if compute_branch_hash(record) != content:
-            raise CorruptStoreError(f"state trie branch {nk.hex()} does not match its hash")
+            raise CorruptStoreError(
+                f"state trie branch at depth {depth} on {first.hex()} does not match its hash"
+            )
         bitmap = int.from_bytes(record[0:2], "big")
         leafmask = int.from_bytes(record[2:4], "big")
         body = record[RECORD_HEADER_LEN:]
@@ -321,14 +431,14 @@ class _Updater:
         if not changed:
             return content
         if bitmap == 0:
-            self._writes[nk] = None
+            self._write(depth, first, None)
             return None
         if leafmask == bitmap and bitmap.bit_count() == 1:
             # A branch left with one leaf collapses into that leaf.
-            self._writes[nk] = None
+            self._write(depth, first, None)
             return body
         record = _header(bitmap, leafmask) + body
-        self._writes[nk] = record
+        self._write(depth, first, record)
         return compute_branch_hash(record)
 
     def _build(self, depth: int, entries: list[bytes]) -> bytes | None:
@@ -355,7 +465,7 @@ class _Updater:
                 parts.append(child)
             i = j
         record = _header(bitmap, leafmask) + b"".join(parts)
-        self._writes[schema.node_key(depth, entries[0])] = record
+        self._write(depth, entries[0], record)
         return compute_branch_hash(record)
 
 

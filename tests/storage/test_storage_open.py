@@ -151,7 +151,8 @@ def test_damaged_root_branch_is_refused(tmp_path: Path) -> None:
     key = schema.node_key(0, bytes(32))
     record = read_raw(tmp_path, key)
     assert record is not None
-    tamper(tmp_path, puts={key: record[:-1] + bytes([record[-1] ^ 1])})
+    # Byte 4 is the first slot entry of the page's top record: the root branch.
+    tamper(tmp_path, puts={key: record[:4] + bytes([record[4] ^ 1]) + record[5:]})
     expect_corrupt(tmp_path, "root branch does not hash")
 
 
