@@ -25,8 +25,11 @@ import hashlib
 import math
 import multiprocessing
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -35,6 +38,8 @@ from consensus.hashing import HASH_LEN
 from consensus.poc.matrices import MATRIX_A, generate_a_rows, generate_b, generate_rows
 from consensus.poc.merkle import LEAF_PREFIX, ROW_DTYPE, hash_node
 from consensus.poc.types import Challenge, PocOpenings, RowOpening
+
+R = TypeVar("R")
 
 #: Rows of A generated and multiplied at a time (bounds the worker's memory).
 BLOCK_ROWS = 1024
@@ -198,16 +203,30 @@ class Prover:
             raise ProverError("cheat_fraction must be in [0, 1]")
         self._dtype = dtype
         self._cheat_fraction = cheat_fraction
-        # spawn: a fresh interpreter, never a fork of a process with running threads.
-        self._executor = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+        self._executor = self._new_executor()
         self._proved: dict[bytes, ProvedChallenge] = {}
+
+    @staticmethod
+    def _new_executor() -> ProcessPoolExecutor:
+        # spawn: a fresh interpreter, never a fork of a process with running threads.
+        return ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+
+    async def _run(self, fn: Callable[..., R], *args: Any) -> R:
+        """Run ``fn(*args)`` in the worker; a crashed worker is replaced and reported."""
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._executor, fn, *args)
+        except BrokenProcessPool as exc:
+            # The worker died (killed, out of memory): start a fresh one for the next call.
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = self._new_executor()
+            raise ProverError(f"the prover worker process died: {exc}") from exc
 
     async def prove(self, challenge: Challenge) -> ProvedChallenge:
         """Compute C for ``challenge`` in the worker and return the commitment to post."""
-        loop = asyncio.get_running_loop()
-        work = await loop.run_in_executor(
-            self._executor, compute_commitment, challenge.seed, challenge.n, challenge.rows,
-            self._dtype, self._cheat_fraction,
+        work = await self._run(
+            compute_commitment, challenge.seed, challenge.n, challenge.rows, self._dtype,
+            self._cheat_fraction,
         )
         proved = ProvedChallenge(challenge=challenge, root=work.root, levels=work.levels,
                                  seconds=work.total_s)
@@ -222,16 +241,19 @@ class Prover:
         ch = proved.challenge
         if any(not 0 <= i < ch.rows for i in indices):
             raise ProverError("an opened row index is out of range")
-        loop = asyncio.get_running_loop()
-        rows = await loop.run_in_executor(
-            self._executor, compute_rows, ch.seed, ch.n, ch.rows, list(indices), self._dtype,
-            self._cheat_fraction,
+        rows = await self._run(
+            compute_rows, ch.seed, ch.n, ch.rows, list(indices), self._dtype, self._cheat_fraction,
         )
         openings = tuple(
             RowOpening(index=i, row=row, path=compute_path(proved.levels, i))
             for i, row in zip(indices, rows, strict=True)
         )
         return PocOpenings(challenge_id=challenge_id, openings=openings)
+
+    def worker_pids(self) -> list[int]:
+        """Return the worker process ids (for diagnostics and tests)."""
+        processes = getattr(self._executor, "_processes", None) or {}
+        return sorted(processes)
 
     def forget(self, challenge_id: bytes) -> None:
         """Drop what is kept for a finished challenge."""
@@ -240,3 +262,7 @@ class Prover:
     def close(self) -> None:
         """Stop the worker process (waits for a running product to finish)."""
         self._executor.shutdown(wait=True, cancel_futures=True)
+
+    async def aclose(self) -> None:
+        """Stop the worker process without blocking the event loop."""
+        await asyncio.to_thread(self.close)

@@ -102,3 +102,31 @@ def test_invalid_prover_options() -> None:
         Prover(dtype="float16")
     with pytest.raises(ProverError):
         Prover(cheat_fraction=1.5)
+
+
+async def test_killed_worker_is_reported_and_replaced(prover: Prover) -> None:
+    import os
+    import signal
+
+    await prover.prove(make_challenge(64, 64))
+    [pid] = prover.worker_pids()
+    task = asyncio.create_task(prover.prove(make_challenge(2048, 16384)))
+    await asyncio.sleep(0.3)
+    os.kill(pid, signal.SIGKILL)
+    with pytest.raises(ProverError, match="died"):
+        await task
+    ch = make_challenge(64, 100)
+    proved = await prover.prove(ch)
+    assert proved.root == compute_commitment(ch.seed, 64, 100).root
+    assert prover.worker_pids() and prover.worker_pids() != [pid]
+
+
+async def test_aclose_stops_the_worker() -> None:
+    p = Prover()
+    await p.prove(make_challenge(64, 64))
+    [pid] = p.worker_pids()
+    await p.aclose()
+    import os
+
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
