@@ -33,10 +33,14 @@ PENALTY = {
     "rate": 1.0,
     "malformed": 20.0,
     "oversize": 20.0,
-    "malformed_frame": 50.0,
-    "bad_data": 50.0,
+    # A frame that is not even a pubsub protobuf: no honest implementation sends
+    # one, so it alone crosses DISCONNECT_SCORE.
+    "malformed_frame": 250.0,
+    "bad_data": 100.0,
     "rejected": 20.0,
 }
+#: Per-second decay of the penalty ledger (half-life about 70 s).
+LEDGER_DECAY = 0.99
 #: Below this we stop gossiping to / accepting gossip from the peer.
 GOSSIP_THRESHOLD = -50.0
 PUBLISH_THRESHOLD = -100.0
@@ -76,3 +80,37 @@ class BanList:
         for p in done:
             del self._until[p]
         return done
+
+
+class PenaltyLedger:
+    """Penalty units per peer id, decaying each second; bounded, oldest forgotten first.
+
+    Kept apart from GossipSub's scorer, which drops a peer's counters whenever
+    its pubsub stream ends, so a peer cannot wash its record by resetting.
+    """
+
+    def __init__(self, max_entries: int = 4096) -> None:
+        self._units: OrderedDict[str, float] = OrderedDict()
+        self._max = max_entries
+
+    def add(self, peer_id: str, amount: float) -> float:
+        """Add ``amount`` units to ``peer_id`` and return its total."""
+        total = self._units.get(peer_id, 0.0) + amount
+        self._units[peer_id] = total
+        self._units.move_to_end(peer_id)
+        while len(self._units) > self._max:
+            self._units.popitem(last=False)
+        return total
+
+    def get(self, peer_id: str) -> float:
+        """Return the units held against ``peer_id`` (0 when none)."""
+        return self._units.get(peer_id, 0.0)
+
+    def decay(self, factor: float = LEDGER_DECAY) -> None:
+        """Multiply every entry by ``factor``; forget entries that fall below 0.01."""
+        for pid in list(self._units):
+            v = self._units[pid] * factor
+            if v < 0.01:
+                del self._units[pid]
+            else:
+                self._units[pid] = v

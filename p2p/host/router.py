@@ -50,8 +50,8 @@ log = logging.getLogger("p2p.host.router")
 
 #: ``(forwarder, topic, data) -> Verdict``, run in the trio thread.
 GossipHook = Callable[[ID, str, bytes], Awaitable[Verdict]]
-#: ``(peer, reason, amount)``: a protocol-level fault of a peer.
-FaultHook = Callable[[ID, str, float], None]
+#: ``(peer, reason)``: a fault of a peer; ``reason`` is a key of ``scoring.PENALTY``.
+FaultHook = Callable[[ID, str], None]
 
 #: Bytes a pubsub RPC may add around the largest message (signature, key, ids, control).
 RPC_OVERHEAD = 64 * 1024
@@ -166,7 +166,7 @@ class GuardedPubsub(Pubsub):
                 rpc = rpc_pb2.RPC()
                 rpc.ParseFromString(incoming)
                 if not maybe_consume_signed_record(rpc, self.host, peer_id):
-                    self._on_fault(peer_id, "malformed", scoring.PENALTY["malformed"])
+                    self._on_fault(peer_id, "malformed")
                     continue
                 for msg in rpc.publish:
                     self.stats.messages_in += 1
@@ -183,7 +183,7 @@ class GuardedPubsub(Pubsub):
             reason = "oversize" if isinstance(exc, MessageTooLarge) else "malformed"
             self.stats.drop(reason)
             log.warning("peer %s sent a bad pubsub frame (%s); stream closed", peer_id, reason)
-            self._on_fault(peer_id, "malformed_frame", scoring.PENALTY["malformed_frame"])
+            self._on_fault(peer_id, "malformed_frame")
             with contextlib.suppress(Exception):
                 await stream.reset()
             self._handle_dead_peer(peer_id)
@@ -204,7 +204,7 @@ class GuardedPubsub(Pubsub):
         topics = list(msg.topicIDs)
         if len(topics) != 1:
             self.stats.drop("malformed")
-            self._on_fault(msg_forwarder, "malformed", scoring.PENALTY["malformed"])
+            self._on_fault(msg_forwarder, "malformed")
             return
         topic = topics[0]
         if not scorer.allow_publish(msg_forwarder, topics):
@@ -212,12 +212,12 @@ class GuardedPubsub(Pubsub):
         if len(msg.data) > self.max_message_bytes:
             self.stats.drop("oversize")
             scorer.on_invalid_message(msg_forwarder, topic)
-            self._on_fault(msg_forwarder, "oversize", 0.0)
+            self._on_fault(msg_forwarder, "oversize")
             return
         if not signature_validator(msg):
             self.stats.drop("malformed")
             scorer.on_invalid_message(msg_forwarder, topic)
-            self._on_fault(msg_forwarder, "malformed", 0.0)
+            self._on_fault(msg_forwarder, "malformed")
             return
         if ID(msg.from_id) == self.my_id:
             return  # claims to be ours but came from elsewhere
@@ -229,7 +229,7 @@ class GuardedPubsub(Pubsub):
             await self.router.publish(msg_forwarder, msg)
         elif verdict is Verdict.REJECT:
             scorer.on_invalid_message(msg_forwarder, topic)
-            self._on_fault(msg_forwarder, "rejected", 0.0)
+            self._on_fault(msg_forwarder, "rejected")
 
     # -- outbound ---------------------------------------------------------------
 

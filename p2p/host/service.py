@@ -7,6 +7,7 @@ the transport gives it (``AsyncioSide``).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import time
@@ -115,6 +116,7 @@ class HostService:
         self.gate = GossipGate(config)
         self.req_limiter = PeerRateLimiter({"request": config.request_rate})
         self.bans = scoring.BanList()
+        self.ledger = scoring.PenaltyLedger()
         self.state = _State()
         self.own_addrs: list[str] = []
         self.known_addrs: dict[str, list[str]] = {}
@@ -210,9 +212,13 @@ class HostService:
         except GateDrop as drop:
             self.stats.drop(drop.reason)
             if drop.reason == "rate":
-                self.on_fault(forwarder, "rate", scoring.PENALTY["rate"])
+                self.on_fault(forwarder, "rate")
                 return Verdict.IGNORE
-            return Verdict.REJECT  # oversize or malformed: the invalid-message penalty applies
+            # Oversize or malformed: an invalid message, penalised under its own reason.
+            if self.gossipsub is not None and self.gossipsub.scorer is not None:
+                self.gossipsub.scorer.on_invalid_message(forwarder, topic)
+            self.on_fault(forwarder, drop.reason)
+            return Verdict.IGNORE
         try:
             verdict: Verdict = await self.bridge.to_asyncio(self.side.validate, kind, peer, payload, timeout=VALIDATOR_TIMEOUT + 1)
         except TimeoutError:
@@ -226,42 +232,52 @@ class HostService:
             raise PeerUnavailable("pubsub is not running")
         await self.pubsub.publish(topic, data)
 
+    async def mesh_peers(self, topic: str) -> list[str]:
+        """Peers in our mesh for ``topic``."""
+        if self.gossipsub is None:
+            return []
+        return sorted(p.to_base58() for p in self.gossipsub.mesh.get(topic, ()))
+
     async def publish_raw_frame(self, peer_id: str, raw: bytes) -> None:
-        """Write raw bytes as one pubsub frame to a peer (fault-injection tests only)."""
+        """Open a pubsub stream to a peer and write raw bytes as one frame (fault tests only)."""
         if self.pubsub is None:
             return
-        stream = self.pubsub.peers.get(ID.from_base58(peer_id))
-        if stream is None:
-            raise PeerUnavailable(f"no pubsub stream to {peer_id}")
+        stream = await self.host.new_stream(ID.from_base58(peer_id), list(self.pubsub.protocols))
         await stream.write(frame(raw))
+        # Wait for the peer to react: it resets or closes the stream.
+        with trio.move_on_after(2.0), contextlib.suppress(Exception):
+            await stream.read(1)
 
     # -- faults, scores, bans ------------------------------------------------------
 
-    def on_fault(self, peer: ID, reason: str, amount: float) -> None:
-        """Penalise ``peer`` for a protocol fault; cut it if its score falls too low."""
-        if self.gossipsub is None:
-            return
-        if amount > 0 and self.gossipsub.scorer is not None:
+    def on_fault(self, peer: ID, reason: str, force_cut: bool = False) -> None:
+        """Penalise ``peer`` for a fault (a ``scoring.PENALTY`` reason); cut it if its score is too low.
+
+        Penalties go to our own ledger, because py-libp2p's scorer forgets a
+        peer whenever its pubsub stream ends (which a bad frame causes).
+        """
+        pid = peer.to_base58()
+        amount = scoring.PENALTY.get(reason, scoring.PENALTY["bad_data"])
+        self.ledger.add(pid, amount)
+        if reason == "rate" and self.gossipsub is not None and self.gossipsub.scorer is not None:
             self.gossipsub.scorer.penalize_behavior(peer, amount)
         self.stats.peers_penalised += 1
-        cut = self.score(peer) < scoring.DISCONNECT_SCORE
+        cut = force_cut or self.score(peer) < scoring.DISCONNECT_SCORE
         if cut:
             self._cut(peer)
         if self.bridge is not None:
-            self.bridge.post(self.side.on_event, PeerPenalised(peer.to_base58(), reason, cut))
+            self.bridge.post(self.side.on_event, PeerPenalised(pid, reason, cut))
 
     def report(self, peer_id: str, reason: str, disconnect: bool) -> None:
         """A penalty from the node (bad sync data); trio thread."""
-        peer = ID.from_base58(peer_id)
-        self.on_fault(peer, reason, scoring.PENALTY.get(reason, scoring.PENALTY["bad_data"]))
-        if disconnect:
-            self._cut(peer)
+        self.on_fault(ID.from_base58(peer_id), reason, force_cut=disconnect)
 
     def score(self, peer: ID) -> float:
-        """Current GossipSub score of ``peer`` over our topics."""
-        if self.gossipsub is None or self.gossipsub.scorer is None:
-            return 0.0
-        return float(self.gossipsub.scorer.score(peer, list(self.kind_by_topic)))
+        """GossipSub's score of ``peer`` over our topics, minus our penalty ledger."""
+        base = 0.0
+        if self.gossipsub is not None and self.gossipsub.scorer is not None:
+            base = float(self.gossipsub.scorer.score(peer, list(self.kind_by_topic)))
+        return base - self.ledger.get(peer.to_base58())
 
     def _cut(self, peer: ID) -> None:
         pid = peer.to_base58()
@@ -286,6 +302,7 @@ class HostService:
     async def _score_loop(self) -> None:
         while True:
             await trio.sleep(1.0)
+            self.ledger.decay()
             for peer in list(self.connected):
                 if self.score(peer) < scoring.DISCONNECT_SCORE:
                     self._cut(peer)
@@ -499,7 +516,7 @@ class HostService:
         pid = peer.to_base58()
         if self.bridge is None or not self.req_limiter.allow(pid, "request", time.monotonic()):
             self.stats.drop("rate")
-            self.on_fault(peer, "rate", scoring.PENALTY["rate"])
+            self.on_fault(peer, "rate")
             await _reset(stream)
             return
         self.stats.requests_in += 1

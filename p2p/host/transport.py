@@ -130,6 +130,11 @@ class Libp2pTransport(Transport):
         svc = self._svc()
         await self._thread.call(svc.publish_raw_frame, peer_id, raw)
 
+    async def mesh_peers(self, kind: str) -> list[str]:
+        """Peers in our GossipSub mesh for ``kind``'s topic (for metrics and tests)."""
+        svc = self._svc()
+        return await self._thread.call(svc.mesh_peers, self.config.topic(kind))
+
     # Called from the trio thread through the bridge (runs on this loop):
     def validate(self, kind: str, peer_id: str, payload: bytes, done: Callable[[Verdict], None]) -> None:
         self._dispatcher.validate(kind, peer_id, payload, done)

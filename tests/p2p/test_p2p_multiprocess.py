@@ -1,0 +1,132 @@
+"""Real libp2p between real processes on 127.0.0.1: mesh, gossip, restart, faults, sync."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+pytestmark = [pytest.mark.multiprocess, pytest.mark.slow]
+
+
+async def _four(launch, extra=None, bad_extra=None):
+    boot = await launch("n0", extra=extra)
+    rest = await asyncio.gather(
+        *(launch(f"n{i}", bootstrap=[boot.addrs[0]], extra=(bad_extra if i == 3 and bad_extra else extra)) for i in (1, 2, 3))
+    )
+    return [boot, *rest]
+
+
+async def test_four_processes_form_a_mesh_and_every_publish_reaches_the_other_three(launch):
+    nodes = await _four(launch)
+    ids = {n.peer_id for n in nodes}
+    # Everyone dialled only n0, yet each ends up connected to all three others.
+    res = await asyncio.gather(*(n.cmd("wait_peers", n=3, timeout=45) for n in nodes))
+    for n, r in zip(nodes, res, strict=True):
+        assert r["ok"], r
+        assert set(r["peers"]) == ids - {n.peer_id}
+    mesh = await asyncio.gather(*(n.cmd("wait_mesh", kinds=["vote", "proposal"], n=1, timeout=30) for n in nodes))
+    assert all(m["ok"] for m in mesh), mesh
+    for i, n in enumerate(nodes):
+        r = await n.cmd("publish", kind="vote", tag=f"from{i}", count=3)
+        assert r["ok"], r
+    for i in range(4):
+        for j, m in enumerate(nodes):
+            if i != j:
+                got = await m.cmd("wait_msgs", tag=f"from{i}", n=3, timeout=20)
+                assert got["ok"] and got["count"] == 3, (i, j, got)
+    for i, n in enumerate(nodes):
+        assert (await n.cmd("report", tag=f"from{i}"))["count"] == 0  # own publishes are not looped back
+    # A larger message (over Yamux's 64 KiB frame) arrives intact everywhere.
+    await nodes[2].cmd("publish", kind="proposal", tag="big", size=300_000)
+    for j in (0, 1, 3):
+        assert (await nodes[j].cmd("wait_msgs", tag="big", n=1, timeout=20))["ok"]
+    for n in nodes:
+        q = await n.quit()
+        assert q["threads"] == [] and q["tasks"] == [], q
+        assert n.proc.returncode == 0
+
+
+async def test_killed_process_restarts_with_the_same_peer_id_and_rejoins(launch, tmp_path):
+    nodes = await _four(launch)
+    assert all(r["ok"] for r in await asyncio.gather(*(n.cmd("wait_peers", n=3, timeout=45) for n in nodes)))
+    victim = nodes[2]
+    old_id = victim.peer_id
+    victim.kill()
+    await victim.wait_exit()
+    for n in (nodes[0], nodes[1], nodes[3]):
+        assert (await n.cmd("wait_gone", peer=old_id, timeout=30))["ok"]
+    again = await launch("n2", bootstrap=[nodes[0].addrs[0]])
+    assert again.peer_id == old_id
+    res = await asyncio.gather(*(n.cmd("wait_peers", n=3, timeout=45) for n in (nodes[0], nodes[1], nodes[3], again)))
+    assert all(r["ok"] for r in res), res
+    assert all(old_id in r["peers"] for r in res[:3])
+    assert (await again.cmd("wait_mesh", kinds=["vote"], n=1, timeout=30))["ok"]
+    for n in (nodes[0], nodes[1], nodes[3]):
+        assert (await n.cmd("wait_mesh", kinds=["vote"], n=1, timeout=30))["ok"]
+    await again.cmd("publish", kind="vote", tag="back", count=2)
+    for n in (nodes[0], nodes[1], nodes[3]):
+        assert (await n.cmd("wait_msgs", tag="back", n=2, timeout=20))["ok"]
+
+
+BAD_MODES = {
+    # A frame on /meshsub/1.1.0 that is not a pubsub protobuf: in 0.8.1 this alone killed the host.
+    "bad_frame": ("raw_frame", {"hex": "ffffffffffff"}, "malformed_frames"),
+    # 100 KB gossip where honest nodes cap messages at 64 KiB.
+    "oversize": ("publish_raw", {"kind": "vote", "size": 100_000, "count": 10}, "oversize"),
+    # Not a canonical envelope.
+    "malformed": ("publish_raw", {"kind": "vote", "hex": "c1c1c1", "count": 10}, "malformed"),
+    # Well-formed, but the node's validator says REJECT.
+    "invalid": ("publish", {"kind": "vote", "tag": "evil", "prefix": "BAD", "count": 20}, "rejected"),
+}
+
+
+@pytest.mark.parametrize("mode", sorted(BAD_MODES))
+async def test_misbehaving_process_is_scored_down_and_cut_off_while_others_keep_delivering(launch, mode):
+    # Honest nodes cap gossip at 64 KiB; the bad node n3 may send anything.
+    nodes = await _four(launch, extra=["--max-message-bytes", str(64 * 1024)], bad_extra=["--max-message-bytes", str(1 << 20)])
+    honest, bad = nodes[:3], nodes[3]
+    assert all(r["ok"] for r in await asyncio.gather(*(n.cmd("wait_peers", n=3, timeout=45) for n in nodes)))
+    assert all(r["ok"] for r in await asyncio.gather(*(n.cmd("wait_mesh", kinds=["vote"], n=1, timeout=30) for n in nodes)))
+    op, kw, counter = BAD_MODES[mode]
+    targets = [{"peer": n.peer_id} for n in honest] if op == "raw_frame" else [{}]
+    for extra in targets:
+        res = await bad.cmd(op, **kw, **extra)
+        assert "error" not in res, res
+    for n in honest:
+        assert (await n.cmd("wait_gone", peer=bad.peer_id, timeout=30))["ok"], mode
+    for n in honest:
+        s = await n.cmd("stats")
+        assert any(p["peer"] == bad.peer_id and p["cut"] for p in s["penalised"]), s["penalised"]
+        seen = s["stats"]["malformed_frames"] if counter == "malformed_frames" else s["stats"]["dropped"][counter]
+        assert seen > 0, (mode, s["stats"])
+        assert (await n.cmd("report", tag="evil"))["count"] == 0
+    # The honest three still gossip, and the cut peer stays out (banned, so redialling fails).
+    await honest[1].cmd("publish", kind="vote", tag="after", count=5)
+    for n in (honest[0], honest[2]):
+        assert (await n.cmd("wait_msgs", tag="after", n=5, timeout=20))["ok"]
+    for n in honest:
+        assert bad.peer_id not in (await n.cmd("peers"))["peers"]
+
+
+async def test_block_sync_transfers_1000_blocks_with_verified_commits(launch):
+    server = await launch("srv", extra=["--blocks", "1000"])
+    client = await launch("cli", bootstrap=[server.addrs[0]])
+    assert (await client.cmd("wait_peers", n=1, timeout=30))["ok"]
+    res = await client.cmd("sync", start=1, end=1000, timeout=120)
+    assert res["ok"], res
+    assert res["n"] == 1000 and res["verified"] == 1000 and res["last_height"] == 1000
+    assert res["wire_bytes"] >= res["payload_bytes"] > 1000 * 1024
+
+
+async def test_block_sync_retries_on_another_peer_and_cuts_the_one_serving_bad_commits(launch):
+    liar = await launch("liar", extra=["--blocks", "300", "--corrupt-blocks"])
+    good = await launch("good", extra=["--blocks", "300"], bootstrap=[liar.addrs[0]])
+    client = await launch("cli", bootstrap=[liar.addrs[0], good.addrs[0]])
+    assert (await client.cmd("wait_peers", n=2, timeout=30))["ok"]
+    res = await client.cmd("sync", start=1, end=300, timeout=120)
+    assert res["ok"], res
+    assert res["verified"] == 300
+    assert (await client.cmd("wait_gone", peer=liar.peer_id, timeout=20))["ok"]
+    st = await client.cmd("stats")
+    assert any(p["peer"] == liar.peer_id and p["reason"] == "bad_data" and p["cut"] for p in st["penalised"])
