@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 
 from consensus.poc.matrices import MAX_N, generate_a_rows, generate_b
-from node.prover import BLOCK_ROWS, compute_commitment, multiply_block
+from node.prover import BLOCK_ROWS, compute_commitment, is_block_exact, multiply_block
 
 KERNEL_SIZES = (512, 1024, 2048)
 #: The test-only poc-overclaim mode registers this many times the benchmarked units.
@@ -237,21 +237,24 @@ def measure_memory_bandwidth(seconds: float, nbytes: int = BANDWIDTH_BYTES) -> f
     return best
 
 
-def measure_kernel(n: int, seconds: float, rows: int | None = None) -> float:
-    """Return the best float32 GEMM rate (GFLOP/s) on challenge matrices of inner dimension n."""
+def measure_kernel(n: int, seconds: float, rows: int | None = None) -> tuple[float, bool]:
+    """Return the best float32 GEMM rate (GFLOP/s) at inner dimension n, and whether it was exact."""
     rows = rows or min(n, BLOCK_ROWS)
     b = generate_b(BENCH_SEED, n).astype(np.float32)
     a = generate_a_rows(BENCH_SEED, n, 0, rows)
     best = 0.0
+    exact = True
     deadline = time.perf_counter() + seconds
     for attempt in range(1000):
         t0 = time.perf_counter()
-        multiply_block(a, b, "float32")
+        c = multiply_block(a, b, "float32")
         dt = time.perf_counter() - t0
         best = max(best, 2 * rows * n * n / dt / 1e9)
+        if attempt == 0:
+            exact = is_block_exact(a, b, c)
         if attempt >= 2 and time.perf_counter() > deadline:
             break
-    return best
+    return best, exact
 
 
 def measure_pipeline(seconds: float, n: int = MAX_N, runs: int = 2) -> tuple[float, int]:
@@ -272,7 +275,7 @@ def _measure_gpu(backend: _GpuBackend, index: int, name: str, seconds: float) ->
     b = generate_b(BENCH_SEED, n)
     run = backend.matmul_fn(index, b)
     a = generate_a_rows(BENCH_SEED, n, 0, BLOCK_ROWS)
-    exact = bool(np.array_equal(run(a), multiply_block(a, b.astype(np.float64), "float64")))
+    exact = is_block_exact(a, b, run(a))
     kernel = 0.0
     deadline = time.perf_counter() + seconds / 2
     while True:
@@ -305,12 +308,14 @@ def run_benchmark(seconds: float = 10.0) -> HardwareReport:
     gpus = detect_gpus()
     bandwidth = measure_memory_bandwidth(seconds * 0.1)
     kernel_share = seconds * 0.3 / len(KERNEL_SIZES)
-    kernels = tuple((n, measure_kernel(n, kernel_share)) for n in KERNEL_SIZES)
-    pipeline, rows = measure_pipeline(seconds * 0.5)
+    measured = [(n, measure_kernel(n, kernel_share)) for n in KERNEL_SIZES]
+    kernels = tuple((n, rate) for n, (rate, _) in measured)
+    cpu_exact = all(exact for _, (_, exact) in measured)
+    pipeline, rows = measure_pipeline(seconds * 0.5) if cpu_exact else (0.0, 0)
     cpu_model = read_cpu_model()
     devices = [DeviceMeasurement(
         device="cpu", name=cpu_model, kernel_gflops=kernels, pipeline_gflops=pipeline,
-        pipeline_rows=rows, units=int(pipeline), exact=True,
+        pipeline_rows=rows, units=int(pipeline) if cpu_exact else 0, exact=cpu_exact,
     )]
     backend = _gpu_backend() if gpus else None
     if gpus and backend is None:
@@ -323,7 +328,7 @@ def run_benchmark(seconds: float = 10.0) -> HardwareReport:
                 notes.append(f"gpu{index} ({gpu.name}) not measured: {exc}")
     for dev in devices:
         if not dev.exact:
-            notes.append(f"{dev.device}: GPU product not exact, no units counted")
+            notes.append(f"{dev.device}: float32 product not exact, no units counted")
     return HardwareReport(
         cpu_model=cpu_model, logical_cores=os.cpu_count() or 1, memory_bytes=read_memory_bytes(),
         gpus=gpus, memory_bandwidth_gbs=bandwidth, devices=tuple(devices),

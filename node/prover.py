@@ -71,6 +71,19 @@ def multiply_block(a: npt.NDArray[np.int8], b: npt.NDArray[np.floating], dtype: 
     return out
 
 
+def is_block_exact(a: npt.NDArray[np.int8], b: npt.NDArray[np.integer] | npt.NDArray[np.floating],
+                   c: npt.NDArray[np.int32]) -> bool:
+    """Return whether C = A·B, by an int64 Freivalds check with a fixed vector (O(rows·n)).
+
+    A BLAS or GPU mode that rounds (TF32, reduced-precision "fast math") would make the
+    prover commit wrong rows and be slashed; checking the first block catches such a
+    systematic fault before anything is committed, at a small share of the product's cost.
+    """
+    r = (np.arange(b.shape[1], dtype=np.int64) * 7919 + 104729) % (1 << 20)
+    br = np.asarray(b, dtype=np.int64) @ r
+    return bool(np.array_equal(c.astype(np.int64) @ r, a.astype(np.int64) @ br))
+
+
 def _corrupt(block: npt.NDArray[np.int32], block_indices: npt.NDArray[np.int64], bad: npt.NDArray[np.int64]) -> None:
     """Add 1 to the first entry of each row of ``block`` whose index is in ``bad``."""
     if len(bad) == 0:
@@ -141,6 +154,8 @@ def compute_commitment(seed: bytes, n: int, rows: int, dtype: str = "float32",
         a = generate_a_rows(seed, n, start, stop)
         t1 = time.perf_counter()
         c = multiply_block(a, b, dtype)
+        if start == 0 and not is_block_exact(a, b, c):
+            raise ProverError(f"the {dtype} kernel is not exact on this machine: refusing to commit")
         t2 = time.perf_counter()
         _corrupt(c, np.arange(start, stop, dtype=np.int64), bad)
         leaves.append(_leaf_hashes(c))

@@ -78,3 +78,29 @@ def test_compute_commitment_cheat_changes_exactly_the_cheat_rows() -> None:
     wrong = [i for i in range(rows) if opened[i] != encode_row(ref[i])]
     assert wrong == bad.tolist()
     assert compute_commitment(SEED, n, rows, cheat_fraction=0.01).root == merkle_root(opened)
+
+
+def test_is_block_exact_detects_a_single_wrong_entry() -> None:
+    from node.prover import is_block_exact
+
+    n = 2048
+    a = generate_a_rows(SEED, n, 0, 16)
+    b = generate_b(SEED, n)
+    c = multiply_block(a, b.astype(np.float32), "float32")
+    assert is_block_exact(a, b, c)
+    c[9, 1234] += 1
+    assert not is_block_exact(a, b, c)
+
+
+def test_compute_commitment_refuses_an_inexact_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
+    import node.prover as prover
+    from node.prover import ProverError
+
+    def rounding_kernel(a: np.ndarray, b: np.ndarray, dtype: str) -> np.ndarray:
+        # What a reduced-precision mode does: products rounded to a coarser grid.
+        exact = np.matmul(a.astype(np.float64), b.astype(np.float64))
+        return (np.round(exact / 16) * 16).astype(np.int32)
+
+    monkeypatch.setattr(prover, "multiply_block", rounding_kernel)
+    with pytest.raises(ProverError, match="not exact"):
+        prover.compute_commitment(SEED, 256, 300)
