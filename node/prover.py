@@ -44,6 +44,9 @@ R = TypeVar("R")
 #: Rows of A generated and multiplied at a time (bounds the worker's memory).
 BLOCK_ROWS = 1024
 KERNEL_DTYPES = ("float32", "float64")
+#: Fraction of rows the test-only poc-cheat mode corrupts: 800 samples miss all of
+#: them with probability below 0.98^800 = 1e-7, so the cheater is caught every time.
+POC_CHEAT_FRACTION = 0.02
 
 
 class ProverError(Exception):
