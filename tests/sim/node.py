@@ -257,6 +257,7 @@ class SimNode:
         self.crashes: list[CrashRecord] = []
         self.replay_checks = 0
         self.refused_signatures = 0
+        self.replay_refusals = 0
         self.detected: dict[bytes, Evidence] = {}
         self._wal: WriteAheadLog | None = None
         self._signer_store: SignerStore | None = None
@@ -446,7 +447,7 @@ class SimNode:
         try:
             signed = self.signer.sign_vote(vote)
         except DoubleSignRefused:
-            self.refused_signatures += 1
+            self._note_refusal()
             return
         self._crash_point("signed")
         self._pending.append(InVote(signed, now, own=True))
@@ -458,11 +459,21 @@ class SimNode:
         try:
             signed = self.signer.sign_proposal(proposal)
         except DoubleSignRefused:
-            self.refused_signatures += 1
+            self._note_refusal()
             return
         self._crash_point("signed")
         block = self.blocks[signed.block_hash]
         self._pending.append(InProposal(signed, block, True, now, own=True))
+
+    def _note_refusal(self) -> None:
+        # Replaying re-requests the signatures of earlier rounds, which the signer
+        # refuses as regressions (their votes are in the WAL already). Outside
+        # replay, a refusal would mean the WAL failed to bring the node back
+        # to where it was.
+        if self._replaying:
+            self.replay_refusals += 1
+        else:
+            self.refused_signatures += 1
 
     # --- byzantine behaviour -------------------------------------------------
 
@@ -639,9 +650,9 @@ class SimNode:
         height = self.state.height
         if isinstance(msg, VoteMsg):
             vote = msg.vote
-            self.seen[msg] = vote.height
             if abs(vote.height - height) > self.pool.watch_window:
-                return
+                return  # not remembered as seen: a catch-up may resend it when it matters
+            self.seen[msg] = vote.height
             try:
                 validate_vote(
                     sim.chain_id, vote, sim.valset_at(vote.height), vote.height, verify=sim.verify
@@ -657,9 +668,9 @@ class SimNode:
             self._accept(msg, vote.height)
         elif isinstance(msg, ProposalMsg):
             p = msg.proposal
-            self.seen[msg] = p.height
             if abs(p.height - height) > self.pool.watch_window:
                 return
+            self.seen[msg] = p.height
             try:
                 validate_proposal(
                     sim.chain_id, p, sim.valset_at(p.height), p.height, verify=sim.verify
