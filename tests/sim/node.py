@@ -335,10 +335,15 @@ class SimNode:
             self._busy = False
         request = self._deferred_request
         self._deferred_request = None
-        if request is not None and request == (self.state.height, self.state.round):
-            if request[1] not in self.state.proposals and self.state.step == Step.PROPOSE:
-                self._execute([RequestBlock(*request)], self.sim.now)
-                self._drain()
+        if (
+            request is not None
+            and request == (self.state.height, self.state.round)
+            and request[1] not in self.state.proposals
+            and self.state.step == Step.PROPOSE
+        ):
+            # The block was asked for but never built before the crash: build it now.
+            self._execute([RequestBlock(*request)], self.sim.now)
+            self._drain()
 
     def _check_replay(self, records: list[bytes], height: int) -> None:
         """The WAL must fold into exactly the round state the node had when it died."""
