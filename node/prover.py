@@ -21,11 +21,13 @@ the seed so that the openings match the (wrong) commitment.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import math
 import multiprocessing
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -47,6 +49,8 @@ KERNEL_DTYPES = ("float32", "float64")
 #: Fraction of rows the test-only poc-cheat mode corrupts: 800 samples miss all of
 #: them with probability below 0.98^800 = 1e-7, so the cheater is caught every time.
 POC_CHEAT_FRACTION = 0.02
+#: Environment variables that cap BLAS threads in the worker (read when BLAS loads).
+BLAS_THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 class ProverError(Exception):
@@ -214,13 +218,23 @@ class ProvedChallenge:
 class Prover:
     """Computes challenges in a worker process and serves openings; one instance per node."""
 
-    def __init__(self, *, dtype: str = "float32", cheat_fraction: float = 0.0) -> None:
+    def __init__(self, *, dtype: str = "float32", cheat_fraction: float = 0.0,
+                 blas_threads: int | None = None) -> None:
+        """``blas_threads`` caps the worker's BLAS threads (None: the library's default).
+
+        Several nodes sharing a machine (a local devnet) are challenged at the same
+        epoch boundary; capping each worker's threads avoids oversubscribing the
+        cores, under which multi-threaded BLAS slows down far more than in proportion.
+        """
         if dtype not in KERNEL_DTYPES:
             raise ProverError(f"kernel dtype must be one of {KERNEL_DTYPES}")
         if not 0.0 <= cheat_fraction <= 1.0:
             raise ProverError("cheat_fraction must be in [0, 1]")
+        if blas_threads is not None and blas_threads < 1:
+            raise ProverError("blas_threads must be at least 1")
         self._dtype = dtype
         self._cheat_fraction = cheat_fraction
+        self._blas_threads = blas_threads
         self._executor = self._new_executor()
         self._proved: dict[bytes, ProvedChallenge] = {}
 
@@ -232,13 +246,33 @@ class Prover:
     async def _run(self, fn: Callable[..., R], *args: Any) -> R:
         """Run ``fn(*args)`` in the worker; a crashed worker is replaced and reported."""
         loop = asyncio.get_running_loop()
+        # The worker process starts inside submit (synchronously, no await in between),
+        # so the thread caps set here reach exactly its environment.
+        with self._worker_environment():
+            future = loop.run_in_executor(self._executor, fn, *args)
         try:
-            return await loop.run_in_executor(self._executor, fn, *args)
+            return await future
         except BrokenProcessPool as exc:
             # The worker died (killed, out of memory): start a fresh one for the next call.
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = self._new_executor()
             raise ProverError(f"the prover worker process died: {exc}") from exc
+
+    @contextlib.contextmanager
+    def _worker_environment(self) -> Iterator[None]:
+        if self._blas_threads is None:
+            yield
+            return
+        saved = {name: os.environ.get(name) for name in BLAS_THREAD_VARS}
+        os.environ.update({name: str(self._blas_threads) for name in BLAS_THREAD_VARS})
+        try:
+            yield
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
 
     async def prove(self, challenge: Challenge) -> ProvedChallenge:
         """Compute C for ``challenge`` in the worker and return the commitment to post."""

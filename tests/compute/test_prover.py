@@ -130,3 +130,19 @@ async def test_aclose_stops_the_worker() -> None:
 
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
+
+
+async def test_blas_threads_reach_only_the_worker() -> None:
+    import os
+
+    before = os.environ.get("OPENBLAS_NUM_THREADS")
+    p = Prover(blas_threads=1)
+    try:
+        assert await p._run(os.getenv, "OPENBLAS_NUM_THREADS") == "1"
+        ch = make_challenge(256, 300)
+        assert (await p.prove(ch)).root == compute_commitment(ch.seed, 256, 300).root
+    finally:
+        await p.aclose()
+    assert os.environ.get("OPENBLAS_NUM_THREADS") == before
+    with pytest.raises(ProverError):
+        Prover(blas_threads=0)
