@@ -30,6 +30,7 @@ from consensus.state_proof import (
     compute_content_root,
     compute_state_root,
 )
+from consensus.state_reader import StateReader
 from storage import schema
 from storage.block_store import BlockStore, TxEntryLike
 from storage.errors import CommitError, CorruptStoreError, SchemaVersionError, StorageError
@@ -269,6 +270,11 @@ class NodeStore:
     def iter_prefix(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
         """Yield live ``(key, value)`` pairs under ``prefix`` in ascending key order."""
         return self.state.iter_prefix(prefix)
+
+    @property
+    def reader(self) -> StateReader:
+        """The live head state as the consensus layer's StateReader."""
+        return self.state
 
     def snapshot(self) -> StateSnapshot:
         """Return a frozen view of the latest committed height (state, blocks, proofs)."""

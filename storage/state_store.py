@@ -19,6 +19,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 from consensus.state_proof import StateProof, compute_content_root
+from consensus.state_reader import StateReader
 from storage import schema
 from storage.block_store import BlockStore
 from storage.errors import CommitError, CorruptStoreError
@@ -115,6 +116,10 @@ class StateSnapshot(StateView):
     def prove(self, key: bytes) -> StateProof:
         """Return the proof of ``key``'s value (or absence) against ``state_root``."""
         return self._tree.prove(self._snap, self._root_content, key)
+
+    def as_reader(self) -> StateReader:
+        """This snapshot as the consensus layer's StateReader (checked by mypy)."""
+        return self
 
     def close(self) -> None:
         self._snap.close()

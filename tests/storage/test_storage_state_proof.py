@@ -6,12 +6,14 @@ import dataclasses
 
 import pytest
 
-from consensus.hashing import hash32
+from consensus.hashing import hash32, tagged_hash
 from consensus.state_proof import (
+    BRANCH_TAG,
     EMPTY_ROOT,
     InvalidStateProof,
     ProofBranch,
     StateProof,
+    compute_branch_hash,
     compute_leaf_entry,
     compute_leaf_root,
     compute_proof_root,
@@ -36,6 +38,11 @@ def test_empty_state_root_is_the_tagged_empty_hash() -> None:
     assert bytes(32) != EMPTY_ROOT
     assert is_valid_state_proof(EMPTY_ROOT, b"k", None, StateProof((), None))
     assert not is_valid_state_proof(EMPTY_ROOT, b"k", b"v", StateProof((), None))
+
+
+def test_branch_hash_is_the_tagged_hash_of_the_record() -> None:
+    record = b"\x00\x03\x00\x01" + b"\x11" * 64 + b"\x22" * 32
+    assert compute_branch_hash(record) == tagged_hash(BRANCH_TAG, record)
 
 
 def test_single_key_root_is_its_leaf_hash() -> None:
