@@ -37,8 +37,7 @@ def test_run_benchmark_measures_this_machine(report: hwbench.HardwareReport) -> 
     assert cpu.device == "cpu" and cpu.exact
     assert [n for n, _ in cpu.kernel_gflops] == list(KERNEL_SIZES)
     assert all(g > 0.5 for _, g in cpu.kernel_gflops)
-    # The pipeline adds generation and hashing to the kernel, so it is slower.
-    assert 0 < cpu.pipeline_gflops < max(g for _, g in cpu.kernel_gflops) * 1.2
+    assert cpu.pipeline_gflops > 0.5 and cpu.pipeline_rows >= 256
     assert cpu.units == int(cpu.pipeline_gflops) >= 1
     assert report.units == sum(d.units for d in report.devices)
 
