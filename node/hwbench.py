@@ -43,7 +43,13 @@ from typing import Any
 import numpy as np
 
 from consensus.poc.matrices import MAX_N, generate_a_rows, generate_b
-from node.prover import BLOCK_ROWS, compute_commitment, is_block_exact, multiply_block
+from node.prover import (
+    BLOCK_ROWS,
+    compute_commitment,
+    compute_leaf_hashes,
+    is_block_exact,
+    multiply_block,
+)
 
 KERNEL_SIZES = (512, 1024, 2048)
 #: The test-only poc-overclaim mode registers this many times the benchmarked units.
@@ -285,13 +291,11 @@ def _measure_gpu(backend: _GpuBackend, index: int, name: str, seconds: float) ->
         if time.perf_counter() > deadline:
             break
     # Pipeline: generate each block on the CPU, multiply on the GPU, hash rows on the CPU.
-    from node.prover import _leaf_hashes  # the same row hashing the prover uses
-
     rows = 0
     t0 = time.perf_counter()
     while time.perf_counter() - t0 < seconds / 2:
         block = generate_a_rows(BENCH_SEED, n, rows, rows + BLOCK_ROWS)
-        _leaf_hashes(run(block))
+        compute_leaf_hashes(run(block))
         rows += BLOCK_ROWS
     pipeline = 2 * rows * n * n / (time.perf_counter() - t0) / 1e9
     return DeviceMeasurement(

@@ -99,7 +99,8 @@ def _corrupt(block: npt.NDArray[np.int32], block_indices: npt.NDArray[np.int64],
     block[hit, 0] += 1
 
 
-def _leaf_hashes(block: npt.NDArray[np.int32]) -> bytes:
+def compute_leaf_hashes(block: npt.NDArray[np.int32]) -> bytes:
+    """Return the leaf hashes of a block of rows of C, concatenated (32 bytes a row)."""
     data = memoryview(np.ascontiguousarray(block, dtype=ROW_DTYPE).tobytes())
     width = block.shape[1] * 4
     out = []
@@ -110,7 +111,7 @@ def _leaf_hashes(block: npt.NDArray[np.int32]) -> bytes:
     return b"".join(out)
 
 
-def _build_level_blobs(leaves: bytes) -> list[bytes]:
+def build_level_blobs(leaves: bytes) -> list[bytes]:
     """Return each Merkle level as one blob of 32-byte hashes (leaves first, root last)."""
     levels = [leaves]
     while len(levels[-1]) > HASH_LEN:
@@ -165,13 +166,13 @@ def compute_commitment(seed: bytes, n: int, rows: int, dtype: str = "float32",
             raise ProverError(f"the {dtype} kernel is not exact on this machine: refusing to commit")
         t2 = time.perf_counter()
         _corrupt(c, np.arange(start, stop, dtype=np.int64), bad)
-        leaves.append(_leaf_hashes(c))
+        leaves.append(compute_leaf_hashes(c))
         t3 = time.perf_counter()
         gen_s += t1 - t0
         mul_s += t2 - t1
         com_s += t3 - t2
     t0 = time.perf_counter()
-    levels = _build_level_blobs(b"".join(leaves))
+    levels = build_level_blobs(b"".join(leaves))
     com_s += time.perf_counter() - t0
     return CommitmentWork(levels=levels, generate_s=gen_s, multiply_s=mul_s, commit_s=com_s)
 

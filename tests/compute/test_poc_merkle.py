@@ -16,7 +16,7 @@ from consensus.poc.merkle import (
     hash_leaf,
     is_valid_proof,
 )
-from node.prover import _build_level_blobs, compute_path
+from node.prover import build_level_blobs, compute_path
 
 
 def leaves_for(size: int) -> list[bytes]:
@@ -29,7 +29,7 @@ def test_proofs_verify_for_every_leaf(size: int) -> None:
     levels = build_levels([hash_leaf(x) for x in leaves])
     root = compute_root(levels)
     assert root == merkle_root(leaves)
-    blobs = _build_level_blobs(b"".join(hash_leaf(x) for x in leaves))
+    blobs = build_level_blobs(b"".join(hash_leaf(x) for x in leaves))
     assert blobs[-1] == root
     for i, leaf in enumerate(leaves):
         path = compute_proof(levels, i)
