@@ -104,8 +104,7 @@ class RPCServer:
         self.app.router.add_get("/ws", self.handle_ws)
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
-        # Request handlers of the open connections (aiohttp's are slotted: no attributes to tag).
-        self._counted: set[Any] = set()
+        self._open_connections = 0
         self.connections_refused = 0
         self._ws: set[web.WebSocketResponse] = set()
         self.port: int | None = None
@@ -151,17 +150,20 @@ class RPCServer:
         limit = self.config.max_connections
 
         def connection_made(handler: Any, transport: asyncio.Transport) -> None:
-            if len(self._counted) >= limit:
+            if self._open_connections >= limit:
                 self.connections_refused += 1
                 if self.metrics is not None:
                     self.metrics.rpc_connections_refused.inc()
                 transport.close()
                 return
-            self._counted.add(handler)
+            self._open_connections += 1
+            handler._cstake_counted = True
             made(handler, transport)
 
         def connection_lost(handler: Any, exc: BaseException | None = None) -> None:
-            self._counted.discard(handler)
+            if getattr(handler, "_cstake_counted", False):
+                handler._cstake_counted = False
+                self._open_connections -= 1
             lost(handler, exc)
 
         server.connection_made = connection_made  # type: ignore[method-assign]
