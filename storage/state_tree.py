@@ -6,13 +6,18 @@ consensus/state_proof.py. Slot contents are ``None`` (empty), a 64-byte leaf
 entry, or a 32-byte branch hash; the length tells them apart. The root's slot
 content is kept under ``schema.TREE_ROOT_KEY``.
 
-Storage groups branches into *pages* of two trie levels: the page at an even
-depth ``d`` on a path holds that path's branch record at depth ``d`` followed
-by the records of its child branches (depth ``d+1``) in slot order, each record
-self-delimiting by its header. A page is stored under ``schema.node_key(d,
-path)``. Pages halve the records a height writes (LevelDB's cost per record
-dominates a synced batch): a changed key rewrites about one page per two
-levels instead of one record per level.
+Storage groups branches into *pages* of two trie levels. The page at an even
+depth ``d`` on a path is stored under ``schema.node_key(d, path)`` and holds
+that path's branch record at depth ``d`` (its *top*), followed, when the top
+has between 1 and ``EMBED_MAX_CHILDREN`` child branches, by those children's
+records in slot order (each record self-delimits by its header). Otherwise the
+child branches (depth ``d+1``) are stored on their own under
+``schema.node_key(d+1, path)``. Why: LevelDB's cost per record dominates a
+synced batch, and a leaf-heavy bottom branch has few, small child branches, so
+embedding them saves a record per changed key at the price of a few hundred
+bytes; a top full of child branches (an upper level of a large state) would
+instead make every change rewrite all sixteen of them. A page with more bytes
+than its top embeds its children; one without does not.
 
 An update walks only the branches on the changed keys' paths, rewrites each
 touched branch once by splicing its record, rehashes it once, then reassembles
@@ -50,8 +55,12 @@ from storage.kv import KVReader
 CACHED_DEPTH = 4
 _NODE_DEPTH_AT = len(schema.NODE_PREFIX)
 
-#: A parsed page: the top branch record and its child branch records by slot.
-Page = tuple[bytes, dict[int, bytes]]
+#: A page embeds its child branches only if its top has at most this many.
+EMBED_MAX_CHILDREN = 8
+
+#: A parsed page: the top branch record and its embedded child branch records
+#: by slot, or None when its child branches are stored on their own.
+Page = tuple[bytes, dict[int, bytes] | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,9 +72,11 @@ class TreeUpdate:
     root: bytes
     """The new state root."""
     node_writes: dict[bytes, bytes | None]
-    """Pages to put (bytes) or delete (None), keyed by storage key."""
+    """Pages and standalone branches to put (bytes) or delete (None), by storage key."""
     cache_writes: dict[bytes, Page | None]
     """The parsed form of the shallow pages among ``node_writes``."""
+    record_cache_writes: dict[bytes, bytes | None]
+    """The shallow standalone branches among ``node_writes``."""
 
 
 def decode_root_content(data: bytes | None) -> bytes | None:
@@ -101,8 +112,9 @@ def split_page(key: bytes, data: bytes | None) -> Page:
         raise CorruptStoreError(f"state trie page {key.hex()} is missing")
     top_len = _record_len(key, data, 0)
     branches = int.from_bytes(data[0:2], "big") & ~int.from_bytes(data[2:4], "big")
-    if not branches and top_len == len(data):
-        return data, {}  # the common bottom page: one branch, no child branches
+    if top_len == len(data):
+        # No embedded children: either there are none, or they stand alone.
+        return data, (None if branches else {})
     top = data[:top_len]
     children: dict[int, bytes] = {}
     at = top_len
@@ -117,12 +129,24 @@ def split_page(key: bytes, data: bytes | None) -> Page:
     return top, children
 
 
+def check_record(key: bytes, data: bytes | None) -> bytes:
+    """Return a standalone branch record if it is well formed, else raise CorruptStoreError."""
+    if data is None:
+        raise CorruptStoreError(f"state trie branch {key.hex()} is missing")
+    if _record_len(key, data, 0) != len(data):
+        raise CorruptStoreError(f"state trie branch {key.hex()} has trailing bytes")
+    return data
+
+
 def read_branch(reader: KVReader, depth: int, kh: bytes) -> bytes:
     """Return the branch record at ``depth`` on ``kh``'s path, or raise CorruptStoreError."""
     key = schema.node_key(depth & ~1, kh)
     top, children = split_page(key, reader.get(key))
     if not depth & 1:
         return top
+    if children is None:
+        child_key = schema.node_key(depth, kh)
+        return check_record(child_key, reader.get(child_key))
     record = children.get(get_nibble(kh, depth - 1))
     if record is None:
         raise CorruptStoreError(f"state trie page {key.hex()} lacks a child branch")
@@ -134,6 +158,7 @@ class StateTree:
 
     def __init__(self) -> None:
         self._cache: dict[bytes, Page] = {}
+        self._record_cache: dict[bytes, bytes] = {}
 
     def compute_update(
         self,
@@ -148,11 +173,11 @@ class StateTree:
         khs = [kh for kh, _ in items]
         entries = [entry for _, entry in items]
         if not items:
-            return TreeUpdate(root_content, compute_content_root(root_content), {}, {})
-        walker = _Updater(reader, self._cache, khs, entries)
+            return TreeUpdate(root_content, compute_content_root(root_content), {}, {}, {})
+        walker = _Updater(reader, self._cache, self._record_cache, khs, entries)
         root_content = walker.update(0, root_content, 0, len(items))
-        pages, cache_writes = walker.assemble_pages()
-        return TreeUpdate(root_content, compute_content_root(root_content), pages, cache_writes)
+        writes, pages, records = walker.assemble_pages()
+        return TreeUpdate(root_content, compute_content_root(root_content), writes, pages, records)
 
     def on_committed(self, update: TreeUpdate) -> None:
         """Bring the cache in line with an update that is now on disk."""
@@ -162,9 +187,16 @@ class StateTree:
                 cache.pop(key, None)
             else:
                 cache[key] = page
+        record_cache = self._record_cache
+        for key, record in update.record_cache_writes.items():
+            if record is None:
+                record_cache.pop(key, None)
+            else:
+                record_cache[key] = record
 
     def clear_cache(self) -> None:
         self._cache.clear()
+        self._record_cache.clear()
 
     def prove(self, reader: KVReader, root_content: bytes | None, key: bytes) -> StateProof:
         """Return the inclusion or absence proof of ``key`` in the trie read from ``reader``.
@@ -206,26 +238,34 @@ class StateTree:
         malformed or mismatching record, a misplaced leaf, a non-canonical
         shape, or branch records that the trie does not reach.
         """
-        reached_pages = 0
+        reached = 0
         leaves = 0
-        stack: list[tuple[int, bytes, bytes]] = []  # (depth, path sample, expected hash)
+        # (depth, path sample, expected hash, the record if its page embeds it)
+        stack: list[tuple[int, bytes, bytes, bytes | None]] = []
         if root_content is not None:
             if len(root_content) == ENTRY_LEN:
                 leaves = 1
             else:
-                stack.append((0, bytes(HASH_LEN), root_content))
+                stack.append((0, bytes(HASH_LEN), root_content, None))
         while stack:
-            depth, path, expected = stack.pop()
+            depth, path, expected, record = stack.pop()
             nk = schema.node_key(depth, path)
-            if not depth & 1:
-                reached_pages += 1
-            record = read_branch(reader, depth, path)
+            embedded: dict[int, bytes] | None = {}
+            if record is None:
+                reached += 1
+                if depth & 1:
+                    record = check_record(nk, reader.get(nk))
+                else:
+                    record, embedded = split_page(nk, reader.get(nk))
             if compute_branch_hash(record) != expected:
                 raise CorruptStoreError(f"state trie branch {nk.hex()} does not match its hash")
             bitmap = int.from_bytes(record[0:2], "big")
             leafmask = int.from_bytes(record[2:4], "big")
             if bitmap == 0 or (bitmap.bit_count() == 1 and leafmask):
                 raise CorruptStoreError(f"state trie branch {nk.hex()} should have been collapsed")
+            n_children = (bitmap & ~leafmask).bit_count()
+            if not depth & 1 and (embedded is not None) != (n_children <= EMBED_MAX_CHILDREN):
+                raise CorruptStoreError(f"state trie page {nk.hex()} has the wrong layout")
             off = RECORD_HEADER_LEN
             for nib in range(16):
                 bit = 1 << nib
@@ -239,12 +279,15 @@ class StateTree:
                     leaves += 1
                     off += ENTRY_LEN
                 else:
-                    stack.append((depth + 1, child_path, record[off : off + HASH_LEN]))
+                    child = None if depth & 1 or embedded is None else embedded.get(nib)
+                    if not depth & 1 and embedded is not None and child is None:
+                        raise CorruptStoreError(f"state trie page {nk.hex()} lacks a child branch")
+                    stack.append((depth + 1, child_path, record[off : off + HASH_LEN], child))
                     off += HASH_LEN
         stored = sum(1 for _ in reader.iterate(schema.NODE_PREFIX))
-        if stored != reached_pages:
+        if stored != reached:
             raise CorruptStoreError(
-                f"{stored} state trie pages are stored but {reached_pages} are reachable"
+                f"{stored} state trie records are stored but {reached} are reachable"
             )
         return leaves
 
@@ -268,25 +311,49 @@ class _Updater:
     leaf entries, None for a delete); a slot's changes are an index range.
     """
 
-    __slots__ = ("_cache", "_children", "_entries", "_khs", "_pages", "_reader", "_tops")
+    __slots__ = (
+        "_cache",
+        "_children",
+        "_entries",
+        "_khs",
+        "_pages",
+        "_paths",
+        "_reader",
+        "_record_cache",
+        "_tops",
+    )
 
     def __init__(
         self,
         reader: KVReader,
         cache: dict[bytes, Page],
+        record_cache: dict[bytes, bytes],
         khs: list[bytes],
         entries: list[bytes | None],
     ) -> None:
         self._reader = reader
         self._cache = cache
+        self._record_cache = record_cache
         self._khs = khs
         self._entries = entries
         self._pages: dict[bytes, Page] = {}
         """Pages read by this walk, as they were before it."""
+        self._paths: dict[bytes, bytes] = {}
+        """Page key -> a key hash on the page's path."""
         self._tops: dict[bytes, tuple[int, bytes | None]] = {}
         """Page key -> (its depth, the new top record or None: deleted)."""
         self._children: dict[bytes, dict[int, bytes | None]] = {}
         """Page key -> slot -> the new child record or None: deleted."""
+
+    def _standalone(self, key: bytes, depth: int) -> bytes:
+        """Return the standalone branch record under ``key`` (cached when shallow)."""
+        if depth < CACHED_DEPTH:
+            record = self._record_cache.get(key)
+            if record is None:
+                record = check_record(key, self._reader.get(key))
+                self._record_cache[key] = record
+            return record
+        return check_record(key, self._reader.get(key))
 
     def _read(self, depth: int, kh: bytes) -> bytes:
         top_depth = depth & ~1
@@ -300,9 +367,13 @@ class _Updater:
                 if cached:
                     self._cache[pk] = page
             self._pages[pk] = page
+            self._paths[pk] = kh
         if top_depth == depth:
             return page[0]
-        record = page[1].get(get_nibble(kh, top_depth))
+        children = page[1]
+        if children is None:
+            return self._standalone(schema.node_key(depth, kh), depth)
+        record = children.get(get_nibble(kh, top_depth))
         if record is None:
             raise CorruptStoreError(f"state trie page {pk.hex()} lacks a child branch")
         return record
@@ -310,17 +381,23 @@ class _Updater:
     def _write(self, depth: int, kh: bytes, record: bytes | None) -> None:
         top_depth = depth & ~1
         pk = schema.node_key(top_depth, kh)
+        self._paths.setdefault(pk, kh)
         if top_depth == depth:
             self._tops[pk] = (top_depth, record)
         else:
             self._children.setdefault(pk, {})[get_nibble(kh, top_depth)] = record
 
-    def assemble_pages(self) -> tuple[dict[bytes, bytes | None], dict[bytes, Page | None]]:
-        """Return the pages to write (and the parsed shallow ones) after the walk."""
-        pages: dict[bytes, bytes | None] = {}
-        parsed: dict[bytes, Page | None] = {}
+    def assemble_pages(
+        self,
+    ) -> tuple[dict[bytes, bytes | None], dict[bytes, Page | None], dict[bytes, bytes | None]]:
+        """Return the records to write, and the shallow pages and branches to cache."""
+        writes: dict[bytes, bytes | None] = {}
+        page_cache: dict[bytes, Page | None] = {}
+        record_cache: dict[bytes, bytes | None] = {}
         no_changes: dict[int, bytes | None] = {}
+
         for pk in {**self._tops, **self._children}:
+            path = self._paths[pk]
             old = self._pages.get(pk)
             top_write = self._tops.get(pk)
             top: bytes | None
@@ -330,28 +407,65 @@ class _Updater:
                 top_depth, top = pk[_NODE_DEPTH_AT], old[0]
             else:
                 raise CorruptStoreError(f"state trie page {pk.hex()} changed without its top")
-            cached = top_depth < CACHED_DEPTH
-            if top is None:
-                pages[pk] = None
-                if cached:
-                    parsed[pk] = None
-                continue
+            child_depth = top_depth + 1
             old_children = old[1] if old is not None else {}
             changed = self._children.get(pk, no_changes)
+
+            def child_key(nib: int, _path: bytes = path, _depth: int = top_depth) -> bytes:
+                return schema.node_key(_depth + 1, _with_nibble(_path, _depth, nib))
+
+            def put_child(nib: int, record: bytes | None, _depth: int = child_depth) -> None:
+                key = child_key(nib)
+                writes[key] = record
+                if _depth < CACHED_DEPTH:
+                    record_cache[key] = record
+
+            if top is None:
+                writes[pk] = None
+                if top_depth < CACHED_DEPTH:
+                    page_cache[pk] = None
+                if old_children is None:  # its standalone children went with it
+                    for nib in changed:
+                        put_child(nib, None)
+                continue
             branches = int.from_bytes(top[0:2], "big") & ~int.from_bytes(top[2:4], "big")
+            embed = branches.bit_count() <= EMBED_MAX_CHILDREN
             children: dict[int, bytes] = {}
-            while branches:  # the set bits, lowest slot first
-                low = branches & -branches
-                branches ^= low
+            rest = branches
+            while rest:  # the set bits, lowest slot first
+                low = rest & -rest
+                rest ^= low
                 nib = low.bit_length() - 1
-                child = changed[nib] if nib in changed else old_children.get(nib)
+                child: bytes | None
+                if nib in changed:
+                    child = changed[nib]
+                elif old_children is not None:
+                    child = old_children.get(nib)
+                elif embed:  # an unchanged standalone child moves into the page
+                    child = self._standalone(child_key(nib), child_depth)
+                else:
+                    continue  # an unchanged standalone child stays where it is
                 if child is None:
                     raise CorruptStoreError(f"state trie page {pk.hex()} lost a child branch")
                 children[nib] = child
-            pages[pk] = top + b"".join(children.values())
-            if cached:
-                parsed[pk] = (top, children)
-        return pages, parsed
+            if embed:
+                writes[pk] = top + b"".join(children.values())
+                if old_children is None:  # children were standalone: drop those records
+                    for nib in {*children, *changed}:
+                        put_child(nib, None)
+                parsed: Page = (top, children)
+            else:
+                writes[pk] = top
+                for nib, child_record in children.items():  # changed, or moving out
+                    put_child(nib, child_record)
+                if old_children is None:
+                    for nib, maybe in changed.items():
+                        if maybe is None:
+                            put_child(nib, None)
+                parsed = (top, None)
+            if top_depth < CACHED_DEPTH:
+                page_cache[pk] = parsed
+        return writes, page_cache, record_cache
 
     def update(self, depth: int, content: bytes | None, lo: int, hi: int) -> bytes | None:
         """Return the new content of the slot at ``depth`` nibbles after changes [lo, hi).

@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 
 from consensus.errors import DecodeError
 from consensus.state_proof import StateProof, compute_state_root, is_valid_state_proof
-from storage import MemoryKV, NodeStore
+from storage import MemoryKV, NodeStore, schema
+from storage.state_tree import split_page
 
 KEY_POOL = [b"k%d" % i for i in range(80)] + [b"acct/" + bytes([i]) * 20 for i in range(20)]
 keys = st.one_of(st.sampled_from(KEY_POOL), st.binary(min_size=1, max_size=8))
@@ -134,3 +135,34 @@ def test_update_cost_grows_with_changed_keys_not_state_size() -> None:
         assert reads <= 8
         assert writes <= 16
     assert costs[1][0] - costs[0][0] <= 2
+
+
+def test_page_layout_follows_growth_and_shrinkage(open_store) -> None:  # type: ignore[no-untyped-def]
+    """Grow a state key by key past the embedding threshold, then shrink it back.
+
+    Pages switch between embedding their child branches and storing them on
+    their own as the trie fills; after every height the full check proves no
+    record is missing, stale or orphaned, and the root matches the reference.
+    """
+    store = open_store()
+    store.commit_genesis({})
+    model: dict[bytes, bytes] = {}
+    layouts: set[str] = set()
+    keys = [b"grow/%d" % i for i in range(400)]
+    steps = [{k: b"v"} for k in keys[:60]]
+    steps += [{k: b"w" for k in keys[i : i + 20]} for i in range(60, 400, 20)]
+    steps += [dict.fromkeys(keys[i : i + 25]) for i in range(0, 400, 25)]
+    for height, changes in enumerate(steps, start=1):
+        digest = hashlib.sha256(b"%d" % height).digest()
+        root = store.commit_height(height, digest, b"b", b"c", {}, changes)
+        apply(model, changes)
+        assert root == compute_state_root(model)
+        store.verify()
+        for key, value in store._kv.iterate(schema.NODE_PREFIX):
+            depth = key[len(schema.NODE_PREFIX)]
+            if depth & 1:
+                layouts.add("standalone")
+            elif split_page(key, value)[1]:
+                layouts.add("embedded")
+    assert model == {}
+    assert layouts == {"standalone", "embedded"}
