@@ -13,6 +13,7 @@ from consensus.blocks import Block, Header
 from consensus.codec import Encodable
 from consensus.crypto import encode_address
 from consensus.errors import ConsensusError
+from consensus.hashing import hash32
 from consensus.records import (
     ComputeNFT,
     DeviceKind,
@@ -125,25 +126,30 @@ def format_result(result: TxResult) -> dict[str, Any]:
 
 
 def format_block(
-    block: Block, block_hash: bytes, commit: Commit | None, *, txs_full: bool = True
+    block: Block, block_hash: bytes, commit: Commit | None, *, txs: str = "full"
 ) -> dict[str, Any]:
-    """The ``block`` result: hash, header, txs, attestations, evidence, last_commit, commit."""
-    txs: list[Any] = []
+    """The ``block`` result: hash, header, txs, attestations, evidence, last_commit, commit.
+
+    ``txs="hashes"`` lists only the transaction ids (cheap for large blocks).
+    """
+    items: list[Any] = []
     for raw in block.txs:
+        if txs == "hashes":
+            items.append(hex0x(hash32(raw)))
+            continue
         try:
             tx = SignedTx.decode(raw, max_bytes=len(raw))
         except ConsensusError:
-            txs.append({"raw": hex0x(raw)})
+            items.append({"raw": hex0x(raw)})
             continue
         item = format_tx_summary(tx)
-        if txs_full:
-            item["raw"] = hex0x(raw)
-        txs.append(item)
+        item["raw"] = hex0x(raw)
+        items.append(item)
     return {
         "hash": hex0x(block_hash),
         "header": format_header(block.header),
         "num_txs": len(block.txs),
-        "txs": txs,
+        "txs": items,
         "attestations": [hex0x(a) for a in block.attestations],
         "evidence": [
             {"kind": e.kind, "hash": hex0x(e.hash()), "data": hex0x(e.data)} for e in block.evidence

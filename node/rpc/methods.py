@@ -96,8 +96,14 @@ async def rpc_net_info(ctx: MethodContext, p: dict[str, Any]) -> Any:
     }
 
 
+TX_DETAIL = ("full", "hashes")
+
+
 async def rpc_block(ctx: MethodContext, p: dict[str, Any]) -> Any:
     view = ctx.view
+    txs_mode = get_str(p, "txs") or "full"
+    if txs_mode not in TX_DETAIL:
+        raise InvalidParams(f"'txs' must be one of {', '.join(TX_DETAIL)}, got {txs_mode!r}")
     height = get_height(p)
     block_hash = get_hash(p, "hash", required=False)
     if height is not None and block_hash is not None:
@@ -119,7 +125,7 @@ async def rpc_block(ctx: MethodContext, p: dict[str, Any]) -> Any:
                 f"(earliest stored height: {view.earliest_height()})"
             )
     block, bhash = found
-    return fmt.format_block(block, bhash, view.get_commit(block.header.height))
+    return fmt.format_block(block, bhash, view.get_commit(block.header.height), txs=txs_mode)
 
 
 async def rpc_tx(ctx: MethodContext, p: dict[str, Any]) -> Any:
@@ -389,7 +395,7 @@ async def rpc_broadcast_tx(ctx: MethodContext, p: dict[str, Any]) -> Any:
 METHODS: dict[str, tuple[Method, tuple[str, ...]]] = {
     "status": (rpc_status, ()),
     "net_info": (rpc_net_info, ()),
-    "block": (rpc_block, ("height", "hash")),
+    "block": (rpc_block, ("height", "hash", "txs")),
     "tx": (rpc_tx, ("hash",)),
     "account": (rpc_account, ("address",)),
     "validators": (rpc_validators, ("height",)),

@@ -104,7 +104,8 @@ class RPCServer:
         self.app.router.add_get("/ws", self.handle_ws)
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
-        self._open_connections = 0
+        # Request handlers of the open connections (aiohttp's are slotted: no attributes to tag).
+        self._counted: set[Any] = set()
         self.connections_refused = 0
         self._ws: set[web.WebSocketResponse] = set()
         self.port: int | None = None
@@ -150,20 +151,17 @@ class RPCServer:
         limit = self.config.max_connections
 
         def connection_made(handler: Any, transport: asyncio.Transport) -> None:
-            if self._open_connections >= limit:
+            if len(self._counted) >= limit:
                 self.connections_refused += 1
                 if self.metrics is not None:
                     self.metrics.rpc_connections_refused.inc()
                 transport.close()
                 return
-            self._open_connections += 1
-            handler._cstake_counted = True
+            self._counted.add(handler)
             made(handler, transport)
 
         def connection_lost(handler: Any, exc: BaseException | None = None) -> None:
-            if getattr(handler, "_cstake_counted", False):
-                handler._cstake_counted = False
-                self._open_connections -= 1
+            self._counted.discard(handler)
             lost(handler, exc)
 
         server.connection_made = connection_made  # type: ignore[method-assign]

@@ -1,0 +1,161 @@
+"""A small JSON-RPC 2.0 client for the node's RPC (aiohttp), with timeouts and clear errors."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import aiohttp
+
+
+class RPCClientError(Exception):
+    """A call could not be made or answered."""
+
+
+class NodeUnreachable(RPCClientError):
+    """Nothing answered at the URL (refused, timed out, not HTTP)."""
+
+
+class RPCCallError(RPCClientError):
+    """The node answered the call with a JSON-RPC error."""
+
+    def __init__(self, method: str, code: int, message: str, data: Any = None) -> None:
+        super().__init__(f"{method} failed: {message} (code {code})")
+        self.method = method
+        self.code = code
+        self.message = message
+        self.data = data
+
+
+def normalise_url(url: str) -> str:
+    """Return ``url`` with a scheme (``127.0.0.1:26657`` -> ``http://127.0.0.1:26657``)."""
+    url = url.strip().rstrip("/")
+    if "://" not in url:
+        url = "http://" + url
+    return url
+
+
+class RPCClient:
+    """Calls one node. Use as ``async with RPCClient(url) as c: await c.call("status")``."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: float = 10.0,
+        session: aiohttp.ClientSession | None = None,
+    ) -> None:
+        self.url = normalise_url(url)
+        self.timeout = timeout
+        self._session = session
+        self._own_session = session is None
+        self._ids = itertools.count(1)
+
+    async def __aenter__(self) -> RPCClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=256),
+                timeout=aiohttp.ClientTimeout(total=None),
+            )
+        return self._session
+
+    async def close(self) -> None:
+        if self._own_session and self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def _post(self, body: Any, timeout: float | None) -> Any:
+        limit = self.timeout if timeout is None else timeout
+        try:
+            async with self._get_session().post(
+                self.url + "/",
+                data=json.dumps(body, separators=(",", ":")),
+                headers={"Content-Type": "application/json"},
+                timeout=aiohttp.ClientTimeout(total=limit),
+            ) as resp:
+                text = await resp.text()
+                status = resp.status
+        except TimeoutError as exc:
+            raise NodeUnreachable(f"the node at {self.url} did not answer within {limit:g} s") from exc
+        except aiohttp.ClientConnectorError as exc:
+            reason = exc.os_error.strerror if exc.os_error and exc.os_error.strerror else str(exc)
+            raise NodeUnreachable(f"cannot reach the node at {self.url}: {reason}") from exc
+        except aiohttp.ClientError as exc:
+            raise NodeUnreachable(f"cannot reach the node at {self.url}: {exc}") from exc
+        if status == 204:
+            return None
+        try:
+            doc = json.loads(text)
+        except ValueError as exc:
+            raise RPCClientError(
+                f"the node at {self.url} answered HTTP {status} with a body that is not JSON"
+            ) from exc
+        if status != 200 and not (isinstance(doc, dict) and "error" in doc):
+            raise RPCClientError(f"the node at {self.url} answered HTTP {status}")
+        return doc
+
+    @staticmethod
+    def _unwrap(method: str, doc: Any) -> Any:
+        if not isinstance(doc, dict):
+            raise RPCClientError(f"{method}: malformed JSON-RPC response")
+        if "error" in doc:
+            err = doc["error"] if isinstance(doc["error"], dict) else {}
+            raise RPCCallError(
+                method, int(err.get("code", 0)), str(err.get("message", "unknown error")), err.get("data")
+            )
+        if "result" not in doc:
+            raise RPCClientError(f"{method}: JSON-RPC response without a result")
+        return doc["result"]
+
+    async def call(self, method: str, params: Any = None, *, timeout: float | None = None) -> Any:
+        """Call ``method``; return its result or raise RPCCallError / NodeUnreachable."""
+        req: dict[str, Any] = {"jsonrpc": "2.0", "id": next(self._ids), "method": method}
+        if params is not None:
+            req["params"] = params
+        return self._unwrap(method, await self._post(req, timeout))
+
+    async def batch(
+        self, calls: Sequence[tuple[str, Any]], *, timeout: float | None = None
+    ) -> list[Any]:
+        """Call several methods in one request; each item is a result or an RPCCallError."""
+        if not calls:
+            return []
+        reqs = []
+        for method, params in calls:
+            req: dict[str, Any] = {"jsonrpc": "2.0", "id": next(self._ids), "method": method}
+            if params is not None:
+                req["params"] = params
+            reqs.append(req)
+        doc = await self._post(reqs, timeout)
+        if isinstance(doc, dict):  # the whole batch was refused
+            self._unwrap("batch", doc)
+        if not isinstance(doc, list):
+            raise RPCClientError("batch: malformed JSON-RPC response")
+        by_id = {d.get("id"): d for d in doc if isinstance(d, dict)}
+        out: list[Any] = []
+        for req, (method, _) in zip(reqs, calls, strict=True):
+            item = by_id.get(req["id"])
+            try:
+                out.append(self._unwrap(method, item))
+            except RPCCallError as exc:
+                out.append(exc)
+        return out
+
+
+def call_sync(url: str, method: str, params: Any = None, *, timeout: float = 10.0) -> Any:
+    """Call one method from synchronous code."""
+
+    async def run() -> Any:
+        async with RPCClient(url, timeout=timeout) as client:
+            return await client.call(method, params)
+
+    return asyncio.run(run())
