@@ -50,8 +50,8 @@ def _scan(data: bytes, max_record: int) -> tuple[list[bytes], int, str]:
                 return records, pos, "a zero-filled tail"
             raise WalCorruptError(f"zero-length record at offset {pos}, followed by data")
         if length > max_record:
-            if end >= size:
-                return records, pos, f"a record header at offset {pos} with an impossible length"
+            # A crash cuts a record short; it does not invent a huge length. Refuse
+            # rather than cut off everything from here (perhaps the whole log).
             raise WalCorruptError(
                 f"record at offset {pos} declares {length} bytes (limit {max_record})"
             )

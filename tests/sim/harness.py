@@ -14,6 +14,7 @@ pinned in the tests.
 from __future__ import annotations
 
 import random
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +37,7 @@ from consensus.votes import Proposal, Vote
 
 from .chain import ChainEntry
 from .network import EventQueue, Network, NetworkRules
-from .node import HONEST, SILENT, SimCrash, SimNode
+from .simnode import HONEST, SILENT, SimCrash, SimNode
 
 #: Simulation timeouts: the devnet shape, scaled down so runs stay short.
 FAST_TIMEOUTS = TimeoutConfig(
@@ -74,6 +75,8 @@ class SimConfig:
     crash_every: tuple[int, int] = (20, 120)
     """A crash after a random number of crash points in this range."""
     downtime_ms: tuple[int, int] = (20, 400)
+    tear_wal_on_crash: bool = False
+    """Half of the crashes also leave a torn, half-written record at the end of the WAL."""
     evidence_max_age: int = 100
     max_block_evidence: int = 16
     quiet: bool = False
@@ -96,6 +99,7 @@ class SimResult:
     crashes: int
     replay_checks: int
     refused_signatures: int
+    torn_tails_repaired: int
 
     def block_hashes(self, node: int) -> list[bytes]:
         return [e.block.hash() for e in self.chains[node]]
@@ -128,7 +132,10 @@ class Simulation:
         keys = [validator_key(i) for i in range(self.n)]
         self._valsets: list[ValidatorSet] = [
             compute_genesis_validator_set(
-                [(k.address(), k.public_key.raw, p) for k, p in zip(keys, config.powers, strict=True)]
+                [
+                    (k.address(), k.public_key.raw, p)
+                    for k, p in zip(keys, config.powers, strict=True)
+                ]
             )
         ]
         self._sig_cache: dict[tuple[bytes, bytes, bytes], bool] = {}
@@ -139,11 +146,13 @@ class Simulation:
                 if config.data_dir is None:
                     raise ValueError("persistent nodes need a data_dir")
                 data_dir = config.data_dir / f"node{i}"
-            self.nodes.append(SimNode(self, i, key, config.behaviours.get(i, HONEST), data_dir=data_dir))
+            self.nodes.append(
+                SimNode(self, i, key, config.behaviours.get(i, HONEST), data_dir=data_dir)
+            )
         self.honest = tuple(i for i in range(self.n) if config.behaviours.get(i, HONEST) == HONEST)
         self.safety_violations: list[str] = []
         self.equivocations: dict[bytes, str] = {}
-        self._sent: dict[tuple[bytes, int, int, int], bytes] = {}
+        self.sent_votes: dict[tuple[bytes, int, int, int], bytes] = {}
         self._decided: dict[int, bytes] = {}
         self.rejected_inputs = 0
         self._heal_watch: list[tuple[int, int, int]] = []
@@ -181,6 +190,11 @@ class Simulation:
             action()
         except SimCrash as crash:
             node.crash(crash.point, crash.pending)
+            if self.config.tear_wal_on_crash and node.data_dir and self.rng.random() < 0.5:
+                # The record being written when power failed: a header and part of its body.
+                torn = struct.pack(">II", 200, 0) + self.rng.randbytes(self.rng.randint(0, 150))
+                with open(node.data_dir / "consensus.wal", "ab") as f:
+                    f.write(torn[: self.rng.randint(1, len(torn))])
             lo, hi = self.config.downtime_ms
             self.queue.schedule(self.now + self.rng.randint(lo, hi), lambda: self._restart(node))
 
@@ -201,7 +215,7 @@ class Simulation:
         if node.index not in self.honest:
             return
         key = (vote.validator, vote.height, vote.round, vote.vote_type)
-        first = self._sent.setdefault(key, vote.block_hash)
+        first = self.sent_votes.setdefault(key, vote.block_hash)
         if first != vote.block_hash:
             self.safety_violations.append(
                 f"honest node {node.index} sent conflicting votes at height {vote.height} "
@@ -290,6 +304,7 @@ class Simulation:
             crashes=sum(len(n.crashes) for n in self.nodes),
             replay_checks=sum(n.replay_checks for n in self.nodes),
             refused_signatures=sum(n.refused_signatures for n in self.nodes),
+            torn_tails_repaired=sum(n.torn_tails_repaired for n in self.nodes),
         )
 
     def _schedule_gossip(self, node: SimNode, at: int) -> None:
@@ -305,7 +320,9 @@ def check_agreement(result: SimResult) -> None:
     assert not result.safety_violations, result.safety_violations
     longest = max(len(result.chains[i]) for i in result.honest)
     for h in range(longest):
-        hashes = {result.chains[i][h].block.hash() for i in result.honest if len(result.chains[i]) > h}
+        hashes = {
+            result.chains[i][h].block.hash() for i in result.honest if len(result.chains[i]) > h
+        }
         assert len(hashes) == 1, f"seed {result.seed}: honest validators disagree at height {h + 1}"
 
 

@@ -6,7 +6,7 @@ import random
 
 from .harness import SimConfig
 from .network import NetworkRules, Partition
-from .node import EQUIVOCATE, INVALID_PROPOSER, SILENT
+from .simnode import EQUIVOCATE, INVALID_PROPOSER, SILENT
 
 BYZANTINE_BEHAVIOURS = (EQUIVOCATE, SILENT, INVALID_PROPOSER)
 POWERS_4 = (10, 20, 30, 40)
@@ -58,9 +58,7 @@ def agreement_config(seed: int) -> SimConfig:
         slow_prob=rng.choice((0.0, 0.05, 0.1)),
         partitions=partitions,
     )
-    return SimConfig(
-        seed=seed, powers=powers, behaviours=behaviours, rules=rules, target_height=10
-    )
+    return SimConfig(seed=seed, powers=powers, behaviours=behaviours, rules=rules, target_height=10)
 
 
 def faulty_config(seed: int) -> SimConfig:
@@ -74,9 +72,7 @@ def faulty_config(seed: int) -> SimConfig:
     else:
         behaviours = {seed % 2: (EQUIVOCATE, SILENT, INVALID_PROPOSER)[seed % 3]}
     rules = NetworkRules(drop_prob=0.05, duplicate_prob=0.05, slow_prob=0.05)
-    return SimConfig(
-        seed=seed, powers=powers, behaviours=behaviours, rules=rules, target_height=12
-    )
+    return SimConfig(seed=seed, powers=powers, behaviours=behaviours, rules=rules, target_height=12)
 
 
 def partition_config(seed: int) -> SimConfig:

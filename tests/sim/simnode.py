@@ -154,7 +154,14 @@ def encode_input(inp: Input) -> bytes:
         kind = WAL_OWN_PROPOSAL if inp.own else WAL_PROPOSAL
         p = inp.proposal
         e = WalEntry(
-            kind, inp.now_ms, p.height, p.round, 0, p.encode(), inp.block.encode(), int(inp.block_valid)
+            kind,
+            inp.now_ms,
+            p.height,
+            p.round,
+            0,
+            p.encode(),
+            inp.block.encode(),
+            int(inp.block_valid),
         )
     elif isinstance(inp, InVote):
         kind = WAL_OWN_VOTE if inp.own else WAL_VOTE
@@ -258,6 +265,7 @@ class SimNode:
         self.replay_checks = 0
         self.refused_signatures = 0
         self.replay_refusals = 0
+        self.torn_tails_repaired = 0
         self.detected: dict[bytes, Evidence] = {}
         self._wal: WriteAheadLog | None = None
         self._signer_store: SignerStore | None = None
@@ -317,6 +325,8 @@ class SimNode:
         height = len(self.chain) + 1
         self.state = new_round_state(height, self.sim.valset_at(height))
         records = self._wal.records() if self._wal is not None else []
+        if self._wal is not None and self._wal.truncated_bytes:
+            self.torn_tails_repaired += 1
         self._check_replay(records, height)
         inputs = [decode_input(r) for r in records]
         starts = [i for i, x in enumerate(inputs) if isinstance(x, InStart) and x.height == height]
@@ -492,7 +502,9 @@ class SimNode:
         sig_a = self.key.sign(Domain.VOTE, self.sim.chain_id, vote.sign_payload())
         vote_a = vote.with_signature(sig_a)
         if self.sim.rng.random() < self.sim.equivocation_prob:
-            other = NIL_HASH if vote.block_hash != NIL_HASH else hash32(b"fork" + vote.sign_payload())
+            other = (
+                NIL_HASH if vote.block_hash != NIL_HASH else hash32(b"fork" + vote.sign_payload())
+            )
             unsigned_b = dataclasses.replace(vote, block_hash=other)
             sig_b = self.key.sign(Domain.VOTE, self.sim.chain_id, unsigned_b.sign_payload())
             vote_b = unsigned_b.with_signature(sig_b)

@@ -20,14 +20,12 @@ def test_every_equivocation_detected_and_committed_once(seed: int) -> None:
     for i in result.honest:
         missed = faults - result.detected[i]
         assert not missed, (
-            f"seed {seed}: honest node {i} missed "
-            f"{sorted(result.equivocations[h] for h in missed)}"
+            f"seed {seed}: honest node {i} missed {sorted(result.equivocations[h] for h in missed)}"
         )
     chain_evidence = Counter(committed_evidence(result, result.honest[0]))
     for digest in faults:
         assert chain_evidence[digest] == 1, (
-            f"seed {seed}: {result.equivocations[digest]} committed "
-            f"{chain_evidence[digest]} times"
+            f"seed {seed}: {result.equivocations[digest]} committed {chain_evidence[digest]} times"
         )
     # Nothing but real equivocations ever gets committed as evidence.
     assert set(chain_evidence) <= faults

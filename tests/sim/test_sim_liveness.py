@@ -6,8 +6,8 @@ import pytest
 
 from .harness import SimConfig, Simulation, check_agreement
 from .network import NetworkRules
-from .node import SILENT
 from .scenarios import POWERS_4, POWERS_7, partition_config
+from .simnode import SILENT
 
 #: Seeds that stalled while a node lagging behind a partition was catching up
 #: (it marked far-ahead messages as seen and then dropped their resend).
