@@ -106,7 +106,6 @@ def _bench(store: NodeStore, raw: plyvel.DB, rng: random.Random, n_keys: int, he
     prepare_s: list[float] = []
     total_s: list[float] = []
     root_s: list[float] = []
-    cpu_s: list[float] = []
     raw_s: list[float] = []
     batch_records: list[int] = []
     next_new = n_keys
@@ -125,11 +124,9 @@ def _bench(store: NodeStore, raw: plyvel.DB, rng: random.Random, n_keys: int, he
         }
         block = rng.randbytes(64 * 1024)
         block_hash = hashlib.sha256(block).digest()
-        c0 = time.process_time()
         t0 = time.perf_counter()
         prepared = store.prepare_height(h, block_hash, block, b"c" * 2048, tx_entries, changes)
         t1 = time.perf_counter()
-        cpu_s.append(time.process_time() - c0)
         store.commit(prepared)
         t2 = time.perf_counter()
         prepare_s.append(t1 - t0)
@@ -161,8 +158,6 @@ def _bench(store: NodeStore, raw: plyvel.DB, rng: random.Random, n_keys: int, he
     r50 = _pct(root_s, 0.5)
     print(f"state-root update: p50 {_ms(r50)} per height = {r50 / CHANGED_KEYS * 1e6:.1f} us "
           f"per changed key (raw plyvel synced batch: {raw50 / CHANGED_KEYS * 1e6:.1f} us per key)")
-    print(f"  prepare CPU time p50 {_ms(_pct(cpu_s, 0.5))} "
-          f"= {_pct(cpu_s, 0.5) / CHANGED_KEYS * 1e6:.1f} us per changed key")
 
     # --- random reads -----------------------------------------------------
     # Two rounds, each operation alternating with its raw twin, best round kept:

@@ -38,7 +38,8 @@ from storage.kv import KVStore, MemoryKV, WriteBatch
 from storage.leveldb import LevelDBKV, LevelDBOptions
 from storage.lock import DirectoryLock
 from storage.state_store import Head, StateSnapshot, StateView, stage_state_changes
-from storage.state_tree import StateTree, TreeUpdate, decode_root_content, read_branch
+from storage.state_tree import StateTree, TreeUpdate, decode_root_content
+from storage.trie_pages import read_branch
 
 VerifyMode = Literal["quick", "full"]
 LEVELDB_DIR = "leveldb"

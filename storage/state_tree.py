@@ -41,27 +41,26 @@ from consensus.state_proof import (
     StateProof,
     compute_branch_hash,
     compute_content_root,
-    compute_record_len,
     get_nibble,
     get_slot_offset,
 )
 from storage import schema
 from storage.errors import CorruptStoreError
 from storage.kv import KVReader
+from storage.trie_pages import (
+    EMBED_MAX_CHILDREN,
+    Page,
+    check_record,
+    read_branch,
+    split_page,
+    with_nibble,
+)
 
 #: Pages whose top is shallower than this stay cached in memory between
 #: heights: the pages at depths 0 and 2 (257 at most, the trie's top four
 #: levels; a few MiB even for a huge state).
 CACHED_DEPTH = 4
 _NODE_DEPTH_AT = len(schema.NODE_PREFIX)
-
-#: A page embeds its child branches only if its top has at most this many.
-EMBED_MAX_CHILDREN = 8
-
-#: A parsed page: the top branch record and its embedded child branch records
-#: by slot, or None when its child branches are stored on their own.
-Page = tuple[bytes, dict[int, bytes] | None]
-
 
 @dataclass(frozen=True, slots=True)
 class TreeUpdate:
@@ -92,65 +91,6 @@ def decode_root_content(data: bytes | None) -> bytes | None:
 
 def _header(bitmap: int, leafmask: int) -> bytes:
     return bitmap.to_bytes(2, "big") + leafmask.to_bytes(2, "big")
-
-
-def _record_len(key: bytes, data: bytes, at: int) -> int:
-    """Return the length of the branch record starting at ``data[at:]`` (checked)."""
-    if len(data) < at + RECORD_HEADER_LEN:
-        raise CorruptStoreError(f"state trie page {key.hex()} is truncated")
-    bitmap = int.from_bytes(data[at : at + 2], "big")
-    leafmask = int.from_bytes(data[at + 2 : at + 4], "big")
-    length = compute_record_len(bitmap, leafmask)
-    if leafmask & ~bitmap or len(data) < at + length:
-        raise CorruptStoreError(f"state trie page {key.hex()} holds a malformed branch")
-    return length
-
-
-def split_page(key: bytes, data: bytes | None) -> Page:
-    """Parse a stored page into its top record and child records, or raise CorruptStoreError."""
-    if data is None:
-        raise CorruptStoreError(f"state trie page {key.hex()} is missing")
-    top_len = _record_len(key, data, 0)
-    branches = int.from_bytes(data[0:2], "big") & ~int.from_bytes(data[2:4], "big")
-    if top_len == len(data):
-        # No embedded children: either there are none, or they stand alone.
-        return data, (None if branches else {})
-    top = data[:top_len]
-    children: dict[int, bytes] = {}
-    at = top_len
-    while branches:  # the set bits, lowest slot first
-        low = branches & -branches
-        branches ^= low
-        length = _record_len(key, data, at)
-        children[low.bit_length() - 1] = data[at : at + length]
-        at += length
-    if at != len(data):
-        raise CorruptStoreError(f"state trie page {key.hex()} has trailing bytes")
-    return top, children
-
-
-def check_record(key: bytes, data: bytes | None) -> bytes:
-    """Return a standalone branch record if it is well formed, else raise CorruptStoreError."""
-    if data is None:
-        raise CorruptStoreError(f"state trie branch {key.hex()} is missing")
-    if _record_len(key, data, 0) != len(data):
-        raise CorruptStoreError(f"state trie branch {key.hex()} has trailing bytes")
-    return data
-
-
-def read_branch(reader: KVReader, depth: int, kh: bytes) -> bytes:
-    """Return the branch record at ``depth`` on ``kh``'s path, or raise CorruptStoreError."""
-    key = schema.node_key(depth & ~1, kh)
-    top, children = split_page(key, reader.get(key))
-    if not depth & 1:
-        return top
-    if children is None:
-        child_key = schema.node_key(depth, kh)
-        return check_record(child_key, reader.get(child_key))
-    record = children.get(get_nibble(kh, depth - 1))
-    if record is None:
-        raise CorruptStoreError(f"state trie page {key.hex()} lacks a child branch")
-    return record
 
 
 class StateTree:
@@ -271,7 +211,7 @@ class StateTree:
                 bit = 1 << nib
                 if not bitmap & bit:
                     continue
-                child_path = _with_nibble(path, depth, nib)
+                child_path = with_nibble(path, depth, nib)
                 if leafmask & bit:
                     entry = record[off : off + ENTRY_LEN]
                     if not _shares_prefix(entry, child_path, depth + 1):
@@ -290,14 +230,6 @@ class StateTree:
                 f"{stored} state trie records are stored but {reached} are reachable"
             )
         return leaves
-
-
-def _with_nibble(path: bytes, depth: int, nib: int) -> bytes:
-    """Return ``path`` with the nibble at ``depth`` set to ``nib``."""
-    i = depth >> 1
-    byte = path[i]
-    byte = (byte & 0xF0) | nib if depth & 1 else (byte & 0x0F) | (nib << 4)
-    return path[:i] + bytes((byte,)) + path[i + 1 :]
 
 
 def _shares_prefix(a: bytes, b: bytes, nibbles: int) -> bool:
@@ -412,7 +344,7 @@ class _Updater:
             changed = self._children.get(pk, no_changes)
 
             def child_key(nib: int, _path: bytes = path, _depth: int = top_depth) -> bytes:
-                return schema.node_key(_depth + 1, _with_nibble(_path, _depth, nib))
+                return schema.node_key(_depth + 1, with_nibble(_path, _depth, nib))
 
             def put_child(nib: int, record: bytes | None, _depth: int = child_depth) -> None:
                 key = child_key(nib)

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from consensus.errors import DecodeError
 from consensus.state_proof import StateProof, compute_state_root, is_valid_state_proof
 from storage import MemoryKV, NodeStore, schema
-from storage.state_tree import split_page
+from storage.trie_pages import split_page
 
 KEY_POOL = [b"k%d" % i for i in range(80)] + [b"acct/" + bytes([i]) * 20 for i in range(20)]
 keys = st.one_of(st.sampled_from(KEY_POOL), st.binary(min_size=1, max_size=8))
