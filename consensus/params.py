@@ -79,6 +79,13 @@ class Params(Encodable):
     timeout_vote_delta_ms: int
     #: Wait after a commit before the next height starts (ms).
     timeout_commit_ms: int
+    #: Reputation moves this fraction (bps) of the way to 1,000,000 for a signed
+    #: precommit, and toward 0 for a missed one, each block.
+    reputation_block_bps: int
+    #: Step (bps of the distance) for a passed (up) or failed (down) proof-of-compute challenge.
+    reputation_challenge_bps: int
+    #: Step (bps of the distance) for a job completed correctly (up) or failed (down).
+    reputation_job_bps: int
     #: 1 when test-only byzantine modes may run against this chain.
     allow_test_faults: int
 
@@ -114,6 +121,9 @@ class Params(Encodable):
             "faulty_compute_slash_bps",
             "missed_challenge_slash_bps",
             "whistleblower_bps",
+            "reputation_block_bps",
+            "reputation_challenge_bps",
+            "reputation_job_bps",
         ):
             if getattr(self, name) > BPS:
                 raise ValidationError(f"params.{name} is a fraction in basis points (at most {BPS})")
@@ -181,6 +191,9 @@ DEVNET = Params(
     timeout_vote_ms=500,
     timeout_vote_delta_ms=250,
     timeout_commit_ms=500,
+    reputation_block_bps=50,
+    reputation_challenge_bps=2_000,
+    reputation_job_bps=1_000,
     allow_test_faults=1,
 )
 

@@ -87,6 +87,8 @@ class TestChain:
         self.last_hash = ZERO_HASH
         self.nonces: dict[bytes, int] = {}
         self.blocks: list[Block] = []
+        #: Validators (by index) whose precommits are left out of the commits this builder signs.
+        self.absent: set[int] = set()
 
     # -- transactions ------------------------------------------------------------
 
@@ -146,7 +148,7 @@ class TestChain:
             vset = self.view().get_last_validator_set()
         if vset is None:
             raise ValueError("no validator set is known for the block")
-        chosen = range(self.n_validators) if signers is None else signers
+        chosen = [i for i in range(self.n_validators) if i not in self.absent] if signers is None else signers
         precommits = []
         for i in chosen:
             op = self.operator_keys[i]

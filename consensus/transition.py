@@ -43,8 +43,8 @@ from consensus.errors import (
 )
 from consensus.params import Params
 from consensus.records import Account, ChainHead, TxResult
+from consensus.incentives import process_liveness, process_rewards
 from consensus.staking import (
-    add_balance,
     compute_epoch_changes,
     process_matured_unbondings,
     process_mint,
@@ -254,10 +254,12 @@ def state_transition(
 def process_end_block(
     state: State, block: Block, params: Params, fees: int, events: list[object]
 ) -> None:
-    """Reward, matured unbondings, epoch change, proposer rotation, head."""
+    """Liveness and reputation, rewards, matured unbondings, epoch change, proposer rotation, head."""
     h = block.header
+    last_set = state.get_last_validator_set()
+    process_liveness(state, block, last_set, params, events)
     process_mint(state, params.block_reward)
-    add_balance(state, h.proposer, params.block_reward + fees)
+    process_rewards(state, block, last_set, params, fees)
     process_matured_unbondings(state, h.height)
     current = state.get_validator_set()
     state.put_record(Keys.LAST_VALSET, current)

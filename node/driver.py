@@ -46,6 +46,7 @@ from consensus.bft.machine import (
     on_vote,
 )
 from consensus.bft.state import RoundState, new_round_state
+from consensus.bft.validation import validate_vote
 from consensus.blocks import Block, EvidenceItem, make_block
 from consensus.codec import Encodable
 from consensus.crypto import Domain, PrivateKey
@@ -53,7 +54,7 @@ from consensus.errors import ConsensusError
 from consensus.evidence import Evidence, decode_evidence, encode_evidence
 from consensus.hashing import hash32
 from consensus.txs import SignedTx
-from consensus.votes import Commit, Proposal, Vote, VoteType
+from consensus.votes import Commit, Proposal, Vote, VoteType, compute_commit
 from node.executor import BlockCommitted, BlockExecutor
 from node.signer import DoubleSignRefused, PersistentSigner
 from node.wal import WriteAheadLog
@@ -243,6 +244,8 @@ class ConsensusDriver:
         self._timers: set[asyncio.TimerHandle] = set()
         self._replaying = False
         self._deferred_request: tuple[int, int] | None = None
+        self._late_height = 0
+        self._late_precommits: dict[bytes, Vote] = {}
         self.committed_listeners: list[Callable[[BlockCommitted], None]] = []
         self.last_commit_ms = clock.now_ms()
         self.dropped_inputs = 0
@@ -413,6 +416,8 @@ class ConsensusDriver:
             self.wal.append(encode_input(inp), sync=durable)
         if isinstance(inp, InBuilt) and self._deferred_request == (inp.height, inp.round):
             self._deferred_request = None
+        if isinstance(inp, InVote) and self.state.is_decided():
+            self._note_late_precommit(inp.vote)
         self.state, effects = self._apply(inp)
         if isinstance(inp, InVote) and not inp.own and not any(isinstance(e, InputRejected) for e in effects):
             ev = self.pool.check_vote(inp.vote)
@@ -439,6 +444,45 @@ class ConsensusDriver:
         if isinstance(inp, InTimeout):
             return on_timeout(st, ctx, inp.height, inp.round, inp.step, inp.now_ms)
         return on_block_built(st, ctx, inp.height, inp.round, inp.block.hash(), inp.now_ms)
+
+    def _note_late_precommit(self, vote: Vote) -> None:
+        """Keep precommits for the decided block that arrive after the decision.
+
+        The machine decides on the first +2/3; the next block's last commit
+        carries every precommit that arrived during the commit wait, so a
+        validator that signed a little late is not counted as absent.
+        """
+        st = self.state
+        if (
+            vote.vote_type != VoteType.PRECOMMIT
+            or vote.round != st.decided_round
+            or vote.block_hash != st.decided_value
+        ):
+            return
+        try:
+            validate_vote(self.ctx.chain_id, vote, st.validator_set, st.height)
+        except ConsensusError:
+            return
+        if self._late_height != st.height:
+            self._late_height, self._late_precommits = st.height, {}
+        self._late_precommits[vote.validator] = vote
+
+    def _last_commit_for(self, height: int) -> Commit | None:
+        """The commit of ``height`` from the store, with any late precommits added."""
+        if height < 1:
+            return None
+        raw = self.executor.store.blocks.load_commit(height)
+        if raw is None:
+            raise ConsensusError(f"the commit of height {height} is missing from the store")
+        commit = Commit.decode(raw, max_bytes=len(raw))
+        if self._late_height != height or not self._late_precommits:
+            return commit
+        have = {s.validator for s in commit.signatures}
+        extra = [v for a, v in self._late_precommits.items() if a not in have]
+        if not extra:
+            return commit
+        votes = list(commit.votes()) + extra
+        return compute_commit(commit.height, commit.round, commit.block_hash, votes)
 
     def _release_future(self) -> None:
         ready = self._future.pop(self.state.height, [])
@@ -555,12 +599,7 @@ class ConsensusDriver:
         ex = self.executor
         head_state = ex.head_state()
         head = head_state.get_head()
-        last_commit: Commit | None = None
-        if height > 1:
-            raw = ex.store.blocks.load_commit(height - 1)
-            if raw is None:
-                raise ConsensusError(f"the commit of height {height - 1} is missing from the store")
-            last_commit = Commit.decode(raw, max_bytes=len(raw))
+        last_commit = self._last_commit_for(height - 1)
         evidence = tuple(
             EvidenceItem(*encode_evidence(e))
             for e in self.pool.get_pending(height, MAX_BLOCK_EVIDENCE)

@@ -7,8 +7,8 @@ from math import isqrt
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from consensus.evidence import compute_duplicate_vote_evidence, encode_evidence
 from consensus.crypto import Domain
+from consensus.evidence import compute_duplicate_vote_evidence, encode_evidence
 from consensus.hashing import hash32
 from consensus.records import Account, ComputeNFT, Delegation, HardwareSpec, UnbondingEntry
 from consensus.staking import compute_voting_power, get_validator_compute
