@@ -189,6 +189,7 @@ class Harness:
         fl = self.first_last.get(cmd["tag"], [0, 0])
         return {
             "count": len(lat),
+            "latencies_ms": lat if cmd.get("raw") else None,
             "p50_ms": percentile(lat, 50),
             "p99_ms": percentile(lat, 99),
             "first_ns": fl[0],
@@ -196,6 +197,7 @@ class Harness:
         }
 
     async def op_submit_txs(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        start_ns = time.time_ns()
         t0 = time.perf_counter()
         body = b"t" * max(0, cmd.get("size", 120) - 12)
         prefix = cmd.get("prefix", "TX").encode()
@@ -204,7 +206,7 @@ class Harness:
             if i % 200 == 199:
                 await asyncio.sleep(0)  # let the batches go out while we keep submitting
         await self.txg.flush()
-        return {"ok": True, "seconds": time.perf_counter() - t0, "stats": vars_of(self.txg.stats)}
+        return {"ok": True, "start_ns": start_ns, "seconds": time.perf_counter() - t0, "stats": vars_of(self.txg.stats)}
 
     async def op_wait_txs(self, cmd: dict[str, Any]) -> dict[str, Any]:
         ok = await self.wait_for(lambda: self.tx_count >= cmd["n"], cmd.get("timeout", 30))
@@ -216,7 +218,7 @@ class Harness:
         b0 = self.t.stats.bytes_in
         t0 = time.perf_counter()
         try:
-            frames = await client.fetch_range(cmd["start"], cmd["end"], verify=verifier)
+            frames = await client.fetch_range(cmd["start"], cmd["end"], verify=verifier if cmd.get("verify", True) else None)
         except Exception as exc:
             return {"ok": False, "error": f"{type(exc).__name__}: {exc}", "verified": verifier.verified}
         dt = time.perf_counter() - t0

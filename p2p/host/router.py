@@ -154,6 +154,7 @@ class GuardedPubsub(Pubsub):
         self._on_gossip = on_gossip
         self._on_fault = on_fault
         self._write_locks: dict[int, trio.Lock] = {}
+        self._records: dict[ID, bytes] = {}
 
     # -- inbound ----------------------------------------------------------------
 
@@ -165,9 +166,17 @@ class GuardedPubsub(Pubsub):
                 self.stats.bytes_in += len(incoming)
                 rpc = rpc_pb2.RPC()
                 rpc.ParseFromString(incoming)
-                if not maybe_consume_signed_record(rpc, self.host, peer_id):
-                    self._on_fault(peer_id, "malformed")
-                    continue
+                if rpc.HasField("senderRecord"):
+                    # Every RPC repeats the sender's signed peer record; verify a
+                    # record once per peer and skip identical copies (and let the
+                    # router, which checks it again for control messages, skip it).
+                    record = rpc.senderRecord
+                    if self._records.get(peer_id) != record:
+                        if not maybe_consume_signed_record(rpc, self.host, peer_id):
+                            self._on_fault(peer_id, "malformed")
+                            continue
+                        self._records[peer_id] = record
+                    rpc.ClearField("senderRecord")
                 for msg in rpc.publish:
                     self.stats.messages_in += 1
                     if self._is_subscribed_to_msg(msg) and self.manager.is_running:
@@ -255,4 +264,5 @@ class GuardedPubsub(Pubsub):
         stream = self.peers.get(peer_id)
         if stream is not None:
             self._write_locks.pop(id(stream), None)
+        self._records.pop(peer_id, None)
         super()._handle_dead_peer(peer_id)
