@@ -1,1 +1,111 @@
-"""Peer-to-peer layer (contract documented below)."""
+"""How nodes talk: the peer-to-peer layer, and its contract with node/.
+
+node/ programs against ``p2p.interface.Transport``. Two implementations:
+
+* ``p2p.host.Libp2pTransport(config)``: real networking. py-libp2p 0.8.1 runs
+  under trio in its own thread (``p2p.host.bridge.TrioThread``); every call
+  crosses through bounded, thread-safe hand-offs. TCP, Noise only, Yamux only,
+  GossipSub ``/meshsub/1.1.0`` (1 s heartbeat, adaptive gossip off, the
+  library's 10 msg/s spam limit replaced by our token buckets, equivocation
+  memory bounded to digests, peer scoring on), one connection per peer. Nothing
+  outside p2p/ sees trio or libp2p types; errors are ``p2p.errors.P2PError``.
+* ``p2p.memory.MemoryTransport(config, hub)``: many nodes in one process on a
+  ``MemoryHub(drop=..., delay=...)``, same gate, verdicts and penalties; for
+  node tests and deterministic simulations (the hooks take
+  ``(sender, receiver, kind)``; seed your own randomness inside them).
+
+Configuration: ``p2p.config.P2PConfig`` (frozen; ``validate()`` raises
+``ConfigError``): ``chain_id``, ``key_path`` (the peer key: a 32-byte Ed25519
+seed, created 0600 if absent, refused if group/other may read it; the peer id
+``12D3KooW...`` is stable across restarts), ``listen_host``/``listen_port``,
+``bootstrap`` (multiaddrs ending ``/p2p/<peer id>``), ``max_peers``,
+``max_message_bytes`` (gossip cap, default 1 MiB), ``max_frame_bytes``
+(request/response frame cap, default 8 MiB, so blocks larger than gossip allows
+travel over block sync), ``max_request_blocks``/``max_request_bytes``,
+``request_timeout``, ``rate_limits`` (per peer and gossip kind),
+``request_rate``, ``tx_batch_*``, ``reconnect_min``/``reconnect_max``,
+``peer_exchange_interval``. ``p2p.keys.peer_id_from_seed`` gives the peer id
+for ``cstake keys show``.
+
+Wire names (``p2p.config``): topics ``/cstake/<chain-id>/{tx,proposal,vote,
+attestation,evidence}/1``; protocols ``/cstake/<chain-id>/status/1``,
+``/cstake/<chain-id>/blocks/1`` and ``/cstake/<chain-id>/peers/1`` (peer
+exchange: each node tells its peers where the others listen, so a devnet
+bootstrapped from one address becomes a full mesh). Every gossip message is a
+canonical msgpack ``p2p.envelope.Envelope(version=1, kind, payload)``; p2p
+never looks inside ``payload``.
+
+Lifecycle::
+
+    t = Libp2pTransport(config)            # or MemoryTransport(config, hub)
+    t.subscribe("vote", validate_vote, on_vote)   # before or after start
+    t.add_event_handler(on_peer_event)     # PeerConnected / PeerDisconnected / PeerPenalised
+    await t.start()                        # listens, dials bootstrap peers (with backoff)
+    await t.publish("vote", vote_bytes)    # MessageTooLarge over the cap; no loopback
+    ...
+    await t.stop()                         # no thread or task left behind
+
+Gossip validation: ``validator(peer_id: str, payload: bytes) -> Verdict`` (plain
+or ``async``; runs on the node's asyncio loop; async ones time out after 5 s).
+``Verdict.ACCEPT``: delivered to ``handler(peer_id, payload)`` (plain or async,
+one task per topic, in arrival order) and relayed. ``IGNORE``: dropped, not
+relayed, no penalty (stale, duplicate, not yet useful). ``REJECT``: dropped,
+not relayed, and the forwarding peer is penalised: use it only for faults an
+honest peer never relays (bad signature, malformed), never for state-dependent
+failures. Before any validator runs, the gate drops (and counts, and
+penalises) messages over the size cap, over the sender's token bucket, or not
+a canonical envelope of the topic's kind. A validator that raises is a bug in
+the node: the message is ignored and counted as ``validator_error``.
+
+Transactions: ``p2p.txbatch.TxGossip(transport, tx_validator, tx_handler)``
+subscribes to the tx topic. ``submit(tx_bytes)`` queues one encoded tx and
+returns at once; a batch is published at ``tx_batch_max_txs`` txs, at
+``tx_batch_max_bytes`` (32 KiB, well under Yamux's 64 KiB frame) or
+``tx_batch_delay`` (5 ms) after its first tx; ``await flush()``/``close()``.
+Received batches are split and ``tx_validator`` runs per tx; accepted txs go
+to ``tx_handler`` one by one. The batch is REJECTed (penalised, not relayed)
+if malformed or if any tx is REJECTed; otherwise ACCEPTed (relayed) if any tx
+was accepted, else IGNOREd.
+
+Requests: ``set_request_handler(protocol, handler)`` with
+``handler(peer_id, request) -> list[bytes]`` (plain or async; raise to refuse);
+``await request(peer_id, protocol, data, timeout=, max_frames=,
+max_frame_bytes=) -> list[bytes]`` raises ``RequestTimeout``,
+``PeerUnavailable``, ``BadPeerData`` (too many or oversize frames) or
+``RequestFailed``. Inbound requests are rate-limited per peer.
+
+Block sync (``p2p.blocksync``): ``BlockSyncServer(transport, provider)`` with
+``provider.get_status() -> (height, block_hash, earliest_height)`` and
+``provider.get_blocks(start, end) -> [(block_bytes, commit_bytes), ...]`` (plain
+or async). ``BlockSyncClient(transport)``: ``fetch_status(peer)``,
+``fetch_statuses()``, ``fetch_blocks(peer, start, end)`` (one bounded request)
+and ``fetch_range(start, end, verify=...)``, which splits the range into
+requests of ``max_request_blocks``, sends each to a peer whose status covers
+it, retries on the next peer after a timeout or failure, and calls
+``verify(frame)`` (``BlockFrame(height, block, commit)``) for each block; a
+``verify`` that raises ``ConsensusError`` or ``BadPeerData`` gets the peer
+penalised and disconnected, and the chunk is fetched elsewhere
+(``NoPeersAvailable`` when nobody can serve it). To report a peer found bad
+later: ``transport.report_peer(peer_id, "bad_data", disconnect=True)``.
+
+Scores and bans (``p2p.scoring``): GossipSub's scorer (first deliveries, time
+in mesh, invalid messages, behaviour) plus our own decaying penalty ledger;
+below ``DISCONNECT_SCORE`` a peer is disconnected and banned for
+``BAN_SECONDS``. ``get_peer_score(peer_id)`` reads it.
+
+Counters: ``transport.stats`` (``p2p.stats.P2PStats``; ``snapshot()`` gives a
+dict) has bytes and messages in/out, deliveries, requests, peers, penalties,
+malformed frames, and ``dropped`` by reason (oversize, malformed, rate,
+rejected, ignored, queue_full, outbound_full, validator_error);
+``TxGossip.stats`` has the batch counters. Export them as Prometheus counters.
+
+Logging: py-libp2p's warnings reach the ``p2p.libp2p`` logger, at most 5 per
+message template per 10 s; our own modules log under ``p2p.*``.
+
+Tools: ``python -m p2p.harness`` is a standalone p2p node driven by JSON lines
+(the multi-process tests and ``bench/p2p.py`` use it); ``p2p.synthetic`` makes
+chains with real Ed25519 commits for sync tests.
+
+Imports: p2p/ imports consensus/ (codec, crypto, hashing, errors) only; it never
+imports node/ or storage/.
+"""
