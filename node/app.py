@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Coroutine
 from typing import Any
 from dataclasses import dataclass
 from pathlib import Path
 
 from consensus.bft.config import TimeoutConfig
-from consensus.crypto import PrivateKey
+from consensus.crypto import PrivateKey, encode_address
 from consensus.genesis import Genesis, load_genesis
 from consensus.params import Params
-from consensus.state import State
+from consensus.records import Fault, SlashingRecord
+from consensus.state import Keys, State
 from consensus.txs import SignedTx
 from node.clock import Clock, SystemClock
 from node.config import NodeConfig, parse_multiaddr_tcp
@@ -30,8 +32,12 @@ from node.gossip import GossipAdapter
 from node.home import NodeHome
 from node.keyfiles import load_keystore
 from node.mempool import Mempool
+from node.metrics import NodeMetrics
+from node.rpc.events import EventBus
+from node.rpc.server import RPCServer
 from node.signer import FileSignerStore, PersistentSigner
 from node.sync import BlockSyncer
+from node.view import StoreNodeView
 from node.wal import WriteAheadLog
 from p2p.config import P2PConfig
 from p2p.host import Libp2pTransport
@@ -171,11 +177,27 @@ class Node:
         self.gossip.attach(self.driver)
         self.tx_gossip = TxGossip(self.transport, self._validate_gossip_tx, self._on_gossip_tx)
         self.syncer = BlockSyncer(self.transport, self.executor, self.driver)
+        self.events = EventBus()
+        self.metrics = NodeMetrics()
+        self.metrics.watch_p2p(self.transport.stats.snapshot)
+        self.metrics.watch_mempool(lambda: self.mempool.stats)
+        self._last_commit_mono: float | None = None
+        self._slash_seq = self.executor.head_state().get_meta().next_slash_seq
+        self.view = StoreNodeView(self, self.events)
+        self.rpc = RPCServer(
+            self.view,
+            self.config.rpc,
+            metrics=self.metrics,
+            last_commit_monotonic=lambda: self._last_commit_mono,
+            max_tx_bytes=params.max_tx_bytes,
+        )
         await self.transport.start()
+        await self.rpc.start()
         self.driver.recover()
         self._spawn("consensus", self.driver.run())
         self._spawn("block-sync", self.syncer.run())
         self._spawn("rebroadcast", self._rebroadcast_loop())
+        self._spawn("gauges", self._gauge_loop())
         log.info(
             "node %s started: chain %s, height %d, validator %s, p2p %s",
             self.config.node.moniker, self.chain_id, self.executor.height,
@@ -192,6 +214,13 @@ class Node:
             await asyncio.sleep(1.0)
             if self.clock.now_ms() - self.driver.last_commit_ms > 1_000:
                 self.driver.rebroadcast_own()
+
+    async def _gauge_loop(self) -> None:
+        """Refresh gauges that change without a commit (peers, mempool)."""
+        while True:
+            self.metrics.set_peers(len(self.transport.peers()))
+            self.metrics.set_mempool(self.mempool.size, self.mempool.total_bytes)
+            await asyncio.sleep(1.0)
 
     # -- transactions -----------------------------------------------------------------------
 
@@ -220,6 +249,38 @@ class Node:
         return None
 
     def _on_committed(self, committed: BlockCommitted) -> None:
+        self._last_commit_mono = time.monotonic()
+        block = committed.block
+        self.events.publish_block(block, committed.block_hash, committed.txs, committed.tx_results)
+        m = self.metrics
+        m.on_block_committed(
+            height=committed.height,
+            time_ms=block.header.time_ms,
+            n_txs=len(committed.tx_hashes),
+            round=block.header.round,
+            commit_seconds=committed.execute_seconds + committed.write_seconds,
+            failed_txs=sum(1 for r in committed.tx_results if r.code != 0),
+        )
+        state = self.executor.head_state()
+        last_set = state.get_last_validator_set()
+        if block.last_commit is not None and last_set is not None:
+            m.on_commit_signatures(
+                [v.address for v in last_set.validators], [s.validator for s in block.last_commit.signatures]
+            )
+        vset = state.get_validator_set()
+        jailed = sum(1 for v in state.iter_validators() if v.jailed)
+        m.set_validator_set(len(vset), vset.total_power, jailed)
+        meta = state.get_meta()
+        for seq in range(self._slash_seq, meta.next_slash_seq):
+            record = state.get_record(Keys.slashing(seq), SlashingRecord)
+            if record is not None:
+                m.on_slashed(record.validator, Fault.NAMES.get(record.fault, str(record.fault)))
+                log.warning(
+                    "validator %s slashed %d for %s at height %d",
+                    encode_address(record.validator), record.amount,
+                    Fault.NAMES.get(record.fault, "?"), record.height,
+                )
+        self._slash_seq = meta.next_slash_seq
         failed = sum(1 for r in committed.tx_results if r.code != 0)
         log.info(
             "committed height %d: %d txs (%d failed), hash %s, execute %.0f ms, write %.0f ms",
@@ -255,6 +316,8 @@ class Node:
         await asyncio.gather(*self._tasks.values(), return_exceptions=True)
         if hasattr(self, "driver"):
             self.driver.stop()
+        if hasattr(self, "rpc"):
+            await self.rpc.stop()
         if hasattr(self, "tx_gossip"):
             await self.tx_gossip.close()
         if hasattr(self, "gossip"):
