@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from consensus.crypto import PrivateKey
 from consensus.errors import DecodeError
 from consensus.hashing import hash32
-from consensus.crypto import PrivateKey
 from consensus.validator_set import (
     MAX_TOTAL_VOTING_POWER,
     ValidatorInfo,
@@ -127,8 +127,10 @@ def test_invalid_sets_are_refused(validators: tuple[ValidatorInfo, ...]) -> None
 
 
 def test_invalid_decode_of_a_malformed_set_raises_decode_error() -> None:
-    bad = ValidatorSet((ValidatorInfo(b"\x01" * 20, b"k" * 32, 1),)).encode().replace(
-        b"\x01" * 20, b"\x01" * 19 + b"\x02"
+    bad = (
+        ValidatorSet((ValidatorInfo(b"\x01" * 20, b"k" * 32, 1),))
+        .encode()
+        .replace(b"\x01" * 20, b"\x01" * 19 + b"\x02")
     )
     assert ValidatorSet.decode(bad).validators[0].address.endswith(b"\x02")
     with pytest.raises(DecodeError):
@@ -139,7 +141,10 @@ def test_invalid_decode_of_a_malformed_set_raises_decode_error() -> None:
     "update",
     [
         [(hash32(b"unknown")[:20], hash32(b"k"), 0)],
-        [(KEYS[0].address(), KEYS[0].public_key.raw, 5), (KEYS[0].address(), KEYS[0].public_key.raw, 6)],
+        [
+            (KEYS[0].address(), KEYS[0].public_key.raw, 5),
+            (KEYS[0].address(), KEYS[0].public_key.raw, 6),
+        ],
         [(KEYS[0].address(), KEYS[0].public_key.raw, -1)],
         [(k.address(), k.public_key.raw, 0) for k in KEYS[:4]],
     ],
