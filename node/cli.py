@@ -259,6 +259,23 @@ def cmd_devnet_up(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_devnet_init(args: argparse.Namespace) -> int:
+    from node.devnet import DevnetError, create_docker_devnet
+
+    if not args.docker:
+        raise CLIError("devnet init only prepares docker homes (--docker DIR); use `devnet up` for processes")
+    directory = Path(args.docker).resolve()
+    if directory.exists() and any(directory.iterdir()):
+        raise CLIError(f"{directory} is not empty; choose a new directory")
+    try:
+        path = create_docker_devnet(directory, args.validators)
+    except DevnetError as exc:
+        raise CLIError(str(exc)) from exc
+    _print(args, f"docker devnet homes in {directory}\nrun: docker compose -f {path} up --build",
+           {"dir": str(directory), "compose": str(path)})
+    return EXIT_OK
+
+
 def cmd_devnet_down(args: argparse.Namespace) -> int:
     from node.devnet import DevnetError, load_devnet, stop_pids
 
@@ -343,6 +360,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=90.0)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_devnet_up)
+    p = dev.add_parser("init", help="prepare homes and a compose file for a docker devnet")
+    p.add_argument("--docker", metavar="DIR", required=True)
+    p.add_argument("--validators", type=int, default=4)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_devnet_init)
     p = dev.add_parser("down", help="stop the nodes of a devnet")
     p.add_argument("--dir", default=".devnet")
     p.add_argument("--reset", action="store_true", help="also delete the devnet's homes")

@@ -106,6 +106,83 @@ def create_devnet(
     return chain_id, rows
 
 
+DOCKER_SUBNET = "172.28.0.0/24"
+
+
+def docker_ip(i: int) -> str:
+    return f"172.28.0.{10 + i}"
+
+
+def create_docker_devnet(directory: Path, n: int, chain_id: str = "cstake-devnet") -> Path:
+    """Create N homes addressed for docker compose and write ``DIR/docker-compose.yml``.
+
+    Inside the compose network node i is ``docker_ip(i)``, listening on
+    0.0.0.0 (p2p 26656, RPC 26657); the host reaches RPC on 127.0.0.1:26657+10*i.
+    """
+    if n < 1 or n > 32:
+        raise DevnetError("a docker devnet has between 1 and 32 validators")
+    directory.mkdir(parents=True, exist_ok=True)
+    results: list[InitResult] = []
+    first = ""
+    for i in range(n):
+        r = init_home(
+            directory / f"node{i}", moniker=f"node{i}", passphrase=None, p2p_port=26656,
+            rpc_port=26657, bootstrap=(first,) if first else (), rpc_host="0.0.0.0",  # noqa: S104
+            p2p_host="0.0.0.0",  # noqa: S104 - inside a container, reached through compose
+        )
+        if i == 0:
+            first = f"/ip4/{docker_ip(0)}/tcp/26656/p2p/{r.peer_id}"
+        results.append(r)
+    doc = make_genesis(chain_id, results, monikers=[f"node{i}" for i in range(n)])
+    for r in results:
+        write_genesis(r.home, doc)
+    compose = render_compose(n, project_dir=Path(os.path.relpath(_repo_root(), directory)), homes_dir=Path("."))
+    path = directory / "docker-compose.yml"
+    path.write_text(compose)
+    return path
+
+
+def _repo_root() -> Path:
+    return Path(__file__).resolve().parent.parent
+
+
+def render_compose(n: int, *, project_dir: Path, homes_dir: Path) -> str:
+    """The compose file of an N-node devnet (YAML), paths relative to the compose file."""
+    lines = [
+        "# A cstake devnet: one node per container, homes from `cstake devnet init --docker`.",
+        "name: cstake-devnet",
+        "services:",
+    ]
+    for i in range(n):
+        lines += [
+            f"  node{i}:",
+            "    build:",
+            f"      context: {project_dir.as_posix()}",
+            "      dockerfile: Dockerfile",
+            "    image: cstake:dev",
+            "    command: [\"start\", \"--home\", \"/home/cstake/node\"]",
+            "    volumes:",
+            f"      - {(homes_dir / f'node{i}').as_posix()}:/home/cstake/node",
+            "    ports:",
+            f"      - \"127.0.0.1:{26657 + 10 * i}:26657\"",
+            "    networks:",
+            "      devnet:",
+            f"        ipv4_address: {docker_ip(i)}",
+            "    restart: unless-stopped",
+        ]
+        if i > 0:
+            lines += ["    depends_on:", "      - node0"]
+    lines += [
+        "networks:",
+        "  devnet:",
+        "    ipam:",
+        "      config:",
+        f"        - subnet: {DOCKER_SUBNET}",
+        "",
+    ]
+    return "\n".join(lines)
+
+
 def rpc_call(url: str, method: str, params: Any = None, timeout: float = 2.0) -> Any:
     """One JSON-RPC call with urllib; raise DevnetError on any failure."""
     body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params or {}}).encode()
