@@ -28,6 +28,7 @@ from consensus.txs import (
     Bond,
     Delegate,
     RegisterCompute,
+    SubmitJob,
     Transfer,
     TransferNFT,
     UnbindNFT,
@@ -313,6 +314,34 @@ def _b_register_compute(args: argparse.Namespace, key: PrivateKey) -> Encodable:
     return body
 
 
+def _b_submit_job(args: argparse.Namespace, key: PrivateKey) -> Encodable:
+    inputs = b""
+    seed = b""
+    if args.inputs_file:
+        try:
+            inputs = Path(args.inputs_file).read_bytes()
+        except OSError as exc:
+            raise ClientError(f"cannot read --inputs-file {args.inputs_file}: {exc.strerror}") from exc
+    else:
+        text = args.input_seed or ""
+        try:
+            seed = bytes.fromhex(text.removeprefix("0x"))
+        except ValueError as exc:
+            raise ClientError("--input-seed must be 32 bytes of hex") from exc
+        if len(seed) != 32:
+            raise ClientError("submit-job needs --inputs-file or a 32-byte --input-seed (hex)")
+    body = SubmitJob(
+        job_kind=args.kind, inputs=inputs, input_seed=seed, units=args.units,
+        bid_per_unit=args.bid_per_unit, escrow=args.escrow, redundancy=args.redundancy,
+        deadline_blocks=args.deadline_blocks,
+    )
+    try:
+        body.validate_basic()
+    except ConsensusError as exc:
+        raise ClientError(f"submit-job: {exc}") from exc
+    return body
+
+
 def _add_tx_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--home", default=DEFAULT_HOME, help="node home holding keys/account.json")
     p.add_argument("--rpc", help="node RPC URL (default: the home's rpc.listen)")
@@ -364,6 +393,16 @@ def _add_tx_commands(sub: Any) -> None:
     p.set_defaults(func=_tx_command(_b_unbind_nft))
     p = tx.add_parser("unjail", help="return your validator from jail")
     p.set_defaults(func=_tx_command(_b_unjail))
+    p = tx.add_parser("submit-job", help="buy verified compute: submit a job with escrow")
+    p.add_argument("--kind", type=int, required=True, help="job kind code")
+    p.add_argument("--units", type=int, required=True, help="work size in compute units")
+    p.add_argument("--bid-per-unit", type=int, required=True)
+    p.add_argument("--escrow", type=int, required=True)
+    p.add_argument("--redundancy", type=int, default=1)
+    p.add_argument("--deadline-blocks", type=int, default=20)
+    p.add_argument("--input-seed", help="32-byte hex seed the inputs are generated from")
+    p.add_argument("--inputs-file", help="file holding the inline inputs")
+    p.set_defaults(func=_tx_command(_b_submit_job))
     for p in tx.choices.values():
         _add_tx_common(p)
 

@@ -5,9 +5,10 @@
 2. Send transfers at ``--rate`` per second for ``--duration`` seconds: every
    20 ms the transactions due are signed and sent as JSON-RPC batches
    (``broadcast_tx`` mode sync). Accounts are spread round-robin over the RPC
-   URLs and each account always uses the same URL, so its nonces reach one
-   mempool in order. At most ``--max-in-flight`` requests are outstanding;
-   when that bound is hit the sender waits (the achieved rate is reported).
+   URLs and each account always uses the same URL and the same sending lane
+   (lanes send their batches one at a time), so its nonces reach one mempool
+   in order. At most ``--max-in-flight`` requests are outstanding; when every
+   lane is behind, the sender waits (the achieved rate is reported).
 3. Count *committed* transactions by reading committed blocks from the first
    URL (never from our own bookkeeping), and measure inclusion latency both
    as block time minus send time and as the time we observed the block.
@@ -111,8 +112,6 @@ class LoadRun:
         self.stats = LoadStats()
         self._sent_at: dict[bytes, tuple[int, float]] = {}
         self._accepted: set[bytes] = set()
-        self._sem = asyncio.Semaphore(max_in_flight)
-        self._tasks: set[asyncio.Task[None]] = set()
         self._t0 = 0.0
         self._start_height = 0
         self._next_height = 1
@@ -125,6 +124,7 @@ class LoadRun:
         try:
             clients = [RPCClient(u, timeout=self.timeout, session=session) for u in self.urls]
             self.main = clients[0]
+            self._clients = clients
             status = await self.main.call("status")
             params = await self.main.call("params")
             self.chain_id = status["chain_id"]
@@ -206,80 +206,101 @@ class LoadRun:
                     a.resync = False
 
     async def _send(self, accounts: list[_Account]) -> float:
+        # One lane per (client, slot): a lane sends its batches one after another, and an
+        # account always uses the same lane, so its nonces reach the node in order even
+        # though several requests are in flight at once.
+        clients = self._clients
+        n_clients = len(clients)
+        per_client = max(1, min(self.max_in_flight // n_clients, -(-len(accounts) // n_clients)))
+        lanes: list[asyncio.Queue[list[SignedTx] | None]] = [
+            asyncio.Queue(maxsize=4) for _ in range(n_clients * per_client)
+        ]
+        lane_of: dict[bytes, int] = {}
+        for i, a in enumerate(accounts):
+            c = i % n_clients
+            lane_of[a.key.address()] = c + n_clients * ((i // n_clients) % per_client)
+        workers = [
+            asyncio.get_running_loop().create_task(self._lane(clients[j % n_clients], q, accounts))
+            for j, q in enumerate(lanes)
+        ]
         self._t0 = time.monotonic()
         generated = 0
         rr = 0
         last_resync = self._t0
-        while True:
-            now = time.monotonic()
-            elapsed = now - self._t0
-            if elapsed >= self.duration:
-                break
-            due = int(self.rate * elapsed) - generated
-            batches: dict[int, tuple[RPCClient, list[SignedTx]]] = {}
-            for _ in range(max(0, due)):
-                a = None
-                for _ in range(len(accounts)):
-                    cand = accounts[rr % len(accounts)]
-                    rr += 1
-                    if not cand.resync:
-                        a = cand
-                        break
-                generated += 1
-                if a is None:
-                    self.stats.reject("no_ready_account")
-                    continue
-                tx = build_tx(a.key, self.chain_id, a.nonce, self.fee or 1, Transfer(self.funder.address(), self.amount))
-                a.nonce += 1
-                batches.setdefault(id(a.client), (a.client, []))[1].append(tx)
-            for client, txs in batches.values():
-                for i in range(0, len(txs), MAX_BATCH):
-                    await self._sem.acquire()
-                    task = asyncio.get_running_loop().create_task(
-                        self._send_batch(client, txs[i : i + MAX_BATCH], accounts)
-                    )
-                    self._tasks.add(task)
-                    task.add_done_callback(self._tasks.discard)
-            if now - last_resync > 0.5 and any(a.resync for a in accounts):
-                last_resync = now
-                await self._sync_nonces([a for a in accounts if a.resync])
-            await asyncio.sleep(TICK_S)
-        if self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        try:
+            while True:
+                now = time.monotonic()
+                elapsed = now - self._t0
+                if elapsed >= self.duration:
+                    break
+                due = int(self.rate * elapsed) - generated
+                by_lane: dict[int, list[SignedTx]] = {}
+                for _ in range(max(0, due)):
+                    sender: _Account | None = None
+                    for _ in range(len(accounts)):
+                        cand = accounts[rr % len(accounts)]
+                        rr += 1
+                        if not cand.resync:
+                            sender = cand
+                            break
+                    generated += 1
+                    if sender is None:
+                        self.stats.reject("no_ready_account")
+                        continue
+                    t = build_tx(sender.key, self.chain_id, sender.nonce, self.fee or 1,
+                                 Transfer(self.funder.address(), self.amount))
+                    sender.nonce += 1
+                    by_lane.setdefault(lane_of[sender.key.address()], []).append(t)
+                for j, txs in by_lane.items():
+                    for k in range(0, len(txs), MAX_BATCH):
+                        await lanes[j].put(txs[k : k + MAX_BATCH])  # waits when the lane is behind
+                if now - last_resync > 0.5 and any(a.resync for a in accounts):
+                    last_resync = now
+                    await self._sync_nonces([a for a in accounts if a.resync])
+                await asyncio.sleep(TICK_S)
+        finally:
+            for q in lanes:
+                await q.put(None)
+            await asyncio.gather(*workers, return_exceptions=True)
         return time.monotonic() - self._t0
 
+    async def _lane(self, client: RPCClient, q: asyncio.Queue[list[SignedTx] | None],
+                    accounts: list[_Account]) -> None:
+        while True:
+            batch = await q.get()
+            if batch is None:
+                return
+            await self._send_batch(client, batch, accounts)
+
     async def _send_batch(self, client: RPCClient, txs: list[SignedTx], accounts: list[_Account]) -> None:
+        wall_ms = time.time_ns() // 1_000_000
+        mono = time.monotonic()
+        for tx in txs:
+            self._sent_at[tx.tx_hash] = (wall_ms, mono)
+        self.stats.sent += len(txs)
         try:
-            wall_ms = time.time_ns() // 1_000_000
-            mono = time.monotonic()
-            for tx in txs:
-                self._sent_at[tx.tx_hash] = (wall_ms, mono)
-            self.stats.sent += len(txs)
-            try:
-                results = await client.batch([("broadcast_tx", {"tx": "0x" + t.raw.hex()}) for t in txs])
-            except NodeUnreachable:
-                self.stats.reject("unreachable", len(txs))
-                self._mark_resync(txs, accounts)
-                return
-            except RPCClientError as exc:
-                self.stats.reject(f"error: {exc}"[:60], len(txs))
-                self._mark_resync(txs, accounts)
-                return
-            failed = []
-            for tx, r in zip(txs, results, strict=True):
-                if isinstance(r, RPCCallError):
-                    self.stats.reject(f"rpc_error_{r.code}")
-                    failed.append(tx)
-                elif r["code"] != 0:
-                    self.stats.reject(f"code_{r['code']}")
-                    failed.append(tx)
-                else:
-                    self.stats.accepted += 1
-                    self._accepted.add(tx.tx_hash)
-            if failed:
-                self._mark_resync(failed, accounts)
-        finally:
-            self._sem.release()
+            results = await client.batch([("broadcast_tx", {"tx": "0x" + t.raw.hex()}) for t in txs])
+        except NodeUnreachable:
+            self.stats.reject("unreachable", len(txs))
+            self._mark_resync(txs, accounts)
+            return
+        except RPCClientError as exc:
+            self.stats.reject(f"error: {exc}"[:60], len(txs))
+            self._mark_resync(txs, accounts)
+            return
+        failed = []
+        for tx, r in zip(txs, results, strict=True):
+            if isinstance(r, RPCCallError):
+                self.stats.reject(f"rpc_error_{r.code}")
+                failed.append(tx)
+            elif r["code"] != 0:
+                self.stats.reject(f"code_{r['code']}")
+                failed.append(tx)
+            else:
+                self.stats.accepted += 1
+                self._accepted.add(tx.tx_hash)
+        if failed:
+            self._mark_resync(failed, accounts)
 
     def _mark_resync(self, txs: list[SignedTx], accounts: list[_Account]) -> None:
         senders = {t.payload.sender for t in txs}

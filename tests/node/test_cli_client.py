@@ -208,7 +208,7 @@ def test_load_counts_committed_from_blocks(live: LiveNode, capsys) -> None:
     report = cli_json(capsys, "load", "--home", str(live.home), "--rpc", live.url, "--rate", "100",
                       "--duration", "2", "--accounts", "5", "--progress-every", "0.5", "--drain", "10")
     assert report["sent"] >= 150
-    assert report["accepted"] == report["sent"]
+    assert report["accepted"] == report["sent"], report["rejected"]
     assert report["committed"] == report["accepted"]
     assert report["latency_ms"]["observed"]["p50"] is not None
     assert report["latency_ms"]["block_time"]["p99"] >= report["latency_ms"]["block_time"]["p50"]
@@ -217,3 +217,18 @@ def test_load_counts_committed_from_blocks(live: LiveNode, capsys) -> None:
 def test_render_is_readable() -> None:
     text = render({"a": 1, "b": [{"c": None}, 2], "d": {}, "e": True})
     assert text.splitlines() == ["a: 1", "b:", "  - c: -", "  - 2", "d: {}", "e: yes"]
+
+
+def test_tx_submit_job_reports_the_chain_answer(live: LiveNode, capsys) -> None:
+    capsys.readouterr()
+    code = cli("tx", "submit-job", "--kind", "1", "--units", "10", "--bid-per-unit", "2",
+               "--escrow", "20", "--input-seed", "ab" * 32, "--home", str(live.home), "--wait")
+    out, err = capsys.readouterr()
+    if code == 0:
+        assert "committed in block" in out
+    else:
+        # This protocol version does not execute jobs yet: included, charged, and refused.
+        assert "failed in block" in err and "(code 34)" in err
+    assert cli("tx", "submit-job", "--kind", "1", "--units", "10", "--bid-per-unit", "2",
+               "--escrow", "20", "--home", str(live.home)) == 1
+    assert "input-seed" in capsys.readouterr().err

@@ -1,0 +1,72 @@
+"""Node metrics: a per-node registry with the documented series."""
+
+from __future__ import annotations
+
+from prometheus_client import REGISTRY
+
+from consensus.crypto import encode_address
+from node.mempool import MempoolStats
+from node.metrics import NodeMetrics
+from p2p.stats import P2PStats
+
+
+def sample(m: NodeMetrics, name: str, labels: dict[str, str] | None = None) -> float | None:
+    return m.registry.get_sample_value(name, labels or {})
+
+
+def test_block_events_update_height_interval_rounds_and_txs() -> None:
+    m = NodeMetrics()
+    m.on_block_committed(height=1, time_ms=1_000, n_txs=3, commit_seconds=0.01)
+    m.on_block_committed(height=2, time_ms=2_500, n_txs=2, round=1, failed_txs=1)
+    assert sample(m, "cstake_height") == 2
+    assert sample(m, "cstake_txs_committed_total") == 5
+    assert sample(m, "cstake_txs_failed_total") == 1
+    assert sample(m, "cstake_block_interval_seconds_count") == 1
+    assert sample(m, "cstake_block_interval_seconds_sum") == 1.5
+    assert sample(m, "cstake_rounds_per_height_sum") == 3  # round 0 counts 1, round 1 counts 2
+    assert sample(m, "cstake_commit_duration_seconds_count") == 1
+
+
+def test_missed_blocks_slashes_and_gauges() -> None:
+    m = NodeMetrics()
+    a, b = bytes(20), bytes([1]) * 20
+    m.on_commit_signatures([a, b], [a])
+    m.on_commit_signatures([a, b], [a])
+    assert sample(m, "cstake_missed_blocks_total", {"validator": encode_address(b)}) == 2
+    assert sample(m, "cstake_missed_blocks_total", {"validator": encode_address(a)}) is None
+    m.on_slashed(b, "double_sign")
+    m.on_slashed(b, "double_sign")
+    m.on_slashed(a, "downtime")
+    assert sample(m, "cstake_slashes_total", {"fault": "double_sign"}) == 2
+    assert sample(m, "cstake_byzantine_validators") == 1
+    m.set_validator_set(4, 400, 1)
+    m.set_mempool(7, 700)
+    m.set_peers(3)
+    assert sample(m, "cstake_jailed_validators") == 1
+    assert sample(m, "cstake_mempool_bytes") == 700
+    assert sample(m, "cstake_peers") == 3
+
+
+def test_p2p_and_mempool_counters_are_read_at_scrape_time() -> None:
+    m = NodeMetrics()
+    stats = P2PStats()
+    mstats = MempoolStats()
+    m.watch_p2p(stats.snapshot)
+    m.watch_mempool(lambda: mstats)
+    stats.bytes_in += 1234
+    stats.drop("oversize", 2)
+    mstats.added = 9
+    mstats.reject("nonce_gap")
+    assert sample(m, "cstake_p2p_bytes_in_total") == 1234
+    assert sample(m, "cstake_p2p_dropped_total", {"reason": "oversize"}) == 2
+    assert sample(m, "cstake_mempool_added_total") == 9
+    assert sample(m, "cstake_mempool_rejected_total", {"reason": "nonce_gap"}) == 1
+    text = m.render().decode()
+    assert "cstake_p2p_bytes_out_total 0.0" in text
+
+
+def test_registries_are_per_node() -> None:
+    one, two = NodeMetrics(), NodeMetrics()
+    one.on_block_committed(height=5, time_ms=1, n_txs=0)
+    assert sample(one, "cstake_height") == 5 and sample(two, "cstake_height") == 0
+    assert REGISTRY.get_sample_value("cstake_height") is None
