@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
 
@@ -158,11 +159,17 @@ class NodeStore:
         )
 
     def _load(self, verify: VerifyMode) -> None:
-        try:
+        with self._explained():
             self._check_schema()
             self._head, self._root_content = self._check_head()
             if verify == "full":
                 self._check_full()
+
+    @contextmanager
+    def _explained(self) -> Iterator[None]:
+        """Re-raise a lower layer's CorruptStoreError saying where and what to do."""
+        try:
+            yield
         except CorruptStoreError as exc:
             if str(exc).startswith(self._where()):
                 raise  # already says where and what to do
@@ -238,9 +245,14 @@ class NodeStore:
             )
 
     def verify(self) -> None:
-        """Re-run the full check: walk the trie and recompute the root from the values."""
-        self._check_head()
-        self._check_full()
+        """Re-run the full check: walk the trie and recompute the root from the values.
+
+        Reads the live store, so call it from the writer (not during a commit).
+        It holds every state value in memory while it recomputes the root.
+        """
+        with self._explained():
+            self._check_head()
+            self._check_full()
 
     # --- the head ------------------------------------------------------------
 
