@@ -51,6 +51,7 @@ from consensus.txs import (
     SubmitJob,
     Transfer,
 )
+from node.config import MempoolSection
 
 # Result codes of mempool refusals (consensus auth failures keep their own codes 1-19).
 CODE_OK = 0
@@ -185,8 +186,21 @@ def compute_spend(tx: SignedTx) -> int:
     return p.fee
 
 
-class _StateAsReader:
-    """Lets a ``State`` overlay serve as the base of another (reads only)."""
+class _RawRecord:
+    """Passes a record's bytes through ``State.iter_records`` undecoded."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    @classmethod
+    def decode(cls, data: bytes, *, max_bytes: int = 0) -> _RawRecord:
+        return cls(data)
+
+
+class StateAsReader:
+    """Lets a ``State`` overlay (with its pending writes) serve as the base of another."""
 
     __slots__ = ("_state",)
 
@@ -197,7 +211,8 @@ class _StateAsReader:
         return self._state.get_raw(key)
 
     def iter_prefix(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
-        raise NotImplementedError("the mempool's admission view reads single keys only")
+        for key, rec in self._state.iter_records(prefix, _RawRecord):  # type: ignore[type-var]
+            yield key, rec.data if isinstance(rec, _RawRecord) else rec.encode()
 
 
 class Mempool:
@@ -230,15 +245,15 @@ class Mempool:
         self._tails: list[tuple[int, int, bytes]] = []
 
     @classmethod
-    def from_config(cls, cfg: object, state: State | None = None) -> Mempool:
-        """Build from a ``node.config.MempoolSection``."""
+    def from_config(cls, cfg: MempoolSection, state: State | None = None) -> Mempool:
+        """Build from the ``[mempool]`` section of config.toml."""
         return cls(
-            max_txs=cfg.max_txs,  # type: ignore[attr-defined]
-            max_bytes=cfg.max_bytes,  # type: ignore[attr-defined]
-            max_txs_per_sender=cfg.max_txs_per_sender,  # type: ignore[attr-defined]
-            replace_bump_percent=cfg.replace_bump_percent,  # type: ignore[attr-defined]
-            recheck=cfg.recheck,  # type: ignore[attr-defined]
-            sig_cache=SignatureCache(cfg.sig_cache_size),  # type: ignore[attr-defined]
+            max_txs=cfg.max_txs,
+            max_bytes=cfg.max_bytes,
+            max_txs_per_sender=cfg.max_txs_per_sender,
+            replace_bump_percent=cfg.replace_bump_percent,
+            recheck=cfg.recheck,
+            sig_cache=SignatureCache(cfg.sig_cache_size),
             state=state,
         )
 
@@ -322,7 +337,7 @@ class Mempool:
                 spent_before = sum(e.spend for n, e in q.txs.items() if n < p.nonce)
         # A stale nonce is left for check_tx to refuse with its own BadNonce message.
         nonce_for_check = p.nonce if p.nonce >= acct.nonce else acct.nonce
-        view = State(_StateAsReader(state))
+        view = State(StateAsReader(state))
         view.set_account(sender, Account(max(acct.balance - spent_before, 0), nonce_for_check))
         try:
             info = state.get_chain_info()
@@ -554,7 +569,7 @@ class Mempool:
         heapq.heapify(heap)
         overlay: State | None = None
         if state is not None:
-            overlay = State(_StateAsReader(state))
+            overlay = State(StateAsReader(state))
             if ctx is None:
                 ctx = _next_context(state)
         total = 0

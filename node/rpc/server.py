@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -42,7 +43,8 @@ def _error(id_: Any, err: E.RPCError) -> dict[str, Any]:
 
 
 def _valid_id(value: Any) -> bool:
-    return value is None or type(value) in (str, int) or type(value) is float
+    # Infinity/NaN parse from JSON but cannot be echoed back as valid JSON.
+    return value is None or type(value) in (str, int) or (type(value) is float and math.isfinite(value))
 
 
 def encode_event(event: BlockCommitted | TxCommitted) -> dict[str, Any]:

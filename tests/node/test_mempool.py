@@ -253,3 +253,28 @@ async def test_verify_batch_parallel_matches_serial(chain: TestChain) -> None:
 def test_compute_spend_counts_known_spends(chain: TestChain) -> None:
     t = tx(chain, chain.account_keys[1], 0, fee=7, amount=100)
     assert mp_mod.compute_spend(t) == 107
+
+
+def test_state_as_reader_sees_base_and_overlay(chain: TestChain) -> None:
+    from consensus.records import Account
+    from consensus.state import Keys, State
+
+    state = chain.view()
+    addr = PrivateKey.from_seed(b"\x05" * 32).address()
+    state.set_account(addr, Account(5, 0))
+    reader = mp_mod.StateAsReader(state)
+    accounts = dict(reader.iter_prefix(Keys.ACCOUNT))
+    assert accounts[Keys.account(addr)] == Account(5, 0).encode()
+    assert len(accounts) == len(list(chain.state.iter_prefix(Keys.ACCOUNT))) + 1
+    assert list(accounts) == sorted(accounts)
+    assert reader.get(Keys.account(addr)) == Account(5, 0).encode()
+    # An overlay on top iterates validators as the chain state has them.
+    assert len(list(State(reader).iter_validators())) == 4
+
+
+def test_from_config(chain: TestChain) -> None:
+    from node.config import MempoolSection
+
+    mp = Mempool.from_config(MempoolSection(max_txs=2, sig_cache_size=5, replace_bump_percent=50), chain.view())
+    assert (mp.max_txs, mp.sig_cache.capacity, mp.replace_bump_percent) == (2, 5, 50)
+    assert mp.add(tx(chain, chain.account_keys[1], 0)).accepted

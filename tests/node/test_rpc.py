@@ -235,6 +235,8 @@ async def test_protocol_errors(server: RPCServer, http) -> None:
                 {"jsonrpc": "2.0", "id": {"a": 1}, "method": "status"}, 5, "status"):
         _, doc = await post(http, server, bad)
         assert doc["error"]["code"] == E.INVALID_REQUEST, bad
+    status, doc = await post(http, server, b'{"jsonrpc": "2.0", "id": 1e400, "method": "status"}')
+    assert status == 200 and doc["error"]["code"] == E.INVALID_REQUEST and doc["id"] is None
     _, doc = await post(http, server, [])
     assert doc["error"]["code"] == E.INVALID_REQUEST and "empty" in doc["error"]["message"]
     _, doc = await post(http, server, [1, {"jsonrpc": "2.0", "id": 7, "method": "status"}])
