@@ -202,15 +202,17 @@ class RPCServer:
                     None,
                     E.InvalidRequest(f"batch of {len(doc)} calls exceeds the limit of {self.config.max_batch}"),
                 )
+            # The whole batch shares one deadline: calls left when it passes time out at once.
+            deadline = time.monotonic() + self.config.request_timeout_s + self.config.broadcast_commit_timeout_s
             out = []
             for item in doc:
-                resp = await self.process_call(item)
+                resp = await self.process_call(item, deadline=deadline)
                 if resp is not None:
                     out.append(resp)
             return out or None
         return await self.process_call(doc)
 
-    async def process_call(self, call: Any) -> dict[str, Any] | None:
+    async def process_call(self, call: Any, *, deadline: float | None = None) -> dict[str, Any] | None:
         """Run one JSON-RPC call object; return its response (None for a notification)."""
         if not isinstance(call, dict):
             self._count_error(E.INVALID_REQUEST)
@@ -229,7 +231,7 @@ class RPCServer:
             err = E.InvalidRequest("'params' must be an object or an array")
         else:
             try:
-                result = await self.call_method(method, call.get("params"))
+                result = await self.call_method(method, call.get("params"), deadline=deadline)
             except E.RPCError as exc:
                 err = exc
             else:
@@ -237,7 +239,7 @@ class RPCServer:
         self._count_error(err.code)
         return None if is_notification else _error(id_, err)
 
-    async def call_method(self, method: str, params: Any) -> Any:
+    async def call_method(self, method: str, params: Any, *, deadline: float | None = None) -> Any:
         """Run ``method`` with ``params`` under the request deadline; raise RPCError."""
         entry = METHODS.get(method)
         if entry is None:
@@ -249,6 +251,8 @@ class RPCServer:
         timeout = self.config.request_timeout_s
         if method == "broadcast_tx" and bound.get("mode") == "commit":
             timeout += self.config.broadcast_commit_timeout_s
+        if deadline is not None:
+            timeout = min(timeout, max(0.0, deadline - time.monotonic()))
         try:
             async with asyncio.timeout(timeout):
                 return await handler(self.ctx, bound)

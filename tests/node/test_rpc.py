@@ -282,8 +282,13 @@ async def test_method_timeout_and_internal_error(server: RPCServer, http, monkey
 
     monkeypatch.setitem(M.METHODS, "slow", (slow, ()))
     monkeypatch.setitem(M.METHODS, "broken", (broken, ()))
-    server.config = dataclasses.replace(server.config, request_timeout_s=0.2)
+    server.config = dataclasses.replace(server.config, request_timeout_s=0.2, broadcast_commit_timeout_s=0.1)
     assert await error_code(http, server, "slow") == E.SERVER_TIMEOUT
+    # A batch shares one deadline (0.3 s here), however many slow calls it holds.
+    start = time.monotonic()
+    _, doc = await post(http, server, [{"jsonrpc": "2.0", "id": i, "method": "slow"} for i in range(5)])
+    assert [d["error"]["code"] for d in doc] == [E.SERVER_TIMEOUT] * 5
+    assert time.monotonic() - start < 1.0
     assert await error_code(http, server, "broken") == E.INTERNAL_ERROR
     assert (await result(http, server, "status"))["latest_height"] == 0
 
