@@ -37,7 +37,7 @@ class EvidencePool:
         """Remember a verified vote; return evidence when it conflicts with an earlier one.
 
         The evidence is returned even when it is already pending or committed
-        (this node still saw the fault itself); it is added to the pending set if new.
+        (this node still saw the fault itself); ``add`` it to make it pending.
         """
         key = (vote.height, vote.round, vote.vote_type, vote.validator)
         first = self._votes.get(key)
@@ -46,12 +46,13 @@ class EvidencePool:
             return None
         if first.block_hash == vote.block_hash:
             return None
-        evidence = compute_duplicate_vote_evidence(first, vote)
-        self.add(evidence)
-        return evidence
+        return compute_duplicate_vote_evidence(first, vote)
 
     def check_proposal(self, proposal: Proposal) -> Evidence | None:
-        """Remember a verified proposal; return evidence when it conflicts with an earlier one."""
+        """Remember a verified proposal; return evidence when it conflicts with an earlier one.
+
+        As for votes, ``add`` the evidence to make it pending.
+        """
         key = (proposal.height, proposal.round, proposal.proposer)
         first = self._proposals.get(key)
         if first is None:
@@ -59,9 +60,7 @@ class EvidencePool:
             return None
         if first.block_hash == proposal.block_hash:
             return None
-        evidence = compute_conflicting_proposal_evidence(first, proposal)
-        self.add(evidence)
-        return evidence
+        return compute_conflicting_proposal_evidence(first, proposal)
 
     def add(self, evidence: Evidence) -> bool:
         """Add verified evidence; return True when it is new (neither pending nor committed)."""

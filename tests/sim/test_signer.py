@@ -222,3 +222,12 @@ def test_state_file_is_replaced_atomically(tmp_path: Path) -> None:
     store.close()
     # Only the state file remains (the temporary is renamed over it each time).
     assert sorted(p.name for p in tmp_path.iterdir()) == ["signer.state", "signer.state.lock"]
+
+
+def test_signer_may_sign_for_a_validator_address_other_than_the_key_address() -> None:
+    operator = hash32(b"operator account")[:20]
+    signer = PersistentSigner(KEY, CHAIN, MemorySignerStore(), operator)
+    signed = signer.sign_vote(Vote(1, 0, VoteType.PREVOTE, A, operator, 1))
+    KEY.public_key.verify(b"cstake/vote/v1", CHAIN, signed.sign_payload(), signed.signature)
+    with pytest.raises(SignerError):
+        signer.sign_vote(Vote(1, 0, VoteType.PRECOMMIT, A, ADDR, 1))

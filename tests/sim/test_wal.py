@@ -121,3 +121,15 @@ def test_invalid_empty_or_oversize_record_is_not_appended(tmp_path: Path) -> Non
         with pytest.raises(WalError):
             wal.append(b"x" * 11)
         assert wal.size == 0
+
+
+def test_reset_empties_the_log_durably(tmp_path: Path) -> None:
+    path = tmp_path / "w.wal"
+    with WriteAheadLog(path) as wal:
+        for r in RECORDS:
+            wal.append(r)
+        wal.reset()
+        assert wal.size == 0 and wal.records() == []
+        wal.append(b"next height", sync=True)
+    with WriteAheadLog(path) as wal:
+        assert wal.records() == [b"next height"]

@@ -136,14 +136,18 @@ def test_pool_detects_keeps_once_and_forgets_after_commit(kit) -> None:
     assert pool.check_vote(a) is None  # a repeat is no fault
     ev = pool.check_vote(b)
     assert ev == compute_duplicate_vote_evidence(a, b)
+    assert pool.get_pending(3, 10) == ()  # detection alone does not queue it
+    assert pool.add(ev) is True
     assert pool.get_pending(3, 10) == (ev,)
     assert pool.add(ev) is False  # once
+    assert pool.is_known(ev.evidence_hash())
     pool.mark_committed(4, (ev,))
     assert pool.get_pending(5, 10) == ()
     assert pool.is_committed(ev.evidence_hash())
     # Seeing the fault again later is still reported, but never pending again.
-    assert pool.check_vote(b) is None or pool.get_pending(5, 10) == ()
+    assert pool.check_vote(b) == ev
     assert pool.add(ev) is False
+    assert pool.get_pending(5, 10) == ()
 
 
 def test_pool_drops_expired_evidence(kit) -> None:
