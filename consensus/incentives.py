@@ -8,6 +8,8 @@ Run at the end of every block, in this order:
    validator has been tracked for a whole window and has missed more than
    ``downtime_max_missed``, it is slashed ``downtime_slash_bps`` (all burned),
    jailed until ``block time + jail_duration_ms``, and its window restarts.
+   The infraction height is the start of the window, so unbonding entries
+   created during the window are slashed as well.
 2. **Reputation** (an integer in [0, 1,000,000]) moves ``reputation_block_bps``
    of the way toward 1,000,000 for a signed precommit and toward 0 for a miss;
    challenges and jobs move it by their own steps (``process_reputation``).
@@ -120,7 +122,9 @@ def process_liveness(
                 validator_address=member.address,
                 fault=Fault.DOWNTIME,
                 slash_bps=params.downtime_slash_bps,
-                infraction_height=h.height - 1,
+                # The fault spans the window: stake that began unbonding within it
+                # was bonded while the validator was failing, and is slashed too.
+                infraction_height=max(0, h.height - window),
                 evidence_hash=tagged_hash(b"cstake/downtime", member.address + be64(h.height)),
                 whistleblower=NO_ADDRESS,
                 height=h.height,

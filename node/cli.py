@@ -170,7 +170,20 @@ def _parse_byzantine(items: list[str]) -> dict[str, str]:
     return out
 
 
+def _parse_params(text: str | None) -> dict[str, int] | None:
+    if not text:
+        return None
+    try:
+        doc = json.loads(text)
+    except ValueError as exc:
+        raise CLIError(f"--params is not valid JSON: {exc}") from exc
+    if not isinstance(doc, dict) or not all(isinstance(v, int) for v in doc.values()):
+        raise CLIError("--params must be a JSON object of integer parameters")
+    return doc
+
+
 def cmd_devnet_up(args: argparse.Namespace) -> int:
+    from consensus.errors import ConsensusError
     from node.devnet import (
         DevnetError,
         DevnetNode,
@@ -198,8 +211,8 @@ def cmd_devnet_up(args: argparse.Namespace) -> int:
     else:
         print(f"creating a {args.validators}-validator devnet in {directory}", file=sys.stderr)
         try:
-            chain_id, created = create_devnet(directory, args.validators, args.base_port)
-        except DevnetError as exc:
+            chain_id, created = create_devnet(directory, args.validators, args.base_port, params=_parse_params(args.params))
+        except (DevnetError, ConsensusError) as exc:
             raise CLIError(str(exc)) from exc
         rows = [
             (name, home, f"http://127.0.0.1:{rpc}", f"/ip4/127.0.0.1/tcp/{p2p}/p2p/{peer}")
@@ -358,6 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--detach", action="store_true", help="return once every node answers RPC")
     p.add_argument("--byzantine", action="append", metavar="NODE=MODE")
     p.add_argument("--timeout", type=float, default=90.0)
+    p.add_argument("--params", help="genesis parameter overrides as a JSON object (new devnets only)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_devnet_up)
     p = dev.add_parser("init", help="prepare homes and a compose file for a docker devnet")

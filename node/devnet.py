@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from consensus.errors import ConsensusError
+from consensus.params import DEVNET, Params
 from node.home import NodeHome
 from node.init import InitResult, init_home, make_genesis, write_genesis
 
@@ -84,6 +86,10 @@ def create_devnet(
     """Create N homes with one genesis; return (chain id, [(name, home, p2p port, rpc port, peer id)])."""
     if n < 1 or n > 64:
         raise DevnetError("a devnet has between 1 and 64 validators")
+    try:
+        Params.from_json(params or {}, base=DEVNET)
+    except ConsensusError as exc:
+        raise DevnetError(f"genesis params: {exc}") from exc
     directory.mkdir(parents=True, exist_ok=True)
     results: list[InitResult] = []
     rows = []

@@ -1,0 +1,114 @@
+"""Incentives on a real 4-validator devnet: double-sign, downtime with unjail, and unbonding slashes."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.e2e_incentives.devnet_helpers import Devnet, cstake, rpc, wait_until
+
+pytestmark = [pytest.mark.multiprocess, pytest.mark.slow]
+
+
+def _address(devnet: Devnet, i: int) -> str:
+    import json
+
+    return str(json.loads(cstake("keys", "show", "--home", devnet.home(i), "--json").stdout)["address"])
+
+
+def test_double_signer_is_slashed_once_and_tombstoned_everywhere(tmp_path: Path) -> None:
+    devnet = Devnet(tmp_path / "dn", params={"epoch_blocks": 10}, byzantine=["node1=double-sign"])
+    try:
+        started = time.monotonic()
+        devnet.up()
+        victim = _address(devnet, 1)
+
+        def slashed_everywhere() -> list[list[dict]]:
+            per_node = [rpc(devnet.url(i), "slashing_records", {"validator": victim}) for i in (0, 2, 3)]
+            return per_node if all(per_node) else []
+
+        records = wait_until(slashed_everywhere, 60, "the double-sign slash on every honest node")
+        elapsed = time.monotonic() - started
+        # Identical on every node, exactly one record, the double-sign fault.
+        assert records[0] == records[1] == records[2]
+        assert len(records[0]) == 1 and records[0][0]["fault"] == "double_sign"
+        # Within 20 s of the first equivocation (which happens at height 1, right after start).
+        assert elapsed < 20 + 15, f"slashed {elapsed:.1f} s after `devnet up` began"
+        # Tombstoned, and removed from the active set at the next epoch.
+        def removed() -> bool:
+            vals = rpc(devnet.url(0), "validators")
+            return all(v["address"] != victim for v in vals["validators"])
+
+        wait_until(removed, 40, "the tombstoned validator to leave the active set")
+        vals = rpc(devnet.url(0), "validators")
+        gone = [v for v in vals["inactive"] if v["address"] == victim]
+        assert gone and gone[0]["tombstoned"] and gone[0]["jailed"]
+        # The others keep committing, and nothing was slashed twice.
+        h = devnet.height(0)
+        wait_until(lambda: devnet.height(2) >= h + 3, 30, "honest nodes to keep committing")
+        for i in (0, 2, 3):
+            assert len(rpc(devnet.url(i), "slashing_records", {"validator": victim})) == 1
+    finally:
+        devnet.down()
+
+
+def test_downtime_jail_unjail_and_unbonding_slashes(tmp_path: Path) -> None:
+    params = {
+        "downtime_window": 20,
+        "downtime_max_missed": 10,
+        "jail_duration_ms": 8_000,
+        "unbonding_blocks": 12,
+        "epoch_blocks": 5,
+    }
+    devnet = Devnet(tmp_path / "dn", params=params)
+    try:
+        devnet.up()
+        node0, home3 = devnet.url(0), devnet.home(3)
+        victim = _address(devnet, 3)
+        # Entry A: created early; it matures long before the fault.
+        cstake("tx", "unbond", "1000", "--home", home3, "--rpc", node0, "--wait")
+        acct = rpc(node0, "account", {"address": victim})
+        assert [e["amount"] for e in acct["unbonding"]] == [1000]
+        a_done = acct["unbonding"][0]["completion_height"]
+        wait_until(lambda: devnet.height(0) > max(a_done, 22), 90, "entry A to mature and a full window")
+        assert rpc(node0, "account", {"address": victim})["unbonding"] == []
+        # Stop node3; while it is down, its operator starts unbonding entry B.
+        devnet.stop_node(3)
+        cstake("tx", "unbond", "2000", "--home", home3, "--rpc", node0, "--wait")
+        records = wait_until(
+            lambda: rpc(node0, "slashing_records", {"validator": victim}), 90, "the downtime slash"
+        )
+        assert [r["fault"] for r in records] == ["downtime"]
+        # B began unbonding inside the faulty window: slashed 1%. A had matured: untouched.
+        entries = rpc(node0, "account", {"address": victim})["unbonding"]
+        assert [e["amount"] for e in entries] == [2000 - 2000 * 100 // 10_000]
+        vals = rpc(node0, "validators")
+        row = [v for v in vals["validators"] + vals["inactive"] if v["address"] == victim][0]
+        assert row["jailed"] and not row["tombstoned"]
+        # Unjail before the jail time is refused with a clear error.
+        early = cstake("tx", "unjail", "--home", home3, "--rpc", node0, "--wait", check=False)
+        assert early.returncode != 0 or "jailed until" in early.stdout + early.stderr
+        # Bring the node back; after the jail time unjail works and it signs again.
+        devnet.start_node(3)
+        jailed_until = row["jailed_until"]
+
+        def past_jail() -> bool:
+            st = rpc(node0, "status")
+            return int(st["latest_block_time"]) > jailed_until
+
+        wait_until(past_jail, 60, "block time to pass jailed_until")
+        cstake("tx", "unjail", "--home", home3, "--rpc", node0, "--wait")
+
+        def signing_again() -> bool:
+            vals = rpc(node0, "validators")
+            if all(v["address"] != victim for v in vals["validators"]):
+                return False
+            latest = devnet.height(0)
+            block = rpc(node0, "block", {"height": latest})
+            return victim in {s["validator"] for s in block["last_commit"]["signatures"]}
+
+        wait_until(signing_again, 90, "the unjailed validator back in the set and signing")
+    finally:
+        devnet.down()
