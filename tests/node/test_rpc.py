@@ -345,6 +345,14 @@ async def test_ws_subscribe_receives_block_and_tx_events(server: RPCServer, view
         # Plain RPC calls work over the socket too.
         await ws.send_json({"jsonrpc": "2.0", "id": 4, "method": "status"})
         assert (await ws.receive_json(timeout=5))["result"]["latest_height"] == 1
+        await ws.send_json({"jsonrpc": "2.0", "id": 5, "method": "unsubscribe", "params": {"event": "tx"}})
+        assert (await ws.receive_json(timeout=5))["result"] == {"unsubscribed": "tx"}
+        await view.submit_tx(transfer(view))
+        view.produce_block()
+        event = await ws.receive_json(timeout=5)
+        assert event["params"]["event"] == "new_block" and event["params"]["data"]["num_txs"] == 1
+        await ws.send_json({"jsonrpc": "2.0", "id": 6, "method": "status"})
+        assert (await ws.receive_json(timeout=5))["id"] == 6  # no tx event came in between
 
 
 async def test_ws_slow_consumer_is_dropped(server: RPCServer, view: MemoryNodeView, http) -> None:
