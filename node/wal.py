@@ -15,11 +15,14 @@ silently forget inputs.
 
 from __future__ import annotations
 
+import logging
 import os
 import struct
 import zlib
 from pathlib import Path
 from typing import Final
+
+log = logging.getLogger(__name__)
 
 HEADER: Final = struct.Struct(">II")
 #: Largest record accepted (a proposal carrying a large block).
@@ -103,6 +106,12 @@ class WriteAheadLog:
             )
         self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         if self.truncated_bytes:
+            log.warning(
+                "WAL %s: cutting off %d bytes of torn tail (%s)",
+                self.path,
+                self.truncated_bytes,
+                reason,
+            )
             os.ftruncate(self._fd, good_end)
             os.fsync(self._fd)
         os.lseek(self._fd, 0, os.SEEK_END)

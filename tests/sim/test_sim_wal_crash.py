@@ -40,6 +40,7 @@ def _run(seed: int, data_dir: Path) -> tuple[Simulation, object]:
     return sim, sim.run()
 
 
+@pytest.mark.slow
 def test_killed_validators_replay_into_the_same_round_without_conflicting_votes(
     tmp_path: Path,
 ) -> None:

@@ -133,3 +133,12 @@ def test_reset_empties_the_log_durably(tmp_path: Path) -> None:
         wal.append(b"next height", sync=True)
     with WriteAheadLog(path) as wal:
         assert wal.records() == [b"next height"]
+
+
+def test_torn_tail_repair_is_logged_not_silent(tmp_path: Path, caplog) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "w.wal"
+    _write(path, RECORDS)
+    path.write_bytes(path.read_bytes()[:-3])
+    with caplog.at_level("WARNING", logger="node.wal"), WriteAheadLog(path) as wal:
+        assert wal.truncated_bytes > 0
+    assert any("torn tail" in r.getMessage() for r in caplog.records)
