@@ -13,9 +13,9 @@ import asyncio
 import logging
 import time
 from collections.abc import Coroutine
-from typing import Any
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from consensus.bft.config import TimeoutConfig
 from consensus.crypto import PrivateKey, encode_address

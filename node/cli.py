@@ -394,12 +394,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench)
 
-    try:
-        from node.cli_client import add_client_commands
-    except ImportError:
-        add_client_commands = None
-    if add_client_commands is not None:
-        add_client_commands(sub)
+    from node.cli_client import add_client_commands
+
+    add_client_commands(sub)
     return parser
 
 

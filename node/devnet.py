@@ -133,8 +133,8 @@ def create_docker_devnet(directory: Path, n: int, chain_id: str = "cstake-devnet
     for i in range(n):
         r = init_home(
             directory / f"node{i}", moniker=f"node{i}", passphrase=None, p2p_port=26656,
-            rpc_port=26657, bootstrap=(first,) if first else (), rpc_host="0.0.0.0",  # noqa: S104
-            p2p_host="0.0.0.0",  # noqa: S104 - inside a container, reached through compose
+            rpc_port=26657, bootstrap=(first,) if first else (), rpc_host="0.0.0.0",
+            p2p_host="0.0.0.0",
         )
         if i == 0:
             first = f"/ip4/{docker_ip(0)}/tcp/26656/p2p/{r.peer_id}"

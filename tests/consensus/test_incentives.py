@@ -10,8 +10,7 @@ from consensus.records import Fault
 from consensus.state import Keys
 from consensus.testing import TestChain
 from consensus.txs import Transfer, Unjail
-
-from tests.consensus.test_invariants import check_invariants  # noqa: I001
+from tests.consensus.test_invariants import check_invariants
 
 
 def test_downtime_jails_and_slashes_after_a_full_window() -> None:

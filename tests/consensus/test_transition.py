@@ -29,7 +29,6 @@ from consensus.errors import (
 from consensus.evidence import compute_duplicate_vote_evidence, encode_evidence
 from consensus.hashing import hash32
 from consensus.records import HardwareSpec, NFTStatus
-from consensus.state import State
 from consensus.testing import TestChain, derive_key
 from consensus.transition import state_transition
 from consensus.txs import (

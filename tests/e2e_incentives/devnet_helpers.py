@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -39,7 +40,7 @@ def free_base_port(n: int) -> int:
 
 
 def cstake(*args: str, timeout: float = 120.0, check: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(  # noqa: S603
+    proc = subprocess.run(
         [sys.executable, "-m", "node.cli", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout,
     )
     if check and proc.returncode != 0:
@@ -52,7 +53,7 @@ def rpc(url: str, method: str, params: Any = None, timeout: float = 5.0) -> Any:
 
     body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params or {}}).encode()
     req = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - 127.0.0.1
+    with urllib.request.urlopen(req, timeout=timeout) as resp:
         doc = json.loads(resp.read())
     if "error" in doc:
         raise RuntimeError(f"{method}: {doc['error']}")
@@ -67,7 +68,7 @@ def wait_until(cond: Callable[[], Any], timeout: float, what: str, step: float =
             value = cond()
             if value:
                 return value
-        except Exception as exc:  # noqa: BLE001 - a node may be restarting
+        except Exception as exc:
             last_exc = exc
         time.sleep(step)
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last error: {last_exc})")
@@ -116,7 +117,7 @@ class Devnet:
         """Restart node i with `cstake start` (as its own process); return its pid."""
         logs = Path(self.home(i)) / "logs"
         out = open(logs / "restart.log", "ab")  # noqa: SIM115
-        proc = subprocess.Popen(  # noqa: S603
+        proc = subprocess.Popen(
             [sys.executable, "-m", "node.cli", "start", "--home", self.home(i), *extra],
             cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )
@@ -133,10 +134,8 @@ class Devnet:
         for pid in self.extra_pids:
             if _alive(pid):
                 os.kill(pid, signal.SIGKILL)
-            try:
+            with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, os.WNOHANG)
-            except ChildProcessError:
-                pass
 
 
 def _alive(pid: int) -> bool:
