@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -87,7 +88,8 @@ class RPCClient:
         except TimeoutError as exc:
             raise NodeUnreachable(f"the node at {self.url} did not answer within {limit:g} s") from exc
         except aiohttp.ClientConnectorError as exc:
-            reason = exc.os_error.strerror if exc.os_error and exc.os_error.strerror else str(exc)
+            err = exc.os_error
+            reason = os.strerror(err.errno).lower() if err is not None and err.errno else str(exc)
             raise NodeUnreachable(f"cannot reach the node at {self.url}: {reason}") from exc
         except aiohttp.ClientError as exc:
             raise NodeUnreachable(f"cannot reach the node at {self.url}: {exc}") from exc

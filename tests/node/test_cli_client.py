@@ -159,7 +159,7 @@ def test_unreachable_node_is_reported(live: LiveNode, capsys) -> None:
     capsys.readouterr()
     assert cli("query", "status", "--rpc", "http://127.0.0.1:9", "--home", str(live.home)) == 1
     err = capsys.readouterr().err
-    assert "cannot reach the node at http://127.0.0.1:9" in err
+    assert "cannot reach the node at http://127.0.0.1:9: connection refused" in err
 
 
 def test_queries_print_human_and_json(live: LiveNode, capsys) -> None:
