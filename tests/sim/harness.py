@@ -90,8 +90,8 @@ class SimResult:
     safety_violations: list[str]
     equivocations: dict[bytes, str]
     detected: dict[int, set[bytes]]
-    heal_checks: list[tuple[int, int, int]]
-    """(heal time, round reached at the frontier when healing, decision round after)."""
+    heal_checks: list[tuple[int, int, int, int]]
+    """(heal time, round reached at the frontier when healing, decision round, commit time)."""
     end_ms: int
     reached_target: bool
     rejected_inputs: int
@@ -156,7 +156,7 @@ class Simulation:
         self._decided: dict[int, bytes] = {}
         self.rejected_inputs = 0
         self._heal_watch: list[tuple[int, int, int]] = []
-        self.heal_checks: list[tuple[int, int, int]] = []
+        self.heal_checks: list[tuple[int, int, int, int]] = []
 
     # --- services the nodes use ------------------------------------------------
 
@@ -251,7 +251,9 @@ class Simulation:
             still: list[tuple[int, int, int]] = []
             for heal_ms, height, round_reached in self._heal_watch:
                 if h == height:
-                    self.heal_checks.append((heal_ms, round_reached, entry.commit.round))
+                    self.heal_checks.append(
+                        (heal_ms, round_reached, entry.commit.round, self.now)
+                    )
                 else:
                     still.append((heal_ms, height, round_reached))
             self._heal_watch = still

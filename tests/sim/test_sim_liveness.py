@@ -21,10 +21,23 @@ def test_commits_resume_within_three_rounds_after_heal(seed: int) -> None:
     assert result.reached_target, f"seed {seed}: stalled at {result.end_ms} ms"
     # The first two partitions always heal before the run ends.
     assert len(result.heal_checks) >= 2
-    for heal_ms, round_at_heal, decided_round in result.heal_checks:
+    config = partition_config(seed)
+    t = config.timeouts
+    for heal_ms, round_at_heal, decided_round, commit_ms in result.heal_checks:
         assert decided_round <= round_at_heal + 3, (
             f"seed {seed}: after the heal at {heal_ms} ms the next block took until round "
             f"{decided_round} (round {round_at_heal} when healed)"
+        )
+        # In time too: at most the timeouts of those rounds, plus a gossip period to
+        # notice the peers are back and the commit wait of the previous height.
+        rounds = range(round_at_heal, round_at_heal + 4)
+        budget = sum(
+            t.get_propose_timeout(r) + t.get_prevote_timeout(r) + t.get_precommit_timeout(r)
+            for r in rounds
+        )
+        budget += t.commit_ms + 2 * config.gossip_ms
+        assert commit_ms - heal_ms <= budget, (
+            f"seed {seed}: commit {commit_ms - heal_ms} ms after the heal (budget {budget} ms)"
         )
 
 
