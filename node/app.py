@@ -288,7 +288,8 @@ class Node:
             committed.execute_seconds * 1000, committed.write_seconds * 1000,
         )
         if self.store is not None:
-            self.mempool.update(committed.tx_hashes, State(self.store.state))
+            changed = [k[len(Keys.ACCOUNT) :] for k in committed.changed_keys if k.startswith(Keys.ACCOUNT)]
+            self.mempool.update(committed.tx_hashes, State(self.store.state), changed_accounts=changed)
 
     # -- run and stop ---------------------------------------------------------------------------
 

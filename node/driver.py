@@ -53,6 +53,8 @@ from consensus.crypto import Domain, PrivateKey
 from consensus.errors import ConsensusError
 from consensus.evidence import Evidence, decode_evidence, encode_evidence
 from consensus.hashing import hash32
+from consensus.state import State
+from consensus.tx_handlers import TxContext
 from consensus.txs import SignedTx
 from consensus.votes import Commit, Proposal, Vote, VoteType, compute_commit
 from node.executor import BlockCommitted, BlockExecutor
@@ -174,7 +176,9 @@ def decode_input(record: bytes) -> Input:
 
 
 class Mempool(Protocol):
-    def reap(self, max_txs: int, max_bytes: int) -> list[SignedTx]: ...
+    def reap(
+        self, max_txs: int, max_bytes: int, *, state: State | None = None, ctx: TxContext | None = None
+    ) -> list[SignedTx]: ...
 
 
 class Network(Protocol):
@@ -606,7 +610,16 @@ class ConsensusDriver:
             if not head_state.is_fault_slashed(e.evidence_hash())
         )
         budget = self.max_block_bytes - 64 * 1024
-        txs = self.mempool.reap(self.max_block_txs, budget)
+        # Dry-run each candidate on the head state so the block never carries a
+        # transaction that fails authentication (that would make the block invalid).
+        ctx = TxContext(
+            chain_id=ex.chain_id,
+            height=height,
+            time_ms=max(now, head.time_ms + 1),
+            proposer=self.address or bytes(20),
+            params=head_state.get_params(),
+        )
+        txs = self.mempool.reap(self.max_block_txs, budget, state=head_state, ctx=ctx)
         vset = self.state.validator_set
         block = make_block(
             chain_id=ex.chain_id,

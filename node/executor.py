@@ -48,6 +48,8 @@ class BlockCommitted:
     txs: tuple[SignedTx, ...]
     tx_results: tuple[TxResult, ...]
     events: tuple[object, ...]
+    #: State keys the block wrote.
+    changed_keys: tuple[bytes, ...]
     #: Seconds spent executing (0 when the cached result was used) and writing.
     execute_seconds: float
     write_seconds: float
@@ -165,6 +167,7 @@ class BlockExecutor:
             txs=result.txs,
             tx_results=result.tx_results,
             events=result.events,
+            changed_keys=tuple(result.changes),
             execute_seconds=t1 - t0,
             write_seconds=t2 - t1,
         )

@@ -31,7 +31,7 @@ class ListMempool:
     def __init__(self) -> None:
         self.txs: list[SignedTx] = []
 
-    def reap(self, max_txs: int, max_bytes: int) -> list[SignedTx]:
+    def reap(self, max_txs: int, max_bytes: int, **_: object) -> list[SignedTx]:
         out, self.txs = self.txs[:max_txs], self.txs[max_txs:]
         return out
 
