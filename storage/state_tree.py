@@ -487,23 +487,32 @@ class _Updater:
         self._write(depth, first, record)
         return compute_branch_hash(record)
 
-    def _build(self, depth: int, entries: list[bytes]) -> bytes | None:
-        """Return the content of a fresh slot holding sorted leaf ``entries``."""
-        if not entries:
-            return None
-        if len(entries) == 1:
-            return entries[0]
+    def _build(self, depth: int, entries: list[bytes], lo: int = 0, hi: int = -1) -> bytes | None:
+        """Return the content of a fresh slot holding sorted leaf ``entries[lo:hi]``.
+
+        Nibble groups are found by bisection (a genesis builds millions of leaves).
+        """
+        if hi < 0:
+            hi = len(entries)
+        if hi - lo < 2:
+            return entries[lo] if hi > lo else None
         bitmap = 0
         leafmask = 0
         parts: list[bytes] = []
-        n = len(entries)
-        i = 0
-        while i < n:
-            nib = get_nibble(entries[i], depth)
-            j = i + 1
-            while j < n and get_nibble(entries[j], depth) == nib:
-                j += 1
-            child = entries[i] if j == i + 1 else self._build(depth + 1, entries[i:j])
+        byte_at = depth >> 1
+        odd = depth & 1
+        i = lo
+        while i < hi:
+            entry = entries[i]
+            byte = entry[byte_at]
+            nib = byte & 0x0F if odd else byte >> 4
+            if nib == 15:
+                j = hi
+            elif odd:
+                j = bisect_left(entries, entry[:byte_at] + bytes(((byte & 0xF0) | (nib + 1),)), i + 1, hi)
+            else:
+                j = bisect_left(entries, entry[:byte_at] + bytes(((nib + 1) << 4,)), i + 1, hi)
+            child = entry if j == i + 1 else self._build(depth + 1, entries, i, j)
             if child is not None:
                 bitmap |= 1 << nib
                 if len(child) == ENTRY_LEN:
@@ -511,7 +520,7 @@ class _Updater:
                 parts.append(child)
             i = j
         record = _header(bitmap, leafmask) + b"".join(parts)
-        self._write(depth, entries[0], record)
+        self._write(depth, entries[lo], record)
         return compute_branch_hash(record)
 
 
