@@ -15,7 +15,7 @@ order is height order and range scans walk heights in sequence.
 | txlist | V "x" height                         | the height's tx hashes, concatenated       |
 | tx     | V "t" tx hash                        | canonical msgpack [height, index, code, log] |
 | state  | V "s" logical key                    | value bytes (owned by consensus)           |
-| node   | V "n" depth(1 byte) packed prefix    | state trie branch record                   |
+| node   | V "n" depth(1 byte) packed prefix    | trie page (even depth), lone branch (odd)  |
 """
 
 from __future__ import annotations
