@@ -234,7 +234,13 @@ class Harness:
         }
 
     async def op_stats(self, cmd: dict[str, Any]) -> dict[str, Any]:
-        return {"stats": self.t.stats.snapshot(), "tx": vars_of(self.txg.stats), "penalised": self.penalised}
+        cpu = os.times()
+        return {
+            "stats": self.t.stats.snapshot(),
+            "tx": vars_of(self.txg.stats),
+            "penalised": self.penalised,
+            "cpu_s": cpu.user + cpu.system,
+        }
 
     async def op_score(self, cmd: dict[str, Any]) -> dict[str, Any]:
         return {"score": self.t.get_peer_score(cmd["peer"])}
@@ -365,6 +371,9 @@ def main() -> int:
     p.add_argument("--corrupt-blocks", action="store_true", help="serve commits with bad signatures")
     args = p.parse_args()
     import uvloop
+
+    if os.environ.get("P2P_SWITCH"):
+        sys.setswitchinterval(float(os.environ["P2P_SWITCH"]))
 
     return uvloop.run(amain(args))
 

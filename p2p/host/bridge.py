@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import threading
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -233,3 +234,78 @@ def _settle(fut: asyncio.Future[Any], value: Any) -> None:
 def _settle_exc(fut: asyncio.Future[Any], exc: BaseException) -> None:
     if not fut.done():
         fut.set_exception(exc)
+
+
+class _Slot:
+    __slots__ = ("event", "result")
+
+    def __init__(self) -> None:
+        self.event = trio.Event()
+        self.result: Any = None
+
+
+class BatchedHandOff:
+    """Trio -> asyncio requests, coalesced: one thread wake-up per scheduling round each way.
+
+    Under load many gossip messages wait for validation at once; handing them
+    over one by one costs a thread wake-up (and a GIL hand-over) each. Here
+    requests queued in one trio scheduling round cross together, and answers
+    produced in one asyncio loop iteration come back together. ``fn(item,
+    done)`` runs on the asyncio loop and calls ``done(result)`` now or later.
+    At most ``max_inflight`` requests wait at once.
+    """
+
+    def __init__(self, bridge: TrioThread, fn: Callable[[Any, Callable[[Any], None]], None], max_inflight: int = 1024) -> None:
+        self._bridge = bridge
+        self._fn = fn
+        self._limiter = trio.CapacityLimiter(max_inflight)
+        self._pending: list[tuple[Any, _Slot]] = []
+        self._wake = trio.Event()
+        self._answers: list[tuple[_Slot, Any]] = []  # asyncio thread only
+        self.batches = 0
+
+    async def call(self, item: Any, timeout: float) -> Any:
+        """From trio: hand ``item`` to ``fn`` on the asyncio loop; return its result (TimeoutError)."""
+        slot = _Slot()
+        async with self._limiter:
+            self._pending.append((item, slot))
+            self._wake.set()
+            with trio.move_on_after(timeout):
+                await slot.event.wait()
+        if not slot.event.is_set():
+            raise TimeoutError(f"asyncio side did not answer within {timeout} s")
+        return slot.result
+
+    async def run(self) -> None:
+        """The flusher task (run it in the trio nursery)."""
+        while True:
+            await self._wake.wait()
+            self._wake = trio.Event()
+            await trio.lowlevel.checkpoint()  # let the rest of this round queue up too
+            batch, self._pending = self._pending, []
+            if batch:
+                self.batches += 1
+                self._bridge.post(self._run_batch, batch)
+
+    # asyncio thread
+    def _run_batch(self, batch: list[tuple[Any, _Slot]]) -> None:
+        for item, slot in batch:
+            self._fn(item, functools.partial(self._answer, slot))
+
+    def _answer(self, slot: _Slot, result: Any) -> None:
+        if not self._answers and self._bridge._loop is not None:
+            self._bridge._loop.call_soon(self._send_answers)
+        self._answers.append((slot, result))
+
+    def _send_answers(self) -> None:
+        answers, self._answers = self._answers, []
+        token = self._bridge._token
+        if token is not None:
+            with contextlib.suppress(trio.RunFinishedError):
+                token.run_sync_soon(_resolve, answers)
+
+
+def _resolve(answers: list[tuple[_Slot, Any]]) -> None:
+    for slot, result in answers:
+        slot.result = result
+        slot.event.set()

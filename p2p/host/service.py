@@ -36,7 +36,7 @@ from p2p.config import P2PConfig, peers_protocol
 from p2p.dispatch import VALIDATOR_TIMEOUT, GateDrop, GossipGate
 from p2p.envelope import PeerExchange, PeerRecord
 from p2p.errors import BadPeerData, MessageTooLarge, PeerUnavailable, RequestFailed, RequestTimeout
-from p2p.host.bridge import TrioThread
+from p2p.host.bridge import BatchedHandOff, TrioThread
 from p2p.host.router import CstakeGossipSub, GuardedPubsub
 from p2p.host.streams import FrameReader, frame, write_frames
 from p2p.interface import PeerConnected, PeerDisconnected, PeerEvent, PeerPenalised, Verdict
@@ -55,7 +55,7 @@ _REQUEST_MAX_BYTES = 64 * 1024
 class AsyncioSide(Protocol):
     """What the trio side calls on the transport (each runs on the asyncio loop)."""
 
-    def validate(self, kind: str, peer_id: str, payload: bytes, done: Callable[[Verdict], None]) -> None: ...
+    def validate_item(self, item: tuple[str, str, bytes], done: Callable[[Verdict], None]) -> None: ...
 
     def serve(self, protocol: str, peer_id: str, data: bytes, done: Callable[[Any], None]) -> None: ...
 
@@ -123,6 +123,7 @@ class HostService:
         self.connected: set[ID] = set()
         self.protocols: set[str] = set()
         self.bridge: TrioThread | None = None
+        self.validations: BatchedHandOff | None = None
         self.nursery: trio.Nursery | None = None
         self.host: Any = None
         self.pubsub: GuardedPubsub | None = None
@@ -137,6 +138,7 @@ class HostService:
     async def run(self, bridge: TrioThread) -> None:
         """Build and run the host until the bridge is asked to stop."""
         self.bridge = bridge
+        self.validations = BatchedHandOff(bridge, self.side.validate_item)
         cfg = self.config
         self.host = new_host(
             key_pair=self.key_pair,
@@ -170,6 +172,7 @@ class HostService:
                 self.own_addrs = [str(a) for a in self.host.get_addrs()]
                 async with trio.open_nursery() as nursery:
                     self.nursery = nursery
+                    nursery.start_soon(self.validations.run)
                     nursery.start_soon(self._dial_loop)
                     nursery.start_soon(self._px_loop)
                     nursery.start_soon(self._score_loop)
@@ -204,7 +207,7 @@ class HostService:
 
     async def _on_gossip(self, forwarder: ID, topic: str, data: bytes) -> Verdict:
         kind = self.kind_by_topic.get(topic)
-        if kind is None or self.bridge is None:
+        if kind is None or self.validations is None:
             return Verdict.IGNORE
         peer = forwarder.to_base58()
         try:
@@ -220,7 +223,7 @@ class HostService:
             self.on_fault(forwarder, drop.reason)
             return Verdict.IGNORE
         try:
-            verdict: Verdict = await self.bridge.to_asyncio(self.side.validate, kind, peer, payload, timeout=VALIDATOR_TIMEOUT + 1)
+            verdict: Verdict = await self.validations.call((kind, peer, payload), timeout=VALIDATOR_TIMEOUT + 1)
         except TimeoutError:
             self.stats.drop("validator_error")
             return Verdict.IGNORE

@@ -136,8 +136,9 @@ class Libp2pTransport(Transport):
         return await self._thread.call(svc.mesh_peers, self.config.topic(kind))
 
     # Called from the trio thread through the bridge (runs on this loop):
-    def validate(self, kind: str, peer_id: str, payload: bytes, done: Callable[[Verdict], None]) -> None:
-        self._dispatcher.validate(kind, peer_id, payload, done)
+    def validate_item(self, item: tuple[str, str, bytes], done: Callable[[Verdict], None]) -> None:
+        """Run the validator for one (kind, peer, payload) handed over from the trio side."""
+        self._dispatcher.validate(*item, done)
 
     # -- requests ----------------------------------------------------------------------
 

@@ -56,8 +56,14 @@ async def test_killed_process_restarts_with_the_same_peer_id_and_rejoins(launch,
     await victim.wait_exit()
     for n in (nodes[0], nodes[1], nodes[3]):
         assert (await n.cmd("wait_gone", peer=old_id, timeout=30))["ok"]
+    # Large gossip (100 KB, over Yamux's 64 KiB frame) keeps flowing while the peer
+    # reconnects: in 0.8.1 concurrent large writes interleaved and killed both ends.
+    big = asyncio.ensure_future(nodes[1].cmd("publish", kind="proposal", tag="bigwhile", size=100_000, count=40, rate=10))
     again = await launch("n2", bootstrap=[nodes[0].addrs[0]])
     assert again.peer_id == old_id
+    assert (await big)["ok"]
+    for n in (nodes[0], nodes[3]):
+        assert (await n.cmd("wait_msgs", tag="bigwhile", n=40, timeout=30))["ok"]
     res = await asyncio.gather(*(n.cmd("wait_peers", n=3, timeout=45) for n in (nodes[0], nodes[1], nodes[3], again)))
     assert all(r["ok"] for r in res), res
     assert all(old_id in r["peers"] for r in res[:3])
