@@ -36,6 +36,11 @@ from consensus.hashing import hash32
 MAX_TOTAL_VOTING_POWER: Final = ((1 << 63) - 1) // 8
 #: Priorities are bounded to within this many times the total power of each other.
 PRIORITY_WINDOW_SIZE_FACTOR: Final = 2
+#: Highest round of a height. Finding a round's proposer costs one step per round,
+#: so rounds are capped to keep a forged "round 2^31" message from costing hours.
+#: With timeouts growing each round, a height stalled for 10,000 rounds has been
+#: stuck for months (devnet timeouts: about 290 days).
+MAX_ROUND: Final = 10_000
 INT64_MIN: Final = -(1 << 63)
 INT64_MAX: Final = (1 << 63) - 1
 
@@ -110,6 +115,9 @@ class ValidatorSet(Encodable):
     """Members in ascending address order; every power positive."""
     _index: dict[bytes, int] = field(init=False, repr=False, compare=False)
     _total: int = field(init=False, repr=False, compare=False)
+    # Proposer index of each round computed so far, and the priorities after the last one.
+    _round_proposers: list[int] = field(init=False, repr=False, compare=False)
+    _round_priorities: list[int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.validators:
@@ -138,6 +146,9 @@ class ValidatorSet(Encodable):
             )
         object.__setattr__(self, "_index", index)
         object.__setattr__(self, "_total", total)
+        priorities = [v.proposer_priority for v in self.validators]
+        object.__setattr__(self, "_round_proposers", [_argmax(priorities)])
+        object.__setattr__(self, "_round_priorities", priorities)
 
     # Encodable walks dataclass fields; only ``validators`` is part of the encoding.
     def to_raw(self) -> Raw:
@@ -197,8 +208,21 @@ class ValidatorSet(Encodable):
         )
 
     def compute_proposer(self, round_: int) -> ValidatorInfo:
-        """Return the proposer of ``round_`` at this set's height."""
-        return self.increment_proposer_priority(round_).get_proposer()
+        """Return the proposer of ``round_`` (0 to MAX_ROUND) at this set's height.
+
+        The entry returned is the member as listed in this set (round-0 priority). Rounds already asked for are remembered, so walking a height's rounds
+        one by one costs one step each.
+        """
+        if not 0 <= round_ <= MAX_ROUND:
+            raise ValidatorSetError(f"round {round_} is outside [0, {MAX_ROUND}]")
+        proposers = self._round_proposers
+        if round_ >= len(proposers):
+            priorities = self._round_priorities
+            powers = [v.power for v in self.validators]
+            while len(proposers) <= round_:
+                _step(priorities, powers, self._total)
+                proposers.append(_argmax(priorities))
+        return self.validators[proposers[round_]]
 
     def hash(self) -> bytes:
         """Return SHA-256 of the canonical encoding of (address, pubkey, power) per member.

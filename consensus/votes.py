@@ -29,15 +29,14 @@ from consensus.crypto import (
 )
 from consensus.errors import ConsensusError, InvalidSignature, ValidationError
 from consensus.hashing import HASH_LEN
+from consensus.validator_set import MAX_ROUND as MAX_ROUND  # messages share the round cap
 
 if TYPE_CHECKING:
     from consensus.validator_set import ValidatorSet
-
 #: The block hash of a vote for nil (no block).
 NIL_HASH: Final = b""
 #: Largest height or round accepted (keeps arithmetic far from the 64-bit edge).
 MAX_HEIGHT: Final = (1 << 62) - 1
-MAX_ROUND: Final = (1 << 31) - 1
 MAX_TIMESTAMP_MS: Final = (1 << 62) - 1
 
 #: A signature checker ``(pubkey, message, signature) -> None`` raising InvalidSignature.

@@ -62,6 +62,9 @@ from consensus.votes import (
 
 Transition = tuple[RoundState, tuple[Effect, ...]]
 
+#: Proposals for rounds further ahead of ours than this are ignored.
+MAX_PROPOSAL_ROUNDS_AHEAD = 100
+
 
 @dataclass(frozen=True, slots=True)
 class MachineContext:
@@ -114,6 +117,10 @@ def on_proposal(
 ) -> Transition:
     """Handle a signed proposal; ``block_valid`` is the driver's verdict on its block."""
     if proposal.height != state.height or state.is_decided() or not state.started:
+        return state, ()
+    if proposal.round > state.round + MAX_PROPOSAL_ROUNDS_AHEAD:
+        # Checking the proposer of a far round costs a step per round; such a proposal
+        # is no use before the round-skip rule brings us near it anyway.
         return state, ()
     try:
         validate_proposal(

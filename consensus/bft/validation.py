@@ -47,7 +47,7 @@ def validate_proposal(
     proposal.validate_basic()
     if proposal.height != height:
         raise VoteError(f"proposal for height {proposal.height}, expected {height}")
-    expected = validator_set.compute_proposer(proposal.round)
+    expected = validator_set.compute_proposer(proposal.round)  # round <= MAX_ROUND (basic)
     if proposal.proposer != expected.address:
         raise VoteError(
             f"proposal for round {proposal.round} from {proposal.proposer.hex()}, "

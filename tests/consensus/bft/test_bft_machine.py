@@ -394,3 +394,17 @@ def test_commit_from_unequal_powers_verifies(kit, height: int) -> None:
     commit = next(e.commit for e in effects if isinstance(e, CommitBlock))
     verify_commit(kit.chain, n.vs, commit)
     assert commit.height == height
+
+
+def test_invalid_round_beyond_the_cap_and_far_proposals(kit) -> None:
+    from consensus.bft.machine import MAX_PROPOSAL_ROUNDS_AHEAD
+    from consensus.votes import MAX_ROUND, VoteError
+
+    n = Node(kit, _non_proposer(kit))
+    n.start()
+    with pytest.raises(VoteError):
+        dataclasses.replace(
+            kit.vote(n.others()[0], 1, 0, PV, NIL_HASH), round=MAX_ROUND + 1
+        ).validate_basic()
+    far = kit.proposal(n.vs, 1, MAX_PROPOSAL_ROUNDS_AHEAD + 1, kit.block("far"))
+    assert on_proposal(n.state, n.ctx, far, True, 0) == (n.state, ())

@@ -53,7 +53,10 @@ def test_each_window_of_total_power_heights_gives_each_its_power() -> None:
 def test_round_r_proposer_is_r_steps_ahead() -> None:
     vs = make_valset((3, 1, 4, 1, 5))
     for r in range(12):
-        assert vs.compute_proposer(r) == vs.increment_proposer_priority(r).get_proposer()
+        assert (
+            vs.compute_proposer(r).address
+            == vs.increment_proposer_priority(r).get_proposer().address
+        )
     # The next height's round 0 is one step on, like this height's round 1.
     nxt = compute_next_validator_set(vs, [])
     assert nxt.get_proposer().address == vs.compute_proposer(1).address
@@ -153,3 +156,17 @@ def test_invalid_decode_of_a_malformed_set_raises_decode_error() -> None:
 def test_invalid_updates_are_refused(update: list[tuple[bytes, bytes, int]]) -> None:
     with pytest.raises(ValidatorSetError):
         compute_next_validator_set(make_valset((1, 2, 3, 4)), update)
+
+
+def test_proposer_of_far_rounds_is_bounded_and_remembered() -> None:
+    from consensus.validator_set import MAX_ROUND
+
+    vs = make_valset((3, 5, 7, 11))
+    walked = [vs.compute_proposer(r).address for r in range(50)]
+    assert walked == [vs.increment_proposer_priority(r).get_proposer().address for r in range(50)]
+    far = vs.increment_proposer_priority(MAX_ROUND).get_proposer()
+    assert vs.compute_proposer(MAX_ROUND).address == far.address
+    with pytest.raises(ValidatorSetError):
+        vs.compute_proposer(MAX_ROUND + 1)
+    with pytest.raises(ValidatorSetError):
+        vs.compute_proposer(-1)
