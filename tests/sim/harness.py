@@ -251,9 +251,7 @@ class Simulation:
             still: list[tuple[int, int, int]] = []
             for heal_ms, height, round_reached in self._heal_watch:
                 if h == height:
-                    self.heal_checks.append(
-                        (heal_ms, round_reached, entry.commit.round, self.now)
-                    )
+                    self.heal_checks.append((heal_ms, round_reached, entry.commit.round, self.now))
                 else:
                     still.append((heal_ms, height, round_reached))
             self._heal_watch = still
