@@ -78,6 +78,9 @@ class SimConfig:
     tear_wal_on_crash: bool = False
     """Half of the crashes also leave a torn, half-written record at the end of the WAL."""
     evidence_max_age: int = 100
+    power_changes: tuple[tuple[int, int, int], ...] = ()
+    """Epoch changes ``(first height, node, new power)``; power 0 removes, a node with
+    genesis power 0 joins when given power."""
     max_block_evidence: int = 16
     quiet: bool = False
 
@@ -135,9 +138,11 @@ class Simulation:
                 [
                     (k.address(), k.public_key.raw, p)
                     for k, p in zip(keys, config.powers, strict=True)
+                    if p > 0  # power 0: not a validator until an epoch brings it in
                 ]
             )
         ]
+        self._keys = keys
         self._sig_cache: dict[tuple[bytes, bytes, bytes], bool] = {}
         self.nodes: list[SimNode] = []
         for i, key in enumerate(keys):
@@ -165,9 +170,16 @@ class Simulation:
         return self.queue.now_ms
 
     def valset_at(self, height: int) -> ValidatorSet:
-        """The validator set of ``height`` (static powers; priorities advance per height)."""
+        """The validator set of ``height``: priorities advance each height, powers change
+        only at the epoch boundaries listed in ``power_changes``."""
         while len(self._valsets) < height:
-            self._valsets.append(compute_next_validator_set(self._valsets[-1], []))
+            nxt = len(self._valsets) + 1
+            updates = [
+                (self._keys[i].address(), self._keys[i].public_key.raw, p)
+                for h, i, p in self.config.power_changes
+                if h == nxt
+            ]
+            self._valsets.append(compute_next_validator_set(self._valsets[-1], updates))
         return self._valsets[height - 1]
 
     def verify(self, pubkey: bytes, message: bytes, signature: bytes) -> None:
