@@ -176,3 +176,36 @@ class InvalidProof(TxExecutionError):
 
 class JobError(TxExecutionError):
     code = 36
+
+
+# --- proof of compute (consensus/poc_state.py) ----------------------------------
+
+
+class UnknownChallenge(TxExecutionError):
+    """No proof-of-compute challenge with this id exists."""
+
+    code = 40
+
+
+class ChallengeClosed(TxExecutionError):
+    """The challenge is not at the stage this transaction needs (late, already committed, ...)."""
+
+    code = 41
+
+
+class NotChallengeProver(TxExecutionError):
+    """Only the challenged NFT's owner or its bound validator may answer a challenge."""
+
+    code = 42
+
+
+class MalformedOpenings(InvalidProof):
+    """Openings that are not the sampled rows with valid Merkle paths (not itself a fault)."""
+
+    code = 43
+
+
+class RejectedFraudProof(InvalidProof):
+    """A fraud proof that proves nothing (wrong path, or the row is in fact correct)."""
+
+    code = 44

@@ -88,6 +88,37 @@ class Params(Encodable):
     reputation_job_bps: int
     #: 1 when test-only byzantine modes may run against this chain.
     allow_test_faults: int
+    # -- proof of compute (docs/proof-of-compute.md; with challenge_seconds and the
+    #    poc_*_deadline_blocks above they make ``get_poc_params``) --
+    #: Samples come from the commit carried by the block this many blocks after the commitment.
+    poc_sample_delay_blocks: int
+    #: Tallest challenge matrix A (rows); bounds the work and the prover's memory.
+    poc_max_rows: int
+    #: An attestation is fresh while its height is at most this many blocks old.
+    attestation_max_age_blocks: int
+    #: At most one attestation per NFT is accepted into blocks per this many blocks.
+    attestation_min_interval_blocks: int
+    # -- job marketplace (docs/jobs.md) --
+    #: Largest inline job input, in bytes.
+    job_max_input_bytes: int
+    #: Most jobs open (not settled, failed or cancelled) at once; bounds end-of-block work.
+    job_max_open: int
+    #: Leaves a provider opens per result (fewer when the result has fewer).
+    job_sample_count: int
+    #: Blocks after the openings during which a result may be challenged.
+    job_challenge_window_blocks: int
+    #: Blocks a party of a bisection dispute has for each move.
+    job_response_blocks: int
+    #: Blocks after submission by which a job must settle, or it fails and is refunded.
+    job_lifetime_blocks: int
+    #: Share of each provider payment to the settling block's proposer, who verified it (bps).
+    job_verifier_share_bps: int
+    #: Share of each provider payment burned as the protocol fee (bps).
+    job_fee_bps: int
+    #: Asking price per work unit of an NFT that never set one.
+    job_default_price: int
+    #: Most unsettled job slots one compute NFT holds at once.
+    job_max_slots_per_nft: int
 
     def validate_basic(self) -> None:
         """Raise ValidationError unless every parameter is in its allowed range."""
@@ -106,6 +137,18 @@ class Params(Encodable):
             "challenge_seconds",
             "poc_commit_deadline_blocks",
             "poc_open_deadline_blocks",
+            "poc_sample_delay_blocks",
+            "poc_max_rows",
+            "attestation_max_age_blocks",
+            "attestation_min_interval_blocks",
+            "job_max_input_bytes",
+            "job_max_open",
+            "job_sample_count",
+            "job_challenge_window_blocks",
+            "job_response_blocks",
+            "job_lifetime_blocks",
+            "job_default_price",
+            "job_max_slots_per_nft",
             "timeout_propose_ms",
             "timeout_vote_ms",
         )
@@ -133,6 +176,10 @@ class Params(Encodable):
             raise ValidationError("params.max_tx_bytes must not exceed params.max_block_bytes")
         if self.allow_test_faults not in (0, 1):
             raise ValidationError("params.allow_test_faults is 0 or 1")
+        if self.poc_max_rows > 1 << 24:
+            raise ValidationError("params.poc_max_rows is at most 2^24")
+        if self.job_verifier_share_bps + self.job_fee_bps > BPS:
+            raise ValidationError("params.job_verifier_share_bps + job_fee_bps must not exceed 10000")
 
     def to_json(self) -> dict[str, int]:
         """Return the parameters as a JSON object (name -> integer)."""
@@ -161,9 +208,10 @@ class Params(Encodable):
 
 
 DEVNET = Params(
-    max_block_bytes=4 << 20,
+    # A proof-of-compute openings transaction is about 7 MB (800 rows of 8 KiB with paths).
+    max_block_bytes=16 << 20,
     max_block_txs=10_000,
-    max_tx_bytes=64 << 10,
+    max_tx_bytes=9 << 20,
     min_fee=1,
     epoch_blocks=20,
     unbonding_blocks=100,
@@ -184,8 +232,9 @@ DEVNET = Params(
     jail_duration_ms=30_000,
     min_nft_collateral=100,
     challenge_seconds=2,
-    poc_commit_deadline_blocks=10,
-    poc_open_deadline_blocks=5,
+    # Commitment, samples and openings resolve inside one 20-block epoch (12 + 1 + 6 < 20).
+    poc_commit_deadline_blocks=12,
+    poc_open_deadline_blocks=6,
     timeout_propose_ms=1_000,
     timeout_propose_delta_ms=500,
     timeout_vote_ms=500,
@@ -195,11 +244,25 @@ DEVNET = Params(
     reputation_challenge_bps=2_000,
     reputation_job_bps=1_000,
     allow_test_faults=1,
+    poc_sample_delay_blocks=1,
+    poc_max_rows=1 << 22,
+    attestation_max_age_blocks=40,
+    attestation_min_interval_blocks=10,
+    job_max_input_bytes=1 << 20,
+    job_max_open=256,
+    job_sample_count=32,
+    job_challenge_window_blocks=5,
+    job_response_blocks=5,
+    job_lifetime_blocks=300,
+    job_verifier_share_bps=500,
+    job_fee_bps=100,
+    job_default_price=1,
+    job_max_slots_per_nft=1,
 )
 
 MAINNET = dataclasses.replace(
     DEVNET,
-    max_block_bytes=8 << 20,
+    max_block_bytes=16 << 20,
     min_fee=1_000,
     epoch_blocks=1_000,
     # 21 days of 6-second blocks.
@@ -218,6 +281,18 @@ MAINNET = dataclasses.replace(
     timeout_vote_delta_ms=500,
     timeout_commit_ms=1_000,
     allow_test_faults=0,
+    poc_max_rows=1 << 24,
+    attestation_max_age_blocks=200,
+    attestation_min_interval_blocks=100,
+    job_max_input_bytes=4 << 20,
+    job_max_open=10_000,
+    job_sample_count=64,
+    # 10 minutes of 6-second blocks to challenge; 5 minutes per bisection move.
+    job_challenge_window_blocks=100,
+    job_response_blocks=50,
+    job_lifetime_blocks=14_400,
+    job_default_price=1_000,
+    job_max_slots_per_nft=4,
 )
 
 PRESETS: dict[str, Params] = {"devnet": DEVNET, "mainnet": MAINNET}

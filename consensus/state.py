@@ -85,6 +85,12 @@ class Keys:
     LAST_VALSET = b"m/last_valset"
     HEAD = b"m/head"
     CONSENSUS_KEY = b"ck/"
+    # Proof of compute (consensus/poc_state.py) and attestations (consensus/attestation.py).
+    CHALLENGE = b"pc/"
+    CHALLENGE_BY_NFT = b"pn/"
+    CHALLENGE_BY_HEIGHT = b"ph/"
+    CHALLENGE_DUE = b"pq/"
+    ATTESTATION = b"at/"
 
     @staticmethod
     def account(address: bytes) -> bytes:
@@ -125,6 +131,28 @@ class Keys:
     @staticmethod
     def valset_history(epoch_start_height: int) -> bytes:
         return Keys.VALSET_HISTORY + be64(epoch_start_height)
+
+    @staticmethod
+    def challenge(challenge_id: bytes) -> bytes:
+        return Keys.CHALLENGE + challenge_id
+
+    @staticmethod
+    def challenge_by_nft(nft_id: int) -> bytes:
+        """The NFT's latest challenge (one key per NFT: no scan needed)."""
+        return Keys.CHALLENGE_BY_NFT + be64(nft_id)
+
+    @staticmethod
+    def challenge_by_height(height: int, challenge_id: bytes = b"") -> bytes:
+        return Keys.CHALLENGE_BY_HEIGHT + be64(height) + challenge_id
+
+    @staticmethod
+    def challenge_due(height: int, challenge_id: bytes = b"") -> bytes:
+        """Challenges with a step (deadline, sample) due at the end of block ``height``."""
+        return Keys.CHALLENGE_DUE + be64(height) + challenge_id
+
+    @staticmethod
+    def attestation(nft_id: int) -> bytes:
+        return Keys.ATTESTATION + be64(nft_id)
 
 
 class StateCorrupt(ConsensusError):

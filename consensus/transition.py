@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from consensus.attestation import process_block_attestations
 from consensus.blocks import Block
 from consensus.crypto import Domain, is_valid_signature, sign_bytes
 from consensus.errors import (
@@ -41,9 +42,10 @@ from consensus.errors import (
     ValidationError,
     WrongChainId,
 )
-from consensus.params import Params
-from consensus.records import Account, ChainHead, TxResult
 from consensus.incentives import process_liveness, process_rewards
+from consensus.params import Params
+from consensus.poc_state import process_poc_deadlines, process_poc_epoch
+from consensus.records import Account, ChainHead, TxResult
 from consensus.staking import (
     compute_epoch_changes,
     process_matured_unbondings,
@@ -222,6 +224,9 @@ def state_transition(
             raise InvalidBlock(f"block carries invalid evidence: {exc}") from exc
         events.append(item)
 
+    # Compute attestations: each must verify; the freshest per NFT is kept in state.
+    process_block_attestations(state, block, info.chain_id, params)
+
     decoded = txs if txs is not None else None
     if decoded is not None and [t.raw for t in decoded] != list(block.txs):
         raise InvalidBlock("decoded transactions do not match the block")
@@ -258,6 +263,10 @@ def process_end_block(
     h = block.header
     last_set = state.get_last_validator_set()
     process_liveness(state, block, last_set, params, events)
+    # Proof of compute: due steps first, then (at a boundary) new challenges on the NFTs
+    # as they are, all before the epoch's validator-set change reads them.
+    process_poc_deadlines(state, block, params, events)
+    process_poc_epoch(state, block, params, events)
     process_mint(state, params.block_reward)
     process_rewards(state, block, last_set, params, fees)
     process_matured_unbondings(state, h.height)

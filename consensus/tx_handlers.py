@@ -311,6 +311,13 @@ def process_unsupported(state: State, ctx: TxContext, sender: bytes, body: Any) 
 
 Handler = Callable[[State, TxContext, bytes, Any], None]
 
+# Proof-of-compute handlers (imported here, after TxContext exists: poc_state uses it).
+from consensus.poc_state import (  # noqa: E402
+    process_fraud_proof,
+    process_poc_commit,
+    process_poc_open,
+)
+
 HANDLERS: dict[int, Handler] = {
     TxKind.TRANSFER: process_transfer,
     TxKind.CREATE_VALIDATOR: process_create_validator,
@@ -324,6 +331,9 @@ HANDLERS: dict[int, Handler] = {
     TxKind.UNBIND_NFT: process_unbind_nft,
     TxKind.UNJAIL: process_unjail,
     TxKind.SUBMIT_EVIDENCE: process_submit_evidence,
+    TxKind.POC_COMMIT: process_poc_commit,
+    TxKind.POC_OPEN: process_poc_open,
+    TxKind.FRAUD_PROOF: process_fraud_proof,
 }
 
 

@@ -19,6 +19,7 @@ from consensus.codec import Encodable, Raw, pack_raw, unpack_raw
 from consensus.crypto import PUBKEY_LEN, SIGNATURE_LEN, Domain, PrivateKey, compute_address
 from consensus.errors import DecodeError, ValidationError
 from consensus.hashing import HASH_LEN, hash32
+from consensus.poc.types import PocCommitment, PocFraudProof, PocOpenings
 from consensus.records import HardwareSpec, validate_address, validate_amount
 
 MAX_MONIKER_BYTES = 64
@@ -238,49 +239,13 @@ class SubmitEvidence(Encodable):
             raise ValidationError(f"submit_evidence.evidence must be 1..{MAX_EVIDENCE_BYTES} bytes")
 
 
-@dataclass(frozen=True, slots=True)
-class PocCommit(Encodable):
-    """Commit to the result of a proof-of-compute challenge (Merkle root over rows)."""
-
-    challenge_id: bytes
-    root: bytes
-
-    def validate_basic(self) -> None:
-        _validate_hash(self.challenge_id, "poc_commit.challenge_id")
-        _validate_hash(self.root, "poc_commit.root")
-
-
-@dataclass(frozen=True, slots=True)
-class PocOpen(Encodable):
-    """Open the sampled rows of a committed challenge result."""
-
-    challenge_id: bytes
-    #: Canonical encoding of the openings (rows with Merkle paths).
-    openings: bytes
-
-    def validate_basic(self) -> None:
-        _validate_hash(self.challenge_id, "poc_open.challenge_id")
-        if not self.openings:
-            raise ValidationError("poc_open.openings is empty")
-
-
-@dataclass(frozen=True, slots=True)
-class FraudProof(Encodable):
-    """Prove that an opened row or a job result is wrong; the sender is the whistleblower."""
-
-    #: 1 proof-of-compute row, 2 job result.
-    proof_kind: int
-    #: Challenge id or job id the proof is about.
-    subject: bytes
-    #: Canonical encoding of the proof.
-    proof: bytes
-
-    def validate_basic(self) -> None:
-        if self.proof_kind not in (1, 2):
-            raise ValidationError("fraud_proof.proof_kind must be 1 or 2")
-        _validate_hash(self.subject, "fraud_proof.subject")
-        if not self.proof:
-            raise ValidationError("fraud_proof.proof is empty")
+# Kinds 13-15 carry the proof-of-compute containers themselves (consensus.poc.types):
+# PocCommitment (Merkle root over the rows of C), PocOpenings (the sampled rows with
+# their paths, ~7 MB at most) and PocFraudProof (one committed row that is wrong; the
+# sender is the whistleblower). The old names stay as aliases.
+PocCommit = PocCommitment
+PocOpen = PocOpenings
+FraudProof = PocFraudProof
 
 
 @dataclass(frozen=True, slots=True)
@@ -361,9 +326,9 @@ BODY_TYPES: dict[int, type[Encodable]] = {
     TxKind.UNBIND_NFT: UnbindNFT,
     TxKind.UNJAIL: Unjail,
     TxKind.SUBMIT_EVIDENCE: SubmitEvidence,
-    TxKind.POC_COMMIT: PocCommit,
-    TxKind.POC_OPEN: PocOpen,
-    TxKind.FRAUD_PROOF: FraudProof,
+    TxKind.POC_COMMIT: PocCommitment,
+    TxKind.POC_OPEN: PocOpenings,
+    TxKind.FRAUD_PROOF: PocFraudProof,
     TxKind.SUBMIT_JOB: SubmitJob,
     TxKind.JOB_RESULT: JobResult,
     TxKind.JOB_CHALLENGE: JobChallenge,

@@ -10,9 +10,14 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from consensus.codec import Encodable
+from consensus.errors import ValidationError
 from consensus.hashing import HASH_LEN
 from consensus.poc.errors import InvalidChallengeParams
 from consensus.poc.matrices import MAX_N
+from consensus.poc.sampling import SAMPLE_COUNT
+
+#: Longest Merkle path: the tree over at most 2^24 rows has 24 levels above the leaves.
+MAX_PATH_LEN = 24
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +126,10 @@ class PocCommitment(Encodable):
         _check_hash("PocCommitment", "challenge_id", self.challenge_id)
         _check_hash("PocCommitment", "root", self.root)
 
+    def validate_basic(self) -> None:
+        """Stateless checks as a transaction body (the shape is checked on construction)."""
+        return None
+
 
 @dataclass(frozen=True, slots=True)
 class RowOpening(Encodable):
@@ -132,6 +141,15 @@ class RowOpening(Encodable):
     """The row's leaf bytes: n little-endian int32 entries."""
     path: tuple[bytes, ...]
     """Sibling hashes from the leaf level up (see consensus.poc.merkle)."""
+
+    def validate_basic(self) -> None:
+        """Raise ValidationError unless the opening has a plausible shape."""
+        if type(self.index) is not int or not 0 <= self.index < 1 << 24:
+            raise ValidationError("opening.index must be in [0, 2^24)")
+        if not 4 <= len(self.row) <= 4 * MAX_N or len(self.row) % 4:
+            raise ValidationError(f"opening.row must be 1 to {MAX_N} little-endian int32 entries")
+        if len(self.path) > MAX_PATH_LEN or any(len(p) != HASH_LEN for p in self.path):
+            raise ValidationError(f"opening.path is at most {MAX_PATH_LEN} hashes of {HASH_LEN} bytes")
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +165,17 @@ class PocOpenings(Encodable):
     def __post_init__(self) -> None:
         _check_hash("PocOpenings", "challenge_id", self.challenge_id)
 
+    def validate_basic(self) -> None:
+        """Raise ValidationError unless there are 1..SAMPLE_COUNT openings in ascending order."""
+        if not 1 <= len(self.openings) <= SAMPLE_COUNT:
+            raise ValidationError(f"poc openings carry 1 to {SAMPLE_COUNT} rows")
+        previous = -1
+        for opening in self.openings:
+            opening.validate_basic()
+            if opening.index <= previous:
+                raise ValidationError("poc openings must be in strictly ascending index order")
+            previous = opening.index
+
 
 @dataclass(frozen=True, slots=True)
 class PocFraudProof(Encodable):
@@ -159,3 +188,7 @@ class PocFraudProof(Encodable):
 
     def __post_init__(self) -> None:
         _check_hash("PocFraudProof", "challenge_id", self.challenge_id)
+
+    def validate_basic(self) -> None:
+        """Raise ValidationError unless the opened row has a plausible shape."""
+        self.opening.validate_basic()

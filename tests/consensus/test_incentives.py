@@ -7,7 +7,6 @@ import random
 from consensus.incentives import MAX_REPUTATION, compute_reputation_step
 from consensus.params import BPS
 from consensus.records import Fault
-from consensus.state import Keys
 from consensus.testing import TestChain
 from consensus.txs import Transfer, Unjail
 from tests.consensus.test_invariants import check_invariants
@@ -96,4 +95,7 @@ def test_reward_and_slash_maths_over_1000_blocks() -> None:
     assert earned[1] > max(earned[0], earned[2])
     # Validator 3 signed less and has lower reputation: it earns the least.
     assert earned[3] < min(earned[0], earned[2])
-    assert not any(k.startswith(Keys.SLASHING) for k in chain.state.data)
+    # Nobody was slashed for downtime (validator 3 stays under the threshold). No prover
+    # runs in this simulation, so missed proof-of-compute challenges are the only slashes.
+    faults = {r.fault for r in state.iter_slashing_records()}
+    assert faults <= {Fault.MISSED_CHALLENGE}

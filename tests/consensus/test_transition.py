@@ -12,15 +12,20 @@ from consensus.blocks import EvidenceItem
 from consensus.codec import Encodable
 from consensus.crypto import Domain, PrivateKey
 from consensus.errors import (
+    ChallengeClosed,
     CollateralTooLow,
     CommissionTooHigh,
     InsufficientBond,
     InsufficientFunds,
     InvalidBlock,
     InvalidEvidence,
+    MalformedOpenings,
     NFTBindingError,
+    NotChallengeProver,
     NotNFTOwner,
+    RejectedFraudProof,
     UnjailRefused,
+    UnknownChallenge,
     UnknownNFT,
     UnknownValidator,
     UnsupportedTransaction,
@@ -28,6 +33,8 @@ from consensus.errors import (
 )
 from consensus.evidence import compute_duplicate_vote_evidence, encode_evidence
 from consensus.hashing import hash32
+from consensus.poc import RowOpening
+from consensus.poc_state import get_challenge, get_latest_challenge
 from consensus.records import HardwareSpec, NFTStatus
 from consensus.testing import TestChain, derive_key
 from consensus.transition import state_transition
@@ -249,6 +256,44 @@ def _fresh_nft(chain: TestChain) -> int:
     return chain.view().get_meta().next_nft_id - 1
 
 
+def _poc_challenge(chain: TestChain) -> bytes:
+    """Run to the first epoch boundary (5) and return validator 0's NFT challenge id."""
+    while chain.height < 5:
+        chain.next_block()
+    rec = get_latest_challenge(chain.view(), _nft_of(chain, 0))
+    assert rec is not None
+    return rec.challenge.id
+
+
+def _late_challenge(chain: TestChain) -> bytes:
+    """Return a challenge whose commitment deadline is the current height (the next block is late)."""
+    cid = _poc_challenge(chain)
+    rec = get_challenge(chain.view(), cid)
+    assert rec is not None
+    while chain.height < rec.challenge.deadline_height:
+        chain.next_block()
+    return cid
+
+
+def _committed_challenge(chain: TestChain) -> bytes:
+    """Commit a (garbage) root for validator 0's challenge and run past its sample block."""
+    cid = _poc_challenge(chain)
+    r = chain.next_block([chain.tx(chain.operator_keys[0], PocCommit(cid, b"\x02" * 32))])
+    assert r.tx_results[0].code == 0, r.tx_results[0].log
+    chain.next_block()
+    return cid
+
+
+def _bad_openings(chain: TestChain) -> PocOpen:
+    cid = _committed_challenge(chain)
+    return PocOpen(cid, (RowOpening(0, bytes(4 * 2048), ()),))
+
+
+def _bogus_fraud_proof(chain: TestChain) -> FraudProof:
+    cid = _committed_challenge(chain)
+    return FraudProof(cid, RowOpening(0, bytes(4 * 2048), ()))
+
+
 BIG = 10**15
 CASES: list[Case] = [
     ("transfer_insufficient", lambda c: (c.account_keys[0], Transfer(c.account_keys[1].address(), BIG)), InsufficientFunds),
@@ -276,9 +321,11 @@ CASES: list[Case] = [
     ("unjail_not_jailed", lambda c: (c.operator_keys[0], Unjail()), UnjailRefused),
     ("unjail_not_validator", lambda c: (c.account_keys[0], Unjail()), UnknownValidator),
     ("evidence_garbage", lambda c: (c.account_keys[0], SubmitEvidence(1, b"\x93\x01\x02\x03")), InvalidEvidence),
-    ("poc_commit_unsupported", lambda c: (c.account_keys[0], PocCommit(b"\x01" * 32, b"\x02" * 32)), UnsupportedTransaction),
-    ("poc_open_unsupported", lambda c: (c.account_keys[0], PocOpen(b"\x01" * 32, b"\x90")), UnsupportedTransaction),
-    ("fraud_proof_unsupported", lambda c: (c.account_keys[0], FraudProof(1, b"\x01" * 32, b"\x90")), UnsupportedTransaction),
+    ("poc_commit_unknown_challenge", lambda c: (c.operator_keys[0], PocCommit(b"\x01" * 32, b"\x02" * 32)), UnknownChallenge),
+    ("poc_commit_late", lambda c: (c.operator_keys[0], PocCommit(_late_challenge(c), b"\x02" * 32)), ChallengeClosed),
+    ("poc_commit_not_owner", lambda c: (c.account_keys[0], PocCommit(_poc_challenge(c), b"\x02" * 32)), NotChallengeProver),
+    ("poc_open_malformed", lambda c: (c.operator_keys[0], _bad_openings(c)), MalformedOpenings),
+    ("fraud_proof_bogus", lambda c: (c.account_keys[0], _bogus_fraud_proof(c)), RejectedFraudProof),
     ("submit_job_unsupported", lambda c: (c.account_keys[0], SubmitJob(1, b"x", b"", 1, 1, 1, 1, 10)), UnsupportedTransaction),
     ("job_result_unsupported", lambda c: (c.account_keys[0], JobResult(b"\x01" * 32, 0, b"\x02" * 32, b"")), UnsupportedTransaction),
     ("job_challenge_unsupported", lambda c: (c.account_keys[0], JobChallenge(b"\x01" * 32, 0, b"")), UnsupportedTransaction),
