@@ -242,6 +242,15 @@ class Harness:
             "cpu_s": cpu.user + cpu.system,
         }
 
+    async def op_wait_stat(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        deadline = time.monotonic() + cmd.get("timeout", 30)
+        while True:
+            value = self.t.stats.snapshot()[cmd["name"]]
+            if value >= cmd["min"] or time.monotonic() > deadline:
+                return {"ok": value >= cmd["min"], "value": value}
+            # Counters change in the libp2p thread; there is no event to await.
+            await asyncio.sleep(0.05)
+
     async def op_score(self, cmd: dict[str, Any]) -> dict[str, Any]:
         return {"score": self.t.get_peer_score(cmd["peer"])}
 
@@ -370,8 +379,11 @@ def main() -> int:
     p.add_argument("--block-size", type=int, default=1024)
     p.add_argument("--corrupt-blocks", action="store_true", help="serve commits with bad signatures")
     args = p.parse_args()
+    import logging
+
     import uvloop
 
+    logging.basicConfig(level=os.environ.get("P2P_LOG", "WARNING"), stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if os.environ.get("P2P_SWITCH"):
         sys.setswitchinterval(float(os.environ["P2P_SWITCH"]))
 
@@ -394,7 +406,7 @@ class HarnessProcess:
         self.peer_id = ""
         self.addrs: list[str] = []
         self._ids = 0
-        self._stderr = b""
+        self._log: Any = None
 
     async def start(self, timeout: float = 60.0) -> HarnessProcess:
         """Start the child and wait for its ready line."""
@@ -405,7 +417,7 @@ class HarnessProcess:
             *cmd,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.DEVNULL,
+            stderr=self._stderr_target(),
             limit=16 << 20,
             cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
         )
@@ -415,6 +427,14 @@ class HarnessProcess:
         self.peer_id = ready["peer_id"]
         self.addrs = ready["addrs"]
         return self
+
+    def _stderr_target(self) -> Any:
+        # P2P_STDERR=/path/prefix keeps each child's log (debugging); otherwise discard it.
+        prefix = os.environ.get("P2P_STDERR")
+        if not prefix:
+            return asyncio.subprocess.DEVNULL
+        self._log = open(f"{prefix}.{os.path.basename(self.key)}", "ab")  # noqa: SIM115 - closed in wait_exit
+        return self._log
 
     @property
     def pid(self) -> int:
@@ -463,3 +483,7 @@ class HarnessProcess:
         except TimeoutError:
             self.proc.kill()
             return await self.proc.wait()
+        finally:
+            if self._log is not None:
+                self._log.close()
+                self._log = None

@@ -39,6 +39,7 @@ class P2PStats:
     peers_connected_total: int = 0
     peers_disconnected_total: int = 0
     peers_penalised: int = 0
+    peers_refused: int = 0
     malformed_frames: int = 0
     dropped: dict[str, int] = field(default_factory=lambda: dict.fromkeys(DROP_REASONS, 0))
 

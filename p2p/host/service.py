@@ -117,6 +117,7 @@ class HostService:
         self.req_limiter = PeerRateLimiter({"request": config.request_rate})
         self.bans = scoring.BanList()
         self.ledger = scoring.PenaltyLedger()
+        self.scores: dict[str, float] = {}
         self.state = _State()
         self.own_addrs: list[str] = []
         self.known_addrs: dict[str, list[str]] = {}
@@ -306,9 +307,13 @@ class HostService:
         while True:
             await trio.sleep(1.0)
             self.ledger.decay()
+            scores = {}
             for peer in list(self.connected):
-                if self.score(peer) < scoring.DISCONNECT_SCORE:
+                score = scores[peer.to_base58()] = self.score(peer)
+                if score < scoring.DISCONNECT_SCORE:
                     self._cut(peer)
+            # Read by the asyncio side; replaced whole, never mutated, so no lock is needed.
+            self.scores = scores
             for pid in self.bans.expired(time.monotonic()):
                 if self.pubsub is not None:
                     self.pubsub.blacklisted_peers.discard(ID.from_base58(pid))
@@ -320,6 +325,7 @@ class HostService:
         pid = peer.to_base58()
         over = len(self.connected) >= self.config.max_peers and peer not in self.connected
         if self.bans.is_banned(pid, time.monotonic()) or over:
+            self.stats.peers_refused += 1
             if self.nursery is not None:
                 self.nursery.start_soon(self._disconnect, peer)
             return
@@ -358,6 +364,11 @@ class HostService:
             raise PeerUnavailable("refusing to dial ourselves")
         if self.bans.is_banned(info.peer_id.to_base58(), time.monotonic()):
             raise PeerUnavailable(f"peer {info.peer_id} is banned")
+        # Our own backoff decides when to redial; the swarm's 60 s negative cache
+        # would otherwise keep a restarted peer unreachable for a minute.
+        network = self.host.get_network()
+        if hasattr(network, "unblock_peer"):
+            network.unblock_peer(info.peer_id)
         try:
             with trio.fail_after(DIAL_TIMEOUT):
                 await self.host.connect(info)

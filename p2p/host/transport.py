@@ -212,13 +212,9 @@ class Libp2pTransport(Transport):
         self._thread.call_soon(svc.report, peer_id, reason, disconnect)
 
     def get_peer_score(self, peer_id: str) -> float:
+        """The peer's score as of the last 1 s scoring round (GossipSub score minus penalties)."""
         svc = self._service
-        if svc is None:
-            return 0.0
-        from libp2p.peer.id import ID
-
-        # Reading the scorer's dicts from this thread is safe under the GIL (no mutation here).
-        return svc.score(ID.from_base58(peer_id))
+        return 0.0 if svc is None else svc.scores.get(peer_id, 0.0)
 
     def add_event_handler(self, handler: EventHandler) -> None:
         self._events.append(handler)

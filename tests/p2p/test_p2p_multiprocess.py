@@ -136,3 +136,29 @@ async def test_block_sync_retries_on_another_peer_and_cuts_the_one_serving_bad_c
     assert (await client.cmd("wait_gone", peer=liar.peer_id, timeout=20))["ok"]
     st = await client.cmd("stats")
     assert any(p["peer"] == liar.peer_id and p["reason"] == "bad_data" and p["cut"] for p in st["penalised"])
+
+
+async def test_bootstrap_node_restart_is_redialled_with_backoff(launch):
+    boot = await launch("boot")
+    port = boot.addrs[0].split("/tcp/")[1].split("/")[0]
+    peer = await launch("peer", bootstrap=[boot.addrs[0]])
+    assert (await peer.cmd("wait_peers", n=1, timeout=30))["ok"]
+    boot.kill()
+    await boot.wait_exit()
+    assert (await peer.cmd("wait_gone", peer=boot.peer_id, timeout=30))["ok"]
+    # The bootstrap node knows nobody when it comes back: the peer must redial it.
+    again = await launch("boot", extra=["--port", port])
+    assert again.peer_id == boot.peer_id
+    res = await peer.cmd("wait_peers", n=1, timeout=45)
+    assert res["ok"] and res["peers"] == [boot.peer_id]
+
+
+async def test_peer_limit_refuses_connections_beyond_max_peers(launch):
+    hub = await launch("hub", extra=["--max-peers", "2"])
+    first = await asyncio.gather(*(launch(f"o{i}", bootstrap=[hub.addrs[0]]) for i in range(2)))
+    res = await hub.cmd("wait_peers", n=2, timeout=30)
+    assert res["ok"] and sorted(res["peers"]) == sorted(o.peer_id for o in first)
+    late = await launch("late", bootstrap=[hub.addrs[0]])
+    assert (await hub.cmd("wait_stat", name="peers_refused", min=1, timeout=30))["ok"]
+    assert (await late.cmd("wait_gone", peer=hub.peer_id, timeout=30))["ok"]
+    assert sorted((await hub.cmd("peers"))["peers"]) == sorted(o.peer_id for o in first)
