@@ -46,6 +46,8 @@ from p2p.stats import P2PStats
 log = logging.getLogger("p2p.host")
 
 DIAL_TIMEOUT = 5.0
+#: A connection that lived this long resets its peer's redial backoff.
+STABLE_CONNECTION = 10.0
 _PX_MAX_RECORDS = 64
 _PX_MAX_ADDRS = 4
 _PX_MAX_BYTES = 64 * 1024
@@ -70,6 +72,7 @@ class _Target:
     keep: bool
     delay: float = 0.0
     next_try: float = 0.0
+    connected_at: float = 0.0
     dialing: bool = False
 
 
@@ -336,7 +339,7 @@ class HostService:
         self.stats.peers_connected_total += 1
         target = self.state.targets.get(pid)
         if target is not None:
-            target.delay = 0.0
+            target.connected_at = trio.current_time()
         if self.bridge is not None:
             self.bridge.post(self.side.on_event, PeerConnected(pid))
         if self.nursery is not None:
@@ -354,6 +357,13 @@ class HostService:
         self.stats.peers_disconnected_total += 1
         self.gate.limiter.forget(pid)
         self.req_limiter.forget(pid)
+        target = self.state.targets.get(pid)
+        if target is not None:
+            # A connection that lasted resets the backoff; one cut at once (peer
+            # full, or it banned us) backs off further, so we never redial in a loop.
+            if trio.current_time() - target.connected_at > STABLE_CONNECTION:
+                target.delay = 0.0
+            self._back_off(target)
         if self.bridge is not None:
             self.bridge.post(self.side.on_event, PeerDisconnected(pid))
 
@@ -405,16 +415,18 @@ class HostService:
             for addr in target.addrs:
                 try:
                     await self.connect(addr)
-                    target.delay = 0.0
                     return
                 except PeerUnavailable as exc:
                     log.debug("dial %s: %s", pid, exc)
-            # Exponential backoff with jitter, so restarted peers are not hammered in step.
-            base = max(self.config.reconnect_min, target.delay * 2)
-            target.delay = min(self.config.reconnect_max, base)
-            target.next_try = trio.current_time() + target.delay * random.uniform(0.8, 1.2)
+            self._back_off(target)
         finally:
             target.dialing = False
+
+    def _back_off(self, target: _Target) -> None:
+        # Exponential backoff with jitter, so restarted peers are not hammered in step.
+        base = max(self.config.reconnect_min, target.delay * 2)
+        target.delay = min(self.config.reconnect_max, base)
+        target.next_try = trio.current_time() + target.delay * random.uniform(0.8, 1.2)
 
     # -- peer exchange ---------------------------------------------------------------
 
