@@ -43,6 +43,7 @@ from consensus.errors import (
     WrongChainId,
 )
 from consensus.incentives import process_liveness, process_rewards
+from consensus.jobs.market import process_jobs_end_block
 from consensus.params import Params
 from consensus.poc_state import process_poc_deadlines, process_poc_epoch
 from consensus.records import Account, ChainHead, TxResult
@@ -267,6 +268,8 @@ def process_end_block(
     # as they are, all before the epoch's validator-set change reads them.
     process_poc_deadlines(state, block, params, events)
     process_poc_epoch(state, block, params, events)
+    # Job marketplace: deadlines, disputes, assignment and settlement of open jobs.
+    process_jobs_end_block(state, block, params, events)
     process_mint(state, params.block_reward)
     process_rewards(state, block, last_set, params, fees)
     process_matured_unbondings(state, h.height)

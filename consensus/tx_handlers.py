@@ -311,6 +311,15 @@ def process_unsupported(state: State, ctx: TxContext, sender: bytes, body: Any) 
 
 Handler = Callable[[State, TxContext, bytes, Any], None]
 
+# Job marketplace handlers (consensus/jobs/handlers.py; TxContext only for typing there).
+from consensus.jobs.handlers import (  # noqa: E402
+    process_cancel_job,
+    process_job_challenge,
+    process_job_result,
+    process_set_price,
+    process_submit_job,
+)
+
 # Proof-of-compute handlers (imported here, after TxContext exists: poc_state uses it).
 from consensus.poc_state import (  # noqa: E402
     process_fraud_proof,
@@ -331,6 +340,11 @@ HANDLERS: dict[int, Handler] = {
     TxKind.UNBIND_NFT: process_unbind_nft,
     TxKind.UNJAIL: process_unjail,
     TxKind.SUBMIT_EVIDENCE: process_submit_evidence,
+    TxKind.SUBMIT_JOB: process_submit_job,
+    TxKind.JOB_RESULT: process_job_result,
+    TxKind.JOB_CHALLENGE: process_job_challenge,
+    TxKind.CANCEL_JOB: process_cancel_job,
+    TxKind.SET_PRICE: process_set_price,
     TxKind.POC_COMMIT: process_poc_commit,
     TxKind.POC_OPEN: process_poc_open,
     TxKind.FRAUD_PROOF: process_fraud_proof,

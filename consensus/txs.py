@@ -19,6 +19,7 @@ from consensus.codec import Encodable, Raw, pack_raw, unpack_raw
 from consensus.crypto import PUBKEY_LEN, SIGNATURE_LEN, Domain, PrivateKey, compute_address
 from consensus.errors import DecodeError, ValidationError
 from consensus.hashing import HASH_LEN, hash32
+from consensus.jobs.types import CancelJob, JobChallenge, JobResult, SetPrice, SubmitJob
 from consensus.poc.types import PocCommitment, PocFraudProof, PocOpenings
 from consensus.records import HardwareSpec, validate_address, validate_amount
 
@@ -49,6 +50,7 @@ class TxKind:
     JOB_RESULT = 17
     JOB_CHALLENGE = 18
     CANCEL_JOB = 19
+    SET_PRICE = 20
 
     NAMES: ClassVar[dict[int, str]] = {
         1: "transfer",
@@ -70,6 +72,7 @@ class TxKind:
         17: "job_result",
         18: "job_challenge",
         19: "cancel_job",
+        20: "set_price",
     }
 
 
@@ -248,71 +251,7 @@ PocOpen = PocOpenings
 FraudProof = PocFraudProof
 
 
-@dataclass(frozen=True, slots=True)
-class SubmitJob(Encodable):
-    """Buy verified compute: a job of ``job_kind`` paid from ``escrow``."""
-
-    job_kind: int
-    #: Inline inputs (empty when generated from ``input_seed``).
-    inputs: bytes
-    input_seed: bytes
-    #: Work size in compute units.
-    units: int
-    bid_per_unit: int
-    escrow: int
-    redundancy: int
-    deadline_blocks: int
-
-    def validate_basic(self) -> None:
-        if self.job_kind <= 0:
-            raise ValidationError("submit_job.job_kind must be positive")
-        if not self.inputs and len(self.input_seed) != HASH_LEN:
-            raise ValidationError("submit_job needs inline inputs or a 32-byte input seed")
-        validate_amount(self.units, "submit_job.units")
-        validate_amount(self.bid_per_unit, "submit_job.bid_per_unit")
-        validate_amount(self.escrow, "submit_job.escrow")
-        if not 1 <= self.redundancy <= 8:
-            raise ValidationError("submit_job.redundancy must be in [1, 8]")
-        validate_amount(self.deadline_blocks, "submit_job.deadline_blocks")
-
-
-@dataclass(frozen=True, slots=True)
-class JobResult(Encodable):
-    """A provider's commitment to a job result."""
-
-    job_id: bytes
-    nft_id: int
-    result_root: bytes
-    #: Kind-specific extra data (e.g. openings or checkpoints).
-    data: bytes
-
-    def validate_basic(self) -> None:
-        _validate_hash(self.job_id, "job_result.job_id")
-        _validate_hash(self.result_root, "job_result.result_root")
-
-
-@dataclass(frozen=True, slots=True)
-class JobChallenge(Encodable):
-    """Dispute a job result (starts or continues a dispute)."""
-
-    job_id: bytes
-    nft_id: int
-    data: bytes
-
-    def validate_basic(self) -> None:
-        _validate_hash(self.job_id, "job_challenge.job_id")
-
-
-@dataclass(frozen=True, slots=True)
-class CancelJob(Encodable):
-    """Cancel an unassigned job and refund its escrow."""
-
-    job_id: bytes
-
-    def validate_basic(self) -> None:
-        _validate_hash(self.job_id, "cancel_job.job_id")
-
-
+# Kinds 16-20 are the job marketplace's bodies (consensus/jobs/types.py, docs/jobs.md).
 BODY_TYPES: dict[int, type[Encodable]] = {
     TxKind.TRANSFER: Transfer,
     TxKind.CREATE_VALIDATOR: CreateValidator,
@@ -333,6 +272,7 @@ BODY_TYPES: dict[int, type[Encodable]] = {
     TxKind.JOB_RESULT: JobResult,
     TxKind.JOB_CHALLENGE: JobChallenge,
     TxKind.CANCEL_JOB: CancelJob,
+    TxKind.SET_PRICE: SetPrice,
 }
 KIND_OF_BODY: dict[type[Encodable], int] = {v: k for k, v in BODY_TYPES.items()}
 
