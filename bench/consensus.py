@@ -71,7 +71,7 @@ def run() -> None:
         wall, committed, sim_ms = _simulate(validators, heights)
         print(
             f"simulated consensus, {validators:>2} validators: {committed / wall:8.1f} committed "
-            f"heights/s of CPU ({committed} heights in {wall:.2f} s wall; "
+            f"heights/s, wall clock ({committed} heights in {wall:.2f} s; "
             f"{sim_ms / committed:.0f} ms simulated per height)"
         )
     for n, repeats in ((4, 200), (16, 100), (100, 30)):
