@@ -19,6 +19,7 @@ from consensus.errors import (
     InsufficientFunds,
     InvalidBlock,
     InvalidEvidence,
+    JobError,
     MalformedOpenings,
     NFTBindingError,
     NotChallengeProver,
@@ -28,11 +29,11 @@ from consensus.errors import (
     UnknownChallenge,
     UnknownNFT,
     UnknownValidator,
-    UnsupportedTransaction,
     ValidatorExists,
 )
 from consensus.evidence import compute_duplicate_vote_evidence, encode_evidence
 from consensus.hashing import hash32
+from consensus.jobs.types import ChallengeAction, JobChallenge, JobResult
 from consensus.poc import RowOpening
 from consensus.poc_state import get_challenge, get_latest_challenge
 from consensus.records import HardwareSpec, NFTStatus
@@ -45,13 +46,11 @@ from consensus.txs import (
     CreateValidator,
     Delegate,
     FraudProof,
-    JobChallenge,
-    JobResult,
     PocCommit,
     PocOpen,
     RegisterCompute,
+    SetPrice,
     SubmitEvidence,
-    SubmitJob,
     Transfer,
     TransferNFT,
     UnbindNFT,
@@ -61,6 +60,7 @@ from consensus.txs import (
     build_tx,
 )
 from consensus.votes import Vote, VoteType
+from tests.jobs.chainkit import commit, honest_leaves, job_of, matmul_body, open_samples
 
 SPEC = HardwareSpec(device_kind=0, model="test-cpu", cores=2, memory_mb=2048)
 
@@ -294,6 +294,35 @@ def _bogus_fraud_proof(chain: TestChain) -> FraudProof:
     return FraudProof(cid, RowOpening(0, bytes(4 * 2048), ()))
 
 
+def _assigned_job(chain: TestChain) -> bytes:
+    """Submit a matrix job from account 1; it is assigned at the end of its block."""
+    result = chain.next_block([chain.tx(chain.account_keys[1], matmul_body())])
+    assert result.tx_results[0].code == 0
+    from consensus.jobs.store import iter_open_job_ids
+
+    (job_id,) = iter_open_job_ids(chain.view())
+    return job_id
+
+
+def _result_from_other_nft(chain: TestChain) -> tuple[PrivateKey, Encodable]:
+    job = job_of(chain, _assigned_job(chain))
+    other = next(i for i in range(chain.n_validators) if _nft_of(chain, i) != job.slots[0].nft_id)
+    return chain.operator_keys[other], JobResult(job.id, _nft_of(chain, other), b"\x02" * 32, ())
+
+
+def _challenge_after_window(chain: TestChain) -> tuple[PrivateKey, Encodable]:
+    job = job_of(chain, _assigned_job(chain))
+    nft = job.slots[0].nft_id
+    c, _ = commit(chain, job.id, nft, honest_leaves(job))
+    chain.next_block()
+    open_samples(chain, job.id, nft, c)
+    for _ in range(chain.view().get_params().job_challenge_window_blocks + 1):
+        chain.next_block()
+    opening = job_of(chain, job.id).slots[0].openings[0]
+    other = next(i for i in range(chain.n_validators) if _nft_of(chain, i) != nft)
+    return chain.operator_keys[other], JobChallenge(job.id, nft, ChallengeAction.FRAUD, 0, (opening,))
+
+
 BIG = 10**15
 CASES: list[Case] = [
     ("transfer_insufficient", lambda c: (c.account_keys[0], Transfer(c.account_keys[1].address(), BIG)), InsufficientFunds),
@@ -326,10 +355,14 @@ CASES: list[Case] = [
     ("poc_commit_not_owner", lambda c: (c.account_keys[0], PocCommit(_poc_challenge(c), b"\x02" * 32)), NotChallengeProver),
     ("poc_open_malformed", lambda c: (c.operator_keys[0], _bad_openings(c)), MalformedOpenings),
     ("fraud_proof_bogus", lambda c: (c.account_keys[0], _bogus_fraud_proof(c)), RejectedFraudProof),
-    ("submit_job_unsupported", lambda c: (c.account_keys[0], SubmitJob(1, b"x", b"", 1, 1, 1, 1, 10)), UnsupportedTransaction),
-    ("job_result_unsupported", lambda c: (c.account_keys[0], JobResult(b"\x01" * 32, 0, b"\x02" * 32, b"")), UnsupportedTransaction),
-    ("job_challenge_unsupported", lambda c: (c.account_keys[0], JobChallenge(b"\x01" * 32, 0, b"")), UnsupportedTransaction),
-    ("cancel_job_unsupported", lambda c: (c.account_keys[0], CancelJob(b"\x01" * 32)), UnsupportedTransaction),
+    ("submit_job_escrow_below_bid", lambda c: (c.account_keys[0], matmul_body(bid=5, escrow=4)), JobError),
+    ("submit_job_unknown_kind", lambda c: (c.account_keys[0], dataclasses.replace(matmul_body(), job_kind=9)), JobError),
+    ("submit_job_wrong_input_hash", lambda c: (c.account_keys[0], dataclasses.replace(matmul_body(), input_hash=b"\x05" * 32)), JobError),
+    ("cancel_job_assigned", lambda c: (c.account_keys[1], CancelJob(_assigned_job(c))), JobError),
+    ("cancel_job_not_submitter", lambda c: (c.account_keys[0], CancelJob(_assigned_job(c))), JobError),
+    ("job_result_not_assigned_nft", lambda c: _result_from_other_nft(c), JobError),
+    ("job_challenge_after_window", lambda c: _challenge_after_window(c), JobError),
+    ("set_price_not_owner", lambda c: (c.account_keys[0], SetPrice(_nft_of(c, 0), 3, 1)), NotNFTOwner),
 ]
 
 
