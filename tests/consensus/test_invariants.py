@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from consensus.crypto import Domain
 from consensus.evidence import compute_duplicate_vote_evidence, encode_evidence
 from consensus.hashing import hash32
+from consensus.jobs.store import get_total_escrow
 from consensus.records import Account, ComputeNFT, Delegation, HardwareSpec, UnbondingEntry
 from consensus.staking import compute_voting_power, get_validator_compute
 from consensus.state import Keys, State
@@ -76,6 +77,8 @@ def check_invariants(chain: TestChain, genesis_supply: int) -> None:
                 own[d.validator] = d.amount
     unbonding = sum(UnbondingEntry.decode(v).amount for k, v in data.items() if k.startswith(Keys.UNBONDING))
     collateral = sum(ComputeNFT.decode(v).collateral for k, v in data.items() if k.startswith(Keys.NFT))
+    # Job escrow is locked supply, like collateral (consensus/jobs).
+    escrow = get_total_escrow(state)
     for v in state.iter_validators():
         # Bonded totals equal their sums.
         assert v.stake == delegated.get(v.address, 0)
@@ -85,7 +88,7 @@ def check_invariants(chain: TestChain, genesis_supply: int) -> None:
         assert (power == 0) == (v.stake == 0 or compute == 0)
     # Supply changes only by minting and burning, and every token is somewhere.
     assert meta.total_supply == genesis_supply + meta.minted - meta.burned
-    assert balances + sum(delegated.values()) + unbonding + collateral == meta.total_supply
+    assert balances + sum(delegated.values()) + unbonding + collateral + escrow == meta.total_supply
     assert meta.minted == chain.height * state.get_params().block_reward
     # The validator set holds exactly the eligible validators' powers (after an epoch).
 
