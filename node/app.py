@@ -25,6 +25,7 @@ from consensus.records import Fault, SlashingRecord
 from consensus.state import Keys, State
 from consensus.txs import SignedTx
 from node.clock import Clock, SystemClock
+from node.compute import ComputeService
 from node.config import NodeConfig, parse_multiaddr_tcp
 from node.driver import ConsensusDriver
 from node.executor import BlockCommitted, BlockExecutor
@@ -175,6 +176,11 @@ class Node:
         )
         self.driver.committed_listeners.append(self._on_committed)
         self.gossip.attach(self.driver)
+        # Proof of compute and attestations (node/compute.py).
+        self.compute = ComputeService(self, byzantine=self.byzantine)
+        self.compute.attach()
+        self.driver.committed_listeners.append(self.compute.on_committed)
+        self.driver.attestation_source = self.compute.select_attestations
         self.tx_gossip = TxGossip(self.transport, self._validate_gossip_tx, self._on_gossip_tx)
         self.syncer = BlockSyncer(self.transport, self.executor, self.driver)
         self.events = EventBus()
@@ -198,6 +204,7 @@ class Node:
         self._spawn("block-sync", self.syncer.run())
         self._spawn("rebroadcast", self._rebroadcast_loop())
         self._spawn("gauges", self._gauge_loop())
+        self._spawn("compute", self.compute.run())
         log.info(
             "node %s started: chain %s, height %d, validator %s, p2p %s",
             self.config.node.moniker, self.chain_id, self.executor.height,
@@ -237,7 +244,7 @@ class Node:
 
     def _validate_gossip_tx(self, peer: str, raw: bytes) -> Verdict:
         try:
-            tx = SignedTx.decode(raw)
+            tx = SignedTx.decode(raw, max_bytes=self.executor.head_state().get_params().max_tx_bytes)
         except Exception:
             return Verdict.REJECT
         result = self.mempool.add(tx, self.executor.head_state())
@@ -331,7 +338,7 @@ class Node:
             self.signer_store.close()
         if self.store is not None:
             self.store.close()
-        log.info("node stopped")
+            log.info("node stopped")
 
 
 def read_genesis_file(path: Path) -> Genesis:

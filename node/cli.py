@@ -93,7 +93,7 @@ def cmd_start(args: argparse.Namespace) -> int:
     from node.app import Node, NodeError
     from node.config import ConfigError, load_config
     from node.keyfiles import KeyFileError, read_private_file
-    from node.logs import setup_logging
+    from node.logs import add_file_logging, setup_logging
     from storage import StorageError
 
     home = NodeHome.at(args.home)
@@ -108,7 +108,9 @@ def cmd_start(args: argparse.Namespace) -> int:
         keys_dir=cfg.node.keys_dir, logs_dir=cfg.node.logs_dir,
     )
     log_file = Path(cfg.log.file) if cfg.log.file else home.log_file
-    setup_logging(cfg.log.level, log_file)
+    # The log file is opened only once the node holds its data directory's lock,
+    # so a refused second start never writes into the running node's log.
+    setup_logging(cfg.log.level, None)
     try:
         encrypted = is_encrypted_keystore(read_private_file(home.account_key_file).decode())
     except (KeyFileError, ConsensusError) as exc:
@@ -137,6 +139,7 @@ def cmd_start(args: argparse.Namespace) -> int:
         except (StorageError, ConsensusError, NodeError, OSError) as exc:
             await node.stop()
             raise CLIError(str(exc)) from exc
+        add_file_logging(log_file)
         waiter = asyncio.create_task(node.wait())
         stopper = asyncio.create_task(stop.wait())
         await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)

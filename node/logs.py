@@ -35,11 +35,16 @@ def setup_logging(level: str, log_file: Path | None, *, stderr: bool = True) -> 
     for h in list(root.handlers):
         root.removeHandler(h)
     if log_file is not None:
-        log_file.parent.mkdir(parents=True, exist_ok=True)
-        fh = logging.handlers.RotatingFileHandler(log_file, maxBytes=50 << 20, backupCount=3)
-        fh.setFormatter(JsonFormatter())
-        root.addHandler(fh)
+        add_file_logging(log_file)
     if stderr:
         sh = logging.StreamHandler(sys.stderr)
         sh.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
         root.addHandler(sh)
+
+
+def add_file_logging(log_file: Path) -> None:
+    """Also write every record to ``log_file`` as JSON lines (rotated at 50 MiB)."""
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    fh = logging.handlers.RotatingFileHandler(log_file, maxBytes=50 << 20, backupCount=3)
+    fh.setFormatter(JsonFormatter())
+    logging.getLogger().addHandler(fh)
