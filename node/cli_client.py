@@ -209,6 +209,10 @@ async def _send_tx(args: argparse.Namespace, key: PrivateKey, body: Encodable) -
         result: dict[str, Any] = await client.call(
             "broadcast_tx", {"tx": "0x" + tx.raw.hex(), "mode": mode}, timeout=args.timeout
         )
+    if isinstance(body, SubmitJob):
+        from consensus.jobs.handlers import compute_job_id
+
+        result["job_id"] = "0x" + compute_job_id(key.address(), nonce).hex()
     return result
 
 
@@ -224,6 +228,8 @@ def _tx_command(build: Callable[[argparse.Namespace, PrivateKey], Encodable]) ->
         elif code == 0:
             where = f" in block {result['height']}" if "height" in result else " (in the mempool)"
             print(f"tx {result['hash']} {'committed' if 'height' in result else 'accepted'}{where}")
+            if "job_id" in result:
+                print(f"job {result['job_id']}")
         if code != 0:
             what = "failed in block " + str(result["height"]) if "height" in result else "refused"
             raise ClientError(f"transaction {result['hash']} {what} (code {code}): {result.get('log', '')}")
@@ -266,6 +272,12 @@ def _b_unbind_nft(args: argparse.Namespace, key: PrivateKey) -> Encodable:
 
 def _b_unjail(args: argparse.Namespace, key: PrivateKey) -> Encodable:
     return Unjail()
+
+
+def _b_set_price(args: argparse.Namespace, key: PrivateKey) -> Encodable:
+    from consensus.jobs.types import SetPrice
+
+    return SetPrice(_nft_id(args.id), args.price, 0 if args.stop else 1)
 
 
 def _nft_id(text: str) -> int:
@@ -315,6 +327,14 @@ def _b_register_compute(args: argparse.Namespace, key: PrivateKey) -> Encodable:
 
 
 def _b_submit_job(args: argparse.Namespace, key: PrivateKey) -> Encodable:
+    from consensus.jobs.iterate import IterateSpec
+    from consensus.jobs.kinds import JobInput
+    from consensus.jobs.matmul import MatmulSpec
+    from consensus.jobs.registry import KIND_BY_NAME, get_kind
+
+    kind = KIND_BY_NAME.get(args.kind) or (get_kind(int(args.kind)) if args.kind.isdigit() else None)
+    if kind is None:
+        raise ClientError(f"--kind must be one of {', '.join(KIND_BY_NAME)} (or a kind code), got {args.kind!r}")
     inputs = b""
     seed = b""
     if args.inputs_file:
@@ -330,10 +350,26 @@ def _b_submit_job(args: argparse.Namespace, key: PrivateKey) -> Encodable:
             raise ClientError("--input-seed must be 32 bytes of hex") from exc
         if len(seed) != 32:
             raise ClientError("submit-job needs --inputs-file or a 32-byte --input-seed (hex)")
+    if kind.name == "matmul":
+        if args.rows is None or args.n is None:
+            raise ClientError("a matmul job needs --rows and --n (and --p for inline inputs; seeded p = n)")
+        spec = MatmulSpec(args.rows, args.n, args.p if args.p is not None else args.n).encode()
+    else:
+        if args.steps is None or args.width is None:
+            raise ClientError("an iterate job needs --steps and --width")
+        spec = IterateSpec(args.steps, args.width).encode()
+    ji = JobInput(spec, inputs, seed)
+    try:
+        kind.validate_input(ji, 1 << 62)
+        work_units = kind.compute_work_units(ji)
+        input_hash = kind.compute_input_hash(ji)
+    except ConsensusError as exc:
+        raise ClientError(f"submit-job: {exc}") from exc
+    escrow = args.escrow if args.escrow is not None else args.bid_per_unit * work_units * args.redundancy
     body = SubmitJob(
-        job_kind=args.kind, inputs=inputs, input_seed=seed, units=args.units,
-        bid_per_unit=args.bid_per_unit, escrow=args.escrow, redundancy=args.redundancy,
-        deadline_blocks=args.deadline_blocks,
+        job_kind=kind.code, spec=spec, inputs=inputs, input_seed=seed, input_hash=input_hash,
+        min_units=args.min_units, bid_per_unit=args.bid_per_unit, escrow=escrow,
+        redundancy=args.redundancy, deadline_blocks=args.deadline_blocks,
     )
     try:
         body.validate_basic()
@@ -394,15 +430,25 @@ def _add_tx_commands(sub: Any) -> None:
     p = tx.add_parser("unjail", help="return your validator from jail")
     p.set_defaults(func=_tx_command(_b_unjail))
     p = tx.add_parser("submit-job", help="buy verified compute: submit a job with escrow")
-    p.add_argument("--kind", type=int, required=True, help="job kind code")
-    p.add_argument("--units", type=int, required=True, help="work size in compute units")
+    p.add_argument("--kind", required=True, help="matmul, iterate, or a kind code")
+    p.add_argument("--rows", type=int, help="matmul: rows of A (m)")
+    p.add_argument("--n", type=int, help="matmul: columns of A = rows of B")
+    p.add_argument("--p", type=int, help="matmul: columns of B (seeded inputs: p = n)")
+    p.add_argument("--steps", type=int, help="iterate: number of steps")
+    p.add_argument("--width", type=int, help="iterate: state words (u64)")
     p.add_argument("--bid-per-unit", type=int, required=True)
-    p.add_argument("--escrow", type=int, required=True)
+    p.add_argument("--escrow", type=int, help="default: bid x work units x redundancy")
+    p.add_argument("--min-units", type=int, default=0, help="smallest verified units of a provider NFT")
     p.add_argument("--redundancy", type=int, default=1)
     p.add_argument("--deadline-blocks", type=int, default=20)
     p.add_argument("--input-seed", help="32-byte hex seed the inputs are generated from")
     p.add_argument("--inputs-file", help="file holding the inline inputs")
     p.set_defaults(func=_tx_command(_b_submit_job))
+    p = tx.add_parser("set-price", help="set a compute NFT's asking price per job work unit")
+    p.add_argument("id")
+    p.add_argument("price", type=int)
+    p.add_argument("--stop", action="store_true", help="stop taking new jobs")
+    p.set_defaults(func=_tx_command(_b_set_price))
     for p in tx.choices.values():
         _add_tx_common(p)
 
