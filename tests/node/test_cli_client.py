@@ -221,14 +221,11 @@ def test_render_is_readable() -> None:
 
 def test_tx_submit_job_reports_the_chain_answer(live: LiveNode, capsys) -> None:
     capsys.readouterr()
-    code = cli("tx", "submit-job", "--kind", "1", "--units", "10", "--bid-per-unit", "2",
-               "--escrow", "20", "--input-seed", "ab" * 32, "--home", str(live.home), "--wait")
+    code = cli("tx", "submit-job", "--kind", "matmul", "--rows", "8", "--n", "16", "--bid-per-unit", "2",
+               "--input-seed", "ab" * 32, "--home", str(live.home), "--wait")
     out, err = capsys.readouterr()
-    if code == 0:
-        assert "committed in block" in out
-    else:
-        # This protocol version does not execute jobs yet: included, charged, and refused.
-        assert "failed in block" in err and "(code 34)" in err
-    assert cli("tx", "submit-job", "--kind", "1", "--units", "10", "--bid-per-unit", "2",
+    assert code == 0, err
+    assert "committed in block" in out and "job 0x" in out
+    assert cli("tx", "submit-job", "--kind", "matmul", "--rows", "8", "--n", "16", "--bid-per-unit", "2",
                "--escrow", "20", "--home", str(live.home)) == 1
     assert "input-seed" in capsys.readouterr().err
