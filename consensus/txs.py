@@ -19,7 +19,11 @@ from consensus.codec import Encodable, Raw, pack_raw, unpack_raw
 from consensus.crypto import PUBKEY_LEN, SIGNATURE_LEN, Domain, PrivateKey, compute_address
 from consensus.errors import DecodeError, ValidationError
 from consensus.hashing import HASH_LEN, hash32
-from consensus.jobs.types import CancelJob, JobChallenge, JobResult, SetPrice, SubmitJob
+from consensus.jobs.types import CancelJob as CancelJob
+from consensus.jobs.types import JobChallenge as JobChallenge
+from consensus.jobs.types import JobResult as JobResult
+from consensus.jobs.types import SetPrice as SetPrice
+from consensus.jobs.types import SubmitJob as SubmitJob
 from consensus.poc.types import PocCommitment, PocFraudProof, PocOpenings
 from consensus.records import HardwareSpec, validate_address, validate_amount
 
