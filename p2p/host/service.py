@@ -35,8 +35,10 @@ from p2p import scoring
 from p2p.config import P2PConfig, peers_protocol
 from p2p.dispatch import VALIDATOR_TIMEOUT, GateDrop, GossipGate
 from p2p.envelope import PeerExchange, PeerRecord
-from p2p.errors import BadPeerData, MessageTooLarge, PeerUnavailable, RequestFailed, RequestTimeout
+from p2p.errors import BadPeerData, PeerUnavailable
 from p2p.host.bridge import BatchedHandOff, TrioThread
+from p2p.host.reqresp import reset_stream as _reset
+from p2p.host.reqresp import send_request, serve_request
 from p2p.host.router import CstakeGossipSub, GuardedPubsub
 from p2p.host.streams import FrameReader, frame, write_frames
 from p2p.interface import PeerConnected, PeerDisconnected, PeerEvent, PeerPenalised, Verdict
@@ -51,7 +53,6 @@ STABLE_CONNECTION = 10.0
 _PX_MAX_RECORDS = 64
 _PX_MAX_ADDRS = 4
 _PX_MAX_BYTES = 64 * 1024
-_REQUEST_MAX_BYTES = 64 * 1024
 
 
 class AsyncioSide(Protocol):
@@ -489,77 +490,16 @@ class HostService:
                 if self.nursery is not None:
                     self.nursery.start_soon(self._exchange_with, peer, 0.0)
 
-    # -- request / response ------------------------------------------------------------
+    # -- request / response (p2p.host.reqresp) ------------------------------------------
 
     async def request(
         self, peer_id: str, protocol: str, data: bytes, timeout: float, max_frames: int, max_frame: int
     ) -> list[bytes]:
-        """Open a stream, send one request frame, read up to ``max_frames`` frames until EOF."""
-        peer = ID.from_base58(peer_id)
-        if peer not in self.connected:
-            raise PeerUnavailable(f"peer {peer_id} is not connected")
-        self.stats.requests_out += 1
-        stream = None
-        try:
-            with trio.fail_after(timeout):
-                try:
-                    stream = await self.host.new_stream(peer, [TProtocol(protocol)])
-                except Exception as exc:
-                    raise PeerUnavailable(f"{peer_id} does not serve {protocol}: {exc}") from exc
-                await stream.write(frame(data))
-                self.stats.bytes_out += len(data)
-                reader = FrameReader(stream, max_frame)
-                frames: list[bytes] = []
-                while True:
-                    try:
-                        f = await reader.read_frame()
-                    except MessageTooLarge as exc:
-                        raise BadPeerData(f"{peer_id}: {exc}") from exc
-                    if f is None:
-                        break
-                    if len(frames) >= max_frames:
-                        raise BadPeerData(f"{peer_id} sent more than the {max_frames} frames asked")
-                    frames.append(f)
-                self.stats.bytes_in += reader.bytes_read
-                await stream.close()
-                stream = None
-                return frames
-        except trio.TooSlowError as exc:
-            self.stats.requests_failed += 1
-            raise RequestTimeout(f"{protocol} request to {peer_id} timed out after {timeout} s") from exc
-        except RequestFailed:
-            self.stats.requests_failed += 1
-            raise
-        except Exception as exc:
-            self.stats.requests_failed += 1
-            raise RequestFailed(f"{protocol} request to {peer_id} failed: {type(exc).__name__}: {exc}") from exc
-        finally:
-            if stream is not None:
-                await _reset(stream)
+        """Send one request to a connected peer and return its frames (trio thread)."""
+        return await send_request(self, peer_id, protocol, data, timeout, max_frames, max_frame)
 
     async def _serve_request(self, protocol: str, stream: Any) -> None:
-        peer = stream.muxed_conn.peer_id
-        pid = peer.to_base58()
-        if self.bridge is None or not self.req_limiter.allow(pid, "request", time.monotonic()):
-            self.stats.drop("rate")
-            self.on_fault(peer, "rate")
-            await _reset(stream)
-            return
-        self.stats.requests_in += 1
-        try:
-            with trio.fail_after(self.config.request_timeout):
-                data = await FrameReader(stream, _REQUEST_MAX_BYTES).read_frame()
-                if data is None:
-                    raise BadPeerData("empty request")
-            result = await self.bridge.to_asyncio(self.side.serve, protocol, pid, data, timeout=self.config.request_timeout)
-            if isinstance(result, BaseException):
-                raise result
-            with trio.fail_after(self.config.request_timeout * 3):
-                self.stats.bytes_out += await write_frames(stream, result)
-                await stream.close()
-        except Exception as exc:
-            log.debug("serving %s to %s failed: %s", protocol, pid, exc)
-            await _reset(stream)
+        await serve_request(self, protocol, stream)
 
 
 def _valid_addrs(addrs: tuple[str, ...], peer_id: str) -> list[str]:
@@ -578,10 +518,3 @@ def _valid_addrs(addrs: tuple[str, ...], peer_id: str) -> list[str]:
             continue
         out.append(text)
     return out
-
-
-async def _reset(stream: Any) -> None:
-    try:
-        await stream.reset()
-    except Exception as exc:
-        log.debug("stream reset: %s", exc)
