@@ -34,6 +34,7 @@ from node.home import NodeHome
 from node.keyfiles import load_keystore
 from node.mempool import Mempool
 from node.metrics import NodeMetrics
+from node.provider import JobProvider
 from node.rpc.events import EventBus
 from node.rpc.server import RPCServer
 from node.signer import FileSignerStore, PersistentSigner
@@ -147,6 +148,9 @@ class Node:
             listen_port=port,
             bootstrap=tuple(self.config.p2p.bootstrap),
             max_peers=self.config.p2p.max_peers,
+            # Gossip must carry the chain's largest transaction (proof-of-compute openings),
+            # within the transport's 4 MiB ceiling.
+            max_message_bytes=min(4 << 20, max(1 << 20, self.genesis.params.max_tx_bytes + (64 << 10))),
         )
 
     async def start(self) -> None:
@@ -205,6 +209,9 @@ class Node:
         self._spawn("rebroadcast", self._rebroadcast_loop())
         self._spawn("gauges", self._gauge_loop())
         self._spawn("compute", self.compute.run())
+        # Job marketplace: provide for this node's NFTs, watch other providers (node/provider.py).
+        self.jobs = JobProvider(self, cheat=self.byzantine == "job-cheat")
+        self._spawn("jobs", self.jobs.run())
         log.info(
             "node %s started: chain %s, height %d, validator %s, p2p %s",
             self.config.node.moniker, self.chain_id, self.executor.height,
@@ -324,6 +331,8 @@ class Node:
         await asyncio.gather(*self._tasks.values(), return_exceptions=True)
         if hasattr(self, "driver"):
             self.driver.stop()
+        if hasattr(self, "jobs"):
+            self.jobs.close()
         if hasattr(self, "rpc"):
             await self.rpc.stop()
         if hasattr(self, "tx_gossip"):
