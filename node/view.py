@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from consensus.blocks import Block
 from consensus.errors import ConsensusError
+from consensus.jobs.store import get_job, iter_jobs
 from consensus.state import State
 from consensus.state_reader import StateReader
 from consensus.txs import SignedTx
@@ -18,6 +19,9 @@ from node.rpc.view import CommittedTx, MempoolView, PeerInfo, SubmitResult
 
 if TYPE_CHECKING:
     from node.app import Node
+
+#: Most recent jobs the ``jobs`` listing returns.
+JOBS_LISTED = 200
 
 
 class StoreNodeView:
@@ -133,13 +137,28 @@ class StoreNodeView:
         return SubmitResult(tx_hash or tx.tx_hash, code, log)
 
     def attestations(self, validator: bytes | None) -> list[dict[str, Any]] | None:
-        return None
+        from node.compute import list_attestations
+
+        compute = getattr(self._node, "compute", None)
+        state = State(self._node.executor.store.state)
+        return list_attestations(state, None if compute is None else compute.pool, validator)
 
     def challenges(self, height: int | None, nft_id: int | None) -> list[dict[str, Any]] | None:
-        return None
+        from node.compute import list_challenges
+
+        state = State(self._node.executor.store.state)
+        return list_challenges(state, self.latest_height(), height, nft_id)
 
     def jobs(self, status: str | None) -> list[dict[str, Any]] | None:
-        return None
+        from node.jobs_format import format_job, is_job_status
+
+        state = State(self._node.executor.store.state)
+        found = [j for j in iter_jobs(state) if status is None or is_job_status(j, status)]
+        found.sort(key=lambda j: j.seq)
+        return [format_job(j, detail=False) for j in found[-JOBS_LISTED:]]
 
     def job(self, job_id: bytes) -> dict[str, Any] | None:
-        return None
+        from node.jobs_format import format_job
+
+        job = get_job(State(self._node.executor.store.state), job_id)
+        return None if job is None else format_job(job, detail=True)
