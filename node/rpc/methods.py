@@ -303,7 +303,8 @@ async def rpc_slashing_records(ctx: MethodContext, p: dict[str, Any]) -> Any:
         ]
 
 
-JOB_STATUSES = ("open", "assigned", "completed", "disputed", "cancelled", "expired")
+# "open" is any status before the end (consensus/jobs/types.py JobStatus has the life cycle).
+JOB_STATUSES = ("open", "submitted", "assigned", "committed", "challenged", "settled", "failed", "cancelled")
 
 
 async def rpc_jobs(ctx: MethodContext, p: dict[str, Any]) -> Any:
