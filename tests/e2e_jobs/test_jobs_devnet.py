@@ -1,0 +1,96 @@
+"""The job marketplace on a real 4-validator devnet, driven through `cstake` and RPC only.
+
+One devnet, node1 in ``job-cheat`` mode. A user submits four matrix jobs with
+`cstake tx submit-job`; each NFT can hold one job at a time, so every
+provider gets one, the cheater included. Honest providers execute, commit,
+open, and are paid after the challenge window, with the escrow remainder
+refunded. The cheater's wrong result is challenged by a watching validator
+with a fraud proof: it is slashed (job_fault, the challenger paid as
+whistleblower), its NFT turns faulty, and the job is re-assigned and
+completed by an honest provider.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e_incentives.devnet_helpers import Devnet, cstake, rpc, wait_until
+
+pytestmark = [pytest.mark.multiprocess, pytest.mark.slow]
+
+PARAMS = {"job_challenge_window_blocks": 4, "job_sample_count": 32}
+BID = 3
+
+
+def _address(devnet: Devnet, i: int) -> str:
+    return str(json.loads(cstake("keys", "show", "--home", devnet.home(i), "--json").stdout)["address"])
+
+
+def _jobs(devnet: Devnet, i: int, status: str | None = None) -> list[dict[str, Any]]:
+    args = ["query", "jobs", "--rpc", devnet.url(i), "--json"] + (["--status", status] if status else [])
+    return list(json.loads(cstake(*args).stdout)["jobs"])
+
+
+def test_matrix_jobs_paid_refunded_and_cheater_slashed(tmp_path: Path) -> None:
+    devnet = Devnet(tmp_path / "dn", params=PARAMS, byzantine=["node1=job-cheat"])
+    try:
+        started = time.monotonic()
+        devnet.up()
+        cheater = _address(devnet, 1)
+        user = 3
+        wait_until(lambda: devnet.height(0) >= 2, 60, "the devnet to commit blocks")
+        job_ids = []
+        for k in range(4):
+            out = cstake(
+                "tx", "submit-job", "--kind", "matmul", "--rows", "16", "--n", "64",
+                "--input-seed", f"{k + 1:02x}" * 32, "--bid-per-unit", str(BID), "--deadline-blocks", "15",
+                "--home", devnet.home(user), "--wait", "--json",
+            )
+            doc = json.loads(out.stdout)
+            assert doc["code"] == 0, doc
+            job_ids.append(doc["job_id"])
+
+        def all_settled() -> list[dict[str, Any]]:
+            jobs = [rpc(devnet.url(0), "job", {"id": j}) for j in job_ids]
+            return jobs if all(j["status"] == "settled" for j in jobs) else []
+
+        jobs = wait_until(all_settled, 120, "all four jobs to settle", step=1.0)
+        # Every node agrees on every job.
+        for j in job_ids:
+            assert rpc(devnet.url(2), "job", {"id": j}) == rpc(devnet.url(0), "job", {"id": j})
+        listed = {j["id"] for j in _jobs(devnet, 2, "settled")}
+        assert set(job_ids) <= listed
+
+        cheated = [j for j in jobs if j["excluded"]]
+        honest = [j for j in jobs if not j["excluded"]]
+        assert len(cheated) == 1, [j["excluded"] for j in jobs]
+        for job in jobs:
+            (slot,) = job["slots"]
+            # Paid by the asking price, never the bid; the rest refunded; nothing lost.
+            payment = slot["price"] * job["work_units"]
+            assert payment > 0 and slot["price"] < BID
+            assert job["paid"] + job["verifier_paid"] + job["burned"] == payment
+            assert job["refunded"] == job["escrow"] - payment > 0
+            assert job["locked"] == 0
+            assert slot["status"] == "done" and slot["provider"] != cheater
+            assert job["result_root"] == slot["result_root"]
+        # The honest first assignments went to three different honest providers.
+        assert len({j["slots"][0]["provider"] for j in honest}) == 3
+
+        # The cheater: slashed once for a job fault, the challenger (a validator) paid.
+        records = rpc(devnet.url(0), "slashing_records", {"validator": cheater})
+        faults = [r for r in records if r["fault"] == "job_fault"]
+        assert len(faults) == 1, records
+        validators = {_address(devnet, i) for i in range(4)}
+        assert faults[0]["whistleblower"] in validators - {cheater}
+        assert faults[0]["whistleblower_reward"] > 0 and faults[0]["amount"] > faults[0]["whistleblower_reward"]
+        nft = rpc(devnet.url(0), "nft", {"id": cheated[0]["excluded"][0]})
+        assert nft["status"] == "faulty" and nft["verified_units"] == 0 and nft["collateral"] == 0
+        assert time.monotonic() - started < 150
+    finally:
+        devnet.down()
