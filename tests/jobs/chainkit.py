@@ -5,9 +5,9 @@ from __future__ import annotations
 import hashlib
 
 from consensus.crypto import PrivateKey
+from consensus.jobs.iterate import IterateSpec
 from consensus.jobs.kinds import Commitment, JobInput, compute_commitment, open_leaves
 from consensus.jobs.matmul import MatmulSpec
-from consensus.jobs.iterate import IterateSpec
 from consensus.jobs.registry import get_job_input, get_kind
 from consensus.jobs.store import get_job, get_total_escrow
 from consensus.jobs.types import Job, JobResult, SlotStatus, SubmitJob
@@ -105,3 +105,77 @@ def supply_parts(chain: TestChain) -> tuple[int, int]:
 def assert_job_accounting(job: Job) -> None:
     assert job.escrow == job.paid + job.verifier_paid + job.burned + job.refunded + job.locked
     assert min(job.paid, job.verifier_paid, job.burned, job.refunded, job.locked) >= 0
+
+
+def cheat_leaves(job: Job) -> list[bytes]:
+    """The honest leaves with one wrong matrix entry, or one wrong step (later steps honest)."""
+    import numpy as np
+
+    from consensus.jobs.iterate import compute_step
+    from consensus.poc.merkle import ROW_DTYPE
+
+    leaves = honest_leaves(job)
+    if job.job_kind == 1:
+        row = np.frombuffer(leaves[-1], dtype=ROW_DTYPE).copy()
+        row[-1] += 1
+        leaves[-1] = row.tobytes()
+        return leaves
+    bad = len(leaves) // 2
+    leaves[bad] = bytes([leaves[bad][0] ^ 1]) + leaves[bad][1:]
+    for t in range(bad, len(leaves) - 1):
+        leaves[t + 1] = compute_step(leaves[t], t)
+    return leaves
+
+
+class MarketPlayer:
+    """Acts for every provider NFT by a behaviour ("honest", "cheat", "silent"), and as a watcher.
+
+    ``step()`` builds the next block from what the open jobs need: commitments,
+    openings, and fraud proofs from ``watcher`` (a validator index) against
+    wrong opened samples.
+    """
+
+    def __init__(self, chain: TestChain, behaviour: dict[int, str], watcher: int | None = None) -> None:
+        self.chain = chain
+        self.behaviour = behaviour
+        self.watcher = watcher
+        self.commitments: dict[tuple[bytes, int, int], Commitment] = {}
+
+    def txs(self) -> list:
+        from consensus.jobs.kinds import build_fraud_proof
+        from consensus.jobs.store import iter_open_job_ids
+        from consensus.jobs.types import ChallengeAction, JobChallenge
+
+        chain = self.chain
+        view = chain.view()
+        count = view.get_params().job_sample_count
+        out = []
+        watcher_key = chain.operator_keys[self.watcher] if self.watcher is not None else None
+        for job_id in iter_open_job_ids(view):
+            job = get_job(view, job_id)
+            assert job is not None
+            kind = get_kind(job.job_kind)
+            assert kind is not None
+            for slot in job.slots:
+                key = (job.id, slot.nft_id, slot.assigned_height)
+                how = self.behaviour.get(slot.nft_id, "honest")
+                provider_key = key_of_nft(chain, slot.nft_id) if slot.status != SlotStatus.EMPTY else None
+                if slot.status == SlotStatus.ASSIGNED and how != "silent":
+                    c = compute_commitment(cheat_leaves(job) if how == "cheat" else honest_leaves(job))
+                    self.commitments[key] = c
+                    out.append(chain.tx(provider_key, JobResult(job.id, slot.nft_id, c.root, ())))
+                elif slot.status == SlotStatus.COMMITTED and slot.sample_seed and key in self.commitments:
+                    c = self.commitments[key]
+                    idx = kind.compute_sample_indices(get_job_input(job), slot.sample_seed, count)
+                    out.append(chain.tx(provider_key, JobResult(job.id, slot.nft_id, c.root, open_leaves(c, idx))))
+                elif slot.status == SlotStatus.OPENED and watcher_key is not None:
+                    if watcher_key.address() in (slot.provider, slot.validator):
+                        continue
+                    proof = build_fraud_proof(kind, get_job_input(job), slot.sample_seed, slot.openings, count)
+                    if proof is not None:
+                        body = JobChallenge(job.id, slot.nft_id, ChallengeAction.FRAUD, 0, proof)
+                        out.append(chain.tx(watcher_key, body))
+        return out
+
+    def step(self) -> TransitionResult:
+        return self.chain.next_block(self.txs())
