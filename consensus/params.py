@@ -119,6 +119,9 @@ class Params(Encodable):
     job_default_price: int
     #: Most unsettled job slots one compute NFT holds at once.
     job_max_slots_per_nft: int
+    #: Widest proof-of-compute challenge (inner dimension n, a multiple of 64, <= 2048).
+    #: Openings carry 800 rows of 4·n bytes: 256 keeps them near 1.3 MB, gossip-sized.
+    poc_max_n: int
 
     def validate_basic(self) -> None:
         """Raise ValidationError unless every parameter is in its allowed range."""
@@ -149,6 +152,7 @@ class Params(Encodable):
             "job_lifetime_blocks",
             "job_default_price",
             "job_max_slots_per_nft",
+            "poc_max_n",
             "timeout_propose_ms",
             "timeout_vote_ms",
         )
@@ -178,6 +182,8 @@ class Params(Encodable):
             raise ValidationError("params.allow_test_faults is 0 or 1")
         if self.poc_max_rows > 1 << 24:
             raise ValidationError("params.poc_max_rows is at most 2^24")
+        if not 64 <= self.poc_max_n <= 2048 or self.poc_max_n % 64:
+            raise ValidationError("params.poc_max_n must be a multiple of 64 in [64, 2048]")
         if self.job_verifier_share_bps + self.job_fee_bps > BPS:
             raise ValidationError("params.job_verifier_share_bps + job_fee_bps must not exceed 10000")
 
@@ -208,10 +214,10 @@ class Params(Encodable):
 
 
 DEVNET = Params(
-    # A proof-of-compute openings transaction is about 7 MB (800 rows of 8 KiB with paths).
-    max_block_bytes=16 << 20,
+    max_block_bytes=4 << 20,
     max_block_txs=10_000,
-    max_tx_bytes=9 << 20,
+    # A proof-of-compute openings transaction is about 1.3 MB at devnet's n = 256.
+    max_tx_bytes=2 << 20,
     min_fee=1,
     epoch_blocks=20,
     unbonding_blocks=100,
@@ -258,11 +264,14 @@ DEVNET = Params(
     job_fee_bps=100,
     job_default_price=1,
     job_max_slots_per_nft=1,
+    poc_max_n=256,
 )
 
 MAINNET = dataclasses.replace(
     DEVNET,
+    # Openings at n = 2048 are about 7 MB (800 rows of 8 KiB with their paths).
     max_block_bytes=16 << 20,
+    max_tx_bytes=9 << 20,
     min_fee=1_000,
     epoch_blocks=1_000,
     # 21 days of 6-second blocks.
@@ -293,6 +302,7 @@ MAINNET = dataclasses.replace(
     job_lifetime_blocks=14_400,
     job_default_price=1_000,
     job_max_slots_per_nft=4,
+    poc_max_n=2048,
 )
 
 PRESETS: dict[str, Params] = {"devnet": DEVNET, "mainnet": MAINNET}

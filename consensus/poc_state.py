@@ -179,6 +179,7 @@ def get_poc_params(params: Params) -> PocParams:
         sample_delay_blocks=params.poc_sample_delay_blocks,
         openings_deadline_blocks=params.poc_open_deadline_blocks,
         max_rows=params.poc_max_rows,
+        max_n=params.poc_max_n,
     )
 
 

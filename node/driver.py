@@ -251,6 +251,8 @@ class ConsensusDriver:
         self._late_height = 0
         self._late_precommits: dict[bytes, Vote] = {}
         self.committed_listeners: list[Callable[[BlockCommitted], None]] = []
+        #: Encoded compute attestations for the block built at a height (node.compute).
+        self.attestation_source: Callable[[int], tuple[bytes, ...]] | None = None
         self.last_commit_ms = clock.now_ms()
         self.dropped_inputs = 0
         self.rejected_inputs = 0
@@ -630,7 +632,7 @@ class ConsensusDriver:
             parent_hash=ex.last_block_hash(),
             last_commit=last_commit,
             txs=tuple(t.raw for t in txs),
-            attestations=(),
+            attestations=self.attestation_source(height) if self.attestation_source else (),
             evidence=evidence,
             state_root=ex.store.state_root,
             validators_hash=vset.hash(),

@@ -20,7 +20,9 @@ from p2p.keys import load_or_create_peer_key, peer_id_from_seed
 
 DEV_BALANCE = 10**15
 DEV_SELF_BOND = 1_000_000
-DEV_COMPUTE_UNITS = 100
+# Modest claims: devnet nodes share one small machine, and every challenge must finish
+# well inside its commitment deadline there (docs/proof-of-compute.md, known limits).
+DEV_COMPUTE_UNITS = 5
 DEV_COLLATERAL = 10_000
 
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 from consensus.hashing import tagged_hash
 from consensus.poc.errors import InvalidChallengeParams, InvalidCommitment
-from consensus.poc.matrices import MAX_N
 from consensus.poc.sampling import compute_sample_seed, derive_sample_indices_from_seed
 from consensus.poc.types import Challenge, PocParams
 
@@ -56,11 +55,12 @@ def compute_challenge_size(claimed_units: int, params: PocParams) -> tuple[int, 
     if type(claimed_units) is not int or claimed_units < 0:
         raise InvalidChallengeParams("claimed units must be a non-negative integer")
     target = claimed_units * params.challenge_ms * OPS_PER_UNIT_MS
-    if target <= 2 * MAX_N**3:
+    max_n = params.max_n
+    if target <= 2 * max_n**3:
         n = max(ROW_QUANTUM, _icbrt(target // 2) // ROW_QUANTUM * ROW_QUANTUM)
         return n, n
-    rows = target // (2 * MAX_N * MAX_N) // ROW_QUANTUM * ROW_QUANTUM
-    return MAX_N, min(max(rows, MAX_N), params.max_rows)
+    rows = target // (2 * max_n * max_n) // ROW_QUANTUM * ROW_QUANTUM
+    return max_n, min(max(rows, max_n), params.max_rows)
 
 
 def _u(value: int, width: int) -> bytes:

@@ -34,6 +34,10 @@ class PocParams(Encodable):
     """Openings must be included at most this many blocks after the sample block."""
     max_rows: int
     """Largest row count of A (bounds the work and the prover's memory for leaf hashes)."""
+    max_n: int = MAX_N
+    """Widest inner dimension n (a multiple of 64, at most 2048). The openings carry 800 rows
+    of 4·n bytes, so a network whose gossip carries a few MiB per message at most (the
+    devnet) uses n = 256 (openings about 1.3 MB) instead of the full 2048 (about 7 MB)."""
 
     def __post_init__(self) -> None:
         for name in ("challenge_ms", "commit_deadline_blocks", "sample_delay_blocks",
@@ -43,6 +47,8 @@ class PocParams(Encodable):
                 raise InvalidChallengeParams(f"PocParams.{name} must be a positive integer")
         if self.max_rows > 1 << 24:
             raise InvalidChallengeParams("PocParams.max_rows is at most 2^24")
+        if type(self.max_n) is not int or not 64 <= self.max_n <= MAX_N or self.max_n % 64:
+            raise InvalidChallengeParams(f"PocParams.max_n must be a multiple of 64 in [64, {MAX_N}]")
 
 
 #: Devnet: ~1 s blocks and 20-block epochs; a challenge resolves well inside an epoch,

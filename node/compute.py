@@ -1,0 +1,434 @@
+"""The node's compute service: answers proof-of-compute challenges and gossips attestations.
+
+After every committed block the service looks at the challenges of the NFTs
+this node serves (owned by its account, or bound to its validator):
+
+- a pending challenge: ``Prover.prove`` computes C = A·B with BLAS in a worker
+  process (one prover, hence one worker, per NFT; the event loop never blocks),
+  then a ``PocCommitment`` transaction is signed with the account key and
+  submitted through ``Node.submit_tx``;
+- a committed challenge whose sample block is committed: the sampled rows are
+  recomputed (``Prover.open_rows``) and a ``PocOpenings`` transaction submitted.
+
+Openings are about 7 MB at n = 2048, above the gossip message cap (1 MiB):
+they enter this node's mempool only, and are included when this node proposes
+(the devnet's openings window of 6 blocks spans more than one proposer
+rotation of a 4-validator devnet). A non-validator owner must bind its NFT
+to a validator that runs the service for it.
+
+Attestations: every ``attestation_min_interval_blocks`` the service signs one
+per NFT bound to this validator (consensus key, ``consensus.attestation``)
+with the units measured on its last proof, gossips it on the ``attestation``
+topic and keeps it in the pool; the pool keeps the freshest valid one per NFT
+from gossip (REJECT for bad signatures or shape, IGNORE for stale) and the
+proposer includes them in blocks.
+
+Test-only modes: ``poc-cheat`` proves with ``POC_CHEAT_FRACTION`` of the rows
+corrupted (consistently in commitment and openings); ``poc-overclaim``
+benchmarks the machine once (in a prover worker, with the same BLAS thread
+cap) and registers a new NFT claiming ``OVERCLAIM_FACTOR`` times the measured
+units, bound to this validator, so its verified units show what the chain
+measures of a 2x claim.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any
+
+from consensus.attestation import (
+    Attestation,
+    AttestationError,
+    decode_attestation,
+    make_attestation,
+    validate_attestation,
+)
+from consensus.codec import Encodable
+from consensus.crypto import encode_address
+from consensus.poc import (
+    PocCommitment,
+    derive_sample_indices,
+    get_openings_deadline,
+    get_sample_height,
+)
+from consensus.poc_state import (
+    ChallengeRecord,
+    ChallengeStatus,
+    get_challenge,
+    get_latest_challenge,
+    get_poc_params,
+    iter_challenges_at,
+)
+from consensus.records import NO_ADDRESS, ComputeNFT, DeviceKind, HardwareSpec
+from consensus.state import Keys, State
+from consensus.txs import BindNFT, RegisterCompute, build_tx
+from node.hwbench import OVERCLAIM_FACTOR, measure_pipeline, read_cpu_model, read_memory_bytes
+from node.prover import POC_CHEAT_FRACTION, Prover, ProverError
+from node.rpc.format import format_spec
+from p2p.interface import Verdict
+
+if TYPE_CHECKING:
+    from node.app import Node
+    from node.executor import BlockCommitted
+
+log = logging.getLogger("node.compute")
+
+ATTESTATION_TOPIC = "attestation"
+#: BLAS threads per prover worker: devnet nodes share a small machine (see the doc's note).
+PROVER_BLAS_THREADS = 1
+#: Seconds of benchmark for the poc-overclaim registration.
+OVERCLAIM_BENCH_SECONDS = 1.5
+#: Collateral of the poc-overclaim NFT, in multiples of the minimum.
+OVERCLAIM_COLLATERAL_FACTOR = 10
+
+
+class AttestationPool:
+    """The freshest attestation per NFT seen on gossip or made here."""
+
+    def __init__(self) -> None:
+        self._by_nft: dict[int, Attestation] = {}
+
+    def __len__(self) -> int:
+        return len(self._by_nft)
+
+    def add(self, att: Attestation) -> bool:
+        """Keep ``att`` if it is fresher than the one held; return whether it was kept."""
+        held = self._by_nft.get(att.nft_id)
+        if held is not None and held.height >= att.height:
+            return False
+        self._by_nft[att.nft_id] = att
+        return True
+
+    def items(self) -> list[Attestation]:
+        return [self._by_nft[k] for k in sorted(self._by_nft)]
+
+    def select(self, state: State, chain_id: str, height: int) -> tuple[bytes, ...]:
+        """Return the encoded attestations a block at ``height`` may carry; drop stale ones."""
+        params = state.get_params()
+        out = []
+        for nft_id in sorted(self._by_nft):
+            att = self._by_nft[nft_id]
+            try:
+                validate_attestation(state, att, chain_id, height, params)
+            except AttestationError as exc:
+                if exc.stale or att.height + params.attestation_max_age_blocks < height:
+                    self._by_nft.pop(nft_id, None)
+                continue
+            out.append(att.encode())
+        return tuple(out)
+
+
+class ComputeService:
+    """Answers this node's proof-of-compute challenges and gossips its attestations."""
+
+    def __init__(self, node: Node, *, byzantine: str | None = None) -> None:
+        self.node = node
+        self.cheat_fraction = POC_CHEAT_FRACTION if byzantine == "poc-cheat" else 0.0
+        self.overclaim = byzantine == "poc-overclaim"
+        self.pool = AttestationPool()
+        self._provers: dict[int, Prover] = {}
+        self._tracked: dict[bytes, int] = {}
+        self._started: set[tuple[bytes, str]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._measured: dict[int, int] = {}
+        self._last_attested: int = -(1 << 62)
+        self._scanned_boundary = -1
+        self._wake = asyncio.Event()
+        self.overclaim_units: int | None = None
+
+    # -- wiring ------------------------------------------------------------------------------
+
+    def attach(self) -> None:
+        """Subscribe the attestation topic (call before the transport starts delivering)."""
+        self.node.transport.subscribe(ATTESTATION_TOPIC, self._validate_gossip, self._on_gossip)
+
+    def on_committed(self, committed: BlockCommitted) -> None:
+        """Driver listener: look at challenges again after each commit."""
+        self._wake.set()
+
+    def select_attestations(self, height: int) -> tuple[bytes, ...]:
+        """The driver's source of attestations for the block it builds at ``height``."""
+        return self.pool.select(self.node.executor.head_state(), self.node.chain_id, height)
+
+    async def run(self) -> None:
+        """Serve challenges until cancelled."""
+        try:
+            if self.overclaim:
+                self._spawn(self._register_overclaim())
+            self._spawn(self._warm_provers())
+            self._wake.set()
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                self._scan()
+        finally:
+            for task in list(self._tasks):
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            for prover in self._provers.values():
+                await prover.aclose()
+
+    async def _warm_provers(self) -> None:
+        """Start the worker of each NFT we serve now: a spawned worker takes a second or two
+        to import numpy, which would otherwise count against the first challenge's time."""
+        state = self.node.executor.head_state()
+        for _, nft in state.iter_records(Keys.NFT, ComputeNFT):
+            if self._serves(nft):
+                await self._prover(nft.id)._run(os.getpid)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._on_task_done)
+
+    def _on_task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("compute task failed: %s", task.exception())
+
+    # -- what this node serves ----------------------------------------------------------------
+
+    def _serves(self, nft: ComputeNFT | None) -> bool:
+        me = self.node.address
+        return nft is not None and (nft.owner == me or nft.bound_validator == me)
+
+    def _prover(self, nft_id: int) -> Prover:
+        prover = self._provers.get(nft_id)
+        if prover is None:
+            prover = Prover(cheat_fraction=self.cheat_fraction, blas_threads=PROVER_BLAS_THREADS)
+            self._provers[nft_id] = prover
+        return prover
+
+    def _scan(self) -> None:
+        ex = self.node.executor
+        state = ex.head_state()
+        height = ex.height
+        params = state.get_params()
+        boundary = height - height % params.epoch_blocks
+        if boundary > 0 and boundary != self._scanned_boundary:
+            self._scanned_boundary = boundary
+            for issued in iter_challenges_at(state, boundary):
+                if self._serves(state.get_nft(issued.nft_id)):
+                    self._tracked[issued.challenge.id] = issued.nft_id
+                    log.info("challenge %s for NFT %d at height %d: n=%d rows=%d",
+                             issued.challenge.id.hex()[:12], issued.nft_id, boundary,
+                             issued.challenge.n, issued.challenge.rows)
+        poc = get_poc_params(params)
+        for cid, nft_id in list(self._tracked.items()):
+            rec = get_challenge(state, cid)
+            if rec is None or rec.status not in ChallengeStatus.OPEN:
+                self._tracked.pop(cid, None)
+                if nft_id in self._provers:
+                    self._provers[nft_id].forget(cid)
+                if rec is not None:
+                    log.info("challenge %s for NFT %d: %s", cid.hex()[:12], nft_id,
+                             ChallengeStatus.NAMES[rec.status])
+                continue
+            if rec.status == ChallengeStatus.PENDING and height < rec.challenge.deadline_height:
+                if (cid, "commit") not in self._started:
+                    self._started.add((cid, "commit"))
+                    self._spawn(self._commit(rec))
+            elif (rec.status == ChallengeStatus.COMMITTED and rec.sample_hash
+                  and height < get_openings_deadline(rec.commit_height, poc)
+                  and (cid, "open") not in self._started):
+                self._started.add((cid, "open"))
+                self._spawn(self._open(rec))
+        if height - self._last_attested >= params.attestation_min_interval_blocks:
+            self._last_attested = height
+            self._attest(state, height)
+
+    # -- challenges -------------------------------------------------------------------------------
+
+    async def _commit(self, rec: ChallengeRecord) -> None:
+        ch = rec.challenge
+        try:
+            proved = await self._prover(rec.nft_id).prove(ch)
+        except ProverError as exc:
+            log.error("cannot prove challenge %s: %s", ch.id.hex()[:12], exc)
+            return
+        self._measured[rec.nft_id] = int(ch.work_flops / max(proved.seconds, 1e-3) / 1e9)
+        log.info("proved challenge %s for NFT %d in %.2f s; committing", ch.id.hex()[:12],
+                 rec.nft_id, proved.seconds)
+        self._submit(PocCommitment(ch.id, proved.root), "commitment")
+        self._wake.set()
+
+    async def _open(self, rec: ChallengeRecord) -> None:
+        ch = rec.challenge
+        indices = derive_sample_indices(ch, rec.root, rec.sample_hash)
+        try:
+            openings = await self._prover(rec.nft_id).open_rows(ch.id, indices)
+        except ProverError as exc:
+            log.error("cannot open challenge %s: %s", ch.id.hex()[:12], exc)
+            return
+        self._submit(openings, "openings")
+
+    def _submit(self, body: Encodable, what: str) -> None:
+        node = self.node
+        state = node.executor.head_state()
+        me = node.address
+        nonce = node.mempool.next_nonce(me, state.get_account(me).nonce)
+        tx = build_tx(node.keys.account, node.chain_id, nonce, state.get_params().min_fee, body)
+        try:
+            code, text, _ = node.submit_tx(tx.raw)
+        except Exception as exc:  # gossip refuses messages above its cap; the mempool kept it
+            if tx.tx_hash in node.mempool:
+                log.info("%s transaction (%d bytes) kept in the local mempool for our own "
+                         "proposals: %s", what, len(tx.raw), exc)
+                return
+            log.error("submitting the %s transaction failed: %s", what, exc)
+            return
+        if code != 0:
+            log.error("%s transaction refused (code %d): %s", what, code, text)
+        else:
+            log.info("%s transaction submitted (%d bytes, nonce %d)", what, len(tx.raw), nonce)
+
+    # -- attestations ----------------------------------------------------------------------------
+
+    def _attest(self, state: State, height: int) -> None:
+        me = self.node.address
+        if state.get_validator(me) is None:
+            return
+        for nft_id in state.iter_validator_nft_ids(me):
+            nft = state.get_nft(nft_id)
+            if nft is None:
+                continue
+            units = self._measured.get(nft_id, nft.verified_units)
+            att = make_attestation(
+                self.node.keys.consensus, self.node.chain_id, nft_id=nft_id, validator=me,
+                spec=nft.spec, measured_units=units, height=height,
+            )
+            self.pool.add(att)
+            self._spawn(self._publish(att))
+
+    async def _publish(self, att: Attestation) -> None:
+        try:
+            await self.node.transport.publish(ATTESTATION_TOPIC, att.encode())
+        except Exception as exc:  # a lost attestation is retried next interval
+            log.warning("publishing an attestation failed: %s", exc)
+
+    def _validate_gossip(self, peer: str, payload: bytes) -> Verdict:
+        try:
+            att = decode_attestation(payload)
+        except AttestationError:
+            return Verdict.REJECT
+        ex = self.node.executor
+        state = ex.head_state()
+        try:
+            validate_attestation(state, att, self.node.chain_id, ex.height + 1, state.get_params())
+        except AttestationError as exc:
+            return Verdict.IGNORE if exc.stale or state.get_nft(att.nft_id) is None else Verdict.REJECT
+        return Verdict.ACCEPT
+
+    def _on_gossip(self, peer: str, payload: bytes) -> None:
+        with contextlib.suppress(AttestationError):
+            self.pool.add(decode_attestation(payload))
+
+    # -- poc-overclaim -----------------------------------------------------------------------------
+
+    async def _register_overclaim(self) -> None:
+        node = self.node
+        me = node.address
+        while node.executor.height < 1 or node.executor.head_state().get_validator(me) is None:
+            await asyncio.sleep(0.5)
+        state = node.executor.head_state()
+        if any(n.owner == me and n.registered_height > 0
+               for _, n in state.iter_records(Keys.NFT, ComputeNFT)):
+            log.info("poc-overclaim: this node already registered its NFT")
+            return
+        bench = self._prover(-1)
+        # Measured at the chain's challenge width, the figure the chain will measure too.
+        gflops, _ = await bench._run(measure_pipeline, OVERCLAIM_BENCH_SECONDS,
+                                     state.get_params().poc_max_n)
+        await bench.aclose()
+        self._provers.pop(-1, None)
+        units = max(1, int(gflops))
+        claimed = units * OVERCLAIM_FACTOR
+        self.overclaim_units = units
+        log.warning("poc-overclaim: measured %d units, registering an NFT claiming %d", units, claimed)
+        spec = HardwareSpec(DeviceKind.CPU, read_cpu_model()[:128], os.cpu_count() or 1,
+                            read_memory_bytes() >> 20)
+        collateral = state.get_params().min_nft_collateral * OVERCLAIM_COLLATERAL_FACTOR
+        first = node.executor.head_state().get_meta().next_nft_id
+        self._submit(RegisterCompute(spec, claimed, collateral), "register_compute")
+        for _ in range(240):
+            await asyncio.sleep(0.5)
+            state = node.executor.head_state()
+            mine = [n for _, n in state.iter_records(Keys.NFT, ComputeNFT)
+                    if n.id >= first and n.owner == me and n.bound_validator == NO_ADDRESS]
+            if mine:
+                self._submit(BindNFT(mine[0].id, me), "bind_nft")
+                return
+        log.error("poc-overclaim: the registration was not committed within 2 minutes")
+
+
+# --- RPC: challenges and attestations (node/view.py) -----------------------------------------
+
+
+def format_challenge(rec: ChallengeRecord, poc_deadlines: tuple[int, int] | None = None) -> dict[str, Any]:
+    """The JSON form of a challenge record for the ``challenges`` RPC method."""
+    ch = rec.challenge
+    return {
+        "id": "0x" + ch.id.hex(),
+        "nft_id": rec.nft_id,
+        "height": ch.height,
+        "n": ch.n,
+        "rows": ch.rows,
+        "claimed_units": ch.claimed_units,
+        "status": ChallengeStatus.NAMES.get(rec.status, str(rec.status)),
+        "commit_deadline": ch.deadline_height,
+        "root": "0x" + rec.root.hex() if rec.root else None,
+        "commit_height": rec.commit_height or None,
+        "sample_height": poc_deadlines[0] if poc_deadlines else None,
+        "openings_deadline": poc_deadlines[1] if poc_deadlines else None,
+        "pending_units": rec.pending_units,
+        "resolved_height": rec.resolved_height or None,
+    }
+
+
+def list_challenges(state: State, latest: int, height: int | None, nft_id: int | None) -> list[dict[str, Any]]:
+    """Challenges at ``height`` (default: the latest epoch boundary), or the NFT's latest one."""
+    params = state.get_params()
+    poc = get_poc_params(params)
+    if nft_id is not None and height is None:
+        found = get_latest_challenge(state, nft_id)
+        recs = [] if found is None else [found]
+    else:
+        at = height if height is not None else latest - latest % params.epoch_blocks
+        recs = [r for r in iter_challenges_at(state, at) if nft_id is None or r.nft_id == nft_id]
+    out = []
+    for rec in recs:
+        deadlines = None
+        if rec.commit_height:
+            deadlines = (get_sample_height(rec.commit_height, poc),
+                         get_openings_deadline(rec.commit_height, poc))
+        out.append(format_challenge(rec, deadlines))
+    return out
+
+
+def format_attestation(att: Attestation, source: str) -> dict[str, Any]:
+    return {
+        "nft_id": att.nft_id,
+        "validator": encode_address(att.validator),
+        "spec": format_spec(att.spec),
+        "measured_units": att.measured_units,
+        "height": att.height,
+        "signature": "0x" + att.signature.hex(),
+        "source": source,
+    }
+
+
+def list_attestations(state: State, pool: AttestationPool | None, validator: bytes | None) -> list[dict[str, Any]]:
+    """The freshest attestation per NFT: kept on chain, or newer in this node's pool."""
+    best: dict[int, tuple[Attestation, str]] = {}
+    for _, att in state.iter_records(Keys.ATTESTATION, Attestation):
+        best[att.nft_id] = (att, "chain")
+    for att in pool.items() if pool is not None else []:
+        held = best.get(att.nft_id)
+        if held is None or att.height > held[0].height:
+            best[att.nft_id] = (att, "pool")
+    return [format_attestation(a, src) for nft_id, (a, src) in sorted(best.items())
+            if validator is None or a.validator == validator]
