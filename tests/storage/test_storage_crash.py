@@ -125,7 +125,7 @@ def test_sigkill_during_commits_never_loses_or_tears_a_height(tmp_path: Path) ->
     outcomes = {"at the last prepared height": 0, "one below the last prepared height": 0}
     for attempt in range(KILLS):
         pause = attempt % 3 == 0
-        pause_height = last_height + rng.randint(1, 3) if pause else 0
+        pause_height = max(last_height, 0) + rng.randint(1, 3) if pause else 0
         child = Child(directory, pause_height)
         try:
             if pause:
