@@ -172,11 +172,17 @@ class BlockSyncClient:
         out: list[BlockFrame] = []
         next_height = start
         turn = 0
+        refreshed = False
         while next_height <= end:
             chunk_end = min(end, next_height + self.blocks_per_request - 1)
             holders = sorted(
                 p for p, s in statuses.items() if s.earliest_height <= next_height <= s.height and p in self._t.peers()
             )
+            if not holders and not refreshed:
+                # Statuses go stale (peers come and go, heads move): ask again once.
+                statuses.update(await self.fetch_statuses())
+                refreshed = True
+                continue
             if not holders:
                 raise NoPeersAvailable(f"no connected peer has block {next_height}")
             frames: list[BlockFrame] | None = None
@@ -204,4 +210,5 @@ class BlockSyncClient:
                 raise NoPeersAvailable(f"blocks from {next_height} could not be fetched: {'; '.join(errors)}")
             out.extend(frames)
             next_height = frames[-1].height + 1
+            refreshed = False
         return out

@@ -8,6 +8,8 @@ carrying the same ``id``. Waits (``wait_peers``, ``wait_msgs``, ...) are
 event-driven with a bounded timeout. Gossip payloads start with ``OK``,
 ``BAD`` (rejected) or ``IGN`` (ignored), then a 16-byte tag, the send time
 and a sequence number, so receivers count deliveries and latency per tag.
+``P2P_LOG=DEBUG`` sets the child's log level and ``P2P_STDERR=/path/prefix``
+keeps each child's stderr in ``prefix.<key name>`` (both for debugging).
 """
 
 from __future__ import annotations
@@ -384,8 +386,6 @@ def main() -> int:
     import uvloop
 
     logging.basicConfig(level=os.environ.get("P2P_LOG", "WARNING"), stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    if os.environ.get("P2P_SWITCH"):
-        sys.setswitchinterval(float(os.environ["P2P_SWITCH"]))
 
     return uvloop.run(amain(args))
 
