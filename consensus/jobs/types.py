@@ -160,8 +160,9 @@ class SubmitJob(Encodable):
         validate_amount(self.escrow, "submit_job.escrow")
         if not 1 <= self.redundancy <= 8:
             raise ValidationError("submit_job.redundancy must be in [1, 8]")
-        if not 1 <= self.deadline_blocks <= 1 << 20:
-            raise ValidationError("submit_job.deadline_blocks must be in [1, 2^20]")
+        # Commit, then the next block fixes the samples, then open: three blocks at least.
+        if not 3 <= self.deadline_blocks <= 1 << 20:
+            raise ValidationError("submit_job.deadline_blocks must be in [3, 2^20]")
 
 
 @dataclass(frozen=True, slots=True)
