@@ -186,6 +186,9 @@ class Params(Encodable):
             raise ValidationError("params.poc_max_n must be a multiple of 64 in [64, 2048]")
         if self.job_verifier_share_bps + self.job_fee_bps > BPS:
             raise ValidationError("params.job_verifier_share_bps + job_fee_bps must not exceed 10000")
+        if self.job_sample_count > 100:
+            # An iterate result opens 2 + 2 x samples states; a transaction carries at most 256 leaves.
+            raise ValidationError("params.job_sample_count is at most 100")
 
     def to_json(self) -> dict[str, int]:
         """Return the parameters as a JSON object (name -> integer)."""
