@@ -16,6 +16,7 @@ DROP_REASONS = (
     "malformed",  # not a valid envelope / batch / frame
     "rate",  # over the sender's token bucket
     "rejected",  # the node's validator said REJECT
+    "score",  # the forwarder's score is below the publish threshold
     "ignored",  # the node's validator said IGNORE
     "queue_full",  # the node's handler queue was full
     "outbound_full",  # libp2p's per-peer outbound queue was full

@@ -217,6 +217,7 @@ class GuardedPubsub(Pubsub):
             return
         topic = topics[0]
         if not scorer.allow_publish(msg_forwarder, topics):
+            self.stats.drop("score")
             return
         if len(msg.data) > self.max_message_bytes:
             self.stats.drop("oversize")

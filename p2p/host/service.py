@@ -35,7 +35,7 @@ from p2p import scoring
 from p2p.config import P2PConfig, peers_protocol
 from p2p.dispatch import VALIDATOR_TIMEOUT, GateDrop, GossipGate
 from p2p.envelope import PeerExchange, PeerRecord
-from p2p.errors import BadPeerData, PeerUnavailable
+from p2p.errors import BadPeerData, PeerUnavailable, TransportClosed
 from p2p.host.bridge import BatchedHandOff, TrioThread
 from p2p.host.reqresp import reset_stream as _reset
 from p2p.host.reqresp import send_request, serve_request
@@ -175,6 +175,9 @@ class HostService:
                 for kind in self.kinds:
                     await self.pubsub.subscribe(cfg.topic(kind))
                 self.own_addrs = [str(a) for a in self.host.get_addrs()]
+                if not self.own_addrs:
+                    # py-libp2p logs a failed bind and carries on without a listener.
+                    raise TransportClosed(f"not listening on {listen[0]} (address in use or not permitted)")
                 async with trio.open_nursery() as nursery:
                     self.nursery = nursery
                     nursery.start_soon(self.validations.run)

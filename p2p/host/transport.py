@@ -78,6 +78,11 @@ class Libp2pTransport(Transport):
         self._dispatcher.start()
         try:
             await self._thread.start(svc.run)
+        except Exception as exc:
+            await self._dispatcher.stop()
+            self._service = None
+            where = f"{self.config.listen_host}:{self.config.listen_port}"
+            raise TransportClosed(f"the libp2p host could not start on {where}: {_describe(exc)}") from exc
         except BaseException:
             await self._dispatcher.stop()
             self._service = None
@@ -237,3 +242,10 @@ class Libp2pTransport(Transport):
                 h(event)
             except Exception:
                 log.exception("peer event handler raised on %s", event)
+
+
+def _describe(exc: BaseException) -> str:
+    """Name the innermost cause of a (possibly grouped) start-up failure."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return f"{type(exc).__name__}: {exc}"

@@ -231,3 +231,24 @@ async def test_libp2p_pair_in_process_gossip_requests_and_clean_shutdown(tmp_pat
         await b.stop()
         await a.stop()
     assert {t.name for t in threading.enumerate()} <= before
+
+
+@pytest.mark.slow
+async def test_invalid_listen_port_in_use_fails_start_with_a_clear_error(tmp_path):
+    import socket
+
+    from p2p.errors import TransportClosed
+    from p2p.host import Libp2pTransport
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+    port = sock.getsockname()[1]
+    before = {t.name for t in threading.enumerate()}
+    try:
+        t = Libp2pTransport(_cfg(tmp_path, "a").with_changes(listen_port=port))
+        with pytest.raises(TransportClosed, match=f"127.0.0.1:{port}"):
+            await t.start()
+    finally:
+        sock.close()
+    assert {t.name for t in threading.enumerate()} <= before
