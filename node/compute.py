@@ -84,6 +84,8 @@ PROVER_BLAS_THREADS = 1
 OVERCLAIM_BENCH_SECONDS = 1.5
 #: Collateral of the poc-overclaim NFT, in multiples of the minimum.
 OVERCLAIM_COLLATERAL_FACTOR = 10
+#: Blocks to wait for our commitment or openings to be included before gossiping it again.
+REGOSSIP_BLOCKS = 2
 
 
 class AttestationPool:
@@ -133,6 +135,7 @@ class ComputeService:
         self._provers: dict[int, Prover] = {}
         self._tracked: dict[bytes, int] = {}
         self._started: set[tuple[bytes, str]] = set()
+        self._sent: dict[tuple[bytes, str], tuple[bytes, int]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._measured: dict[int, int] = {}
         self._last_attested: int = -(1 << 62)
@@ -224,6 +227,8 @@ class ComputeService:
                 self._tracked.pop(cid, None)
                 if nft_id in self._provers:
                     self._provers[nft_id].forget(cid)
+                self._sent.pop((cid, "commit"), None)
+                self._sent.pop((cid, "open"), None)
                 if rec is not None:
                     log.info("challenge %s for NFT %d: %s", cid.hex()[:12], nft_id,
                              ChallengeStatus.NAMES[rec.status])
@@ -232,11 +237,15 @@ class ComputeService:
                 if (cid, "commit") not in self._started:
                     self._started.add((cid, "commit"))
                     self._spawn(self._commit(rec))
+                else:
+                    self._regossip(cid, "commit", height)
             elif (rec.status == ChallengeStatus.COMMITTED and rec.sample_hash
-                  and height < get_openings_deadline(rec.commit_height, poc)
-                  and (cid, "open") not in self._started):
-                self._started.add((cid, "open"))
-                self._spawn(self._open(rec))
+                  and height < get_openings_deadline(rec.commit_height, poc)):
+                if (cid, "open") not in self._started:
+                    self._started.add((cid, "open"))
+                    self._spawn(self._open(rec))
+                else:
+                    self._regossip(cid, "open", height)
         if height - self._last_attested >= params.attestation_min_interval_blocks:
             self._last_attested = height
             self._attest(state, height)
@@ -251,9 +260,10 @@ class ComputeService:
             log.error("cannot prove challenge %s: %s", ch.id.hex()[:12], exc)
             return
         self._measured[rec.nft_id] = int(ch.work_flops / max(proved.seconds, 1e-3) / 1e9)
-        log.info("proved challenge %s for NFT %d in %.2f s; committing", ch.id.hex()[:12],
-                 rec.nft_id, proved.seconds)
-        self._submit(PocCommitment(ch.id, proved.root), "commitment")
+        log.info("proved challenge %s for NFT %d in %.2f s (%d units measured locally); "
+                 "committing", ch.id.hex()[:12], rec.nft_id, proved.seconds,
+                 self._measured[rec.nft_id])
+        self._submit(PocCommitment(ch.id, proved.root), "commitment", (ch.id, "commit"))
         self._wake.set()
 
     async def _open(self, rec: ChallengeRecord) -> None:
@@ -264,9 +274,25 @@ class ComputeService:
         except ProverError as exc:
             log.error("cannot open challenge %s: %s", ch.id.hex()[:12], exc)
             return
-        self._submit(openings, "openings")
+        self._submit(openings, "openings", (ch.id, "open"))
 
-    def _submit(self, body: Encodable, what: str) -> None:
+    def _regossip(self, cid: bytes, stage: str, height: int) -> None:
+        """Gossip our answer again every few blocks while the chain has not seen it.
+
+        A gossip message can be lost (a peer was busy or not yet connected); the
+        transaction still sits in our mempool, so it is published again, not rebuilt.
+        """
+        sent = self._sent.get((cid, stage))
+        if sent is None or height - sent[1] < REGOSSIP_BLOCKS:
+            return
+        raw = sent[0]
+        self._sent[(cid, stage)] = (raw, height)
+        try:
+            self.node.tx_gossip.submit(raw)
+        except Exception as exc:  # too large for gossip, or the transport is closing
+            log.debug("re-gossip of the %s transaction failed: %s", stage, exc)
+
+    def _submit(self, body: Encodable, what: str, key: tuple[bytes, str] | None = None) -> None:
         node = self.node
         state = node.executor.head_state()
         me = node.address
@@ -283,8 +309,10 @@ class ComputeService:
             return
         if code != 0:
             log.error("%s transaction refused (code %d): %s", what, code, text)
-        else:
-            log.info("%s transaction submitted (%d bytes, nonce %d)", what, len(tx.raw), nonce)
+            return
+        log.info("%s transaction submitted (%d bytes, nonce %d)", what, len(tx.raw), nonce)
+        if key is not None:
+            self._sent[key] = (tx.raw, node.executor.height)
 
     # -- attestations ----------------------------------------------------------------------------
 

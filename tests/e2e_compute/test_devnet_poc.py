@@ -57,14 +57,15 @@ def _cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture
-def devnet(tmp_path: Path) -> Iterator[Callable[[str], dict[str, Any]]]:
+def devnet(tmp_path: Path) -> Iterator[Callable[..., dict[str, Any]]]:
     """Start a 4-validator devnet with one byzantine node; stop every process by pid after."""
     directory = tmp_path / "devnet"
 
-    def up(mode: str) -> dict[str, Any]:
+    def up(mode: str, params: dict[str, int] | None = None) -> dict[str, Any]:
         base = _free_base_port(4)
+        extra = ["--params", json.dumps(params)] if params else []
         r = _cli("devnet", "up", "--validators", "4", "--dir", str(directory), "--base-port", str(base),
-                 "--detach", "--byzantine", f"node1={mode}")
+                 "--detach", "--byzantine", f"node1={mode}", *extra)
         assert r.returncode == 0, r.stderr
         return load_devnet(directory)
 
@@ -109,7 +110,7 @@ def _logs(doc: dict[str, Any], name: str) -> str:
 
 @pytest.mark.multiprocess
 @pytest.mark.slow
-def test_poc_cheat_is_slashed_and_loses_power(devnet: Callable[[str], dict[str, Any]]) -> None:
+def test_poc_cheat_is_slashed_and_loses_power(devnet: Callable[..., dict[str, Any]]) -> None:
     doc = devnet("poc-cheat")
     url = doc["nodes"][0]["rpc"]
     addrs = _addresses(doc)
@@ -150,8 +151,12 @@ def test_poc_cheat_is_slashed_and_loses_power(devnet: Callable[[str], dict[str, 
 
 @pytest.mark.multiprocess
 @pytest.mark.slow
-def test_poc_overclaim_settles_near_real_units(devnet: Callable[[str], dict[str, Any]]) -> None:
-    doc = devnet("poc-overclaim")
+def test_poc_overclaim_settles_near_real_units(devnet: Callable[..., dict[str, Any]]) -> None:
+    # A 2x claim needs twice the challenge time, and on this shared 2-core machine the
+    # overclaimer's real rate is a fraction of its idle benchmark: 1-second challenges and
+    # a 24-block commitment deadline let it finish, so the chain can measure it.
+    doc = devnet("poc-overclaim", {"challenge_seconds": 1, "poc_commit_deadline_blocks": 24,
+                                   "epoch_blocks": 30})
     url = doc["nodes"][0]["rpc"]
     over = _addresses(doc)["node1"]
 
@@ -162,18 +167,25 @@ def test_poc_overclaim_settles_near_real_units(devnet: Callable[[str], dict[str,
     match = re.search(r"poc-overclaim: measured (\d+) units, registering an NFT claiming (\d+)",
                       _logs(doc, "node1"))
     assert match is not None
-    measured, claimed = int(match[1]), int(match[2])
-    assert claimed == 2 * measured == nft["claimed_units"]
+    benchmarked, claimed = int(match[1]), int(match[2])
+    assert claimed == 2 * benchmarked == nft["claimed_units"]
 
     def verified() -> dict[str, Any] | None:
         n = _call(url, "nft", {"id": nft["id"]})
         return n if n["last_verified_height"] > 0 else None
 
-    done = _wait("the overclaimed NFT's first passed challenge", verified, 90)
+    done = _wait("the overclaimed NFT's first passed challenge", verified, 100)
     units = done["verified_units"]
-    print(json.dumps({"benchmarked": measured, "claimed": claimed, "verified": units}))
-    # The chain measures about the real figure, not the claim (a co-located devnet
-    # shares 2 cores among 4 nodes, so the figure is noisy; it is never the claim).
+    # What the hardware delivered on that very challenge, as node1's prover timed it.
+    local = [int(m[1]) for m in re.finditer(
+        rf"proved challenge \w+ for NFT {nft['id']} in [\d.]+ s \((\d+) units measured locally\)",
+        _logs(doc, "node1"))]
+    assert local
+    print(json.dumps({"benchmarked": benchmarked, "claimed": claimed, "local": local[0],
+                      "verified": units}))
     assert done["status"] == "active"
+    # Far below the claim, and near the real figure: never above what the hardware did
+    # (the chain's observed time includes the whole computation), and not far below it
+    # (inclusion latency is a few blocks).
     assert 1 <= units <= claimed * 3 // 4
-    assert units >= measured // 4
+    assert local[0] // 3 <= units <= local[0] + 1
