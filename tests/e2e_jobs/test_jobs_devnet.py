@@ -65,6 +65,10 @@ def test_matrix_jobs_paid_refunded_and_cheater_slashed(tmp_path: Path) -> None:
             assert rpc(devnet.url(2), "job", {"id": j}) == rpc(devnet.url(0), "job", {"id": j})
         listed = {j["id"] for j in _jobs(devnet, 2, "settled")}
         assert set(job_ids) <= listed
+        shown = json.loads(cstake("query", "job", job_ids[0], "--rpc", devnet.url(1), "--json").stdout)
+        assert shown == rpc(devnet.url(0), "job", {"id": job_ids[0]})
+        # 16 rows <= 32 samples: every row of the product was opened, the whole result is on chain.
+        assert len(shown["slots"][0]["openings"]) == 16
 
         cheated = [j for j in jobs if j["excluded"]]
         honest = [j for j in jobs if not j["excluded"]]
@@ -78,6 +82,7 @@ def test_matrix_jobs_paid_refunded_and_cheater_slashed(tmp_path: Path) -> None:
             assert job["refunded"] == job["escrow"] - payment > 0
             assert job["locked"] == 0
             assert slot["status"] == "done" and slot["provider"] != cheater
+            assert job["settled_height"] >= slot["window_end"]  # paid only after the challenge window
             assert job["result_root"] == slot["result_root"]
         # The honest first assignments went to three different honest providers.
         assert len({j["slots"][0]["provider"] for j in honest}) == 3
