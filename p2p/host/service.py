@@ -190,7 +190,8 @@ class HostService:
         finally:
             self.nursery = None
             # 0.8.1: the seen-messages cache owns an OS thread that Pubsub never stops.
-            self.pubsub.seen_messages.stop()
+            if self.pubsub is not None:
+                self.pubsub.seen_messages.stop()
 
     def _register(self, protocol: str) -> None:
         async def handler(stream: Any) -> None:
@@ -404,8 +405,8 @@ class HostService:
             for pid, target in list(self.state.targets.items()):
                 if pid in connected or target.dialing or target.next_try > now:
                     continue
-                if not target.keep and room <= 0:
-                    continue
+                if room <= 0:
+                    continue  # full: we would refuse the connection ourselves
                 if self.bans.is_banned(pid, time.monotonic()):
                     continue
                 target.dialing = True
@@ -448,7 +449,10 @@ class HostService:
 
     def _learn(self, source: ID, msg: PeerExchange) -> None:
         if msg.sender.peer_id == source.to_base58():
+            self.known_addrs.pop(msg.sender.peer_id, None)
             self.known_addrs[msg.sender.peer_id] = _valid_addrs(msg.sender.addrs, msg.sender.peer_id)
+            while len(self.known_addrs) > 4 * self.config.max_peers:
+                self.known_addrs.pop(next(iter(self.known_addrs)))
         for rec in msg.peers[:_PX_MAX_RECORDS]:
             if rec.peer_id == self.my_id.to_base58() or rec.peer_id in self.state.targets:
                 continue
@@ -458,6 +462,11 @@ class HostService:
 
     async def _serve_px(self, stream: Any) -> None:
         peer = stream.muxed_conn.peer_id
+        if not self.req_limiter.allow(peer.to_base58(), "request", time.monotonic()):
+            self.stats.drop("rate")
+            self.on_fault(peer, "rate")
+            await _reset(stream)
+            return
         try:
             with trio.fail_after(5):
                 raw = await FrameReader(stream, _PX_MAX_BYTES).read_frame()
