@@ -9,10 +9,12 @@ node/ programs against ``p2p.interface.Transport``. Two implementations:
   library's 10 msg/s spam limit replaced by our token buckets, equivocation
   memory bounded to digests, peer scoring on), one connection per peer. Nothing
   outside p2p/ sees trio or libp2p types; errors are ``p2p.errors.P2PError``.
-* ``p2p.memory.MemoryTransport(config, hub)``: many nodes in one process on a
-  ``MemoryHub(drop=..., delay=...)``, same gate, verdicts and penalties; for
-  node tests and deterministic simulations (the hooks take
-  ``(sender, receiver, kind)``; seed your own randomness inside them).
+* ``p2p.memory.MemoryTransport(config, hub, peer_id=None)``: many nodes in one
+  process on a ``MemoryHub(drop=, delay=, clock=, schedule=)``, with the same
+  gate, verdicts and penalties; for node tests and deterministic simulations.
+  The hooks take ``(sender, receiver, kind)`` (seed your own randomness inside
+  them); ``clock`` and ``schedule(delay, fn)`` put deliveries, rate limits and
+  bans on a simulation's manual clock (request timeouts stay on the loop's).
 
 Configuration: ``p2p.config.P2PConfig`` (frozen; ``validate()`` raises
 ``ConfigError``): ``chain_id``, ``key_path`` (the peer key: a 32-byte Ed25519

@@ -6,7 +6,9 @@ every hop applies the same gate (size, rate, envelope), validator verdicts,
 relaying rule and penalties as the libp2p transport. Optional hooks decide,
 per (sender, receiver, kind), whether a message is dropped and how long it is
 delayed, so simulations can model loss, latency and partitions; seeded
-randomness belongs to the hook, not here.
+randomness belongs to the hook, not here. A simulation with a manual clock
+passes ``clock`` (read by rate limits and bans) and ``schedule`` (runs each
+delivery after its delay on that clock) so a whole network runs on its time.
 """
 
 from __future__ import annotations
@@ -51,6 +53,8 @@ from p2p.stats import P2PStats
 DropHook = Callable[[str, str, str], bool]
 #: ``(sender, receiver, kind) -> seconds of delay``.
 DelayHook = Callable[[str, str, str], float]
+#: ``schedule(delay, fn)``: run ``fn`` after ``delay`` seconds of the simulation's clock.
+Scheduler = Callable[[float, Callable[[], None]], object]
 
 _SEEN_MAX = 50_000
 
@@ -58,9 +62,18 @@ _SEEN_MAX = 50_000
 class MemoryHub:
     """The in-process network: who is registered, who is linked, and the fault hooks."""
 
-    def __init__(self, *, drop: DropHook | None = None, delay: DelayHook | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        drop: DropHook | None = None,
+        delay: DelayHook | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        schedule: Scheduler | None = None,
+    ) -> None:
         self.drop = drop
         self.delay = delay
+        self.clock = clock
+        self.schedule = schedule
         self.nodes: dict[str, MemoryTransport] = {}
         self._ids = itertools.count()
 
@@ -72,6 +85,9 @@ class MemoryHub:
         if self.drop is not None and self.drop(src, dst, kind):
             return
         d = self.delay(src, dst, kind) if self.delay is not None else 0.0
+        if self.schedule is not None:
+            self.schedule(d, fn)
+            return
         loop = asyncio.get_running_loop()
         if d > 0:
             loop.call_later(d, fn)
@@ -151,7 +167,7 @@ class MemoryTransport(Transport):
         other = self._hub.nodes.get(peer)
         if other is None or peer == self._id:
             raise PeerUnavailable(f"no in-memory peer {peer!r}")
-        now = time.monotonic()
+        now = self._hub.clock()
         if self._bans.is_banned(peer, now) or other._bans.is_banned(self._id, now):
             raise PeerUnavailable(f"peer {peer} is banned")
         if peer in self._links:
@@ -203,7 +219,7 @@ class MemoryTransport(Transport):
         self.stats.peers_penalised += 1
         cut = force or score < scoring.DISCONNECT_SCORE
         if cut:
-            self._bans.ban(peer_id, time.monotonic())
+            self._bans.ban(peer_id, self._hub.clock())
             self._unlink(peer_id)
         self._emit(PeerPenalised(peer_id, reason, cut))
 
@@ -254,7 +270,7 @@ class MemoryTransport(Transport):
         if not self._mark_seen(msg_id):
             return
         try:
-            payload = self._gate.admit(kind, src, data, time.monotonic())
+            payload = self._gate.admit(kind, src, data, self._hub.clock())
         except GateDrop as drop:
             self.stats.drop(drop.reason)
             self._penalise(src, drop.reason, scoring.PENALTY[drop.reason])
@@ -335,7 +351,7 @@ class MemoryTransport(Transport):
         if handler is None or not self._running:
             answer(PeerUnavailable(f"{self._id} does not serve {protocol}"))
             return
-        if not self._req_limiter.allow(src, "request", time.monotonic()):
+        if not self._req_limiter.allow(src, "request", self._hub.clock()):
             self.stats.drop("rate")
             answer(RequestFailed(f"{self._id} refused the request: rate limit"))
             return

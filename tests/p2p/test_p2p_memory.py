@@ -256,3 +256,33 @@ async def test_invalid_request_flood_is_rate_limited(tmp_path):
             refused += 1
     assert (ok, refused) == (3, 3)
     assert b.stats.dropped["rate"] == 3
+
+
+async def test_manual_clock_and_scheduler_drive_delivery_and_rate_limits(tmp_path):
+    now = [0.0]
+    queue: list[tuple[float, object]] = []
+
+    def schedule(delay: float, fn) -> None:
+        queue.append((now[0] + delay, fn))
+
+    def advance(to: float) -> None:
+        now[0] = to
+        for item in sorted((q for q in queue if q[0] <= to), key=lambda q: q[0]):
+            queue.remove(item)
+            item[1]()
+
+    hub = MemoryHub(clock=lambda: now[0], schedule=schedule, delay=lambda s, d, k: 1.0)
+    limits = {k: RateLimit(rate=1.0, burst=1.0) for k in ("tx", "proposal", "vote", "attestation", "evidence")}
+    _, (a, b) = await _line(tmp_path, 2, hub=hub, rate_limits=limits)
+    await a.t.publish("vote", b"A-1")
+    await a.t.publish("vote", b"A-2")
+    advance(0.5)
+    await _settle()
+    assert b.seen == []  # still in flight on the simulated clock
+    advance(1.0)
+    await _settle()
+    assert b.seen == [b"A-1"] and b.t.stats.dropped["rate"] == 1  # both arrived at t=1; one token
+    await a.t.publish("vote", b"A-3")
+    advance(3.0)
+    await _settle()
+    assert b.seen == [b"A-1", b"A-3"]  # the bucket refilled on the simulated clock
