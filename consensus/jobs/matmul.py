@@ -38,6 +38,8 @@ from consensus.poc.sampling import derive_freivalds_vector
 MAX_DIM = 4096
 #: Multiply-adds per work unit.
 OPS_PER_UNIT = 1 << 20
+#: Seeded inputs may have this many times more entries than inline inputs have bytes.
+SEEDED_INPUT_FACTOR = 4
 #: Largest entry magnitude of an int8 matrix.
 ENTRY_BOUND = 128
 
@@ -112,6 +114,12 @@ class MatmulKind:
         else:
             if s.p != s.n or s.n > MAX_N:
                 raise InvalidJobSpec(f"seeded inputs need p = n <= {MAX_N} (B is the n x n seeded matrix)")
+            # The chain generates seeded inputs to check their hash: bound that work too.
+            if s.m * s.n + s.n * s.p > SEEDED_INPUT_FACTOR * max_input_bytes:
+                raise InvalidJobSpec(
+                    f"seeded inputs of {s.m * s.n + s.n * s.p} entries exceed "
+                    f"{SEEDED_INPUT_FACTOR} x the input limit {max_input_bytes}"
+                )
 
     def compute_input_hash(self, job: JobInput) -> bytes:
         if job.inputs:
