@@ -2,7 +2,8 @@
 
 Every test drives a ``TestChain`` block by block; provers are the real kernel
 (``node.prover`` functions, in-process) on small challenges (claimed units 3 with
-1-second challenges: square n = rows = 1088), so each product takes milliseconds.
+1-second challenges at the devnet width n = 256: 22,848 rows), so each takes a fraction
+of a second.
 """
 
 from __future__ import annotations
@@ -120,7 +121,7 @@ def test_challenges_issued_at_boundary_from_the_commit() -> None:
     for rec in issued:
         assert rec.status == ChallengeStatus.PENDING
         assert rec.challenge.height == EPOCH and rec.challenge_time_ms == boundary.header.time_ms
-        assert (rec.challenge.n, rec.challenge.rows) == (1088, 1088)
+        assert (rec.challenge.n, rec.challenge.rows) == (256, 22_848)
     # The seeds differ per NFT, and depend on the precommits the boundary block carries.
     assert len({r.challenge.seed for r in issued}) == 4
     other = make_chain()
@@ -138,7 +139,7 @@ def test_honest_challenge_passes_and_power_follows_next_epoch() -> None:
     run_to(chain, EPOCH, responder)
     power_before = [power_of(chain, i) for i in range(4)]
     assert power_before == [compute_voting_power(STAKE, CLAIMED)] * 4
-    # Commitment one block (1,000 ms) after the challenge; 2·1088³ = 2.58e9 ops -> 2 units.
+    # Commitment one block (1,000 ms) after the challenge; 2·22,848·256² = 2.99e9 ops -> 2 units.
     responder.step()
     rec = challenge_of(chain, 0)
     assert rec.status == ChallengeStatus.COMMITTED and rec.commit_height == EPOCH + 1
