@@ -111,6 +111,10 @@ def test_invalid_matmul_inputs() -> None:
         MATMUL.validate_input(JobInput(MatmulSpec(64, 64, 64).encode(), b"\x01" * 8192, b""), 4096)
     with pytest.raises(InvalidJobSpec):
         MATMUL.validate_input(JobInput(b"\x01", b"", SEED), 1 << 20)
+    # Seeded inputs the chain would have to generate: at most 4 x the input limit.
+    MATMUL.validate_input(JobInput(MatmulSpec(64, 64, 64).encode(), b"", SEED), 2048)
+    with pytest.raises(InvalidJobSpec):
+        MATMUL.validate_input(JobInput(MatmulSpec(65, 64, 64).encode(), b"", SEED), 2048)
 
 
 def _iterate(steps: int, width: int = 4) -> JobInput:
