@@ -122,6 +122,7 @@ class HostService:
         self.bans = scoring.BanList()
         self.ledger = scoring.PenaltyLedger()
         self.scores: dict[str, float] = {}
+        self._last_penalty_event: dict[str, float] = {}
         self.state = _State()
         self.own_addrs: list[str] = []
         self.known_addrs: dict[str, list[str]] = {}
@@ -277,7 +278,12 @@ class HostService:
         cut = force_cut or self.score(peer) < scoring.DISCONNECT_SCORE
         if cut:
             self._cut(peer)
-        if self.bridge is not None:
+        # At most one event per peer per second (a flood must not flood the loop), but always a cut.
+        now = time.monotonic()
+        if self.bridge is not None and (cut or now - self._last_penalty_event.get(pid, -1e9) >= 1.0):
+            self._last_penalty_event[pid] = now
+            if len(self._last_penalty_event) > 4096:
+                self._last_penalty_event.clear()
             self.bridge.post(self.side.on_event, PeerPenalised(pid, reason, cut))
 
     def report(self, peer_id: str, reason: str, disconnect: bool) -> None:
