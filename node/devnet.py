@@ -69,10 +69,18 @@ def is_node_process(pid: int, home: str) -> bool:
     """True when ``pid`` is alive and is a node started with ``home`` (never trust a bare pid)."""
     if pid <= 0:
         return False
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return False
+    for _ in range(100):
+        try:
+            raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return False
+        # A child still inside execve() (Popen has just returned) shows an empty cmdline
+        # for a moment; only a zombie's stays empty.
+        if raw or state == "Z":
+            break
+        time.sleep(0.01)
+    cmdline = raw.split(b"\0")
     return home.encode() in cmdline and b"start" in cmdline
 
 
