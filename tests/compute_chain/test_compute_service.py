@@ -1,0 +1,91 @@
+"""The node's compute service pieces that need no network: attestation pool and gossip
+verdicts, and the JSON the ``challenges`` and ``attestations`` RPC methods serve."""
+
+from __future__ import annotations
+
+import dataclasses
+from types import SimpleNamespace
+from typing import Any
+
+from consensus.attestation import Attestation, make_attestation
+from consensus.crypto import encode_address
+from consensus.records import HardwareSpec
+from consensus.testing import TestChain
+from node.compute import AttestationPool, ComputeService, list_attestations, list_challenges
+from p2p.interface import Verdict
+
+SPEC = HardwareSpec(device_kind=0, model="test", cores=2, memory_mb=1024)
+
+
+def attest(chain: TestChain, i: int, height: int, units: int = 3) -> Attestation:
+    validator = chain.operator_keys[i].address()
+    nft_id = next(iter(chain.view().iter_validator_nft_ids(validator)))
+    return make_attestation(chain.consensus_keys[i], chain.chain_id, nft_id=nft_id, validator=validator,
+                            spec=SPEC, measured_units=units, height=height)
+
+
+def fake_node(chain: TestChain) -> Any:
+    executor = SimpleNamespace(head_state=chain.view, height=chain.height)
+    return SimpleNamespace(executor=executor, chain_id=chain.chain_id, address=chain.operator_keys[0].address())
+
+
+def make_chain(blocks: int) -> TestChain:
+    chain = TestChain(params={"attestation_max_age_blocks": 5, "attestation_min_interval_blocks": 3,
+                              "epoch_blocks": 5})
+    for _ in range(blocks):
+        chain.next_block()
+    return chain
+
+
+def test_pool_keeps_the_freshest_and_selects_valid_ones() -> None:
+    chain = make_chain(4)
+    pool = AttestationPool()
+    old, new = attest(chain, 0, 2), attest(chain, 0, 3, units=9)
+    assert pool.add(new) and not pool.add(old)
+    assert pool.add(attest(chain, 1, 3))
+    assert len(pool) == 2 and pool.items()[0] == new
+    selected = pool.select(chain.view(), chain.chain_id, chain.height + 1)
+    assert [Attestation.decode(raw) for raw in selected] == pool.items()
+    # Much later they are stale: not selected, and dropped from the pool.
+    for _ in range(6):
+        chain.next_block()
+    assert pool.select(chain.view(), chain.chain_id, chain.height + 1) == ()
+    assert len(pool) == 0
+
+
+def test_gossip_verdicts() -> None:
+    chain = make_chain(4)
+    service = ComputeService(fake_node(chain))
+    good = attest(chain, 0, 3)
+    assert service._validate_gossip("peer", good.encode()) == Verdict.ACCEPT
+    forged = dataclasses.replace(good, measured_units=10_000)
+    assert service._validate_gossip("peer", forged.encode()) == Verdict.REJECT
+    assert service._validate_gossip("peer", b"\x93garbage") == Verdict.REJECT
+    stale = attest(chain, 0, 1)
+    for _ in range(6):
+        chain.next_block()
+    service = ComputeService(fake_node(chain))
+    assert service._validate_gossip("peer", stale.encode()) == Verdict.IGNORE
+    service._on_gossip("peer", good.encode())
+    assert service.pool.items() == [good]
+
+
+def test_rpc_json_of_challenges_and_attestations() -> None:
+    chain = make_chain(5)  # height 5 is an epoch boundary: four challenges issued
+    state = chain.view()
+    issued = list_challenges(state, chain.height, None, None)
+    assert len(issued) == 4 and {c["status"] for c in issued} == {"pending"}
+    assert all(c["height"] == 5 and c["commit_deadline"] == 5 + 12 and c["root"] is None for c in issued)
+    one = list_challenges(state, chain.height, None, issued[0]["nft_id"])
+    assert one == [issued[0]]
+    assert list_challenges(state, chain.height, 4, None) == []
+    pool = AttestationPool()
+    att = attest(chain, 2, 4)
+    pool.add(att)
+    out = list_attestations(state, pool, None)
+    assert out == [{
+        "nft_id": att.nft_id, "validator": encode_address(att.validator),
+        "spec": {"device": "cpu", "model": "test", "cores": 2, "memory_mb": 1024},
+        "measured_units": 3, "height": 4, "signature": "0x" + att.signature.hex(), "source": "pool",
+    }]
+    assert list_attestations(state, pool, chain.operator_keys[1].address()) == []
