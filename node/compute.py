@@ -36,8 +36,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import multiprocessing
 import os
+import threading
+import time
 from collections.abc import Coroutine
+from concurrent.futures import ProcessPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from consensus.attestation import (
@@ -86,6 +90,32 @@ OVERCLAIM_BENCH_SECONDS = 1.5
 OVERCLAIM_COLLATERAL_FACTOR = 10
 #: Blocks to wait for our commitment or openings to be included before gossiping it again.
 REGOSSIP_BLOCKS = 2
+
+
+def _exit_with_parent(parent: int) -> None:
+    """Worker initializer: exit when the node process is gone.
+
+    A ProcessPoolExecutor worker whose parent is killed (SIGKILL, `devnet down` after
+    its grace period) would otherwise wait on its task queue forever.
+    """
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent:
+                os._exit(0)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+class NodeProver(Prover):
+    """The prover, with workers that never outlive the node."""
+
+    @staticmethod
+    def _new_executor() -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(
+            max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+            initializer=_exit_with_parent, initargs=(os.getpid(),),
+        )
 
 
 class AttestationPool:
@@ -202,7 +232,7 @@ class ComputeService:
     def _prover(self, nft_id: int) -> Prover:
         prover = self._provers.get(nft_id)
         if prover is None:
-            prover = Prover(cheat_fraction=self.cheat_fraction, blas_threads=PROVER_BLAS_THREADS)
+            prover = NodeProver(cheat_fraction=self.cheat_fraction, blas_threads=PROVER_BLAS_THREADS)
             self._provers[nft_id] = prover
         return prover
 
