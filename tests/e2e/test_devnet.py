@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 import re
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -165,3 +167,31 @@ def test_devnet_down_leaves_no_process(devnet: Devnet) -> None:
     status = cstake("devnet", "status", "--dir", str(devnet.directory), check=False)
     assert status.returncode != 0
     assert status.stdout.count("stopped") == 4
+
+
+def test_a_node_process_just_spawned_is_recognised(tmp_path: Path) -> None:
+    """Right after Popen returns, a child may still be inside execve with an empty /proc cmdline.
+
+    ``devnet up`` spawns four nodes back to back and checks them at once; it used to call
+    the last one "exited during start". The race needs a busy machine to show, so try often.
+    """
+    from node.devnet import is_node_process
+
+    home = str(tmp_path / "home")
+    for _ in range(10):
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", "import time; time.sleep(30)", "start", "--home", home],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+            for _ in range(4)
+        ]
+        try:
+            assert [is_node_process(p.pid, home) for p in procs] == [True] * 4
+            assert not is_node_process(procs[0].pid, home + "-other")
+        finally:
+            for p in procs:
+                p.kill()
+                p.wait(timeout=10)
+        assert not any(is_node_process(p.pid, home) for p in procs)

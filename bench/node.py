@@ -1,0 +1,407 @@
+"""Node benchmark: a fresh 4-validator devnet on this machine, idle and under ``cstake load``.
+
+Every figure is measured in this run, from the outside:
+
+- block interval at idle (~15 s) and under load, from the header times of
+  committed blocks (RPC ``block``);
+- committed transactions per second over the load window, counted from the
+  committed blocks' transaction lists (not from the load generator's report);
+- inclusion latency p50/p99 as the load generator reports it, cross-checked by
+  probe transactions this benchmark sends itself (send time vs. block time);
+- where the time goes: per-block execute and write times from the node's log,
+  the commit-duration histogram from /metrics, and a py-spy sample of one
+  validator when py-spy is installed.
+
+The devnet lives in a temporary directory on free ports and is always stopped
+and deleted at the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from node.devnet import DevnetError, load_devnet, rpc_call, stop_pids
+
+REPO = Path(__file__).resolve().parent.parent
+CLI = [sys.executable, "-m", "node.cli"]
+N_NODES = 4
+IDLE_S = 15.0
+#: Offered load; BENCH_NODE_RATE / BENCH_NODE_SECONDS override them for exploring.
+LOAD_RATE = int(os.environ.get("BENCH_NODE_RATE", "1000"))
+LOAD_S = float(os.environ.get("BENCH_NODE_SECONDS", "60"))
+LOAD_ACCOUNTS = 200
+DRAIN_S = 20.0
+PROBE_EVERY_S = 1.0
+PROFILE_S = 20.0
+
+
+# --- small helpers ------------------------------------------------------------------------
+
+
+def _free_base_port(n: int) -> int:
+    rng = random.Random()
+    for _ in range(200):
+        base = rng.randrange(20_000, 32_000 - 10 * n, 10)
+        ok = True
+        for port in (base + 10 * i + k for i in range(n) for k in (0, 1)):
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    ok = False
+                    break
+        if ok:
+            return base
+    raise RuntimeError("no free block of ports for the devnet")
+
+
+def _rpc(url: str, method: str, params: Any = None, timeout: float = 10.0) -> Any:
+    return rpc_call(url, method, params, timeout=timeout)
+
+
+def _height(url: str) -> int:
+    return int(_rpc(url, "status")["latest_height"])
+
+
+def _wait_height(url: str, target: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        with contextlib.suppress(DevnetError):
+            if _height(url) >= target:
+                return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{url} did not reach height {target} within {timeout:g} s")
+        time.sleep(0.2)
+
+
+def _blocks(url: str, lo: int, hi: int) -> list[dict[str, Any]]:
+    """Headers and tx ids of heights lo..hi (inclusive)."""
+    out = []
+    for h in range(lo, hi + 1):
+        b = _rpc(url, "block", {"height": h, "txs": "hashes"}, timeout=30)
+        out.append({"height": h, "time": int(b["header"]["time"]), "txs": b["txs"], "round": b["header"]["round"]})
+    return out
+
+
+def _pct(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[max(1, math.ceil(q / 100 * len(ordered))) - 1]
+
+
+def _fmt_ms(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:,.0f} ms"
+
+
+def _intervals(blocks: list[dict[str, Any]]) -> list[float]:
+    return [float(b["time"] - a["time"]) for a, b in zip(blocks, blocks[1:], strict=False)]
+
+
+def _interval_line(label: str, blocks: list[dict[str, Any]]) -> str:
+    iv = _intervals(blocks)
+    if not iv:
+        return f"{label}: fewer than two blocks"
+    mean = sum(iv) / len(iv)
+    return (f"{label}: mean {mean / 1000:.2f} s, p50 {_pct(iv, 50) / 1000:.2f} s, "  # type: ignore[operator]
+            f"max {max(iv) / 1000:.2f} s over {len(iv)} intervals (heights {blocks[0]['height']}..{blocks[-1]['height']})")
+
+
+# --- probe transactions (the latency cross-check) ----------------------------------------
+
+
+class Prober(threading.Thread):
+    """Sends one transfer per second from node1's account to node1's RPC and records the send time."""
+
+    def __init__(self, home: Path, url: str, chain_id: str) -> None:
+        super().__init__(daemon=True)
+        from consensus.txs import Transfer, build_tx
+        from node.keyfiles import load_keystore
+
+        self._build = build_tx
+        self._transfer = Transfer
+        self.key = load_keystore(home / "keys" / "account.json", None)
+        self.url = url
+        self.chain_id = chain_id
+        self.sent: dict[str, int] = {}  # tx hash -> wall ms at send
+        self.errors = 0
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        from consensus.crypto import encode_address
+
+        fee = int(_rpc(self.url, "params")["min_fee"])
+        nonce = int(_rpc(self.url, "account", {"address": encode_address(self.key.address())})["next_nonce"])
+        while not self.stop.wait(PROBE_EVERY_S):
+            tx = self._build(self.key, self.chain_id, nonce, fee, self._transfer(self.key.address(), 1))
+            sent_ms = time.time_ns() // 1_000_000
+            try:
+                res = _rpc(self.url, "broadcast_tx", {"tx": "0x" + tx.raw.hex()}, timeout=10)
+            except DevnetError:
+                self.errors += 1
+                continue
+            if res["code"] == 0:
+                self.sent[res["hash"]] = sent_ms
+                nonce += 1
+            else:
+                self.errors += 1
+
+
+# --- profile -------------------------------------------------------------------------------
+
+_LOG_RE = re.compile(r"committed height (\d+): (\d+) txs .* execute (\d+) ms, write (\d+) ms")
+
+
+def _log_breakdown(log_file: Path, lo: int, hi: int) -> dict[int, tuple[int, float, float]]:
+    """height -> (txs, execute ms, write ms) from the node's JSON log lines."""
+    out: dict[int, tuple[int, float, float]] = {}
+    with contextlib.suppress(OSError):
+        for line in log_file.read_text(errors="replace").splitlines():
+            m = _LOG_RE.search(line)
+            if m and lo <= int(m.group(1)) <= hi:
+                out[int(m.group(1))] = (int(m.group(2)), float(m.group(3)), float(m.group(4)))
+    return out
+
+
+def _metric_sum_count(text: str, name: str) -> tuple[float, float]:
+    s = re.search(rf"^{name}_sum ([0-9.e+-]+)$", text, re.MULTILINE)
+    c = re.search(rf"^{name}_count ([0-9.e+-]+)$", text, re.MULTILINE)
+    return (float(s.group(1)) if s else 0.0, float(c.group(1)) if c else 0.0)
+
+
+def _metrics(url: str) -> str:
+    import urllib.request
+
+    with urllib.request.urlopen(url + "/metrics", timeout=10) as resp:
+        return str(resp.read().decode())
+
+
+def _py_spy() -> str | None:
+    local = Path(sys.executable).parent / "py-spy"
+    if local.exists():
+        return str(local)
+    return shutil.which("py-spy")
+
+
+def _spy_summary(raw_file: Path, top: int = 12) -> list[str]:
+    """Fold py-spy's raw (collapsed) stacks into shares by project function and by leaf package."""
+    project = ("consensus/", "node/", "storage/", "p2p/")
+    by_func: dict[str, int] = {}
+    by_leaf: dict[str, int] = {}
+    total = 0
+    for line in raw_file.read_text(errors="replace").splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not count_text.isdigit():
+            continue
+        count = int(count_text)
+        total += count
+        frames = stack.split(";")
+        owner = next((f for f in reversed(frames) if any(f"({p}" in f for p in project)), "(outside project code)")
+        owner = re.sub(r":\d+\)$", ")", owner)
+        by_func[owner] = by_func.get(owner, 0) + count
+        leaf = frames[-1]
+        m = re.search(r"\(([^):]+)", leaf)
+        path = m.group(1) if m else leaf
+        pkg = path.split("site-packages/")[-1].split("/")[0] if "site-packages/" in path else path.split("/")[0]
+        by_leaf[pkg] = by_leaf.get(pkg, 0) + count
+    if total == 0:
+        return ["  (no samples)"]
+    lines = [f"  {total} samples; innermost project function on the stack:"]
+    for name, n in sorted(by_func.items(), key=lambda kv: -kv[1])[:top]:
+        lines.append(f"    {100 * n / total:5.1f}%  {name}")
+    lines.append("  by the leaf frame's module/package:")
+    for name, n in sorted(by_leaf.items(), key=lambda kv: -kv[1])[:8]:
+        lines.append(f"    {100 * n / total:5.1f}%  {name}")
+    return lines
+
+
+# --- the run -------------------------------------------------------------------------------
+
+
+def _cstake(args: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*CLI, *args], cwd=REPO, capture_output=True, text=True, timeout=timeout,
+                          stdin=subprocess.DEVNULL, check=False)
+
+
+def run() -> None:
+    tmp = Path(tempfile.mkdtemp(prefix="cstake-bench-node-"))
+    directory = tmp / "devnet"
+    extra: list[subprocess.Popen[Any]] = []
+    try:
+        _run(directory, tmp, extra)
+    finally:
+        for proc in extra:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=5)
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=5)
+        if (directory / "devnet.json").exists():
+            with contextlib.suppress(subprocess.TimeoutExpired, OSError):
+                _cstake(["devnet", "down", "--dir", str(directory)], timeout=60)
+            with contextlib.suppress(DevnetError, OSError):
+                stop_pids(load_devnet(directory)["nodes"], timeout=5)  # last resort, by recorded pid
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _run(directory: Path, tmp: Path, extra: list[subprocess.Popen[Any]]) -> None:
+    base = _free_base_port(N_NODES)
+    t0 = time.perf_counter()
+    up = _cstake(["devnet", "up", "--validators", str(N_NODES), "--dir", str(directory),
+                  "--base-port", str(base), "--detach", "--json"], timeout=150)
+    if up.returncode != 0:
+        print(f"devnet up failed: {up.stderr.strip()[-500:]}")
+        return
+    doc = json.loads(up.stdout)
+    nodes = doc["nodes"]
+    urls = [n["rpc"] for n in nodes]
+    main = urls[0]
+    print(f"devnet: {N_NODES} validators (separate processes, libp2p, LevelDB) up in "
+          f"{time.perf_counter() - t0:.1f} s; {os.cpu_count()} CPU cores on this machine, "
+          f"load average {os.getloadavg()[0]:.1f} before the run")
+    _wait_height(main, 2, timeout=60)
+
+    # Idle: block times over ~15 s.
+    h0 = _height(main)
+    time.sleep(IDLE_S)
+    idle = _blocks(main, h0, _height(main))
+    print(_interval_line("block interval at idle", idle))
+
+    # Load: `cstake load` across the four RPC URLs, probes on the side, py-spy on node1.
+    load_out = tmp / "load.json"
+    load_err = tmp / "load.log"
+    with open(load_out, "wb") as out, open(load_err, "wb") as err:
+        load = subprocess.Popen(
+            [*CLI, "load", "--home", nodes[0]["home"], "--rpc", ",".join(urls), "--rate", str(LOAD_RATE),
+             "--duration", str(LOAD_S), "--accounts", str(LOAD_ACCOUNTS), "--drain", str(DRAIN_S),
+             "--progress-every", "2", "--json"],
+            cwd=REPO, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
+        )
+    extra.append(load)
+    prober = Prober(Path(nodes[1]["home"]), urls[1], doc["chain_id"])
+    spy_file = tmp / "spy.txt"
+    spy_started = False
+    load_started = time.monotonic()
+    started_probes = False
+    spy_bin = _py_spy()
+    while load.poll() is None:
+        time.sleep(0.5)
+        if not started_probes and "sent" in load_err.read_text(errors="replace"):
+            prober.start()  # the generator is past funding and sending
+            started_probes = True
+        if started_probes and not spy_started and spy_bin and time.monotonic() - load_started > 25:
+            spy_started = True
+            extra.append(subprocess.Popen(
+                [spy_bin, "record", "-p", str(nodes[1]["pid"]), "-d", str(int(PROFILE_S)), "-r", "100",
+                 "-f", "raw", "-o", str(spy_file), "--nonblocking"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            ))
+        if time.monotonic() - load_started > LOAD_S + DRAIN_S + 120:
+            load.kill()
+            print("load generator did not finish in time; killed")
+            break
+    prober.stop.set()
+    if started_probes:
+        prober.join(timeout=15)
+    if load.wait() != 0:
+        print(f"cstake load failed: {load_err.read_text(errors='replace').strip()[-500:]}")
+        return
+    report = json.loads(load_out.read_text())
+    start_h, end_h = int(report["start_height"]), int(report["end_height"])
+    _wait_height(main, end_h, timeout=30)
+    blocks = _blocks(main, start_h, max(end_h, _height(main)))
+    t_start = blocks[0]["time"]
+    in_window = [b for b in blocks[1:] if b["time"] <= t_start + LOAD_S * 1000]
+    window_txs = sum(len(b["txs"]) for b in in_window)
+    all_txs = sum(len(b["txs"]) for b in blocks[1:])
+    last_with_txs = max((b for b in blocks[1:] if b["txs"]), key=lambda b: b["height"], default=blocks[0])
+    span_s = max(1e-9, (last_with_txs["time"] - t_start) / 1000)
+
+    print(f"load: cstake load --rate {LOAD_RATE} --duration {LOAD_S:g} --accounts {LOAD_ACCOUNTS} over "
+          f"{len(urls)} RPC URLs; generator sent {report['sent']} ({report['sent_rate_tps']} tx/s achieved), "
+          f"accepted {report['accepted']}, rejected {sum(report['rejected'].values())} {report['rejected'] or ''}")
+    where = (f"heights {start_h + 1}..{in_window[-1]['height']}" if in_window
+             else f"no block committed after height {start_h} in the window")
+    print(f"committed tx/s over the {LOAD_S:g} s load window (from block tx lists, {where}): "
+          f"{window_txs / LOAD_S:,.0f} tx/s ({window_txs} txs)")
+    print(f"committed tx/s until the last loaded block (window + drain, {span_s:.1f} s): "
+          f"{all_txs / span_s:,.0f} tx/s ({all_txs} txs; generator counted {report['committed']})")
+    lat = report["latency_ms"]
+    print(f"inclusion latency (generator, send -> block time): p50 {_fmt_ms(lat['block_time']['p50'])}, "
+          f"p99 {_fmt_ms(lat['block_time']['p99'])}, max {_fmt_ms(lat['block_time']['max'])}")
+    print(f"inclusion latency (generator, send -> seen committed over RPC): p50 {_fmt_ms(lat['observed']['p50'])}, "
+          f"p99 {_fmt_ms(lat['observed']['p99'])}")
+    probe_lat = []
+    for tx_hash, sent_ms in prober.sent.items():
+        with contextlib.suppress(DevnetError):
+            found = _rpc(main, "tx", {"hash": tx_hash})
+            btime = next((b["time"] for b in blocks if b["height"] == found["height"]), None)
+            if btime is None:
+                btime = int(_rpc(main, "block", {"height": found["height"], "txs": "hashes"})["header"]["time"])
+            probe_lat.append(float(btime - sent_ms))
+    print(f"inclusion latency cross-check ({len(probe_lat)} of {len(prober.sent)} probe txs committed, "
+          f"{prober.errors} refused): p50 {_fmt_ms(_pct(probe_lat, 50))}, p99 {_fmt_ms(_pct(probe_lat, 99))}, "
+          f"max {_fmt_ms(max(probe_lat) if probe_lat else None)}")
+    print(_interval_line("block interval under load", [blocks[0], *in_window]))
+    rounds = [b["round"] for b in in_window]
+    if rounds:
+        print(f"blocks decided after round 0 under load: {sum(1 for r in rounds if r > 0)} of {len(rounds)}")
+    print(f"load average after the run: {os.getloadavg()[0]:.1f} (the load generator and all four nodes share "
+          f"these {os.cpu_count()} cores)")
+    _profile(nodes, [blocks[0], *in_window], spy_file if spy_started else None, spy_bin)
+
+
+def _profile(nodes: list[dict[str, Any]], window: list[dict[str, Any]], spy_file: Path | None,
+             spy_bin: str | None) -> None:
+    print("where the time goes under load (node1):")
+    if len(window) >= 2:
+        lo, hi = window[1]["height"], window[-1]["height"]
+        per = _log_breakdown(Path(nodes[1]["home"]) / "logs" / "node.log", lo, hi)
+        interval_ms = sum(_intervals(window))
+        execute = sum(v[1] for v in per.values())
+        write = sum(v[2] for v in per.values())
+        if per and interval_ms > 0:
+            k = len(per)
+            print(f"  {k} blocks from the node log: execute {execute / k:,.0f} ms/block, write {write / k:,.0f} "
+                  f"ms/block, of a {interval_ms / len(window[1:]):,.0f} ms mean interval; the remaining "
+                  f"{max(0.0, 100 * (1 - (execute + write) / interval_ms)):.0f}% is proposing, gossiping the "
+                  "block, voting and timeouts")
+            big = max(per.items(), key=lambda kv: kv[1][0])
+            print(f"  largest block: height {big[0]}, {big[1][0]} txs, execute {big[1][1]:.0f} ms, "
+                  f"write {big[1][2]:.0f} ms")
+    for node in nodes:
+        with contextlib.suppress(OSError, ValueError):
+            text = _metrics(node["rpc"])
+            total, count = _metric_sum_count(text, "cstake_commit_duration_seconds")
+            rs, rc = _metric_sum_count(text, "cstake_rounds_per_height")
+            if count:
+                print(f"  {node['name']} /metrics: commit (execute+write) {1000 * total / count:,.1f} ms mean over "
+                      f"{count:.0f} blocks; rounds per height {rs / max(rc, 1):.2f} mean")
+    if spy_file is None:
+        print("  py-spy: not installed; (pip install py-spy) for a sampled profile"
+              if spy_bin is None else "  py-spy: not run (the load ended early)")
+        return
+    if not spy_file.exists():
+        print("  py-spy: no profile written (ptrace not permitted here?)")
+        return
+    print(f"  py-spy sample of node1 over {PROFILE_S:g} s of load (100 Hz, active threads only):")
+    for line in _spy_summary(spy_file):
+        print(line)
+

@@ -1,0 +1,68 @@
+"""The chain keeps committing under a modest transaction load, and every accepted transaction lands.
+
+``cstake load`` sends 150 transfers per second for 15 s across the four RPC
+URLs (far below the 1,000 tx/s target). Pass means: no gap of more than a few
+seconds between consecutive blocks while the load runs, and every transaction
+the nodes accepted is committed, counted from the blocks' transaction lists.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.harness import CLI, REPO, Devnet, block, height, rpc, wait_for
+
+pytestmark = [pytest.mark.multiprocess, pytest.mark.slow]
+
+RATE = 150
+DURATION_S = 15
+MAX_GAP_MS = 5_000
+
+
+def test_chain_keeps_committing_under_load_and_includes_every_accepted_tx(
+    devnet: Devnet, tmp_path: Path
+) -> None:
+    main = devnet.nodes[0].rpc
+    devnet.wait_all_at(2, timeout=60)
+    with open(tmp_path / "load.json", "wb") as out, open(tmp_path / "load.log", "wb") as err:
+        proc = subprocess.run(
+            [*CLI, "load", "--home", devnet.node("node0").home, "--rpc", ",".join(devnet.urls),
+             "--rate", str(RATE), "--duration", str(DURATION_S), "--accounts", "30", "--drain", "10",
+             "--json"],
+            cwd=REPO, stdout=out, stderr=err, stdin=subprocess.DEVNULL, timeout=180, check=False,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+    assert proc.returncode == 0, (tmp_path / "load.log").read_text()[-2000:]
+    report = json.loads((tmp_path / "load.json").read_text())
+    assert report["accepted"] >= 0.9 * RATE * DURATION_S, report
+    start = int(report["start_height"])
+
+    # Give the chain a bounded time to empty every mempool, then count from the blocks.
+    def drained() -> bool:
+        return all(rpc(n.rpc, "mempool", {"limit": 0})["size"] == 0 for n in devnet.nodes)
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not drained():
+        time.sleep(0.5)
+    top = height(main)
+    blocks = [block(main, h) for h in range(start, top + 1)]
+    times = [b["header"]["time"] for b in blocks]
+    load_end = times[0] + DURATION_S * 1000
+    during = [t for t in times if t <= load_end + MAX_GAP_MS]
+    gaps = [b - a for a, b in zip(during, during[1:], strict=False)]
+    assert len(during) >= 2 and max(gaps) <= MAX_GAP_MS, (
+        f"under {RATE} tx/s the chain committed {len(during)} blocks in {DURATION_S} s "
+        f"(heights {start}..{blocks[len(during) - 1]['header']['height']}); longest gap "
+        f"{max(gaps, default=0)} ms; see */logs/node.log ('could not fetch proposal block')"
+    )
+    committed = sum(b["num_txs"] for b in blocks[1:])
+    assert committed >= report["accepted"], (
+        f"{report['accepted']} transactions accepted, {committed} committed in heights {start + 1}..{top}"
+    )
+    wait_for(drained, 5, "every mempool to be empty")
