@@ -343,28 +343,36 @@ def process_jobs_end_block(state: State, block: Block, params: Params, events: l
     height = block.header.height
     # Pass 1: timers of every job first, so faults found here are seen by the ranking below.
     for job_id in open_ids:
-        job = get_job(state, job_id)
-        if job is None:
+        before = get_job(state, job_id)
+        if before is None:
             continue
+        job = before
         for index in range(len(job.slots)):
             job = _process_slot_timers(state, job, job.slots[index], block, params, events)
         if any(s.status == SlotStatus.EMPTY for s in job.slots) and height >= job.expires_height:
             job = _finish(state, job, JobStatus.FAILED, height, events)
-        put_job(state, with_status(job), was_open=True)
+        _put_if_changed(state, before, with_status(job))
     # Pass 2: assignment and settlement, in submission order.
     candidates: list[Candidate] | None = None
     busy: dict[int, int] = {}
     for job_id in iter_open_job_ids(state):
-        job = get_job(state, job_id)
-        if job is None:
+        before = get_job(state, job_id)
+        if before is None:
             continue
+        job = before
         if any(s.status == SlotStatus.EMPTY for s in job.slots):
             if candidates is None:
                 candidates = compute_candidates(state, params)
             job = _assign(state, job, candidates, busy, height, params, events)
         if is_settleable(job, height):
             job = process_settlement(state, job, block.header.proposer, height, params, events)
-        put_job(state, with_status(job), was_open=True)
+        _put_if_changed(state, before, with_status(job))
+
+
+def _put_if_changed(state: State, before: Job, after: Job) -> None:
+    # A job record carries its inputs and openings: write it only when something changed.
+    if after != before:
+        put_job(state, after, was_open=True)
 
 
 def get_dispute_mid(d: Dispute) -> int:
