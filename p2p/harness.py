@@ -344,6 +344,7 @@ async def amain(args: argparse.Namespace) -> int:
         max_peers=args.max_peers,
         max_message_bytes=args.max_message_bytes,
         peer_exchange_interval=args.px_interval,
+        gil_switch_interval=None if args.gil_switch <= 0 else args.gil_switch,
     )
     t = Libp2pTransport(cfg)
     h = Harness(t, args)
@@ -379,6 +380,7 @@ def main() -> int:
     p.add_argument("--px-interval", type=float, default=2.0)
     p.add_argument("--blocks", type=int, default=0, help="serve a synthetic chain of this many blocks")
     p.add_argument("--block-size", type=int, default=1024)
+    p.add_argument("--gil-switch", type=float, default=0.0005, help="0 keeps Python's default")
     p.add_argument("--corrupt-blocks", action="store_true", help="serve commits with bad signatures")
     args = p.parse_args()
     import logging

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -71,6 +72,9 @@ class Libp2pTransport(Transport):
         if self._service is not None:
             raise TransportClosed("the transport was already started")
         install_libp2p_logging()
+        if self.config.gil_switch_interval is not None:
+            # Process-wide, on purpose: see P2PConfig.gil_switch_interval.
+            sys.setswitchinterval(min(sys.getswitchinterval(), self.config.gil_switch_interval))
         svc = HostService(self.config, self._seed, self.stats, self, self._dispatcher.kinds)
         for proto in self._handlers:
             svc.add_protocol(proto)
