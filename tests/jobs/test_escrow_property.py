@@ -10,7 +10,7 @@ once every job has ended nothing is locked.
 
 from __future__ import annotations
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from consensus.jobs.store import get_total_escrow, iter_jobs
@@ -40,6 +40,12 @@ JOBS = st.lists(
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# Always covered: a cheater caught by a watcher, a silent provider, redundancy, a cancel, an
+# unassignable job.
+@example(jobs=[("matmul", 3, 5, 1, False, False), ("iterate", 2, 0, 2, False, False)],
+         behaviour=["cheat", "silent", "honest", "honest"], watcher=2, price=2)
+@example(jobs=[("matmul", 1, 0, 1, False, True), ("iterate", 4, 9, 1, True, False)],
+         behaviour=["honest", "honest", "honest", "honest"], watcher=None, price=1)
 @given(
     jobs=JOBS,
     behaviour=st.lists(BEHAVIOURS, min_size=4, max_size=4),
