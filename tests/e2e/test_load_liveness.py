@@ -1,9 +1,11 @@
 """The chain keeps committing under a modest transaction load, and every accepted transaction lands.
 
-``cstake load`` sends 150 transfers per second for 15 s across the four RPC
-URLs (far below the 1,000 tx/s target). Pass means: no gap of more than a few
-seconds between consecutive blocks while the load runs, and every transaction
-the nodes accepted is committed, counted from the blocks' transaction lists.
+``cstake load`` sends 400 transfers per second for 15 s across the four RPC
+URLs (40% of the 1,000 tx/s target; blocks then exceed the 48 KiB inline
+proposal size, so proposal blocks are fetched over the request protocol).
+Pass means: no gap of more than a few seconds between consecutive blocks while
+the load runs, and every transaction the nodes accepted is committed, counted
+from the blocks' transaction lists.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from tests.e2e.harness import CLI, REPO, Devnet, block, height, rpc, wait_for
 
 pytestmark = [pytest.mark.multiprocess, pytest.mark.slow]
 
-RATE = 150
+RATE = 400
 DURATION_S = 15
 MAX_GAP_MS = 5_000
 
@@ -33,14 +35,14 @@ def test_chain_keeps_committing_under_load_and_includes_every_accepted_tx(
     with open(tmp_path / "load.json", "wb") as out, open(tmp_path / "load.log", "wb") as err:
         proc = subprocess.run(
             [*CLI, "load", "--home", devnet.node("node0").home, "--rpc", ",".join(devnet.urls),
-             "--rate", str(RATE), "--duration", str(DURATION_S), "--accounts", "30", "--drain", "10",
+             "--rate", str(RATE), "--duration", str(DURATION_S), "--accounts", "60", "--drain", "10",
              "--json"],
             cwd=REPO, stdout=out, stderr=err, stdin=subprocess.DEVNULL, timeout=180, check=False,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
     assert proc.returncode == 0, (tmp_path / "load.log").read_text()[-2000:]
     report = json.loads((tmp_path / "load.json").read_text())
-    assert report["accepted"] >= 0.9 * RATE * DURATION_S, report
+    assert report["accepted"] >= 0.5 * RATE * DURATION_S, report
     start = int(report["start_height"])
 
     # Give the chain a bounded time to empty every mempool, then count from the blocks.
@@ -54,12 +56,17 @@ def test_chain_keeps_committing_under_load_and_includes_every_accepted_tx(
     blocks = [block(main, h) for h in range(start, top + 1)]
     times = [b["header"]["time"] for b in blocks]
     load_end = times[0] + DURATION_S * 1000
-    during = [t for t in times if t <= load_end + MAX_GAP_MS]
+    # Every gap that overlaps the load window, up to the first block after it.
+    after = next((i for i, t in enumerate(times) if t > load_end), len(times) - 1)
+    during = times[: after + 1]
     gaps = [b - a for a, b in zip(during, during[1:], strict=False)]
+    if times[-1] <= load_end:  # nothing after the window: the stall lasted to the end
+        gaps.append(int(time.time() * 1000) - times[-1])
+    rounds = {b["header"]["height"]: b["header"]["round"] for b in blocks if b["header"]["round"] > 0}
     assert len(during) >= 2 and max(gaps) <= MAX_GAP_MS, (
         f"under {RATE} tx/s the chain committed {len(during)} blocks in {DURATION_S} s "
         f"(heights {start}..{blocks[len(during) - 1]['header']['height']}); longest gap "
-        f"{max(gaps, default=0)} ms; see */logs/node.log ('could not fetch proposal block')"
+        f"{max(gaps, default=0)} ms; heights decided after round 0 (height: round): {rounds}"
     )
     committed = sum(b["num_txs"] for b in blocks[1:])
     assert committed >= report["accepted"], (
