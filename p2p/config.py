@@ -92,7 +92,7 @@ class P2PConfig:
     """Cap on one gossip message (envelope), checked before decoding or relaying."""
     max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
     """Cap on one request/response frame (blocks may be larger than gossip allows)."""
-    max_request_blocks: int = 100
+    max_request_blocks: int = 500
     """Most blocks served for one blocks request."""
     max_request_bytes: int = 16 << 20
     """Most bytes served for one blocks request (the frame that crosses it is the last)."""
