@@ -10,7 +10,8 @@ import dataclasses
 from typing import TYPE_CHECKING
 
 from consensus.errors import InsufficientFunds, JobError, NotNFTOwner, UnknownNFT
-from consensus.hashing import tagged_hash
+from consensus.hashing import HASH_LEN, tagged_hash
+from consensus.jobs.descent import compute_descent_step, get_descent_start, get_level_sizes
 from consensus.jobs.kinds import JobInput, JobKind, verify_opened_leaves
 from consensus.jobs.market import (
     compute_job_status,
@@ -38,6 +39,7 @@ from consensus.jobs.types import (
     SlotStatus,
     SubmitJob,
 )
+from consensus.poc.merkle import hash_leaf, hash_node
 from consensus.records import Account
 from consensus.state import State, be64
 
@@ -177,12 +179,18 @@ def process_job_challenge(state: State, ctx: TxContext, sender: bytes, body: Job
             raise JobError("the fraud proof proves nothing: the opened leaves are correct")
         _save(state, process_job_fault(state, job, slot, sender, ctx.height, params, []))
         return
-    if not kind.supports_bisection:
-        raise JobError(f"{kind.name} results are disputed with a fraud proof, not by bisection")
     if body.action == ChallengeAction.START:
         _require_staked_challenger(state, sender, slot)
         if slot.status != SlotStatus.OPENED or ctx.height > slot.window_end:
-            raise JobError("a bisection starts on an opened result inside its challenge window")
+            raise JobError("a dispute starts on an opened result inside its challenge window")
+        if not kind.supports_bisection:
+            level, index = get_descent_start(kind.get_leaf_count(ji))
+            d = Dispute(
+                challenger=sender, lo=level, hi=index, lo_leaf=b"", hi_leaf=slot.result_root, mid_leaf=b"",
+                turn=0, turn_deadline=ctx.height + params.job_response_blocks, rounds=1,
+            )
+            _save(state, replace_slot(job, dataclasses.replace(slot, status=SlotStatus.DISPUTED, dispute=d)))
+            return
         opened = {o.index: o.leaf for o in slot.openings}
         last = kind.get_leaf_count(ji) - 1
         if opened[0] != kind.get_initial_leaf(ji):
@@ -201,6 +209,9 @@ def process_job_challenge(state: State, ctx: TxContext, sender: bytes, body: Job
     if body.action == ChallengeAction.REVEAL:
         if d.turn != 0 or sender not in (slot.provider, slot.validator):
             raise JobError("it is not the provider's turn to reveal")
+        if not kind.supports_bisection:
+            _descent_reveal(state, ctx, job, slot, kind, ji, d, body)
+            return
         if len(body.openings) != 1 or body.openings[0].index != get_dispute_mid(d):
             raise JobError(f"reveal exactly the state at step {get_dispute_mid(d)}")
         verify_opened_leaves(slot.result_root, kind.get_leaf_count(ji), body.openings)
@@ -212,6 +223,17 @@ def process_job_challenge(state: State, ctx: TxContext, sender: bytes, body: Job
     # CHOOSE
     if d.turn != 1 or sender != d.challenger:
         raise JobError("it is not the challenger's turn to choose")
+    if not kind.supports_bisection:
+        # Merkle descent: agree 1 keeps the left child (the right one is wrong), 0 disputes the left.
+        child = 2 * d.hi + (1 if body.agree else 0)
+        child_hash = d.mid_leaf[HASH_LEN:] if body.agree else d.mid_leaf[:HASH_LEN]
+        level, index = compute_descent_step(get_level_sizes(kind.get_leaf_count(ji)), d.lo - 1, child)
+        d = dataclasses.replace(
+            d, lo=level, hi=index, hi_leaf=child_hash, mid_leaf=b"", turn=0,
+            turn_deadline=ctx.height + params.job_response_blocks, rounds=d.rounds + 1,
+        )
+        _save(state, replace_slot(job, dataclasses.replace(slot, dispute=d)))
+        return
     mid = get_dispute_mid(d)
     if body.agree:
         d = dataclasses.replace(d, lo=mid, lo_leaf=d.mid_leaf)
@@ -221,6 +243,29 @@ def process_job_challenge(state: State, ctx: TxContext, sender: bytes, body: Job
         d, mid_leaf=b"", turn=0, turn_deadline=ctx.height + params.job_response_blocks, rounds=d.rounds + 1
     )
     _advance(state, ctx, job, slot, kind, ji, d)
+
+
+def _descent_reveal(
+    state: State, ctx: TxContext, job: Job, slot: JobSlot, kind: JobKind, ji: JobInput, d: Dispute,
+    body: JobChallenge,
+) -> None:
+    """The provider opens the disputed node: its two children, or at the bottom the leaf itself."""
+    if len(body.openings) != 1 or body.openings[0].index != d.hi:
+        raise JobError(f"reveal exactly node {d.hi} of level {d.lo}")
+    revealed = body.openings[0].leaf
+    if d.lo > 0:
+        if len(revealed) != 2 * HASH_LEN or hash_node(revealed[:HASH_LEN], revealed[HASH_LEN:]) != d.hi_leaf:
+            raise JobError("the revealed children do not hash to the disputed node")
+        d = dataclasses.replace(d, mid_leaf=revealed, turn=1, turn_deadline=ctx.height + ctx.params.job_response_blocks)
+        _save(state, replace_slot(job, dataclasses.replace(slot, dispute=d)))
+        return
+    if hash_leaf(revealed) != d.hi_leaf:
+        raise JobError("the revealed leaf is not the committed one")
+    if kind.is_fault(ji, {d.hi: revealed}):
+        _save(state, process_job_fault(state, job, slot, d.challenger, ctx.height, ctx.params, []))
+        return
+    # The leaf the challenger walked to is correct: the result stands.
+    _save(state, replace_slot(job, dataclasses.replace(slot, status=SlotStatus.OPENED, dispute=None)))
 
 
 def _advance(

@@ -320,3 +320,101 @@ def test_ranking_prefers_cheaper_provider_at_equal_units_and_reputation() -> Non
     job_id = _submit(chain, chain.account_keys[0], matmul_body())
     slot = job_of(chain, job_id).slots[0]
     assert slot.nft_id == nft_of(owner) and slot.price == 1
+
+
+def _play_descent(chain: TestChain, job_id: bytes, challenger: PrivateKey, provider_leaves: list[bytes],
+                  liar: bool) -> int:
+    """Drive a Merkle descent from START to its end; return the challenger's moves."""
+    from consensus.jobs.types import LeafOpening
+
+    job = job_of(chain, job_id)
+    nft = job.slots[0].nft_id
+    mine = compute_commitment(honest_leaves(job))
+    theirs = compute_commitment(provider_leaves)
+    provider = key_of_nft(chain, nft)
+    r = chain.next_block([chain.tx(challenger, JobChallenge(job_id, nft, ChallengeAction.START, 0, ()))])
+    assert r.tx_results[0].code == 0, r.tx_results[0].log
+    moves = 1
+    while True:
+        slot = job_of(chain, job_id).slots[0]
+        d = slot.dispute
+        if slot.status != SlotStatus.DISPUTED or d is None:
+            return moves
+        if d.lo > 0:
+            below = theirs.levels[d.lo - 1]
+            revealed = below[2 * d.hi] + below[2 * d.hi + 1]
+        else:
+            revealed = theirs.leaves[d.hi]
+        r = chain.next_block([chain.tx(provider, JobChallenge(job_id, nft, ChallengeAction.REVEAL, 0,
+                                                              (LeafOpening(d.hi, revealed, ()),)))])
+        assert r.tx_results[0].code == 0, r.tx_results[0].log
+        slot = job_of(chain, job_id).slots[0]
+        d = slot.dispute
+        if slot.status != SlotStatus.DISPUTED or d is None:
+            return moves
+        agree = 1 if liar else int(mine.levels[d.lo - 1][2 * d.hi] == d.mid_leaf[:32])
+        r = chain.next_block([chain.tx(challenger, JobChallenge(job_id, nft, ChallengeAction.CHOOSE, agree, ()))])
+        assert r.tx_results[0].code == 0, r.tx_results[0].log
+        moves += 1
+
+
+def test_unsampled_wrong_matrix_row_is_found_by_merkle_descent() -> None:
+    rows = 200
+    chain = _chain(job_sample_count=4, job_challenge_window_blocks=5, job_response_blocks=3)
+    job_id = _submit(chain, chain.account_keys[0], matmul_body(m=rows, n=32, deadline=20))
+    job = job_of(chain, job_id)
+    nft = job.slots[0].nft_id
+    wrong = cheat_leaves(job)  # the last row is wrong
+    c, _ = commit(chain, job_id, nft, wrong)
+    chain.next_block()
+    open_samples(chain, job_id, nft, c)
+    slot = job_of(chain, job_id).slots[0]
+    assert rows - 1 not in [o.index for o in slot.openings]  # the samples missed it
+    from consensus.jobs.kinds import build_fraud_proof
+
+    kind = get_kind(1)
+    assert kind is not None
+    assert build_fraud_proof(kind, get_job_input(job), slot.sample_seed, slot.openings, 4) is None
+    cheater = _owner_of(chain, nft)
+    challenger = next(k for k in chain.operator_keys if k.address() != cheater)
+    moves = _play_descent(chain, job_id, challenger, wrong, liar=False)
+    assert moves <= math.ceil(math.log2(rows)) + 2
+    job = job_of(chain, job_id)
+    assert nft in job.excluded
+    records = [r for r in chain.view().iter_slashing_records() if r.fault == Fault.JOB_FAULT]
+    assert len(records) == 1 and records[0].validator == cheater and records[0].whistleblower == challenger.address()
+
+
+def test_lying_challenger_loses_a_merkle_descent() -> None:
+    chain = _chain(job_sample_count=4, job_challenge_window_blocks=5)
+    job_id = _submit(chain, chain.account_keys[0], matmul_body(m=37, n=16, deadline=20))
+    job = job_of(chain, job_id)
+    nft = job.slots[0].nft_id
+    leaves = honest_leaves(job)
+    c, _ = commit(chain, job_id, nft, leaves)
+    chain.next_block()
+    open_samples(chain, job_id, nft, c)
+    challenger = next(k for k in chain.operator_keys if k.address() != _owner_of(chain, nft))
+    moves = _play_descent(chain, job_id, challenger, leaves, liar=True)
+    assert moves <= math.ceil(math.log2(37)) + 2
+    assert job_of(chain, job_id).slots[0].status in (SlotStatus.OPENED, SlotStatus.DONE)
+    assert not list(chain.view().iter_slashing_records())
+
+
+def test_invalid_descent_reveal_that_does_not_hash_to_the_node() -> None:
+    from consensus.jobs.types import LeafOpening
+
+    chain = _chain(job_sample_count=4, job_challenge_window_blocks=5)
+    job_id = _submit(chain, chain.account_keys[0], matmul_body(m=16, n=16, deadline=20))
+    job = job_of(chain, job_id)
+    nft = job.slots[0].nft_id
+    c, _ = commit(chain, job_id, nft, honest_leaves(job))
+    chain.next_block()
+    open_samples(chain, job_id, nft, c)
+    challenger = next(k for k in chain.operator_keys if k.address() != _owner_of(chain, nft))
+    chain.next_block([chain.tx(challenger, JobChallenge(job_id, nft, ChallengeAction.START, 0, ()))])
+    d = job_of(chain, job_id).slots[0].dispute
+    assert d is not None and d.lo == 4 and d.hi == 0 and d.hi_leaf == c.root
+    bogus = JobChallenge(job_id, nft, ChallengeAction.REVEAL, 0, (LeafOpening(0, b"\x01" * 64, ()),))
+    r = chain.next_block([chain.tx(key_of_nft(chain, nft), bogus)])
+    assert r.tx_results[0].code == 36 and "do not hash" in r.tx_results[0].log
