@@ -8,9 +8,10 @@ After every committed block it reads the open jobs from the head state and:
   openings; in a bisection it reveals the midpoints it is asked for;
 - **watches** (validators only): it checks every other provider's opened
   samples (Freivalds for matrices, the step function for iterations) and
-  posts a fraud proof for a wrong one; for kinds that bisect, it re-executes
-  small jobs and disputes a result whose root differs from its own,
-  answering each revealed midpoint from its own trace.
+  posts a fraud proof for a wrong one; for small jobs it also re-executes
+  the job and disputes a result whose root differs from its own (a
+  bisection over the states, or a Merkle descent to the wrong matrix row),
+  answering each move from its own result.
 
 Test-only ``--byzantine job-cheat`` makes its own results wrong in one
 matrix entry or one step (later steps computed honestly from the wrong one).
@@ -37,7 +38,15 @@ from consensus.jobs.kinds import (
 from consensus.jobs.market import get_dispute_mid
 from consensus.jobs.registry import get_job_input, get_kind
 from consensus.jobs.store import get_job, iter_open_job_ids
-from consensus.jobs.types import ChallengeAction, Job, JobChallenge, JobResult, JobSlot, SlotStatus
+from consensus.jobs.types import (
+    ChallengeAction,
+    Job,
+    JobChallenge,
+    JobResult,
+    JobSlot,
+    LeafOpening,
+    SlotStatus,
+)
 from consensus.poc.merkle import ROW_DTYPE
 from consensus.state import State
 from consensus.txs import build_tx
@@ -49,8 +58,8 @@ log = logging.getLogger("node.jobs")
 
 #: Blocks after which an action whose transaction did not take effect is sent again.
 RETRY_BLOCKS = 3
-#: Largest job (leaves) a watcher re-executes to dispute by bisection (in the event loop: keep small).
-WATCH_MAX_LEAVES = 1 << 12
+#: Largest job (work units) a watcher re-executes to dispute it (in the event loop: keep small).
+WATCH_MAX_UNITS = 16
 
 
 def execute_job(kind_code: int, spec: bytes, inputs: bytes, seed: bytes, cheat: bool) -> Commitment:
@@ -172,9 +181,18 @@ class JobProvider:
             indices = kind.compute_sample_indices(get_job_input(job), slot.sample_seed, count)
             self._send(("open", key), height, JobResult(job.id, slot.nft_id, c.root, open_leaves(c, indices)))
         elif slot.status == SlotStatus.DISPUTED and slot.dispute is not None and slot.dispute.turn == 0:
-            mid = get_dispute_mid(slot.dispute)
-            body = JobChallenge(job.id, slot.nft_id, ChallengeAction.REVEAL, 0, open_leaves(c, [mid]))
-            self._send(("reveal", key, slot.dispute.lo, slot.dispute.hi), height, body)
+            d = slot.dispute
+            kind = get_kind(job.job_kind)
+            if kind is not None and kind.supports_bisection:
+                opened = open_leaves(c, [get_dispute_mid(d)])
+            elif d.lo > 0:
+                # Merkle descent: the disputed node's two children.
+                below = c.levels[d.lo - 1]
+                opened = (LeafOpening(d.hi, below[2 * d.hi] + below[2 * d.hi + 1], ()),)
+            else:
+                opened = (LeafOpening(d.hi, c.leaves[d.hi], ()),)
+            body = JobChallenge(job.id, slot.nft_id, ChallengeAction.REVEAL, 0, opened)
+            self._send(("reveal", key, d.lo, d.hi), height, body)
 
     async def _execute(self, job: Job, key: tuple[bytes, int, int]) -> None:
         try:
@@ -222,18 +240,23 @@ class JobProvider:
                             job.id.hex()[:16], slot.nft_id)
                 self._send(("fraud", key), height, JobChallenge(job.id, slot.nft_id, ChallengeAction.FRAUD, 0, proof))
                 return
-            if kind.supports_bisection and kind.get_leaf_count(ji) <= WATCH_MAX_LEAVES:
+            if kind.compute_work_units(ji) <= WATCH_MAX_UNITS:
                 mine = self._trace(job, ji)
                 if mine.root != slot.result_root:
-                    log.warning("job %s: NFT %d committed another trace; starting a bisection",
-                                job.id.hex()[:16], slot.nft_id)
+                    how = "a bisection" if kind.supports_bisection else "a Merkle descent"
+                    log.warning("job %s: NFT %d committed another result; starting %s",
+                                job.id.hex()[:16], slot.nft_id, how)
                     self._send(("start", key), height, JobChallenge(job.id, slot.nft_id, ChallengeAction.START, 0, ()))
                     return
             self._checked.add(key)
         d = slot.dispute
         if slot.status == SlotStatus.DISPUTED and d is not None and d.turn == 1 and d.challenger == self._node.address:
             mine = self._trace(job, ji)
-            agree = 1 if mine.leaves[get_dispute_mid(d)] == d.mid_leaf else 0
+            if kind.supports_bisection:
+                agree = 1 if mine.leaves[get_dispute_mid(d)] == d.mid_leaf else 0
+            else:
+                # Keep the left child if it matches this node's own tree: the right one differs.
+                agree = 1 if mine.levels[d.lo - 1][2 * d.hi] == d.mid_leaf[:32] else 0
             body = JobChallenge(job.id, slot.nft_id, ChallengeAction.CHOOSE, agree, ())
             self._send(("choose", key, d.lo, d.hi), height, body)
 
