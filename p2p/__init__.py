@@ -26,8 +26,11 @@ seed, created 0600 if absent, refused if group/other may read it; the peer id
 travel over block sync), ``max_request_blocks``/``max_request_bytes``,
 ``request_timeout``, ``rate_limits`` (per peer and gossip kind),
 ``request_rate``, ``tx_batch_*``, ``reconnect_min``/``reconnect_max``,
-``peer_exchange_interval``. ``p2p.keys.peer_id_from_seed`` gives the peer id
-for ``cstake keys show``.
+``peer_exchange_interval``, ``gil_switch_interval`` (the transport lowers
+Python's GIL switch interval to 0.5 ms at start, process-wide, because the
+libp2p thread and the node's loop hand work to each other all the time; None
+leaves it alone). ``p2p.keys.peer_id_from_seed`` gives the peer id for
+``cstake keys show``.
 
 Wire names (``p2p.config``): topics ``/cstake/<chain-id>/{tx,proposal,vote,
 attestation,evidence}/1``; protocols ``/cstake/<chain-id>/status/1``,
