@@ -102,11 +102,20 @@ def test_matrix_jobs_paid_refunded_and_cheater_slashed(tmp_path: Path) -> None:
         devnet.down()
 
 
-def test_iterate_cheater_loses_a_bisection_on_chain(tmp_path: Path) -> None:
-    """Four iteration jobs; the cheater's one wrong step (one sample per result: it escapes) is
-    found by a watcher's bisection, the chain re-executes one step, the cheater is slashed."""
-    devnet = Devnet(tmp_path / "dn", params={**PARAMS, "job_sample_count": 1},
-                    byzantine=["node1=job-cheat"])
+@pytest.mark.parametrize(
+    ("kind", "size", "dispute"),
+    [("iterate", ["--steps", "2000", "--width", "8"], "a bisection"),
+     ("matmul", ["--rows", "64", "--n", "64"], "a Merkle descent")],
+    ids=["iterate-bisection", "matmul-descent"],
+)
+def test_cheater_escaping_the_samples_loses_the_dispute(
+    tmp_path: Path, kind: str, size: list[str], dispute: str
+) -> None:
+    """Four jobs, one sample per result, so the cheater's one wrong step or row (almost surely)
+    escapes the samples; a watcher that re-executed disputes it on chain (bisection over the
+    states, or a Merkle descent to the row), the chain checks one step or one row, and the
+    cheater is slashed. (Should the sample hit it, a fraud proof slashes it just the same.)"""
+    devnet = Devnet(tmp_path / "dn", params={**PARAMS, "job_sample_count": 1}, byzantine=["node1=job-cheat"])
     try:
         devnet.up()
         cheater = _address(devnet, 1)
@@ -114,7 +123,7 @@ def test_iterate_cheater_loses_a_bisection_on_chain(tmp_path: Path) -> None:
         job_ids = []
         for k in range(4):
             doc = json.loads(cstake(
-                "tx", "submit-job", "--kind", "iterate", "--steps", "2000", "--width", "8",
+                "tx", "submit-job", "--kind", kind, *size,
                 "--input-seed", f"{k + 1:02x}" * 32, "--bid-per-unit", str(BID), "--deadline-blocks", "15",
                 "--home", devnet.home(3), "--json",
             ).stdout)
@@ -125,17 +134,19 @@ def test_iterate_cheater_loses_a_bisection_on_chain(tmp_path: Path) -> None:
             jobs = [rpc(devnet.url(0), "job", {"id": j}) for j in job_ids]
             return jobs if all(j["status"] == "settled" for j in jobs) else []
 
-        jobs = wait_until(all_settled, 150, "all four iteration jobs to settle", step=1.0)
+        jobs = wait_until(all_settled, 150, f"all four {kind} jobs to settle", step=1.0)
         cheated = [j for j in jobs if j["excluded"]]
         assert len(cheated) == 1
         assert len({j["result_root"] for j in jobs}) == 4  # four different seeds
         assert all(j["slots"][0]["provider"] != cheater for j in jobs)
         faults = [r for r in rpc(devnet.url(2), "slashing_records", {"validator": cheater}) if r["fault"] == "job_fault"]
         assert len(faults) == 1 and faults[0]["whistleblower_reward"] > 0
-        # It was a bisection: a watcher started one and the cheater revealed midpoints.
         logs = [Path(devnet.home(i)) / "logs" / "stdout.log" for i in range(4)]
         text = {i: p.read_text(errors="replace") for i, p in enumerate(logs)}
-        assert any("starting a bisection" in text[i] for i in (0, 2, 3))
-        assert "job transaction reveal sent" in text[1]
+        disputed = any(f"starting {dispute}" in text[i] for i in (0, 2, 3))
+        proven = any("sending a fraud proof" in text[i] for i in (0, 2, 3))
+        assert disputed or proven
+        if disputed:
+            assert "job transaction reveal sent" in text[1]
     finally:
         devnet.down()
