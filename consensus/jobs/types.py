@@ -85,11 +85,12 @@ class ChallengeAction:
 
     #: A fraud proof: opened leaves that the kind's check convicts (one round).
     FRAUD = 1
-    #: Start a bisection over the committed states (kinds that support it).
+    #: Start a dispute: a bisection over the states, or a Merkle descent over the rows.
     START = 2
-    #: The provider reveals the state at the midpoint of the disputed range.
+    #: The provider reveals the midpoint state, or the disputed node's children, or the leaf.
     REVEAL = 3
-    #: The challenger agrees (1) or disagrees (0) with the revealed midpoint.
+    #: The challenger agrees (1) or disagrees (0) with the revealed midpoint; in a descent,
+    #: 1 keeps the left child (the right one is disputed) and 0 disputes the left one.
     CHOOSE = 4
 
     ALL: ClassVar[tuple[int, ...]] = (1, 2, 3, 4)
@@ -252,6 +253,10 @@ class Dispute(Encodable):
     round the provider reveals the midpoint and the challenger says whether
     it agrees, halving the range until one step is left, which the chain
     re-executes.
+
+    A Merkle descent (``consensus.jobs.descent``) uses the same record: ``lo``
+    is the disputed node's level, ``hi`` its index, ``hi_leaf`` its hash and
+    ``mid_leaf`` its two revealed children.
     """
 
     challenger: bytes
