@@ -3,8 +3,9 @@
 1. Per kind, in this process: the provider's work (execute and commit to the
    leaves) against what checking costs: the sampled openings (Merkle paths
    plus Freivalds on the opened rows, or the sampled steps), a fraud proof
-   (one row exactly, or one step), and for the iterate kind the chain's side
-   of a whole bisection (ceil(log2 N) path checks and one re-executed step).
+   (one row exactly, or one step), and the chain's side of a whole dispute
+   (a Merkle descent to one row, or a bisection: ceil(log2 N) path checks and
+   one re-executed step).
 2. A real 4-validator devnet (`cstake devnet up`): a user submits matrix jobs
    over RPC; we time from the first submission to the last settlement and
    report jobs settled per minute.
@@ -32,6 +33,7 @@ import numpy as np
 from consensus.jobs.iterate import IterateKind, IterateSpec
 from consensus.jobs.kinds import JobInput, compute_commitment, open_leaves, verify_opened_leaves
 from consensus.jobs.matmul import MatmulKind, MatmulSpec
+from consensus.poc.merkle import hash_node
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = 32
@@ -48,7 +50,7 @@ def _timed(fn: Any, repeats: int = 3) -> tuple[float, Any]:
     return median(times), out
 
 
-def _matmul_costs(size: int) -> tuple[str, float, float, float]:
+def _matmul_costs(size: int) -> tuple[str, float, float, float, float]:
     rng = np.random.default_rng(1)
     a = rng.integers(-128, 128, size=(size, size), dtype=np.int8)
     b = rng.integers(-128, 128, size=(size, size), dtype=np.int8)
@@ -65,7 +67,19 @@ def _matmul_costs(size: int) -> tuple[str, float, float, float]:
 
     verify, _ = _timed(check)
     fraud, _ = _timed(lambda: kind.is_fault(job, {idx[0]: c.leaves[idx[0]]}))
-    return f"matmul {size}x{size}x{size}", provider, verify, fraud
+
+    def descent_chain_side() -> None:
+        # Every level: the revealed children must hash to the node; then one row, exactly.
+        index = size - 1
+        for level in range(len(c.levels) - 1, 0, -1):
+            node, below = index >> level, c.levels[level - 1]
+            left = 2 * node
+            if left + 1 < len(below):
+                hash_node(below[left], below[left + 1])
+        kind.is_fault(job, {index: c.leaves[index]})
+
+    descent, _ = _timed(descent_chain_side)
+    return f"matmul {size}x{size}x{size}", provider, verify, fraud, descent
 
 
 def _iterate_costs(steps: int, width: int) -> tuple[str, float, float, float, float]:
@@ -99,8 +113,10 @@ def _print_costs() -> None:
     print(f"verifier cost against the provider's, per kind (median of 3; {SAMPLES} samples)")
     print(f"{'job':<32}{'provider ms':>12}{'samples ms':>12}{'ratio':>9}{'fraud ms':>10}{'ratio':>9}")
     for size in (256, 1024):
-        name, p, v, f = _matmul_costs(size)
+        name, p, v, f, descent = _matmul_costs(size)
         print(f"{name:<32}{p * 1e3:>12.1f}{v * 1e3:>12.2f}{v / p:>9.2%}{f * 1e3:>10.2f}{f / p:>9.2%}")
+        print(f"{'':<32}  chain side of a whole Merkle descent ({math.ceil(math.log2(size))} rounds + 1 row): "
+              f"{descent * 1e3:.2f} ms = {descent / p:.2%} of the provider")
     for steps, width in ((1 << 12, 8), (1 << 16, 8)):
         name, p, v, f, bisect = _iterate_costs(steps, width)
         print(f"{name:<32}{p * 1e3:>12.1f}{v * 1e3:>12.2f}{v / p:>9.2%}{f * 1e3:>10.3f}{f / p:>9.3%}")
