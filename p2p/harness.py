@@ -304,13 +304,15 @@ class Harness:
         return {"p50_ms": percentile(lats, 50), "p99_ms": percentile(lats, 99), "rtt_per_s": len(lats) / dt, "mb_s": mbps}
 
     async def op_quit(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        t0 = time.perf_counter()
         await self.txg.close()
         await self.t.stop()
+        stop_s = time.perf_counter() - t0
         if self.echo_server is not None:
             self.echo_server.close()
         names = [th.name for th in threading.enumerate() if th is not threading.current_thread()]
         tasks = [t.get_name() for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-        return {"ok": True, "threads": names, "tasks": tasks}
+        return {"ok": True, "threads": names, "tasks": tasks, "stop_s": stop_s}
 
 
 class _Provider:
@@ -345,6 +347,7 @@ async def amain(args: argparse.Namespace) -> int:
         max_message_bytes=args.max_message_bytes,
         peer_exchange_interval=args.px_interval,
         gil_switch_interval=None if args.gil_switch <= 0 else args.gil_switch,
+        max_request_blocks=args.max_request_blocks,
     )
     t = Libp2pTransport(cfg)
     h = Harness(t, args)
@@ -378,6 +381,7 @@ def main() -> int:
     p.add_argument("--max-peers", type=int, default=32)
     p.add_argument("--max-message-bytes", type=int, default=1 << 20)
     p.add_argument("--px-interval", type=float, default=2.0)
+    p.add_argument("--max-request-blocks", type=int, default=500)
     p.add_argument("--blocks", type=int, default=0, help="serve a synthetic chain of this many blocks")
     p.add_argument("--block-size", type=int, default=1024)
     p.add_argument("--gil-switch", type=float, default=0.0005, help="0 keeps Python's default")

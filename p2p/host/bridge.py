@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import logging
 import threading
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -29,6 +30,10 @@ import trio
 from p2p.errors import TransportClosed
 
 T = TypeVar("T")
+log = logging.getLogger("p2p.host.bridge")
+
+#: Seconds the libp2p clean-up may take at stop before it is cancelled.
+STOP_GRACE = 5.0
 
 
 class TrioThread:
@@ -46,6 +51,7 @@ class TrioThread:
         self._done: asyncio.Future[None] | None = None
         self._to_trio: asyncio.Semaphore | None = None
         self._to_asyncio: trio.CapacityLimiter | None = None
+        self._main_scope: trio.CancelScope | None = None
 
     @property
     def running(self) -> bool:
@@ -68,17 +74,30 @@ class TrioThread:
             await self._join()
             raise
 
-    async def stop(self) -> None:
-        """Ask ``main`` to finish, wait for the trio run to end and the thread to exit."""
+    async def stop(self, grace: float = STOP_GRACE) -> None:
+        """Ask ``main`` to finish; after ``grace`` seconds cancel whatever is left; join the thread."""
         if self._token is not None and self._stop_event is not None:
             with contextlib.suppress(trio.RunFinishedError):
-                self._token.run_sync_soon(self._stop_event.set)
-        await self._join()
+                self._token.run_sync_soon(self._request_stop, grace)
+        await self._join(grace + STOP_GRACE)
 
-    async def _join(self) -> None:
+    def _request_stop(self, grace: float) -> None:  # trio thread
+        if self._stop_event is not None:
+            self._stop_event.set()
+        if self._main_scope is not None:
+            # Library clean-up (closing connections, services) gets ``grace`` seconds, then is cancelled.
+            self._main_scope.deadline = min(self._main_scope.deadline, trio.current_time() + grace)
+
+    async def _join(self, timeout: float | None = None) -> None:
         if self._done is not None:
-            with contextlib.suppress(Exception):
-                await self._done
+            try:
+                await asyncio.wait_for(asyncio.shield(self._done), timeout)
+            except TimeoutError:
+                log.error("the libp2p thread did not stop within %.0f s; leaving it (daemon) behind", timeout)
+                self._token = None
+                return
+            except Exception:  # already reported through start()
+                pass
         if self._thread is not None:
             # trio.run has returned (done was posted as its last act): the join is immediate.
             self._thread.join(timeout=5.0)
@@ -113,7 +132,9 @@ class TrioThread:
         self._token = trio.lowlevel.current_trio_token()
         self._stop_event = trio.Event()
         self._to_asyncio = trio.CapacityLimiter(self.max_inflight)
-        await main(self)
+        with trio.CancelScope() as scope:
+            self._main_scope = scope
+            await main(self)
 
     def ready(self, nursery: trio.Nursery) -> None:
         """Called by ``main`` once set up: calls from asyncio now run in ``nursery``."""
