@@ -34,6 +34,7 @@ class Domain:
 
     TX = b"cstake/tx/v1"
     PROPOSAL = b"cstake/proposal/v1"
+    PROPOSAL_PART = b"cstake/proposal-part/v1"
     VOTE = b"cstake/vote/v1"
     ATTESTATION = b"cstake/attestation/v1"
     POC = b"cstake/poc/v1"

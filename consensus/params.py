@@ -218,7 +218,7 @@ class Params(Encodable):
 
 DEVNET = Params(
     max_block_bytes=4 << 20,
-    max_block_txs=10_000,
+    max_block_txs=2_000,
     # A proof-of-compute openings transaction is about 1.3 MB at devnet's n = 256.
     max_tx_bytes=2 << 20,
     min_fee=1,

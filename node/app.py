@@ -164,7 +164,7 @@ class Node:
         self.signer_store = FileSignerStore(self.home.signer_state_file)
         self.signer = PersistentSigner(self.keys.consensus, self.chain_id, self.signer_store, self.address)
         self.transport: Transport = self._transport_override or Libp2pTransport(self._p2p_config())
-        self.gossip = GossipAdapter(self.transport, self.chain_id)
+        self.gossip = GossipAdapter(self.transport, self.chain_id, part_key=self.keys.consensus)
         params = self.executor.head_state().get_params()
         self.driver = ConsensusDriver(
             executor=self.executor,

@@ -404,7 +404,11 @@ class ConsensusDriver:
         if isinstance(inp, InVote) and inp.now_ms == 0:
             return InVote(inp.vote, now, inp.own, inp.peer)
         if isinstance(inp, InProposal) and inp.now_ms == 0:
-            valid = inp.proposal.height == self.state.height and self.executor.is_valid_block(inp.block)
+            valid = (
+                inp.proposal.height == self.state.height
+                and not self.state.is_decided()
+                and self.executor.is_valid_block(inp.block)
+            )
             return InProposal(inp.proposal, inp.block, valid, now, inp.own, inp.peer)
         return inp
 

@@ -54,7 +54,7 @@ class MiniNode:
         )
         cfg = P2PConfig(chain_id=chain.chain_id, key_path=str(self.home / "node_key"))
         self.transport = MemoryTransport(cfg, self.hub, peer_id=f"n{i}")
-        self.gossip = GossipAdapter(self.transport, chain.chain_id)
+        self.gossip = GossipAdapter(self.transport, chain.chain_id, part_key=chain.consensus_keys[i])
         self.mempool = ListMempool()
         self.driver = ConsensusDriver(
             executor=self.executor, wal=self.wal, clock=SystemClock(), mempool=self.mempool,
@@ -126,6 +126,31 @@ async def test_four_validators_commit_identical_blocks(chain: TestChain, tmp_pat
         assert full >= 4
         included = [c for c in nodes[0].commits if tx.tx_hash in c.tx_hashes]
         assert included and included[0].tx_results[list(included[0].tx_hashes).index(tx.tx_hash)].code == 0
+    finally:
+        for n in nodes:
+            await n.stop()
+
+
+async def test_large_blocks_travel_as_signed_parts(chain: TestChain, tmp_path: Path) -> None:
+    hub = MemoryHub()
+    nodes = [MiniNode(chain, i, hub, tmp_path / f"n{i}") for i in range(4)]
+    try:
+        for k, n in enumerate(nodes):
+            await n.start([f"n{j}" for j in range(k)])
+        a, b = chain.account_keys[0], chain.account_keys[1]
+        txs = [chain.tx(a, Transfer(b.address(), 1)) for _ in range(600)]
+        for n in nodes:
+            n.mempool.txs.extend(txs)
+        hashes = {t.tx_hash for t in txs}
+
+        def included(n: MiniNode) -> int:
+            return sum(len(hashes & set(c.tx_hashes)) for c in n.commits)
+
+        await wait_for(lambda: all(included(n) == 600 for n in nodes), timeout=60)
+        assert sum(n.gossip.blocks_assembled for n in nodes) >= 3
+        h = min(n.executor.height for n in nodes)
+        for height in range(1, h + 1):
+            assert len({n.store.blocks.load_block_hash(height) for n in nodes}) == 1
     finally:
         for n in nodes:
             await n.stop()
