@@ -23,7 +23,9 @@ BLOCK_SIZE = 4096
 
 
 def _ms(v: float | None) -> str:
-    return "n/a" if v is None else f"{v:.1f} ms"
+    if v is None:
+        return "n/a"
+    return f"{v:.3f} ms" if v < 1 else f"{v:.1f} ms"
 
 
 async def _cpu(nodes: list[HarnessProcess]) -> list[float]:
