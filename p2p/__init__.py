@@ -99,9 +99,10 @@ below ``DISCONNECT_SCORE`` a peer is disconnected and banned for
 ``BAN_SECONDS``. ``get_peer_score(peer_id)`` reads it.
 
 Counters: ``transport.stats`` (``p2p.stats.P2PStats``; ``snapshot()`` gives a
-dict) has bytes and messages in/out, deliveries, requests, peers, penalties,
-malformed frames, and ``dropped`` by reason (oversize, malformed, rate,
-rejected, ignored, queue_full, outbound_full, validator_error);
+dict) has bytes and messages in/out, deliveries, requests, peers (connected,
+totals, refused at the peer limit or banned), penalties, malformed frames, and
+``dropped`` by reason (oversize, malformed, rate, rejected, score, ignored,
+queue_full, outbound_full, validator_error);
 ``TxGossip.stats`` has the batch counters. Export them as Prometheus counters.
 
 Logging: py-libp2p's warnings reach the ``p2p.libp2p`` logger, at most 5 per
