@@ -151,6 +151,9 @@ class Node:
             # Gossip must carry the chain's largest transaction (proof-of-compute openings),
             # within the transport's 4 MiB ceiling.
             max_message_bytes=min(4 << 20, max(1 << 20, self.genesis.params.max_tx_bytes + (64 << 10))),
+            # py-libp2p drops silently past 32 queued messages per peer: fewer, fuller
+            # transaction batches leave room for consensus messages under load.
+            tx_batch_delay=0.05,
         )
 
     async def start(self) -> None:

@@ -428,7 +428,13 @@ class ConsensusDriver:
             self._deferred_request = None
         if isinstance(inp, InVote) and self.state.is_decided():
             self._note_late_precommit(inp.vote)
+        prev_round = self.state.round
         self.state, effects = self._apply(inp)
+        if self.state.round != prev_round and self.state.height == getattr(inp, "height", self.state.height):
+            log.info(
+                "height %d: entering round %d (%s)",
+                self.state.height, self.state.round, type(inp).__name__,
+            )
         if isinstance(inp, InVote) and not inp.own and not any(isinstance(e, InputRejected) for e in effects):
             ev = self.pool.check_vote(inp.vote)
             if ev is not None:

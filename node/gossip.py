@@ -48,6 +48,7 @@ MAX_PARTS = 2048
 MAX_ASSEMBLIES = 16
 #: How long a proposal waits for its parts before fetching the whole block instead.
 PART_WAIT_S = 1.5
+PART_PACE_S = 0.003
 MSG_PROPOSAL = 0
 MSG_PART = 1
 
