@@ -326,6 +326,10 @@ class ComputeService:
         node = self.node
         state = node.executor.head_state()
         me = node.address
+        # Our own queued transactions may have gone stale (e.g. sent while catching up,
+        # or overtaken by transactions this key signed elsewhere): drop those first, so a
+        # refused old nonce never blocks every later submission.
+        node.mempool.update((), state, changed_accounts=[me])
         nonce = node.mempool.next_nonce(me, state.get_account(me).nonce)
         tx = build_tx(node.keys.account, node.chain_id, nonce, state.get_params().min_fee, body)
         try:
@@ -377,8 +381,10 @@ class ComputeService:
         state = ex.head_state()
         try:
             validate_attestation(state, att, self.node.chain_id, ex.height + 1, state.get_params())
-        except AttestationError as exc:
-            return Verdict.IGNORE if exc.stale or state.get_nft(att.nft_id) is None else Verdict.REJECT
+        except AttestationError:
+            # Judged against our own head state, which may lag or lead the sender's:
+            # never penalise a peer for that (only malformed messages are rejected).
+            return Verdict.IGNORE
         return Verdict.ACCEPT
 
     def _on_gossip(self, peer: str, payload: bytes) -> None:

@@ -368,7 +368,8 @@ class GossipAdapter:
                 state.get_params().unbonding_blocks,
             )
         except ConsensusError:
-            return Verdict.REJECT
+            # Age and membership depend on our own height: not proof of a bad peer.
+            return Verdict.IGNORE
         if state.is_fault_slashed(evidence.evidence_hash()):
             return Verdict.IGNORE
         return Verdict.ACCEPT
