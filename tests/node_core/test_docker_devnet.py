@@ -1,0 +1,105 @@
+"""The docker devnet: the compose file parses and references what exists; the container command runs.
+
+No Docker engine runs on these machines, so the container itself is not
+started. Instead the test runs the exact command and home a container would
+use as a local process (ports moved to free ones on 127.0.0.1), checks the
+healthcheck endpoint, and stops it with SIGTERM as Docker would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import tomllib
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_compose_file_references_existing_files(tmp_path: Path) -> None:
+    out = tmp_path / "dk"
+    proc = subprocess.run(
+        [sys.executable, "-m", "node.cli", "devnet", "init", "--docker", str(out), "--validators", "3", "--json"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    compose_path = Path(json.loads(proc.stdout)["compose"])
+    doc = yaml.safe_load(compose_path.read_text())
+    services = doc["services"]
+    assert sorted(services) == ["node0", "node1", "node2"]
+    dockerfile = ROOT / "Dockerfile"
+    assert dockerfile.exists()
+    docker_text = dockerfile.read_text()
+    assert "USER cstake" in docker_text and "HEALTHCHECK" in docker_text and "/health" in docker_text
+    for name, svc in services.items():
+        context = (compose_path.parent / svc["build"]["context"]).resolve()
+        assert context == ROOT
+        assert (context / svc["build"]["dockerfile"]).exists()
+        assert svc["command"] == ["start", "--home", "/home/cstake/node"]
+        host_dir, _, mount = svc["volumes"][0].partition(":")
+        home = (compose_path.parent / host_dir).resolve()
+        assert mount == "/home/cstake/node"
+        for rel in ("config.toml", "genesis.json", "keys/account.json", "keys/consensus.json", "keys/node_key"):
+            assert (home / rel).exists(), f"{name}: {rel} missing"
+        cfg = tomllib.loads((home / "config.toml").read_text())
+        assert cfg["rpc"]["listen"] == "0.0.0.0:26657"
+        if name != "node0":
+            assert cfg["p2p"]["bootstrap"][0].startswith("/ip4/172.28.0.10/tcp/26656/p2p/")
+    genesis = {(out / n / "genesis.json").read_text() for n in services}
+    assert len(genesis) == 1, "every container shares one genesis"
+
+
+@pytest.mark.multiprocess
+def test_container_command_runs_as_a_process_and_stops_on_sigterm(tmp_path: Path) -> None:
+    out = tmp_path / "dk"
+    subprocess.run(
+        [sys.executable, "-m", "node.cli", "devnet", "init", "--docker", str(out), "--validators", "1"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60, check=True,
+    )
+    home = tmp_path / "home"
+    shutil.copytree(out / "node0", home)
+    rpc_port, p2p_port = _free_port(), _free_port()
+    cfg = (home / "config.toml").read_text()
+    cfg = cfg.replace('listen = "0.0.0.0:26657"', f'listen = "127.0.0.1:{rpc_port}"')
+    cfg = cfg.replace('listen = "/ip4/0.0.0.0/tcp/26656"', f'listen = "/ip4/127.0.0.1/tcp/{p2p_port}"')
+    (home / "config.toml").write_text(cfg)
+    # The container's command line, with the home where the volume would be mounted.
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "node.cli", "start", "--home", str(home)],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        healthy = False
+        while time.monotonic() < deadline and not healthy:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{rpc_port}/health", timeout=2) as resp:
+                    healthy = resp.status == 200
+            except OSError:
+                time.sleep(0.3)
+        assert healthy, "the healthcheck endpoint never answered 200"
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=15)
+        assert code == 0
+        assert time.monotonic() - started < 10
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
