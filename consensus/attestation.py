@@ -36,9 +36,11 @@ MAX_ATTESTATION_BYTES = 1024
 class AttestationError(ConsensusError):
     """An attestation breaks a rule; ``stale`` ones are merely useless, the others are bad."""
 
-    def __init__(self, message: str, *, stale: bool = False) -> None:
+    def __init__(self, message: str, *, stale: bool = False, forged: bool = False) -> None:
         super().__init__(message)
         self.stale = stale
+        #: The signature fails under the key our state names: proof of a bad sender.
+        self.forged = forged
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +120,9 @@ def validate_attestation(
         raise AttestationError("the attesting validator does not exist")
     msg = sign_bytes(Domain.ATTESTATION, chain_id, att.sign_payload())
     if not is_valid_signature(validator.consensus_pubkey, msg, att.signature):
-        raise AttestationError("attestation signature does not verify under the validator's key")
+        raise AttestationError(
+            "attestation signature does not verify under the validator's key", forged=True
+        )
     kept = get_attestation(state, att.nft_id)
     if kept is not None and att.height < kept.height + params.attestation_min_interval_blocks:
         raise AttestationError(

@@ -381,10 +381,10 @@ class ComputeService:
         state = ex.head_state()
         try:
             validate_attestation(state, att, self.node.chain_id, ex.height + 1, state.get_params())
-        except AttestationError:
-            # Judged against our own head state, which may lag or lead the sender's:
-            # never penalise a peer for that (only malformed messages are rejected).
-            return Verdict.IGNORE
+        except AttestationError as exc:
+            # Most checks use our own head state, which may lag or lead the sender's:
+            # only a signature that fails under the key our state names is penalised.
+            return Verdict.REJECT if exc.forged else Verdict.IGNORE
         return Verdict.ACCEPT
 
     def _on_gossip(self, peer: str, payload: bytes) -> None:
