@@ -14,7 +14,6 @@ import logging
 import time
 from collections.abc import Coroutine
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from consensus.bft.config import TimeoutConfig
@@ -351,7 +350,3 @@ class Node:
         if self.store is not None:
             self.store.close()
             log.info("node stopped")
-
-
-def read_genesis_file(path: Path) -> Genesis:
-    return load_genesis(path.read_text())

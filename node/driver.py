@@ -633,26 +633,11 @@ class ConsensusDriver:
         )
         txs = self.mempool.reap(self.max_block_txs, budget, state=head_state, ctx=ctx)
         vset = self.state.validator_set
-        block = make_block(
-            chain_id=ex.chain_id,
-            height=height,
-            round=round_,
-            time_ms=max(now, head.time_ms + 1),
-            proposer=self.address or b"",
-            parent_hash=ex.last_block_hash(),
-            last_commit=last_commit,
-            txs=tuple(t.raw for t in txs),
-            attestations=self.attestation_source(height) if self.attestation_source else (),
-            evidence=evidence,
-            state_root=ex.store.state_root,
-            validators_hash=vset.hash(),
-        )
-        # Our own block must be valid; if it is not (a mempool tx turned stale), drop txs.
-        try:
-            ex.validate_block(block, txs)
-        except ConsensusError as exc:
-            log.warning("built block %d is invalid (%s); proposing it without transactions", height, exc)
-            block = make_block(
+
+        def assemble(
+            txs: list[SignedTx], evidence: tuple[EvidenceItem, ...], attestations: tuple[bytes, ...]
+        ) -> Block:
+            return make_block(
                 chain_id=ex.chain_id,
                 height=height,
                 round=round_,
@@ -660,12 +645,21 @@ class ConsensusDriver:
                 proposer=self.address or b"",
                 parent_hash=ex.last_block_hash(),
                 last_commit=last_commit,
-                txs=(),
-                attestations=(),
-                evidence=(),
+                txs=tuple(t.raw for t in txs),
+                attestations=attestations,
+                evidence=evidence,
                 state_root=ex.store.state_root,
                 validators_hash=vset.hash(),
             )
+
+        attestations = self.attestation_source(height) if self.attestation_source else ()
+        block = assemble(txs, evidence, tuple(attestations))
+        # Our own block must be valid; if it is not (a mempool tx turned stale), propose an empty one.
+        try:
+            ex.validate_block(block, txs)
+        except ConsensusError as exc:
+            log.warning("built block %d is invalid (%s); proposing it without transactions", height, exc)
+            block = assemble([], (), ())
         return block
 
     def _commit(self, eff: CommitBlock) -> None:
