@@ -170,6 +170,7 @@ class ComputeService:
         self._measured: dict[int, int] = {}
         self._last_attested: int = -(1 << 62)
         self._scanned_boundary = -1
+        self._resumed = False
         self._wake = asyncio.Event()
         self.overclaim_units: int | None = None
 
@@ -242,6 +243,13 @@ class ComputeService:
         height = ex.height
         params = state.get_params()
         boundary = height - height % params.epoch_blocks
+        if not self._resumed:
+            # First scan since start: challenges issued before a restart are still ours.
+            self._resumed = True
+            for _, nft in state.iter_records(Keys.NFT, ComputeNFT):
+                latest = get_latest_challenge(state, nft.id) if self._serves(nft) else None
+                if latest is not None and latest.status in ChallengeStatus.OPEN:
+                    self._tracked[latest.challenge.id] = nft.id
         if boundary > 0 and boundary != self._scanned_boundary:
             self._scanned_boundary = boundary
             for issued in iter_challenges_at(state, boundary):
@@ -299,8 +307,19 @@ class ComputeService:
     async def _open(self, rec: ChallengeRecord) -> None:
         ch = rec.challenge
         indices = derive_sample_indices(ch, rec.root, rec.sample_hash)
+        prover = self._prover(rec.nft_id)
         try:
-            openings = await self._prover(rec.nft_id).open_rows(ch.id, indices)
+            if not prover.has_proved(ch.id):
+                # Committed before this process started (a restart): the product is a
+                # function of the seed, so recompute the tree; it must give the same root.
+                log.info("challenge %s was committed before a restart: recomputing it to open it",
+                         ch.id.hex()[:12])
+                proved = await prover.prove(ch)
+                if proved.root != rec.root:
+                    log.error("cannot open challenge %s: the recomputed root differs from the "
+                              "committed one", ch.id.hex()[:12])
+                    return
+            openings = await prover.open_rows(ch.id, indices)
         except ProverError as exc:
             log.error("cannot open challenge %s: %s", ch.id.hex()[:12], exc)
             return

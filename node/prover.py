@@ -308,6 +308,10 @@ class Prover:
         processes = getattr(self._executor, "_processes", None) or {}
         return sorted(processes)
 
+    def has_proved(self, challenge_id: bytes) -> bool:
+        """Whether this prover still holds the Merkle tree of ``challenge_id`` (lost on restart)."""
+        return challenge_id in self._proved
+
     def forget(self, challenge_id: bytes) -> None:
         """Drop what is kept for a finished challenge."""
         self._proved.pop(challenge_id, None)

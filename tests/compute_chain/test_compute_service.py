@@ -9,6 +9,8 @@ from typing import Any
 
 from consensus.attestation import Attestation, make_attestation
 from consensus.crypto import encode_address
+from consensus.poc import PocOpenings
+from consensus.poc_state import ChallengeStatus, iter_challenges_at
 from consensus.records import HardwareSpec
 from consensus.testing import TestChain
 from node.compute import AttestationPool, ComputeService, list_attestations, list_challenges
@@ -89,3 +91,67 @@ def test_rpc_json_of_challenges_and_attestations() -> None:
         "measured_units": 3, "height": 4, "signature": "0x" + att.signature.hex(), "source": "pool",
     }]
     assert list_attestations(state, pool, chain.operator_keys[1].address()) == []
+
+
+def test_a_restarted_service_picks_up_challenges_issued_before_it_started() -> None:
+    # A challenge issued at height 5 is still pending at height 12 (the next boundary, 10,
+    # skipped it as open): a service started now must still answer it.
+    chain = TestChain(params={"epoch_blocks": 5, "poc_commit_deadline_blocks": 30,
+                              "poc_open_deadline_blocks": 30})
+    for _ in range(12):
+        chain.next_block()
+    state = chain.view()
+    nft_id = next(iter(state.iter_validator_nft_ids(chain.operator_keys[0].address())))
+    issued = [c for c in iter_challenges_at(state, 5) if c.nft_id == nft_id]
+    assert len(issued) == 1 and iter_challenges_at(state, 10) == []
+    service = ComputeService(fake_node(chain))
+    service._last_attested = chain.height
+    spawned: list[str] = []
+
+    def record(coro: Any) -> None:
+        spawned.append(coro.__qualname__)
+        coro.close()
+
+    service._spawn = record  # type: ignore[method-assign]
+    service._scan()
+    assert service._tracked == {issued[0].challenge.id: nft_id}
+    assert spawned == ["ComputeService._commit"]
+
+
+class _ForgetfulProver:
+    """A prover that lost its trees (a restart): it recomputes, giving ``root``."""
+
+    def __init__(self, root: bytes) -> None:
+        self.root = root
+        self.calls: list[str] = []
+        self.proved: set[bytes] = set()
+
+    def has_proved(self, cid: bytes) -> bool:
+        return cid in self.proved
+
+    async def prove(self, ch: Any) -> Any:
+        self.calls.append("prove")
+        self.proved.add(ch.id)
+        return SimpleNamespace(root=self.root)
+
+    async def open_rows(self, cid: bytes, indices: tuple[int, ...]) -> PocOpenings:
+        self.calls.append("open")
+        return PocOpenings(challenge_id=cid, openings=())
+
+
+async def test_openings_after_a_restart_recompute_the_commitment_first() -> None:
+    chain = make_chain(5)
+    state = chain.view()
+    pending = iter_challenges_at(state, 5)[0]
+    committed = dataclasses.replace(pending, status=ChallengeStatus.COMMITTED, root=b"r" * 32,
+                                    commit_height=6, sample_hash=b"s" * 32)
+    for root, opened in ((b"r" * 32, True), (b"x" * 32, False)):
+        service = ComputeService(fake_node(chain))
+        prover = _ForgetfulProver(root)
+        service._provers[committed.nft_id] = prover  # type: ignore[assignment]
+        submitted: list[str] = []
+        service._submit = lambda body, what, key=None: submitted.append(what)  # type: ignore[method-assign]
+        await service._open(committed)
+        # Same root: recompute, then open. A different root: never open against the commitment.
+        assert prover.calls == (["prove", "open"] if opened else ["prove"])
+        assert submitted == (["openings"] if opened else [])
