@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -404,11 +405,15 @@ class ConsensusDriver:
         if isinstance(inp, InVote) and inp.now_ms == 0:
             return InVote(inp.vote, now, inp.own, inp.peer)
         if isinstance(inp, InProposal) and inp.now_ms == 0:
+            t0 = time.perf_counter()
             valid = (
                 inp.proposal.height == self.state.height
                 and not self.state.is_decided()
                 and self.executor.is_valid_block(inp.block)
             )
+            log.debug("proposal %d/%d from %s (ours at %d/%d): valid %s, checked in %.0f ms",
+                      inp.proposal.height, inp.proposal.round, inp.proposal.proposer.hex()[:8],
+                      self.state.height, self.state.round, valid, (time.perf_counter() - t0) * 1000)
             return InProposal(inp.proposal, inp.block, valid, now, inp.own, inp.peer)
         return inp
 
@@ -520,7 +525,10 @@ class ConsensusDriver:
                 if self._replaying:
                     self._deferred_request = (eff.height, eff.round)
                 else:
+                    t0 = time.perf_counter()
                     block = self._build_block(eff.height, eff.round, now)
+                    log.debug("built block %d/%d: %d txs in %.0f ms", eff.height, eff.round,
+                              len(block.txs), (time.perf_counter() - t0) * 1000)
                     self.blocks[block.hash()] = block
                     self._pending.append(InBuilt(eff.height, eff.round, block, now))
             elif isinstance(eff, SignProposal):

@@ -234,6 +234,8 @@ class GossipAdapter:
             if self.driver is not None:
                 self.driver.deliver_proposal(peer, proposal, block)
             return
+        log.debug("proposal %d/%d announced by %s: %d parts", proposal.height, proposal.round,
+                  peer[-8:], total)
         if total:
             asm = self._get_assembly(proposal.height, proposal.round, proposal.block_hash, total)
             if asm is not None:
@@ -251,6 +253,7 @@ class GossipAdapter:
             await asyncio.sleep(delay)
             if key not in self._assembly:
                 return  # assembled meanwhile
+        log.debug("proposal %d/%d: fetching its block", proposal.height, proposal.round)
         fetched = await self._fetch_block(peer, proposal.block_hash)
         if fetched is not None and self.driver is not None:
             self._assembly.pop(key, None)

@@ -155,6 +155,12 @@ class GuardedPubsub(Pubsub):
         self._on_fault = on_fault
         self._write_locks: dict[int, trio.Lock] = {}
         self._records: dict[ID, bytes] = {}
+        # Message ids are sender + seqno. py-libp2p starts the seqno counter at the
+        # Unix time in *seconds*, so a node that published more than one message a
+        # second restarts below seqnos its peers still remember: they drop its new
+        # messages as seen, or punish them as equivocations. Start at nanoseconds, as
+        # go-libp2p does: a restart always begins above every seqno used before it.
+        self.counter = time.time_ns()
 
     # -- inbound ----------------------------------------------------------------
 

@@ -150,7 +150,7 @@ async def test_openings_after_a_restart_recompute_the_commitment_first() -> None
         prover = _ForgetfulProver(root)
         service._provers[committed.nft_id] = prover  # type: ignore[assignment]
         submitted: list[str] = []
-        service._submit = lambda body, what, key=None: submitted.append(what)  # type: ignore[method-assign]
+        service._submit = lambda body, what, key=None, out=submitted: out.append(what)  # type: ignore[method-assign]
         await service._open(committed)
         # Same root: recompute, then open. A different root: never open against the commitment.
         assert prover.calls == (["prove", "open"] if opened else ["prove"])

@@ -113,5 +113,13 @@ def test_downtime_jail_unjail_and_unbonding_slashes(tmp_path: Path) -> None:
 
         # Unjailed, it rejoins the active set at the next epoch boundary.
         wait_until(back_in_set, 90, "the unjailed validator back in the active set")
+
+        def signing_again() -> bool:
+            # Its precommit is in the commit that a later block carries: it signs again.
+            block = rpc(node0, "block", {"height": devnet.height(0)})
+            sigs = block["last_commit"]["signatures"]
+            return any(s.get("validator") == victim and s.get("signature") for s in sigs)
+
+        wait_until(signing_again, 60, "the unjailed validator to sign blocks again")
     finally:
         devnet.down()
