@@ -258,6 +258,7 @@ class ConsensusDriver:
         self.dropped_inputs = 0
         self.rejected_inputs = 0
         self.refused_signatures = 0
+        self.replay_refusals = 0
         self._stopped = False
 
     # -- public ----------------------------------------------------------------------
@@ -552,12 +553,23 @@ class ConsensusDriver:
         try:
             signed = self.signer.sign_vote(vote)
         except DoubleSignRefused as exc:
-            self.refused_signatures += 1
-            log.error("signer refused a vote: %s", exc)
+            self._note_refusal("vote", exc)
             return
         if self.byzantine == "double-sign" and vote.vote_type == VoteType.PREVOTE and not self._replaying:
             self._equivocate(signed)
         self._pending.append(InVote(signed, now, own=True))
+
+    def _note_refusal(self, what: str, exc: DoubleSignRefused) -> None:
+        if self._replaying:
+            # Replaying our round after a restart re-requests signatures of steps we
+            # had already passed; the signer refuses to go back, and the WAL's later
+            # records carry what we signed then. Nothing is lost.
+            self.replay_refusals += 1
+            log.info("replay: %s already signed before the restart (%s)", what, exc)
+        else:
+            # Outside replay a refusal means the WAL failed to bring us back to where we were.
+            self.refused_signatures += 1
+            log.error("signer refused a %s: %s", what, exc)
 
     def _equivocate(self, vote: Vote) -> None:
         """Test-only: sign a second, conflicting prevote without the signer's protection."""
@@ -566,6 +578,7 @@ class ConsensusDriver:
         other = hash32(b"double-sign" + vote.block_hash + vote.height.to_bytes(8, "big"))
         conflicting = Vote(vote.height, vote.round, vote.vote_type, other, vote.validator, vote.timestamp_ms, b"")
         sig = self._byzantine_key.sign(Domain.VOTE, self.ctx.chain_id, conflicting.sign_payload())
+        log.warning("test fault: signed a conflicting prevote at height %d round %d", vote.height, vote.round)
         self.network.broadcast_vote(conflicting.with_signature(sig))
 
     def _sign_proposal(self, proposal: Proposal, now: int) -> None:
@@ -574,8 +587,7 @@ class ConsensusDriver:
         try:
             signed = self.signer.sign_proposal(proposal)
         except DoubleSignRefused as exc:
-            self.refused_signatures += 1
-            log.error("signer refused a proposal: %s", exc)
+            self._note_refusal("proposal", exc)
             return
         block = self.blocks[signed.block_hash]
         self._pending.append(InProposal(signed, block, True, now, own=True))
