@@ -76,10 +76,17 @@ class MemoryHub:
         self.schedule = schedule
         self.nodes: dict[str, MemoryTransport] = {}
         self._ids = itertools.count()
+        self._seqnos: dict[str, itertools.count[int]] = {}
 
     def next_id(self) -> str:
         """Return a fresh peer id for a transport created without one."""
         return f"mem{next(self._ids)}"
+
+    def seqnos(self, peer_id: str) -> itertools.count[int]:
+        """The message sequence of ``peer_id``, kept across its restarts: a restarted
+        peer goes on above every seqno it used, as the libp2p transport does, so its
+        peers never take its new messages for ones already seen."""
+        return self._seqnos.setdefault(peer_id, itertools.count(1))
 
     def _send(self, src: str, dst: str, kind: str, fn: Callable[[], None]) -> None:
         if self.drop is not None and self.drop(src, dst, kind):
@@ -109,7 +116,7 @@ class MemoryTransport(Transport):
         self._req_limiter = PeerRateLimiter({"request": config.request_rate})
         self._links: set[str] = set()
         self._seen: OrderedDict[bytes, None] = OrderedDict()
-        self._seqno = itertools.count(1)
+        self._seqno = hub.seqnos(self._id)
         self._handlers: dict[str, RequestHandler] = {}
         self._events: list[EventHandler] = []
         self._score: dict[str, float] = {}

@@ -286,3 +286,17 @@ async def test_manual_clock_and_scheduler_drive_delivery_and_rate_limits(tmp_pat
     advance(3.0)
     await _settle()
     assert b.seen == [b"A-1", b"A-3"]  # the bucket refilled on the simulated clock
+
+
+async def test_a_restarted_peer_is_heard_again(tmp_path):
+    # Same peer id after a restart: its new messages are not taken for ones already seen.
+    hub, (a, b) = await _line(tmp_path, 2)
+    await a.t.publish("vote", b"A-before")
+    await b.wait_got(1)
+    await a.t.stop()
+    again = Node(MemoryTransport(_cfg(tmp_path, "k0"), hub, peer_id="p0"))
+    await again.t.start()
+    await again.t.connect(b.t.listen_addrs()[0])
+    await again.t.publish("vote", b"A-after")
+    await b.wait_got(2)
+    assert [p for _, p in b.got] == [b"A-before", b"A-after"]
