@@ -209,10 +209,8 @@ class ComputeService:
     async def _warm_provers(self) -> None:
         """Start the worker of each NFT we serve now: a spawned worker takes a second or two
         to import numpy, which would otherwise count against the first challenge's time."""
-        state = self.node.executor.head_state()
-        for _, nft in state.iter_records(Keys.NFT, ComputeNFT):
-            if self._serves(nft):
-                await self._prover(nft.id)._run(os.getpid)
+        for nft in self._served_nfts(self.node.executor.head_state()):
+            await self._prover(nft.id)._run(os.getpid)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -230,6 +228,9 @@ class ComputeService:
         me = self.node.address
         return nft is not None and (nft.owner == me or nft.bound_validator == me)
 
+    def _served_nfts(self, state: State) -> list[ComputeNFT]:
+        return [nft for _, nft in state.iter_records(Keys.NFT, ComputeNFT) if self._serves(nft)]
+
     def _prover(self, nft_id: int) -> Prover:
         prover = self._provers.get(nft_id)
         if prover is None:
@@ -246,8 +247,8 @@ class ComputeService:
         if not self._resumed:
             # First scan since start: challenges issued before a restart are still ours.
             self._resumed = True
-            for _, nft in state.iter_records(Keys.NFT, ComputeNFT):
-                latest = get_latest_challenge(state, nft.id) if self._serves(nft) else None
+            for nft in self._served_nfts(state):
+                latest = get_latest_challenge(state, nft.id)
                 if latest is not None and latest.status in ChallengeStatus.OPEN:
                     self._tracked[latest.challenge.id] = nft.id
         if boundary > 0 and boundary != self._scanned_boundary:

@@ -17,6 +17,12 @@ def _address(devnet: Devnet, i: int) -> str:
     return str(json.loads(cstake("keys", "show", "--home", devnet.home(i), "--json").stdout)["address"])
 
 
+def _signed_commit(url: str, height: int, validator: str) -> bool:
+    """Whether block ``height`` carries ``validator``'s precommit for the block before it."""
+    sigs = rpc(url, "block", {"height": height})["last_commit"]["signatures"]
+    return any(s["validator"] == validator and s["signature"] for s in sigs)
+
+
 def _first_equivocation_time(log_file: Path) -> float:
     """Unix time of the byzantine node's first conflicting prevote (its JSON log line)."""
     for line in log_file.read_text().splitlines():
@@ -125,21 +131,14 @@ def test_downtime_jail_unjail_and_unbonding_slashes(tmp_path: Path) -> None:
         # Unjailed, it rejoins the active set at the next epoch boundary.
         wait_until(back_in_set, 90, "the unjailed validator back in the active set")
 
-        def signing_again() -> bool:
-            # Its precommit is in the commit that a later block carries: it signs again.
-            block = rpc(node0, "block", {"height": devnet.height(0)})
-            sigs = block["last_commit"]["signatures"]
-            return any(s.get("validator") == victim and s.get("signature") for s in sigs)
-
-        wait_until(signing_again, 60, "the unjailed validator to sign blocks again")
+        # Its precommit is in the commit that a later block carries: it signs again.
+        wait_until(lambda: _signed_commit(node0, devnet.height(0), victim), 60,
+                   "the unjailed validator to sign blocks again")
         # And it keeps signing: nearly every one of the next ten commits carries its
         # precommit, and it is not jailed for downtime a second time.
         first = devnet.height(0) + 1
         wait_until(lambda: devnet.height(0) >= first + 10, 60, "ten more blocks")
-        signed = sum(
-            any(s["validator"] == victim for s in rpc(node0, "block", {"height": h})["last_commit"]["signatures"])
-            for h in range(first, first + 10)
-        )
+        signed = sum(_signed_commit(node0, h, victim) for h in range(first, first + 10))
         assert signed >= 8, f"the unjailed validator signed only {signed} of 10 commits"
         assert len(downtime_records()) == 1
     finally:
