@@ -23,8 +23,8 @@ from consensus.poc import (
     derive_sample_indices,
     verify_openings,
 )
-from node.hwbench import format_report, run_benchmark
-from node.prover import CommitmentWork, compute_commitment, compute_path, compute_rows
+from node.compute.hwbench import format_report, run_benchmark
+from node.compute.prover import CommitmentWork, compute_commitment, compute_path, compute_rows
 
 REPEATS = 3
 TARGET_RATIO = 0.01

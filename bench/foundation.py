@@ -9,10 +9,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from consensus.crypto import Domain, sign_bytes, verify_signature
 from consensus.hashing import hash32
-from consensus.testing import TestChain
 from consensus.transition import state_transition
 from consensus.txs import SignedTx, Transfer
 from consensus.votes import Vote, VoteType
+from tests.kit.chain import TestChain
 
 
 def _rate(fn, n: int) -> float:  # type: ignore[no-untyped-def]

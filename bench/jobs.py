@@ -146,7 +146,7 @@ def _base_port(n: int) -> int:
 
 
 def _cstake(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "node.cli", *args], cwd=ROOT, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "node.cli.main", *args], cwd=ROOT, capture_output=True,
                           text=True, timeout=timeout, check=False)
 
 

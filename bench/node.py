@@ -35,10 +35,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from node.devnet import DevnetError, load_devnet, rpc_call, stop_pids
+from node.devtools.devnet import DevnetError, load_devnet, rpc_call, stop_pids
 
 REPO = Path(__file__).resolve().parent.parent
-CLI = [sys.executable, "-m", "node.cli"]
+CLI = [sys.executable, "-m", "node.cli.main"]
 N_NODES = 4
 IDLE_S = 15.0
 #: Offered load; BENCH_NODE_RATE / BENCH_NODE_SECONDS override them for exploring.

@@ -14,7 +14,7 @@ import os
 import tempfile
 import time
 
-from p2p.harness import HarnessProcess, percentile
+from tests.kit.p2p_node import HarnessProcess, percentile
 
 N = 4
 CHAIN = "bench"

@@ -24,22 +24,22 @@ from consensus.records import Fault, SlashingRecord
 from consensus.state import Keys, State
 from consensus.txs import SignedTx
 from node.clock import Clock, SystemClock
-from node.compute import ComputeService
+from node.compute.provider import JobProvider
+from node.compute.service import ComputeService
 from node.config import NodeConfig, parse_multiaddr_tcp
-from node.driver import ConsensusDriver
-from node.executor import BlockCommitted, BlockExecutor
-from node.gossip import GossipAdapter
+from node.engine.driver import ConsensusDriver
+from node.engine.executor import BlockCommitted, BlockExecutor
+from node.engine.gossip import GossipAdapter
+from node.engine.signer import FileSignerStore, PersistentSigner
+from node.engine.sync import BlockSyncer
+from node.engine.wal import WriteAheadLog
 from node.home import NodeHome
 from node.keyfiles import load_keystore
-from node.mempool import Mempool
+from node.mempool.pool import Mempool
 from node.metrics import NodeMetrics
-from node.provider import JobProvider
 from node.rpc.events import EventBus
+from node.rpc.nodeview import StoreNodeView
 from node.rpc.server import RPCServer
-from node.signer import FileSignerStore, PersistentSigner
-from node.sync import BlockSyncer
-from node.view import StoreNodeView
-from node.wal import WriteAheadLog
 from p2p.config import P2PConfig
 from p2p.host import Libp2pTransport
 from p2p.interface import Transport, Verdict

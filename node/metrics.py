@@ -185,7 +185,7 @@ class NodeMetrics:
         self._stats.p2p = snapshot
 
     def watch_mempool(self, stats: Callable[[], Any]) -> None:
-        """Export mempool counters: ``stats`` returns a ``node.mempool.MempoolStats``."""
+        """Export mempool counters: ``stats`` returns a ``node.mempool.pool.MempoolStats``."""
         self._stats.mempool = stats
 
     def render(self) -> bytes:

@@ -108,8 +108,8 @@ queue_full, outbound_full, validator_error);
 Logging: py-libp2p's warnings reach the ``p2p.libp2p`` logger, at most 5 per
 message template per 10 s; our own modules log under ``p2p.*``.
 
-Tools: ``python -m p2p.harness`` is a standalone p2p node driven by JSON lines
-(the multi-process tests and ``bench/p2p.py`` use it); ``p2p.synthetic`` makes
+Test tools live outside the package: ``python -m tests.kit.p2p_node`` is a standalone p2p node driven by JSON lines
+(the multi-process tests and ``bench/p2p.py`` use it); ``tests.kit.p2p_synthetic`` makes
 chains with real Ed25519 commits for sync tests.
 
 Imports: p2p/ imports consensus/ (codec, crypto, hashing, errors) only; it never

@@ -3,7 +3,7 @@
 A compute unit is 1 GFLOP/s of the exact-integer kernel: 10^9 multiply-or-add
 operations per second on the challenge product, counted as ``2 · rows · n²`` for
 C = A·B with A of ``rows x n`` and B of ``n x n``. The hardware benchmark
-(``node.hwbench``) measures in the same unit over the same pipeline (generate
+(``node.compute.hwbench``) measures in the same unit over the same pipeline (generate
 the matrices, multiply, commit to the rows).
 
 Sizing: the target work is ``claimed_units · challenge_ms · 10^6`` operations.

@@ -2,8 +2,8 @@
 
 Handlers never touch the round state, the store's write side or the network:
 they get a ``NodeView``. The daemon implements it over its NodeStore, mempool
-and transport; ``node.rpc.memview.MemoryNodeView`` implements it over a
-``consensus.testing.TestChain`` for tests.
+and transport; ``tests.kit.memview.MemoryNodeView`` implements it over a
+``tests.kit.chain.TestChain`` for tests.
 
 Feature providers (attestations, challenges, jobs) return None while the
 feature does not exist on this node; the RPC result then says so
@@ -53,7 +53,7 @@ class PeerInfo:
 
 
 class MempoolView(Protocol):
-    """What RPC reads of the mempool (``node.mempool.Mempool`` satisfies it)."""
+    """What RPC reads of the mempool (``node.mempool.pool.Mempool`` satisfies it)."""
 
     @property
     def size(self) -> int: ...

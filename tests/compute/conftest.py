@@ -15,7 +15,7 @@ from consensus.poc import (
     derive_challenge,
     derive_sample_indices,
 )
-from node.prover import compute_commitment, compute_path, compute_rows
+from node.compute.prover import compute_commitment, compute_path, compute_rows
 
 Build = Callable[..., tuple[Challenge, bytes, bytes, PocOpenings]]
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from node import hwbench
-from node.hwbench import (
+from node.compute import hwbench
+from node.compute.hwbench import (
     KERNEL_SIZES,
     detect_gpus,
     format_report,

@@ -17,7 +17,7 @@ from consensus.poc import (
     verify_fraud_proof,
     verify_openings,
 )
-from node.prover import compute_commitment, compute_path, compute_rows
+from node.compute.prover import compute_commitment, compute_path, compute_rows
 
 
 def run_flow(cheat_fraction: float) -> tuple[int, bool]:

@@ -15,7 +15,7 @@ from consensus.poc.matrices import (
     generate_b,
 )
 from consensus.poc.merkle import encode_row
-from node.prover import BLOCK_ROWS, compute_commitment, compute_rows, multiply_block
+from node.compute.prover import BLOCK_ROWS, compute_commitment, compute_rows, multiply_block
 
 SEED = bytes(range(1, 33))
 
@@ -68,7 +68,7 @@ def test_compute_commitment_root_is_merkle_root_of_reference_rows(dtype: str) ->
 
 
 def test_compute_commitment_cheat_changes_exactly_the_cheat_rows() -> None:
-    from node.prover import compute_cheat_rows
+    from node.compute.prover import compute_cheat_rows
 
     n, rows = 64, 300
     ref = compute_reference_product(generate_a_rows(SEED, n, 0, rows), generate_b(SEED, n))
@@ -81,7 +81,7 @@ def test_compute_commitment_cheat_changes_exactly_the_cheat_rows() -> None:
 
 
 def test_is_block_exact_detects_a_single_wrong_entry() -> None:
-    from node.prover import is_block_exact
+    from node.compute.prover import is_block_exact
 
     n = 2048
     a = generate_a_rows(SEED, n, 0, 16)
@@ -93,8 +93,8 @@ def test_is_block_exact_detects_a_single_wrong_entry() -> None:
 
 
 def test_compute_commitment_refuses_an_inexact_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
-    import node.prover as prover
-    from node.prover import ProverError
+    import node.compute.prover as prover
+    from node.compute.prover import ProverError
 
     def rounding_kernel(a: np.ndarray, b: np.ndarray, dtype: str) -> np.ndarray:
         # What a reduced-precision mode does: products rounded to a coarser grid.

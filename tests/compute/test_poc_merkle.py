@@ -16,7 +16,7 @@ from consensus.poc.merkle import (
     hash_leaf,
     is_valid_proof,
 )
-from node.prover import build_level_blobs, compute_path
+from node.compute.prover import build_level_blobs, compute_path
 
 
 def leaves_for(size: int) -> list[bytes]:

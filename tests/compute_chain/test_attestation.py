@@ -17,8 +17,8 @@ from consensus.attestation import (
 from consensus.blocks import make_block
 from consensus.errors import InvalidBlock
 from consensus.records import HardwareSpec
-from consensus.testing import TestChain, derive_key
 from consensus.transition import state_transition
+from tests.kit.chain import TestChain, derive_key
 
 SPEC = HardwareSpec(device_kind=0, model="test", cores=2, memory_mb=1024)
 

@@ -12,9 +12,9 @@ from consensus.crypto import encode_address
 from consensus.poc import PocOpenings
 from consensus.poc_state import ChallengeStatus, iter_challenges_at
 from consensus.records import HardwareSpec
-from consensus.testing import TestChain
-from node.compute import AttestationPool, ComputeService, list_attestations, list_challenges
+from node.compute.service import AttestationPool, ComputeService, list_attestations, list_challenges
 from p2p.interface import Verdict
+from tests.kit.chain import TestChain
 
 SPEC = HardwareSpec(device_kind=0, model="test", cores=2, memory_mb=1024)
 

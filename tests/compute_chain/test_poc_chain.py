@@ -1,7 +1,7 @@
 """Proof of compute through the state transition: challenge, commitment, samples, openings, faults.
 
 Every test drives a ``TestChain`` block by block; provers are the real kernel
-(``node.prover`` functions, in-process) on small challenges (claimed units 3 with
+(``node.compute.prover`` functions, in-process) on small challenges (claimed units 3 with
 1-second challenges at the devnet width n = 256: 22,848 rows), so each takes a fraction
 of a second.
 """
@@ -26,9 +26,9 @@ from consensus.poc_state import (
 )
 from consensus.records import Fault, NFTStatus
 from consensus.staking import compute_voting_power
-from consensus.testing import TestChain
 from consensus.transition import TransitionResult
-from node.prover import compute_commitment, compute_path, compute_rows
+from node.compute.prover import compute_commitment, compute_path, compute_rows
+from tests.kit.chain import TestChain
 
 CLAIMED = 3
 COLLATERAL = 1_000

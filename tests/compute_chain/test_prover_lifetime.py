@@ -14,7 +14,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = """
 import asyncio, os, sys, time
-from node.compute import NodeProver
+from node.compute.service import NodeProver
 
 async def main():
     prover = NodeProver(blas_threads=1)

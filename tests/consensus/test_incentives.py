@@ -7,9 +7,9 @@ import random
 from consensus.incentives import MAX_REPUTATION, compute_reputation_step
 from consensus.params import BPS
 from consensus.records import Fault
-from consensus.testing import TestChain
 from consensus.txs import Transfer, Unjail
 from tests.consensus.test_invariants import check_invariants
+from tests.kit.chain import TestChain
 
 
 def test_downtime_jails_and_slashes_after_a_full_window() -> None:

@@ -14,7 +14,6 @@ from consensus.jobs.store import get_total_escrow
 from consensus.records import Account, ComputeNFT, Delegation, HardwareSpec, UnbondingEntry
 from consensus.staking import compute_voting_power, get_validator_compute
 from consensus.state import Keys, State
-from consensus.testing import TestChain, derive_key
 from consensus.txs import (
     BindNFT,
     Bond,
@@ -30,6 +29,7 @@ from consensus.txs import (
     Unjail,
 )
 from consensus.votes import Vote, VoteType
+from tests.kit.chain import TestChain, derive_key
 
 SPEC = HardwareSpec(device_kind=1, model="gpu", cores=80, memory_mb=16_000)
 

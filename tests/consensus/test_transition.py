@@ -37,7 +37,6 @@ from consensus.jobs.types import ChallengeAction, JobChallenge, JobResult
 from consensus.poc import RowOpening
 from consensus.poc_state import get_challenge, get_latest_challenge
 from consensus.records import HardwareSpec, NFTStatus
-from consensus.testing import TestChain, derive_key
 from consensus.transition import state_transition
 from consensus.txs import (
     BindNFT,
@@ -61,6 +60,7 @@ from consensus.txs import (
 )
 from consensus.votes import Vote, VoteType
 from tests.jobs.chainkit import commit, honest_leaves, job_of, matmul_body, open_samples
+from tests.kit.chain import TestChain, derive_key
 
 SPEC = HardwareSpec(device_kind=0, model="test-cpu", cores=2, memory_mb=2048)
 

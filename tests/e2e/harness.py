@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 from consensus.crypto import compute_address, encode_address
 
 REPO = Path(__file__).resolve().parents[2]
-CLI = [sys.executable, "-m", "node.cli"]
+CLI = [sys.executable, "-m", "node.cli.main"]
 T = TypeVar("T")
 
 

@@ -175,7 +175,7 @@ def test_a_node_process_just_spawned_is_recognised(tmp_path: Path) -> None:
     ``devnet up`` spawns four nodes back to back and checks them at once; it used to call
     the last one "exited during start". The race needs a busy machine to show, so try often.
     """
-    from node.devnet import is_node_process
+    from node.devtools.devnet import is_node_process
 
     home = str(tmp_path / "home")
     for _ in range(10):

@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from node.devnet import DevnetError, load_devnet, rpc_call, stop_pids
+from node.devtools.devnet import DevnetError, load_devnet, rpc_call, stop_pids
 
 ROOT = Path(__file__).resolve().parents[2]
 EPOCH = 20
@@ -52,7 +52,7 @@ def _free_base_port(n: int) -> int:
 
 
 def _cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "node.cli", *args], cwd=ROOT, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "node.cli.main", *args], cwd=ROOT, capture_output=True,
                           text=True, timeout=timeout, check=False)
 
 

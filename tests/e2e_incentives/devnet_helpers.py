@@ -41,7 +41,7 @@ def free_base_port(n: int) -> int:
 
 def cstake(*args: str, timeout: float = 120.0, check: bool = True) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run(
-        [sys.executable, "-m", "node.cli", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+        [sys.executable, "-m", "node.cli.main", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout,
     )
     if check and proc.returncode != 0:
         raise AssertionError(f"cstake {' '.join(args)} failed ({proc.returncode}): {proc.stderr.strip()}")
@@ -118,7 +118,7 @@ class Devnet:
         logs = Path(self.home(i)) / "logs"
         out = open(logs / "restart.log", "ab")  # noqa: SIM115
         proc = subprocess.Popen(
-            [sys.executable, "-m", "node.cli", "start", "--home", self.home(i), *extra],
+            [sys.executable, "-m", "node.cli.main", "start", "--home", self.home(i), *extra],
             cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )
         out.close()

@@ -13,8 +13,8 @@ from consensus.jobs.store import get_job, get_total_escrow
 from consensus.jobs.types import Job, JobResult, SlotStatus, SubmitJob
 from consensus.records import Account
 from consensus.state import Keys
-from consensus.testing import TestChain
 from consensus.transition import TransitionResult
+from tests.kit.chain import TestChain
 
 SEED = hashlib.sha256(b"job-inputs").digest()
 

@@ -15,7 +15,6 @@ from hypothesis import strategies as st
 
 from consensus.jobs.store import get_total_escrow, iter_jobs
 from consensus.jobs.types import CancelJob, JobStatus
-from consensus.testing import TestChain
 from tests.jobs.chainkit import (
     MarketPlayer,
     assert_job_accounting,
@@ -23,6 +22,7 @@ from tests.jobs.chainkit import (
     matmul_body,
     supply_parts,
 )
+from tests.kit.chain import TestChain
 
 BEHAVIOURS = st.sampled_from(["honest", "honest", "cheat", "silent"])
 JOBS = st.lists(

@@ -18,7 +18,6 @@ from consensus.jobs.types import (
     SlotStatus,
 )
 from consensus.records import Fault, NFTStatus
-from consensus.testing import TestChain
 from tests.jobs.chainkit import (
     MarketPlayer,
     assert_job_accounting,
@@ -32,6 +31,7 @@ from tests.jobs.chainkit import (
     open_samples,
     supply_parts,
 )
+from tests.kit.chain import TestChain
 
 
 def _chain(**params: int) -> TestChain:

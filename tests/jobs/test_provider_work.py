@@ -8,7 +8,7 @@ from consensus.jobs.iterate import IterateSpec, compute_step
 from consensus.jobs.kinds import JobInput, compute_commitment
 from consensus.jobs.matmul import MatmulKind, MatmulSpec
 from consensus.poc.merkle import ROW_DTYPE
-from node.provider import execute_job
+from node.compute.provider import execute_job
 from tests.jobs.chainkit import SEED
 
 

@@ -7,11 +7,11 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
-from consensus.testing import TestChain
 from node.config import RPCSection
 from node.metrics import NodeMetrics
-from node.rpc.memview import MemoryNodeView
 from node.rpc.server import RPCServer
+from tests.kit.chain import TestChain
+from tests.kit.memview import MemoryNodeView
 
 
 @pytest.fixture

@@ -17,13 +17,13 @@ from pathlib import Path
 import pytest
 
 from consensus.crypto import PrivateKey, encode_address
-from node.cli_client import add_client_commands, render
+from node.cli.client_commands import add_client_commands, render
 from node.config import default_config, write_config
 from node.home import NodeHome
 from node.keyfiles import save_keystore
-from node.rpc.memview import MemoryNodeView
 from node.rpc.server import RPCServer
 from p2p.keys import load_or_create_peer_key, peer_id_from_seed
+from tests.kit.memview import MemoryNodeView
 
 
 @dataclass

@@ -8,10 +8,9 @@ import pytest
 
 import consensus.transition as transition
 from consensus.crypto import PrivateKey
-from consensus.testing import TestChain
 from consensus.txs import SignedTx, Transfer, build_tx
-from node import mempool as mp_mod
-from node.mempool import (
+from node.mempool import pool as mp_mod
+from node.mempool.pool import (
     CODE_DUPLICATE,
     CODE_FULL,
     CODE_NONCE_GAP,
@@ -20,7 +19,7 @@ from node.mempool import (
     Mempool,
     SignatureCache,
 )
-from node.txverify import TxVerifier, verify_batch, verify_batch_parallel
+from tests.kit.chain import TestChain
 
 
 def tx(chain: TestChain, key: PrivateKey, nonce: int, fee: int = 10, amount: int = 1, to: int = 0) -> SignedTx:
@@ -232,22 +231,6 @@ def test_add_rate_is_well_above_1000_per_second(chain: TestChain) -> None:
     cached_rate = len(txs) / (time.perf_counter() - start)
     print(f"mempool add rate with the signature cached: {cached_rate:.0f} tx/s")
     assert len(cached) == len(txs)
-
-
-async def test_verify_batch_parallel_matches_serial(chain: TestChain) -> None:
-    txs = [tx(chain, chain.account_keys[i % 8], i // 8) for i in range(40)]
-    bad = txs[7]
-    txs[7] = SignedTx(bad.payload_bytes, bytes(64), bad.payload, b"\x02" * 32, b"y")
-    expected = [i != 7 for i in range(40)]
-    assert verify_batch(txs) == expected
-    cache = SignatureCache()
-    verifier = TxVerifier(workers=2)
-    try:
-        assert await verifier.verify(txs, cache) == expected
-    finally:
-        verifier.close()
-    assert len(cache) == 39 and txs[7].tx_hash not in cache
-    assert await verify_batch_parallel(txs, None, cache=cache) == expected
 
 
 def test_compute_spend_counts_known_spends(chain: TestChain) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from prometheus_client import REGISTRY
 
 from consensus.crypto import encode_address
-from node.mempool import MempoolStats
+from node.mempool.pool import MempoolStats
 from node.metrics import NodeMetrics
 from p2p.stats import P2PStats
 

@@ -15,8 +15,8 @@ from consensus.crypto import encode_address
 from consensus.txs import Transfer, build_tx
 from node.rpc import errors as E
 from node.rpc import methods as M
-from node.rpc.memview import MemoryNodeView
 from node.rpc.server import RPCServer
+from tests.kit.memview import MemoryNodeView
 
 
 async def post(http: aiohttp.ClientSession, server: RPCServer, body: Any) -> tuple[int, Any]:

@@ -35,7 +35,7 @@ def _free_port() -> int:
 def test_compose_file_references_existing_files(tmp_path: Path) -> None:
     out = tmp_path / "dk"
     proc = subprocess.run(
-        [sys.executable, "-m", "node.cli", "devnet", "init", "--docker", str(out), "--validators", "3", "--json"],
+        [sys.executable, "-m", "node.cli.main", "devnet", "init", "--docker", str(out), "--validators", "3", "--json"],
         cwd=ROOT, capture_output=True, text=True, timeout=60,
     )
     assert proc.returncode == 0, proc.stderr
@@ -69,7 +69,7 @@ def test_compose_file_references_existing_files(tmp_path: Path) -> None:
 def test_container_command_runs_as_a_process_and_stops_on_sigterm(tmp_path: Path) -> None:
     out = tmp_path / "dk"
     subprocess.run(
-        [sys.executable, "-m", "node.cli", "devnet", "init", "--docker", str(out), "--validators", "1"],
+        [sys.executable, "-m", "node.cli.main", "devnet", "init", "--docker", str(out), "--validators", "1"],
         cwd=ROOT, capture_output=True, text=True, timeout=60, check=True,
     )
     home = tmp_path / "home"
@@ -81,7 +81,7 @@ def test_container_command_runs_as_a_process_and_stops_on_sigterm(tmp_path: Path
     (home / "config.toml").write_text(cfg)
     # The container's command line, with the home where the volume would be mounted.
     proc = subprocess.Popen(
-        [sys.executable, "-m", "node.cli", "start", "--home", str(home)],
+        [sys.executable, "-m", "node.cli.main", "start", "--home", str(home)],
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
     )
     try:

@@ -8,18 +8,18 @@ from pathlib import Path
 import pytest
 
 from consensus.bft.config import TimeoutConfig
-from consensus.testing import TestChain
 from consensus.txs import SignedTx, Transfer
 from node.clock import SystemClock
-from node.driver import ConsensusDriver
-from node.executor import BlockCommitted, BlockExecutor
-from node.gossip import GossipAdapter
-from node.signer import FileSignerStore, PersistentSigner
-from node.sync import BlockSyncer
-from node.wal import WriteAheadLog
+from node.engine.driver import ConsensusDriver
+from node.engine.executor import BlockCommitted, BlockExecutor
+from node.engine.gossip import GossipAdapter
+from node.engine.signer import FileSignerStore, PersistentSigner
+from node.engine.sync import BlockSyncer
+from node.engine.wal import WriteAheadLog
 from p2p.config import P2PConfig
 from p2p.memory import MemoryHub, MemoryTransport
 from storage import MemoryKV, NodeStore
+from tests.kit.chain import TestChain
 
 FAST = TimeoutConfig(
     propose_ms=300, propose_delta_ms=100, prevote_ms=150, prevote_delta_ms=50,

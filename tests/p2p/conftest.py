@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from p2p.harness import HarnessProcess
+from tests.kit.p2p_node import HarnessProcess
 
 Launcher = Callable[..., Awaitable[HarnessProcess]]
 

@@ -13,8 +13,8 @@ from p2p.envelope import BlockFrame, encode_tx_batch
 from p2p.errors import MessageTooLarge, NoPeersAvailable
 from p2p.interface import Verdict
 from p2p.memory import MemoryHub, MemoryTransport
-from p2p.synthetic import ChainVerifier, corrupt, make_chain
 from p2p.txbatch import TxGossip
+from tests.kit.p2p_synthetic import ChainVerifier, corrupt, make_chain
 
 CHAIN = "memnet"
 

@@ -20,9 +20,9 @@ import sys
 from consensus.crypto import PrivateKey
 from consensus.hashing import hash32
 from consensus.votes import Vote, VoteType
-from node import signer as signer_mod
-from node.signer import DoubleSignRefused, FileSignerStore, PersistentSigner
-from node.wal import WriteAheadLog
+from node.engine import signer as signer_mod
+from node.engine.signer import DoubleSignRefused, FileSignerStore, PersistentSigner
+from node.engine.wal import WriteAheadLog
 
 CHAIN = "cstake-kill-test"
 KEY = PrivateKey.from_seed(hash32(b"kill-test-validator"))

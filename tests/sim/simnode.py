@@ -46,14 +46,14 @@ from consensus.evidence import (
 )
 from consensus.hashing import ZERO_HASH, hash32
 from consensus.votes import NIL_HASH, Proposal, Vote, VoteError, verify_commit
-from node.signer import (
+from node.engine.signer import (
     DoubleSignRefused,
     FileSignerStore,
     MemorySignerStore,
     PersistentSigner,
     SignerStore,
 )
-from node.wal import WriteAheadLog
+from node.engine.wal import WriteAheadLog
 
 from .chain import (
     GENESIS_STATE,

@@ -15,7 +15,7 @@ import pytest
 
 from consensus.crypto import Domain
 from consensus.votes import Vote
-from node.wal import WriteAheadLog
+from node.engine.wal import WriteAheadLog
 
 from .crash_child import CHAIN, KEY
 

@@ -17,7 +17,7 @@ import pytest
 from consensus.crypto import PrivateKey
 from consensus.hashing import hash32
 from consensus.votes import NIL_HASH, Proposal, Vote, VoteType
-from node.signer import (
+from node.engine.signer import (
     DoubleSignRefused,
     FileSignerStore,
     MemorySignerStore,

@@ -64,7 +64,7 @@ def test_killed_validators_replay_into_the_same_round_without_conflicting_votes(
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_signer_state_on_disk_matches_last_vote_sent(seed: int, tmp_path: Path) -> None:
-    from node.signer import FileSignerStore
+    from node.engine.signer import FileSignerStore
 
     sim, result = _run(seed, tmp_path)
     check_agreement(result)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from node.wal import WalCorruptError, WalError, WriteAheadLog
+from node.engine.wal import WalCorruptError, WalError, WriteAheadLog
 
 RECORDS = [b"first", b"second record", bytes(range(256)), b"x" * 5000, b"last"]
 
@@ -139,6 +139,6 @@ def test_torn_tail_repair_is_logged_not_silent(tmp_path: Path, caplog) -> None: 
     path = tmp_path / "w.wal"
     _write(path, RECORDS)
     path.write_bytes(path.read_bytes()[:-3])
-    with caplog.at_level("WARNING", logger="node.wal"), WriteAheadLog(path) as wal:
+    with caplog.at_level("WARNING", logger="node.engine.wal"), WriteAheadLog(path) as wal:
         assert wal.truncated_bytes > 0
     assert any("torn tail" in r.getMessage() for r in caplog.records)

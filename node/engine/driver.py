@@ -58,9 +58,9 @@ from consensus.state import State
 from consensus.tx_handlers import TxContext
 from consensus.txs import SignedTx
 from consensus.votes import Commit, Proposal, Vote, VoteType, compute_commit
-from node.executor import BlockCommitted, BlockExecutor
-from node.signer import DoubleSignRefused, PersistentSigner
-from node.wal import WriteAheadLog
+from node.engine.executor import BlockCommitted, BlockExecutor
+from node.engine.signer import DoubleSignRefused, PersistentSigner
+from node.engine.wal import WriteAheadLog
 
 log = logging.getLogger(__name__)
 

@@ -157,7 +157,7 @@ def create_docker_devnet(directory: Path, n: int, chain_id: str = "cstake-devnet
 
 
 def _repo_root() -> Path:
-    return Path(__file__).resolve().parent.parent
+    return Path(__file__).resolve().parents[2]
 
 
 def render_compose(n: int, *, project_dir: Path, homes_dir: Path) -> str:
@@ -214,7 +214,7 @@ def rpc_call(url: str, method: str, params: Any = None, timeout: float = 2.0) ->
 def start_node_process(home: Path, byzantine: str | None = None) -> int:
     """Start ``cstake start --home HOME`` as its own process; return its pid."""
     home_s = str(home)
-    cmd = [sys.executable, "-m", "node.cli", "start", "--home", home_s]
+    cmd = [sys.executable, "-m", "node.cli.main", "start", "--home", home_s]
     if byzantine:
         cmd += ["--byzantine", byzantine]
     logs = home / "logs"

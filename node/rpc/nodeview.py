@@ -137,20 +137,20 @@ class StoreNodeView:
         return SubmitResult(tx_hash or tx.tx_hash, code, log)
 
     def attestations(self, validator: bytes | None) -> list[dict[str, Any]] | None:
-        from node.compute import list_attestations
+        from node.compute.service import list_attestations
 
         compute = getattr(self._node, "compute", None)
         state = State(self._node.executor.store.state)
         return list_attestations(state, None if compute is None else compute.pool, validator)
 
     def challenges(self, height: int | None, nft_id: int | None) -> list[dict[str, Any]] | None:
-        from node.compute import list_challenges
+        from node.compute.service import list_challenges
 
         state = State(self._node.executor.store.state)
         return list_challenges(state, self.latest_height(), height, nft_id)
 
     def jobs(self, status: str | None) -> list[dict[str, Any]] | None:
-        from node.jobs_format import format_job, is_job_status
+        from node.rpc.jobs_format import format_job, is_job_status
 
         state = State(self._node.executor.store.state)
         found = [j for j in iter_jobs(state) if status is None or is_job_status(j, status)]
@@ -158,7 +158,7 @@ class StoreNodeView:
         return [format_job(j, detail=False) for j in found[-JOBS_LISTED:]]
 
     def job(self, job_id: bytes) -> dict[str, Any] | None:
-        from node.jobs_format import format_job
+        from node.rpc.jobs_format import format_job
 
         job = get_job(State(self._node.executor.store.state), job_id)
         return None if job is None else format_job(job, detail=True)

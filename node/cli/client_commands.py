@@ -294,7 +294,7 @@ def _b_register_compute(args: argparse.Namespace, key: PrivateKey) -> Encodable:
     device = args.device
     units, model, cores, memory_mb = args.units, args.model, args.cores, args.memory_mb
     if args.from_bench:
-        from node.hwbench import run_benchmark
+        from node.compute.hwbench import run_benchmark
 
         report = run_benchmark(args.bench_seconds)
         if not args.json:
@@ -603,7 +603,7 @@ def _add_keys_commands(sub: Any) -> None:
 
 def add_client_commands(subparsers: Any) -> None:
     """Register ``tx``, ``query``, ``keys`` and ``load`` on the ``cstake`` subparsers."""
-    from node.loadgen import add_load_command
+    from node.devtools.loadgen import add_load_command
 
     _add_tx_commands(subparsers)
     _add_query_commands(subparsers)

@@ -11,7 +11,7 @@ Measurement, with the very kernel and pipeline the proof-of-compute challenges u
   consensus.poc.matrices) at the challenge inner dimensions n = 512, 1024, 2048,
   counting 2·rows·n² operations per product;
 - pipeline GFLOP/s: a whole challenge at n = 2048 as the prover runs it
-  (``node.prover.compute_commitment``: generate A and B from SHAKE-256, multiply,
+  (``node.compute.prover.compute_commitment``: generate A and B from SHAKE-256, multiply,
   convert to int32, hash every row into the Merkle tree), 2·rows·n² over its time;
 - memory bandwidth GB/s: copies of a 256 MiB array, counting bytes read plus written.
 
@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 
 from consensus.poc.matrices import MAX_N, generate_a_rows, generate_b
-from node.prover import (
+from node.compute.prover import (
     BLOCK_ROWS,
     compute_commitment,
     compute_leaf_hashes,

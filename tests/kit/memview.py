@@ -1,6 +1,6 @@
 """An in-memory twin of a node for RPC and CLI tests: a real chain, no network.
 
-``MemoryNodeView`` implements ``NodeView`` over a ``consensus.testing.TestChain``
+``MemoryNodeView`` implements ``NodeView`` over a ``tests.kit.chain.TestChain``
 (real signed blocks and commits, the real state transition) and an in-memory
 ``storage.NodeStore`` (real state roots, block store and transaction index).
 Submitted transactions go through the real ``Mempool``; ``produce_block``
@@ -24,14 +24,14 @@ from consensus.genesis import compute_genesis_state
 from consensus.records import TxResult
 from consensus.state import State
 from consensus.state_reader import StateReader
-from consensus.testing import TestChain
 from consensus.txs import SignedTx
 from consensus.validator_set import ValidatorSet
 from consensus.votes import Commit
-from node.mempool import Mempool
+from node.mempool.pool import Mempool
 from node.rpc.events import EventBus
 from node.rpc.view import CommittedTx, PeerInfo, SubmitResult
 from storage import NodeStore
+from tests.kit.chain import TestChain
 
 
 def _now_ms() -> int:

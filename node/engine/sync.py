@@ -15,8 +15,8 @@ import logging
 from consensus.blocks import Block
 from consensus.errors import ConsensusError
 from consensus.votes import Commit
-from node.driver import ConsensusDriver
-from node.executor import BlockExecutor
+from node.engine.driver import ConsensusDriver
+from node.engine.executor import BlockExecutor
 from p2p.blocksync import BlockSyncClient, BlockSyncServer
 from p2p.envelope import BlockFrame
 from p2p.errors import P2PError

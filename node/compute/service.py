@@ -70,16 +70,21 @@ from consensus.poc_state import (
 from consensus.records import NO_ADDRESS, ComputeNFT, DeviceKind, HardwareSpec
 from consensus.state import Keys, State
 from consensus.txs import BindNFT, RegisterCompute, build_tx
-from node.hwbench import OVERCLAIM_FACTOR, measure_pipeline, read_cpu_model, read_memory_bytes
-from node.prover import POC_CHEAT_FRACTION, Prover, ProverError
+from node.compute.hwbench import (
+    OVERCLAIM_FACTOR,
+    measure_pipeline,
+    read_cpu_model,
+    read_memory_bytes,
+)
+from node.compute.prover import POC_CHEAT_FRACTION, Prover, ProverError
 from node.rpc.format import format_spec
 from p2p.interface import Verdict
 
 if TYPE_CHECKING:
     from node.app import Node
-    from node.executor import BlockCommitted
+    from node.engine.executor import BlockCommitted
 
-log = logging.getLogger("node.compute")
+log = logging.getLogger("node.compute.service")
 
 ATTESTATION_TOPIC = "attestation"
 #: BLAS threads per prover worker: devnet nodes share a small machine (see the doc's note).

@@ -1,6 +1,6 @@
 """A standalone p2p node process for multi-process tests and benchmarks.
 
-``python -m p2p.harness --key FILE --chain ID [--port P] [--bootstrap ADDR ...]``
+``python -m tests.kit.p2p_node --key FILE --chain ID [--port P] [--bootstrap ADDR ...]``
 starts a ``Libp2pTransport`` on 127.0.0.1 (under uvloop, as the node runs),
 prints one JSON line ``{"event": "ready", "peer_id", "addrs"}``, then reads
 JSON commands from stdin, one per line, and answers each with one JSON line
@@ -30,8 +30,8 @@ from p2p.blocksync import BlockSyncClient, BlockSyncServer
 from p2p.config import GOSSIP_KINDS, P2PConfig
 from p2p.host import Libp2pTransport
 from p2p.interface import PeerEvent, PeerPenalised, Verdict
-from p2p.synthetic import ChainVerifier, corrupt, make_chain
 from p2p.txbatch import TxGossip
+from tests.kit.p2p_synthetic import ChainVerifier, corrupt, make_chain
 
 HDR = struct.Struct(">2s16sqI")  # verdict prefix, tag, send time (ns), sequence
 
@@ -373,7 +373,7 @@ async def amain(args: argparse.Namespace) -> int:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(prog="python -m p2p.harness")
+    p = argparse.ArgumentParser(prog="python -m tests.kit.p2p_node")
     p.add_argument("--key", required=True)
     p.add_argument("--chain", default="harness")
     p.add_argument("--port", type=int, default=0)
@@ -401,7 +401,7 @@ if __name__ == "__main__":
 
 
 class HarnessProcess:
-    """Drives one ``python -m p2p.harness`` child process from asyncio (tests, benchmarks)."""
+    """Drives one ``python -m tests.kit.p2p_node`` child process from asyncio (tests, benchmarks)."""
 
     def __init__(self, key: str, *, chain: str = "harness", bootstrap: list[str] | None = None, extra: list[str] | None = None) -> None:
         self.key = key
@@ -416,7 +416,7 @@ class HarnessProcess:
 
     async def start(self, timeout: float = 60.0) -> HarnessProcess:
         """Start the child and wait for its ready line."""
-        cmd = [sys.executable, "-m", "p2p.harness", "--key", self.key, "--chain", self.chain, *self.extra]
+        cmd = [sys.executable, "-m", "tests.kit.p2p_node", "--key", self.key, "--chain", self.chain, *self.extra]
         if self.bootstrap:
             cmd += ["--bootstrap", *self.bootstrap]
         self.proc = await asyncio.create_subprocess_exec(
@@ -425,7 +425,7 @@ class HarnessProcess:
             stdout=asyncio.subprocess.PIPE,
             stderr=self._stderr_target(),
             limit=16 << 20,
-            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+            cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
         )
         ready = await self._read(timeout)
         if ready.get("event") != "ready":

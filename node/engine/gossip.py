@@ -30,7 +30,7 @@ from consensus.errors import ConsensusError
 from consensus.evidence import Evidence, decode_evidence, encode_evidence, verify_evidence
 from consensus.hashing import hash32
 from consensus.votes import Proposal, Vote
-from node.driver import ConsensusDriver
+from node.engine.driver import ConsensusDriver
 from p2p.errors import P2PError
 from p2p.interface import Transport, Verdict
 

@@ -187,7 +187,7 @@ def _parse_params(text: str | None) -> dict[str, int] | None:
 
 def cmd_devnet_up(args: argparse.Namespace) -> int:
     from consensus.errors import ConsensusError
-    from node.devnet import (
+    from node.devtools.devnet import (
         DevnetError,
         DevnetNode,
         create_devnet,
@@ -276,7 +276,7 @@ def cmd_devnet_up(args: argparse.Namespace) -> int:
 
 
 def cmd_devnet_init(args: argparse.Namespace) -> int:
-    from node.devnet import DevnetError, create_docker_devnet
+    from node.devtools.devnet import DevnetError, create_docker_devnet
 
     if not args.docker:
         raise CLIError("devnet init only prepares docker homes (--docker DIR); use `devnet up` for processes")
@@ -293,7 +293,7 @@ def cmd_devnet_init(args: argparse.Namespace) -> int:
 
 
 def cmd_devnet_down(args: argparse.Namespace) -> int:
-    from node.devnet import DevnetError, load_devnet, stop_pids
+    from node.devtools.devnet import DevnetError, load_devnet, stop_pids
 
     directory = Path(args.dir).resolve()
     try:
@@ -309,7 +309,7 @@ def cmd_devnet_down(args: argparse.Namespace) -> int:
 
 
 def cmd_devnet_status(args: argparse.Namespace) -> int:
-    from node.devnet import DevnetError, is_node_process, load_devnet, node_status
+    from node.devtools.devnet import DevnetError, is_node_process, load_devnet, node_status
 
     try:
         doc = load_devnet(Path(args.dir).resolve())
@@ -334,7 +334,7 @@ def cmd_devnet_status(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from node.hwbench import format_report, report_to_json, run_benchmark
+    from node.compute.hwbench import format_report, report_to_json, run_benchmark
 
     if args.seconds <= 0:
         raise CLIError("--seconds must be positive")
@@ -397,7 +397,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench)
 
-    from node.cli_client import add_client_commands
+    from node.cli.client_commands import add_client_commands
 
     add_client_commands(sub)
     return parser

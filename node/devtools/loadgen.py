@@ -411,7 +411,7 @@ def format_report(r: dict[str, Any]) -> str:
 
 
 def cmd_load(args: argparse.Namespace) -> int:
-    from node.cli_client import ClientError, _home, load_account_key
+    from node.cli.client_commands import ClientError, _home, load_account_key
 
     if args.rate <= 0 or args.duration <= 0:
         raise ClientError("--rate and --duration must be positive")
