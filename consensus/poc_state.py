@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 from consensus.blocks import Block
 from consensus.codec import Encodable
@@ -70,10 +70,7 @@ from consensus.poc import (
 from consensus.records import NO_ADDRESS, ComputeNFT, Fault, NFTStatus
 from consensus.staking import process_slash, process_slash_collateral
 from consensus.state import Keys, State, _Marker, be64
-
-if TYPE_CHECKING:
-    # Only a type: tx_handlers imports this module to register the handlers.
-    from consensus.tx_handlers import TxContext
+from consensus.tx_context import TxContext
 
 MISSED_TAG = b"cstake/poc/missed/v1"
 FAULTY_TAG = b"cstake/poc/faulty/v1"

@@ -54,7 +54,8 @@ from consensus.staking import (
 )
 from consensus.state import Keys, State
 from consensus.state_reader import StateReader
-from consensus.tx_handlers import TxContext, get_handler, process_double_sign_evidence
+from consensus.tx_context import TxContext
+from consensus.tx_handlers import get_handler, process_double_sign_evidence
 from consensus.txs import SignedTx
 from consensus.validator_set import compute_next_validator_set
 from consensus.votes import verify_commit

@@ -4,13 +4,17 @@ A handler runs after the fee was charged and the nonce advanced. It either
 applies the whole body or raises a ``TxExecutionError`` leaf with a message;
 the caller then reverts every write the handler made, so a failed transaction
 changes exactly the fee and the nonce.
+
+``HANDLERS`` maps each kind to its handler: the core ones defined here, the
+marketplace ones of ``consensus.jobs.handlers`` and the proof-of-compute ones
+of ``consensus.poc_state``. Those modules only depend downwards (on
+``consensus.tx_context`` for ``TxContext``), never on this one.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from consensus.errors import (
@@ -30,7 +34,18 @@ from consensus.errors import (
     ValidatorExists,
     ValidatorTombstoned,
 )
-from consensus.params import Params
+from consensus.jobs.handlers import (
+    process_cancel_job,
+    process_job_challenge,
+    process_job_result,
+    process_set_price,
+    process_submit_job,
+)
+from consensus.poc_state import (
+    process_fraud_proof,
+    process_poc_commit,
+    process_poc_open,
+)
 from consensus.records import (
     NO_ADDRESS,
     Account,
@@ -46,6 +61,7 @@ from consensus.staking import (
     process_slash,
 )
 from consensus.state import Keys, State, _Marker
+from consensus.tx_context import TxContext as TxContext  # re-exported: node/ imports it from here
 from consensus.txs import (
     BindNFT,
     Bond,
@@ -66,17 +82,6 @@ from consensus.txs import (
 INITIAL_REPUTATION = 500_000
 #: Jail end of a tombstoned validator: never.
 JAILED_FOREVER_MS = (1 << 63) - 1
-
-
-@dataclass(frozen=True, slots=True)
-class TxContext:
-    """What a handler may know about the block it runs in."""
-
-    chain_id: str
-    height: int
-    time_ms: int
-    proposer: bytes
-    params: Params
 
 
 def _debit(state: State, address: bytes, amount: int, what: str) -> None:
@@ -310,22 +315,6 @@ def process_unsupported(state: State, ctx: TxContext, sender: bytes, body: Any) 
 
 
 Handler = Callable[[State, TxContext, bytes, Any], None]
-
-# Job marketplace handlers (consensus/jobs/handlers.py; TxContext only for typing there).
-from consensus.jobs.handlers import (  # noqa: E402
-    process_cancel_job,
-    process_job_challenge,
-    process_job_result,
-    process_set_price,
-    process_submit_job,
-)
-
-# Proof-of-compute handlers (imported here, after TxContext exists: poc_state uses it).
-from consensus.poc_state import (  # noqa: E402
-    process_fraud_proof,
-    process_poc_commit,
-    process_poc_open,
-)
 
 HANDLERS: dict[int, Handler] = {
     TxKind.TRANSFER: process_transfer,

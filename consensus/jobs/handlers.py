@@ -7,7 +7,6 @@ Each either applies its whole body or raises a ``TxExecutionError`` leaf
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING
 
 from consensus.errors import InsufficientFunds, JobError, NotNFTOwner, UnknownNFT
 from consensus.hashing import HASH_LEN, tagged_hash
@@ -42,9 +41,7 @@ from consensus.jobs.types import (
 from consensus.poc.merkle import hash_leaf, hash_node
 from consensus.records import Account
 from consensus.state import State, be64
-
-if TYPE_CHECKING:
-    from consensus.tx_handlers import TxContext
+from consensus.tx_context import TxContext
 
 JOB_ID_TAG = b"cstake/job/id/v1"
 

@@ -4,23 +4,63 @@ The client opens a stream, writes one framed request and reads frames until
 the server closes, with a deadline and caps on frame size and count. The
 server rate-limits each peer, reads the request under a deadline, runs the
 node's handler on the asyncio loop and writes the frames in batches.
+
+Both ends see the host service only through ``RequestHost``, the narrow part
+of it they use; ``p2p.host.service.HostService`` provides it and calls in here,
+never the other way round.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import trio
 from libp2p.custom_types import TProtocol
 from libp2p.peer.id import ID
 
+from p2p.config import P2PConfig
 from p2p.errors import BadPeerData, MessageTooLarge, PeerUnavailable, RequestFailed, RequestTimeout
+from p2p.host.bridge import TrioThread
 from p2p.host.streams import FrameReader, frame, write_frames
+from p2p.ratelimit import PeerRateLimiter
+from p2p.stats import P2PStats
 
-if TYPE_CHECKING:
-    from p2p.host.service import HostService
+
+class RequestServer(Protocol):
+    """The asyncio-side handler of inbound requests (runs on the asyncio loop)."""
+
+    def serve(self, protocol: str, peer_id: str, data: bytes, done: Callable[[Any], None]) -> None: ...
+
+
+class RequestHost(Protocol):
+    """The part of the host service that request/response uses."""
+
+    @property
+    def config(self) -> P2PConfig: ...
+
+    @property
+    def stats(self) -> P2PStats: ...
+
+    @property
+    def host(self) -> Any: ...
+
+    @property
+    def connected(self) -> set[ID]: ...
+
+    @property
+    def bridge(self) -> TrioThread | None: ...
+
+    @property
+    def req_limiter(self) -> PeerRateLimiter: ...
+
+    @property
+    def side(self) -> RequestServer: ...
+
+    def on_fault(self, peer: ID, reason: str) -> None: ...
+
 
 log = logging.getLogger("p2p.host")
 
@@ -28,7 +68,7 @@ _REQUEST_MAX_BYTES = 64 * 1024
 
 
 async def send_request(
-    svc: HostService, peer_id: str, protocol: str, data: bytes, timeout: float, max_frames: int, max_frame: int
+    svc: RequestHost, peer_id: str, protocol: str, data: bytes, timeout: float, max_frames: int, max_frame: int
 ) -> list[bytes]:
     """Open a stream, send one request frame, read up to ``max_frames`` frames until EOF."""
     peer = ID.from_base58(peer_id)
@@ -73,7 +113,7 @@ async def send_request(
         if stream is not None:
             await reset_stream(stream)
 
-async def serve_request(svc: HostService, protocol: str, stream: Any) -> None:
+async def serve_request(svc: RequestHost, protocol: str, stream: Any) -> None:
     """Serve one inbound request stream: read the request, run the node's handler, write frames."""
     peer = stream.muxed_conn.peer_id
     pid = peer.to_base58()

@@ -37,8 +37,8 @@ from p2p.dispatch import VALIDATOR_TIMEOUT, GateDrop, GossipGate
 from p2p.envelope import PeerExchange, PeerRecord
 from p2p.errors import BadPeerData, PeerUnavailable, TransportClosed
 from p2p.host.bridge import BatchedHandOff, TrioThread
+from p2p.host.reqresp import RequestServer, send_request, serve_request
 from p2p.host.reqresp import reset_stream as _reset
-from p2p.host.reqresp import send_request, serve_request
 from p2p.host.router import CstakeGossipSub, GuardedPubsub
 from p2p.host.streams import FrameReader, frame, write_frames
 from p2p.interface import PeerConnected, PeerDisconnected, PeerEvent, PeerPenalised, Verdict
@@ -55,12 +55,10 @@ _PX_MAX_ADDRS = 4
 _PX_MAX_BYTES = 64 * 1024
 
 
-class AsyncioSide(Protocol):
-    """What the trio side calls on the transport (each runs on the asyncio loop)."""
+class AsyncioSide(RequestServer, Protocol):
+    """What the trio side calls on the transport (each runs on the asyncio loop): ``serve`` and these."""
 
     def validate_item(self, item: tuple[str, str, bytes], done: Callable[[Verdict], None]) -> None: ...
-
-    def serve(self, protocol: str, peer_id: str, data: bytes, done: Callable[[Any], None]) -> None: ...
 
     def on_event(self, event: PeerEvent) -> None: ...
 
