@@ -93,6 +93,16 @@ class EvidenceItem(Encodable):
         return hash32(self.encode())
 
 
+#: Most evidence items one block may carry (a consensus rule: a proposer cannot
+#: make every node verify an unbounded list).
+MAX_BLOCK_EVIDENCE = 16
+
+#: The latest representable block time: 9999-12-31T23:59:59.999Z. A block dated
+#: later is invalid, so no proposer can move the chain's clock to where later
+#: headers could no longer be encoded or compared.
+MAX_BLOCK_TIME_MS = 253_402_300_799_999
+
+
 @dataclass(frozen=True, slots=True)
 class Block(Encodable):
     """A block: header, contents and the commit of the previous block."""

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from consensus.attestation import process_block_attestations
-from consensus.blocks import Block
+from consensus.blocks import MAX_BLOCK_EVIDENCE, MAX_BLOCK_TIME_MS, Block
 from consensus.crypto import Domain, is_valid_signature, sign_bytes
 from consensus.errors import (
     BadNonce,
@@ -170,8 +170,15 @@ def validate_block(state: State, block: Block, chain_id: str) -> None:
         raise InvalidBlock("block parent is not the head block")
     if h.time_ms <= head.time_ms:
         raise InvalidBlock(f"block time {h.time_ms} ms is not after the head's {head.time_ms} ms")
+    if h.time_ms > MAX_BLOCK_TIME_MS:
+        raise InvalidBlock(f"block time {h.time_ms} ms is past the last representable {MAX_BLOCK_TIME_MS} ms")
     if len(block.txs) > params.max_block_txs:
         raise InvalidBlock(f"{len(block.txs)} transactions exceed the limit {params.max_block_txs}")
+    if len(block.evidence) > MAX_BLOCK_EVIDENCE:
+        raise InvalidBlock(f"{len(block.evidence)} evidence items exceed the limit {MAX_BLOCK_EVIDENCE}")
+    size = len(block.encode())
+    if size > params.max_block_bytes:
+        raise InvalidBlock(f"block of {size} bytes exceeds params.max_block_bytes {params.max_block_bytes}")
     vset = state.get_validator_set()
     if h.validators_hash != vset.hash():
         raise InvalidBlock("header.validators_hash is not the hash of the current validator set")

@@ -34,7 +34,9 @@ CLAIMED = 3
 COLLATERAL = 1_000
 STAKE = 40_000
 EPOCH = 20
-PARAMS = {"epoch_blocks": EPOCH, "challenge_seconds": 1}
+# The responder puts all four validators' openings (about 1.2 MB each) in one
+# block, where a proposer would spread them: room for them under the size rule.
+PARAMS = {"epoch_blocks": EPOCH, "challenge_seconds": 1, "max_block_bytes": 8 << 20}
 
 
 def make_chain() -> TestChain:

@@ -488,6 +488,41 @@ def test_invalid_block_header(chain: TestChain, field: str, value: Any, match: s
         state_transition(chain.state, _mutate_header(chain, **{field: value}))
 
 
+def test_invalid_block_dated_past_the_representable_time(chain: TestChain) -> None:
+    from consensus.blocks import MAX_BLOCK_TIME_MS
+
+    # A proposer dating its block 2^64-1 would leave no encodable later time: the chain halts.
+    for time_ms in ((1 << 64) - 1, MAX_BLOCK_TIME_MS + 1):
+        with pytest.raises(InvalidBlock, match="representable"):
+            state_transition(chain.state, _mutate_header(chain, time_ms=time_ms))
+
+
+def test_invalid_block_with_too_much_evidence(chain: TestChain) -> None:
+    from consensus.blocks import MAX_BLOCK_EVIDENCE, EvidenceItem
+
+    items = tuple(EvidenceItem(1, bytes([i]) * 8) for i in range(MAX_BLOCK_EVIDENCE + 1))
+    with pytest.raises(InvalidBlock, match="evidence items exceed"):
+        state_transition(chain.state, chain.build_block(evidence=items))
+
+
+def test_invalid_block_larger_than_max_block_bytes(chain: TestChain) -> None:
+    limit = chain.view().get_params().max_block_bytes
+    big = chain.build_block([chain.tx(chain.account_keys[0], Transfer(chain.account_keys[1].address(), 1))])
+    filler = (b"\x00" * (limit // 4),) * 5
+    block = dataclasses.replace(big, attestations=filler)
+    block = dataclasses.replace(
+        block, header=dataclasses.replace(block.header, attestations_hash=_attestations_root(filler))
+    )
+    with pytest.raises(InvalidBlock, match="max_block_bytes"):
+        state_transition(chain.state, block)
+
+
+def _attestations_root(items: tuple[bytes, ...]) -> bytes:
+    from consensus.hashing import hash32, merkle_root
+
+    return merkle_root([hash32(a) for a in items])
+
+
 def test_invalid_block_last_commit_without_quorum(chain: TestChain) -> None:
     block = chain.build_block()
     chain.apply(block)
