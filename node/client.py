@@ -1,4 +1,9 @@
-"""A small JSON-RPC 2.0 client for the node's RPC (aiohttp), with timeouts and clear errors."""
+"""A small JSON-RPC 2.0 client for the node's RPC (aiohttp), with timeouts and clear errors.
+
+Failures are ``node.errors.RPCClientError``: ``NodeUnreachable`` when nothing
+answers, ``RPCCallError`` (with the method, code, message and data) when the
+node answers with a JSON-RPC error.
+"""
 
 from __future__ import annotations
 
@@ -11,24 +16,7 @@ from typing import Any
 
 import aiohttp
 
-
-class RPCClientError(Exception):
-    """A call could not be made or answered."""
-
-
-class NodeUnreachable(RPCClientError):
-    """Nothing answered at the URL (refused, timed out, not HTTP)."""
-
-
-class RPCCallError(RPCClientError):
-    """The node answered the call with a JSON-RPC error."""
-
-    def __init__(self, method: str, code: int, message: str, data: Any = None) -> None:
-        super().__init__(f"{method} failed: {message} (code {code})")
-        self.method = method
-        self.code = code
-        self.message = message
-        self.data = data
+from node.errors import NodeUnreachable, RPCCallError, RPCClientError
 
 
 def normalise_url(url: str) -> str:

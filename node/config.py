@@ -20,12 +20,9 @@ from typing import Any
 
 import tomli_w
 
+from node.errors import InvalidConfig
 from node.home import NodeHome
 from p2p.config import P2PConfig
-
-
-class ConfigError(Exception):
-    """config.toml is unreadable or holds a bad value (the message names the key)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +104,7 @@ class LogSection:
     level: str = "info"
     """debug, info, warning or error."""
     file: str = ""
-    """Log file (home-relative); empty: logs/node.log."""
+    """Log file, relative to the home unless absolute; empty: logs/node.log (see ``NodeConfig.log_file``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +119,7 @@ class NodeConfig:
     log: LogSection = field(default_factory=LogSection)
 
     def validate(self) -> None:
-        """Raise ConfigError naming the first bad value."""
+        """Raise InvalidConfig naming the first bad value."""
         validate_config(self)
 
     def home(self, root: str | Path) -> NodeHome:
@@ -165,9 +162,13 @@ class NodeConfig:
         )
 
     def log_file(self, root: str | Path) -> Path:
-        """The log file path (home-relative ``[log] file``, default logs/node.log)."""
+        """Return the log file of the home at ``root``: the one rule for ``[log] file``.
+
+        A relative path resolves against the home, never the working directory;
+        an absolute one (or ``~/...``) stays as written; empty means logs/node.log.
+        """
         home = self.home(root)
-        return home.root / self.log.file if self.log.file else home.log_file
+        return home.root / Path(self.log.file).expanduser() if self.log.file else home.log_file
 
 
 _SECTIONS: dict[str, type[Any]] = {
@@ -187,63 +188,63 @@ _MULTIADDR_RE = re.compile(r"^/ip4/([0-9.]+)/tcp/([0-9]+)$")
 
 
 def parse_host_port(text: str, key: str) -> tuple[str, int]:
-    """Return ``(host, port)`` of ``host:port`` (IPv4 or ``localhost``); raise ConfigError."""
+    """Return ``(host, port)`` of ``host:port`` (IPv4 or ``localhost``); raise InvalidConfig."""
     host, sep, port_text = text.rpartition(":")
     if not sep or not host or not port_text.isdigit():
-        raise ConfigError(f"{key}: must be host:port (e.g. 127.0.0.1:26657), got {text!r}")
+        raise InvalidConfig(f"{key}: must be host:port (e.g. 127.0.0.1:26657), got {text!r}")
     port = int(port_text)
     if not 0 <= port <= 65535:
-        raise ConfigError(f"{key}: port {port} is outside [0, 65535]")
+        raise InvalidConfig(f"{key}: port {port} is outside [0, 65535]")
     if host != "localhost":
         try:
             ipaddress.IPv4Address(host)
         except ValueError as exc:
-            raise ConfigError(f"{key}: host {host!r} is not an IPv4 address") from exc
+            raise InvalidConfig(f"{key}: host {host!r} is not an IPv4 address") from exc
     return host, port
 
 
 def parse_multiaddr_tcp(text: str, key: str) -> tuple[str, int]:
-    """Return ``(host, port)`` of ``/ip4/H/tcp/P``; raise ConfigError."""
+    """Return ``(host, port)`` of ``/ip4/H/tcp/P``; raise InvalidConfig."""
     m = _MULTIADDR_RE.match(text)
     if m is None:
-        raise ConfigError(f"{key}: must be a multiaddr /ip4/<address>/tcp/<port>, got {text!r}")
+        raise InvalidConfig(f"{key}: must be a multiaddr /ip4/<address>/tcp/<port>, got {text!r}")
     try:
         ipaddress.IPv4Address(m.group(1))
     except ValueError as exc:
-        raise ConfigError(f"{key}: {m.group(1)!r} is not an IPv4 address") from exc
+        raise InvalidConfig(f"{key}: {m.group(1)!r} is not an IPv4 address") from exc
     port = int(m.group(2))
     if not 0 <= port <= 65535:
-        raise ConfigError(f"{key}: port {port} is outside [0, 65535]")
+        raise InvalidConfig(f"{key}: port {port} is outside [0, 65535]")
     return m.group(1), port
 
 
 def _check_int(key: str, value: Any, lo: int, hi: int) -> None:
     if type(value) is not int or not lo <= value <= hi:
-        raise ConfigError(f"{key}: must be an integer in [{lo}, {hi}], got {value!r}")
+        raise InvalidConfig(f"{key}: must be an integer in [{lo}, {hi}], got {value!r}")
 
 
 def _check_seconds(key: str, value: Any, lo: float, hi: float) -> None:
     if type(value) not in (int, float) or not lo <= value <= hi:
-        raise ConfigError(f"{key}: must be a number of seconds in [{lo}, {hi}], got {value!r}")
+        raise InvalidConfig(f"{key}: must be a number of seconds in [{lo}, {hi}], got {value!r}")
 
 
 def _check_str(key: str, value: Any) -> None:
     if type(value) is not str:
-        raise ConfigError(f"{key}: must be a string, got {value!r}")
+        raise InvalidConfig(f"{key}: must be a string, got {value!r}")
 
 
 def _check_relpath(key: str, value: Any) -> None:
     _check_str(key, value)
     if not value or "\x00" in value:
-        raise ConfigError(f"{key}: must be a non-empty path, got {value!r}")
+        raise InvalidConfig(f"{key}: must be a non-empty path, got {value!r}")
 
 
 def validate_config(cfg: NodeConfig) -> None:
-    """Raise ConfigError naming the first bad value of ``cfg``."""
+    """Raise InvalidConfig naming the first bad value of ``cfg``."""
     n = cfg.node
     _check_str("node.moniker", n.moniker)
     if not _MONIKER_RE.match(n.moniker):
-        raise ConfigError(
+        raise InvalidConfig(
             f"node.moniker: must be 1-64 characters of letters, digits, space, '.', '_' or '-', "
             f"starting with a letter or digit, got {n.moniker!r}"
         )
@@ -266,12 +267,12 @@ def validate_config(cfg: NodeConfig) -> None:
     _check_str("p2p.listen", p.listen)
     parse_multiaddr_tcp(p.listen, "p2p.listen")
     if type(p.bootstrap) is not tuple:
-        raise ConfigError(f"p2p.bootstrap: must be a list of multiaddrs, got {p.bootstrap!r}")
+        raise InvalidConfig(f"p2p.bootstrap: must be a list of multiaddrs, got {p.bootstrap!r}")
     for i, addr in enumerate(p.bootstrap):
         key = f"p2p.bootstrap[{i}]"
         _check_str(key, addr)
         if not addr.startswith("/") or "/p2p/" not in addr:
-            raise ConfigError(f"{key}: must be a multiaddr ending in /p2p/<peer id>, got {addr!r}")
+            raise InvalidConfig(f"{key}: must be a multiaddr ending in /p2p/<peer id>, got {addr!r}")
     _check_int("p2p.max_peers", p.max_peers, 1, 10_000)
 
     m = cfg.mempool
@@ -280,7 +281,7 @@ def validate_config(cfg: NodeConfig) -> None:
     _check_int("mempool.max_txs_per_sender", m.max_txs_per_sender, 1, 1_000_000)
     _check_int("mempool.replace_bump_percent", m.replace_bump_percent, 0, 1000)
     if type(m.recheck) is not bool:
-        raise ConfigError(f"mempool.recheck: must be true or false, got {m.recheck!r}")
+        raise InvalidConfig(f"mempool.recheck: must be true or false, got {m.recheck!r}")
     _check_int("mempool.sig_cache_size", m.sig_cache_size, 1, 100_000_000)
 
     c = cfg.consensus
@@ -291,7 +292,7 @@ def validate_config(cfg: NodeConfig) -> None:
 
     lg = cfg.log
     if lg.level not in LOG_LEVELS:
-        raise ConfigError(f"log.level: must be one of {', '.join(LOG_LEVELS)}, got {lg.level!r}")
+        raise InvalidConfig(f"log.level: must be one of {', '.join(LOG_LEVELS)}, got {lg.level!r}")
     _check_str("log.file", lg.file)
 
 
@@ -300,17 +301,17 @@ def validate_config(cfg: NodeConfig) -> None:
 
 def _build_section(name: str, cls: type[Any], raw: Any) -> Any:
     if not isinstance(raw, dict):
-        raise ConfigError(f"[{name}] must be a table, got {raw!r}")
+        raise InvalidConfig(f"[{name}] must be a table, got {raw!r}")
     fields = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(raw) - fields)
     if unknown:
-        raise ConfigError(
+        raise InvalidConfig(
             f"{name}.{unknown[0]}: unknown key (known keys of [{name}]: {', '.join(sorted(fields))})"
         )
     values = dict(raw)
     if name == "p2p" and "bootstrap" in values:
         if not isinstance(values["bootstrap"], list):
-            raise ConfigError(f"p2p.bootstrap: must be a list of multiaddrs, got {values['bootstrap']!r}")
+            raise InvalidConfig(f"p2p.bootstrap: must be a list of multiaddrs, got {values['bootstrap']!r}")
         values["bootstrap"] = tuple(values["bootstrap"])
     return cls(**values)
 
@@ -319,7 +320,7 @@ def parse_config(doc: dict[str, Any]) -> NodeConfig:
     """Build and validate a NodeConfig from a parsed TOML document."""
     unknown = sorted(set(doc) - set(_SECTIONS))
     if unknown:
-        raise ConfigError(
+        raise InvalidConfig(
             f"{unknown[0]}: unknown section (known: {', '.join(_SECTIONS)})"
         )
     sections = {name: _build_section(name, cls, doc.get(name, {})) for name, cls in _SECTIONS.items()}
@@ -334,15 +335,15 @@ def load_config(path: str | Path) -> NodeConfig:
     try:
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError(f"cannot read config file {p}: {exc.strerror or exc}") from exc
+        raise InvalidConfig(f"cannot read config file {p}: {exc.strerror or exc}") from exc
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{p} is not valid TOML: {exc}") from exc
+        raise InvalidConfig(f"{p} is not valid TOML: {exc}") from exc
     try:
         return parse_config(doc)
-    except ConfigError as exc:
-        raise ConfigError(f"{p}: {exc}") from exc
+    except InvalidConfig as exc:
+        raise InvalidConfig(f"{p}: {exc}") from exc
 
 
 def config_to_dict(cfg: NodeConfig) -> dict[str, Any]:

@@ -10,6 +10,8 @@ layer it means. Messages say what failed and why, in words an operator can act o
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class NodeError(Exception):
     """Root of every error the node raises itself."""
@@ -23,7 +25,7 @@ class InvalidConfig(NodeError):
 
 
 class InvalidKeyFile(NodeError):
-    """A key file is missing, unreadable, malformed, or readable by others."""
+    """A key file is missing, unreadable, malformed, readable by others, or would be overwritten."""
 
 
 class HomeError(NodeError):
@@ -82,6 +84,17 @@ class NodeUnreachable(RPCClientError):
 
 class RPCCallError(RPCClientError):
     """The node answered the call with a JSON-RPC error."""
+
+    def __init__(self, method: str, code: int, message: str, data: Any = None) -> None:
+        super().__init__(f"{method} failed: {message} (code {code})")
+        self.method = method
+        """The JSON-RPC method called."""
+        self.code = code
+        """The JSON-RPC error code (-32000 and below: application errors)."""
+        self.message = message
+        """The node's error message."""
+        self.data = data
+        """The error's ``data`` member, if the node sent one."""
 
 
 class DevnetError(NodeError):

@@ -14,6 +14,7 @@ from typing import Any
 from consensus.crypto import PrivateKey, encode_address
 from consensus.genesis import load_genesis
 from node.config import default_config, write_config
+from node.errors import HomeError
 from node.home import NodeHome
 from node.keyfiles import save_keystore
 from p2p.keys import load_or_create_peer_key, peer_id_from_seed
@@ -24,10 +25,6 @@ DEV_SELF_BOND = 1_000_000
 # well inside its commitment deadline there (docs/proof-of-compute.md, known limits).
 DEV_COMPUTE_UNITS = 5
 DEV_COLLATERAL = 10_000
-
-
-class InitError(Exception):
-    """A home cannot be created."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +51,7 @@ def init_home(
     """Create a home with config.toml and keys; copy ``genesis_file`` if given."""
     home = NodeHome.at(root)
     if home.config_file.exists() or home.account_key_file.exists():
-        raise InitError(f"{home.root} already holds a node (config.toml or keys exist); use another --home")
+        raise HomeError(f"{home.root} already holds a node (config.toml or keys exist); use another --home")
     home.make_dirs()
     account = PrivateKey.generate()
     consensus = PrivateKey.generate()

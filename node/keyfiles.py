@@ -8,10 +8,7 @@ from pathlib import Path
 
 from consensus.crypto import PrivateKey
 from consensus.keystore import decode_keystore, encode_keystore
-
-
-class KeyFileError(Exception):
-    """A key file cannot be written, read or trusted."""
+from node.errors import InvalidKeyFile
 
 
 def write_private_file(path: Path, data: bytes) -> None:
@@ -20,7 +17,7 @@ def write_private_file(path: Path, data: bytes) -> None:
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError as exc:
-        raise KeyFileError(f"{path} already exists; refusing to overwrite a key") from exc
+        raise InvalidKeyFile(f"{path} already exists; refusing to overwrite a key") from exc
     try:
         os.write(fd, data)
         os.fsync(fd)
@@ -38,9 +35,9 @@ def read_private_file(path: Path) -> bytes:
     try:
         st = path.stat()
     except FileNotFoundError as exc:
-        raise KeyFileError(f"key file {path} does not exist (run `cstake init`)") from exc
+        raise InvalidKeyFile(f"key file {path} does not exist (run `cstake init`)") from exc
     if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise KeyFileError(
+        raise InvalidKeyFile(
             f"key file {path} is readable by group or others (mode {stat.S_IMODE(st.st_mode):o}); "
             f"run `chmod 600 {path}`"
         )

@@ -23,14 +23,11 @@ from typing import Any
 
 from consensus.errors import ConsensusError
 from consensus.params import DEVNET, Params
+from node.errors import DevnetError
 from node.home import NodeHome
 from node.init import InitResult, init_home, make_genesis, write_genesis
 
 DEVNET_FILE = "devnet.json"
-
-
-class DevnetError(Exception):
-    """The devnet cannot be created, started or stopped."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,6 @@ import json
 import math
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
@@ -32,14 +31,13 @@ import aiohttp
 from consensus.crypto import PrivateKey, encode_address
 from consensus.hashing import tagged_hash
 from consensus.txs import SignedTx, Transfer, build_tx
-from node.client import NodeUnreachable, RPCCallError, RPCClient, RPCClientError
+from node.cli.common import EXIT_OK, as_command, load_account_key, resolve_home
+from node.client import RPCClient
+from node.errors import CommandError, LoadError, NodeUnreachable, RPCCallError, RPCClientError
+from node.home import DEFAULT_HOME
 
 TICK_S = 0.02
 MAX_BATCH = 100
-
-
-class LoadError(Exception):
-    """The load run cannot go on (funding failed, node unreachable, ...)."""
 
 
 def derive_load_key(funder: PrivateKey, index: int) -> PrivateKey:
@@ -411,35 +409,32 @@ def format_report(r: dict[str, Any]) -> str:
 
 
 def cmd_load(args: argparse.Namespace) -> int:
-    from node.cli.client_commands import ClientError, _home, load_account_key
-
+    """Run ``cstake load``: fund the load accounts from the home's key, send, and print the report."""
     if args.rate <= 0 or args.duration <= 0:
-        raise ClientError("--rate and --duration must be positive")
+        raise CommandError("--rate and --duration must be positive")
     if not 1 <= args.accounts <= 100_000:
-        raise ClientError("--accounts must be in [1, 100000]")
+        raise CommandError("--accounts must be in [1, 100000]")
     urls = [u.strip() for u in args.rpc.split(",") if u.strip()]
     if not urls:
-        raise ClientError("--rpc needs at least one URL")
-    funder = load_account_key(_home(args))
+        raise CommandError("--rpc needs at least one URL")
+    funder = load_account_key(resolve_home(args))
     run = LoadRun(
         urls, funder, rate=args.rate, duration=args.duration, n_accounts=args.accounts,
         fee=args.fee, max_in_flight=args.max_in_flight, drain_s=args.drain,
         progress_every=args.progress_every, progress_out=sys.stderr if args.json else sys.stdout,
     )
-    try:
-        report = asyncio.run(run.run())
-    except LoadError as exc:
-        raise ClientError(str(exc)) from exc
+    report = asyncio.run(run.run())
     if args.json:
         print(json.dumps(report, indent=2))
     else:
         print(format_report(report))
-    return 0
+    return EXIT_OK
 
 
-def add_load_command(sub: Any, wrap: Callable[[Callable[[argparse.Namespace], Any]], Any]) -> None:
+def add_load_command(sub: Any) -> None:
+    """Register ``load`` on the ``cstake`` subparsers (node/cli/main.py calls this)."""
     p = sub.add_parser("load", help="generate signed transfers at a rate and measure inclusion")
-    p.add_argument("--home", default="~/.cstake", help="home whose account funds the load accounts")
+    p.add_argument("--home", default=DEFAULT_HOME, help="home whose account funds the load accounts")
     p.add_argument("--rpc", required=True, help="RPC URL(s), comma-separated")
     p.add_argument("--rate", type=float, required=True, help="transactions per second")
     p.add_argument("--duration", type=float, required=True, help="seconds of sending")
@@ -449,4 +444,4 @@ def add_load_command(sub: Any, wrap: Callable[[Callable[[argparse.Namespace], An
     p.add_argument("--drain", type=float, default=30.0, help="seconds to wait for inclusion after sending")
     p.add_argument("--progress-every", type=float, default=3.0, help="seconds between progress lines")
     p.add_argument("--json", action="store_true")
-    p.set_defaults(func=wrap(cmd_load))
+    p.set_defaults(func=as_command(cmd_load))

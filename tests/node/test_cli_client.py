@@ -6,7 +6,6 @@ own event loop in a thread (the CLI handlers run ``asyncio.run`` themselves).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import threading
@@ -17,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from consensus.crypto import PrivateKey, encode_address
-from node.cli.client_commands import add_client_commands, render
+from node.cli.common import render
+from node.cli.main import build_parser
 from node.config import default_config, write_config
 from node.home import NodeHome
 from node.keyfiles import save_keystore
@@ -82,10 +82,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveNode]:
 
 
 def cli(*argv: str) -> int:
-    parser = argparse.ArgumentParser(prog="cstake")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_client_commands(sub)
-    args = parser.parse_args(list(argv))
+    args = build_parser().parse_args(list(argv))
     return int(args.func(args))
 
 

@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 
 from node.config import (
-    ConfigError,
     NodeConfig,
     default_config,
     load_config,
@@ -16,6 +15,7 @@ from node.config import (
     test_config,
     write_config,
 )
+from node.errors import InvalidConfig
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "config" / "config.toml"
 
@@ -65,6 +65,31 @@ def test_home_paths_follow_the_config(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
+    ("setting", "expected"),
+    [
+        ("", "logs/node.log"),
+        ("node.log", "node.log"),
+        ("custom/debug.log", "custom/debug.log"),
+    ],
+)
+def test_log_file_resolves_against_the_home_not_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, setting: str, expected: str
+) -> None:
+    home, elsewhere = tmp_path / "home", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    cfg = parse_config({"log": {"file": setting}})
+    assert cfg.log_file(home) == home.resolve() / expected
+    assert cfg.log_file("../home") == home.resolve() / expected
+
+
+def test_log_file_keeps_an_absolute_path(tmp_path: Path) -> None:
+    target = tmp_path / "var" / "node.log"
+    cfg = parse_config({"log": {"file": str(target)}})
+    assert cfg.log_file(tmp_path / "home") == target
+
+
+@pytest.mark.parametrize(
     ("doc", "key"),
     [
         ({"rpc": {"max_batch": 0}}, "rpc.max_batch"),
@@ -93,19 +118,19 @@ def test_home_paths_follow_the_config(tmp_path: Path) -> None:
     ],
 )
 def test_invalid_values_name_the_key(doc: dict, key: str) -> None:
-    with pytest.raises(ConfigError) as info:
+    with pytest.raises(InvalidConfig) as info:
         parse_config(doc)
     assert str(info.value).startswith(key), str(info.value)
 
 
 def test_invalid_files(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="cannot read config file"):
+    with pytest.raises(InvalidConfig, match="cannot read config file"):
         load_config(tmp_path / "missing.toml")
     bad = tmp_path / "bad.toml"
     bad.write_text("[rpc\nlisten = 1")
-    with pytest.raises(ConfigError, match="not valid TOML"):
+    with pytest.raises(InvalidConfig, match="not valid TOML"):
         load_config(bad)
     wrong = tmp_path / "wrong.toml"
     wrong.write_text('[mempool]\nmax_txs = "many"\n')
-    with pytest.raises(ConfigError, match=r"wrong\.toml: mempool\.max_txs: must be an integer"):
+    with pytest.raises(InvalidConfig, match=r"wrong\.toml: mempool\.max_txs: must be an integer"):
         load_config(wrong)
