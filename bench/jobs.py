@@ -14,16 +14,11 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import shutil
-import socket
-import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from statistics import median
 from typing import Any
@@ -34,8 +29,8 @@ from consensus.jobs.iterate import IterateKind, IterateSpec
 from consensus.jobs.kinds import JobInput, compute_commitment, open_leaves, verify_opened_leaves
 from consensus.jobs.matmul import MatmulKind, MatmulSpec
 from consensus.poc.merkle import hash_node
+from tests.kit.devnet import TRANSIENT_ERRORS, Devnet, E2EError, rpc
 
-ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = 32
 SAMPLE_SEED = bytes(range(32))
 
@@ -127,60 +122,25 @@ def _print_costs() -> None:
 # --- devnet throughput ----------------------------------------------------------------------
 
 
-def _rpc(url: str, method: str, params: Any = None, timeout: float = 10.0) -> Any:
-    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params or {}}).encode()
-    req = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=timeout) as resp:
-        doc = json.loads(resp.read())
-    if "error" in doc:
-        raise RuntimeError(f"{method}: {doc['error']}")
-    return doc["result"]
-
-
-def _base_port(n: int) -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
-    base = port - port % 10
-    return base if 20000 <= base < 60000 else 41000
-
-
-def _cstake(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "node.cli.main", *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=timeout, check=False)
-
-
 def _devnet_throughput(n_jobs: int, budget_s: float) -> None:
+    from consensus.crypto import encode_address
     from consensus.jobs.handlers import compute_job_id
+    from consensus.jobs.kinds import JobInput as _JI
     from consensus.jobs.registry import get_kind
+    from consensus.jobs.types import SubmitJob
     from consensus.txs import build_tx
     from node.home import NodeHome
     from node.keyfiles import load_keystore
 
     d = Path(tempfile.mkdtemp(prefix="cstake-bench-jobs-"))
     params = {"job_challenge_window_blocks": 3, "job_max_slots_per_nft": 4}
-    up = _cstake("devnet", "up", "--validators", "4", "--dir", str(d / "dn"), "--base-port",
-                 str(_base_port(4)), "--detach", "--json", "--params", json.dumps(params))
+    devnet = Devnet(d / "dn", 4, params=params)
     try:
-        if up.returncode != 0:
-            print(f"devnet throughput: devnet did not start: {up.stderr.strip()[-300:]}")
-            return
-        doc = json.loads((d / "dn" / "devnet.json").read_text())
-        url = doc["nodes"][0]["rpc"]
-        home = NodeHome.at(Path(doc["nodes"][3]["home"]))
-        key = load_keystore(home.account_key_file, None)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            with contextlib.suppress(Exception):
-                if int(_rpc(url, "status")["latest_height"]) >= 2:
-                    break
-            time.sleep(0.5)
-        status = _rpc(url, "status")
-        from consensus.crypto import encode_address
-        from consensus.jobs.kinds import JobInput as _JI
-        from consensus.jobs.types import SubmitJob
-
-        account = _rpc(url, "account", {"address": encode_address(key.address())})
+        devnet.up()
+        url = devnet.node(0).url
+        key = load_keystore(NodeHome.at(devnet.node(3).home).account_key_file, None)
+        devnet.wait_height(0, 2, timeout=60)
+        account = rpc(url, "account", {"address": encode_address(key.address())})
         nonce = int(account.get("next_nonce", account["nonce"]))
         kind = get_kind(1)
         assert kind is not None
@@ -192,8 +152,8 @@ def _devnet_throughput(n_jobs: int, budget_s: float) -> None:
             ji = _JI(spec, b"", seed)
             units = kind.compute_work_units(ji)
             body = SubmitJob(1, spec, b"", seed, kind.compute_input_hash(ji), 0, 2, 2 * units, 1, 15)
-            tx = build_tx(key, status["chain_id"], nonce, 1, body)
-            _rpc(url, "broadcast_tx", {"tx": "0x" + tx.raw.hex(), "mode": "sync"})
+            tx = build_tx(key, devnet.chain_id, nonce, 1, body)
+            rpc(url, "broadcast_tx", {"tx": "0x" + tx.raw.hex(), "mode": "sync"})
             ids.append("0x" + compute_job_id(key.address(), nonce).hex())
             nonce += 1
         settled: set[str] = set()
@@ -201,18 +161,22 @@ def _devnet_throughput(n_jobs: int, budget_s: float) -> None:
         while len(settled) < n_jobs and time.monotonic() < end:
             for j in ids:
                 if j not in settled:
-                    with contextlib.suppress(Exception):
-                        if _rpc(url, "job", {"id": j})["status"] == "settled":
+                    with contextlib.suppress(*TRANSIENT_ERRORS):
+                        if rpc(url, "job", {"id": j})["status"] == "settled":
                             settled.add(j)
             time.sleep(0.5)
         elapsed = time.monotonic() - t0
-        h1 = int(_rpc(url, "status")["latest_height"])
+        h1 = devnet.height(0)
         print(f"devnet (4 validators, {os.cpu_count()} cores): {len(settled)} of {n_jobs} matrix jobs (64x128x128, "
               f"window 3 blocks) settled in {elapsed:.1f} s = {len(settled) / elapsed * 60:.1f} jobs settled "
               f"per minute (height {h1})")
+    except E2EError as exc:
+        print(f"devnet throughput: {str(exc)[-300:]}")
     finally:
-        _cstake("devnet", "down", "--dir", str(d / "dn"), timeout=60)
-        shutil.rmtree(d, ignore_errors=True)
+        try:
+            devnet.destroy()  # every node, by pid
+        finally:
+            shutil.rmtree(d, ignore_errors=True)
 
 
 def run() -> None:

@@ -12,8 +12,9 @@ Every figure is measured in this run, from the outside:
   the commit-duration histogram from /metrics, and a py-spy sample of one
   validator when py-spy is installed.
 
-The devnet lives in a temporary directory on free ports and is always stopped
-and deleted at the end.
+The devnet is the test kit's (tests/kit/devnet.py): a temporary directory,
+ports reserved by its port policy, every process stopped by pid and the
+directory deleted at the end.
 """
 
 from __future__ import annotations
@@ -22,11 +23,9 @@ import contextlib
 import json
 import math
 import os
-import random
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -35,10 +34,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-from node.devtools.devnet import DevnetError, load_devnet, rpc_call, stop_pids
+from tests.kit.devnet import (
+    CLI,
+    REPO,
+    TRANSIENT_ERRORS,
+    Devnet,
+    E2EError,
+    Node,
+    height,
+    http_get,
+    rpc,
+    wait_height,
+)
 
-REPO = Path(__file__).resolve().parent.parent
-CLI = [sys.executable, "-m", "node.cli.main"]
 N_NODES = 4
 IDLE_S = 15.0
 #: Offered load; BENCH_NODE_RATE / BENCH_NODE_SECONDS override them for exploring.
@@ -53,47 +61,11 @@ PROFILE_S = 20.0
 # --- small helpers ------------------------------------------------------------------------
 
 
-def _free_base_port(n: int) -> int:
-    rng = random.Random()
-    for _ in range(200):
-        base = rng.randrange(20_000, 32_000 - 10 * n, 10)
-        ok = True
-        for port in (base + 10 * i + k for i in range(n) for k in (0, 1)):
-            with socket.socket() as s:
-                try:
-                    s.bind(("127.0.0.1", port))
-                except OSError:
-                    ok = False
-                    break
-        if ok:
-            return base
-    raise RuntimeError("no free block of ports for the devnet")
-
-
-def _rpc(url: str, method: str, params: Any = None, timeout: float = 10.0) -> Any:
-    return rpc_call(url, method, params, timeout=timeout)
-
-
-def _height(url: str) -> int:
-    return int(_rpc(url, "status")["latest_height"])
-
-
-def _wait_height(url: str, target: int, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        with contextlib.suppress(DevnetError):
-            if _height(url) >= target:
-                return
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{url} did not reach height {target} within {timeout:g} s")
-        time.sleep(0.2)
-
-
 def _blocks(url: str, lo: int, hi: int) -> list[dict[str, Any]]:
     """Headers and tx ids of heights lo..hi (inclusive)."""
     out = []
     for h in range(lo, hi + 1):
-        b = _rpc(url, "block", {"height": h, "txs": "hashes"}, timeout=30)
+        b = rpc(url, "block", {"height": h, "txs": "hashes"}, timeout=30)
         out.append({"height": h, "time": int(b["header"]["time"]), "txs": b["txs"], "round": b["header"]["round"]})
     return out
 
@@ -145,14 +117,14 @@ class Prober(threading.Thread):
     def run(self) -> None:
         from consensus.crypto import encode_address
 
-        fee = int(_rpc(self.url, "params")["min_fee"])
-        nonce = int(_rpc(self.url, "account", {"address": encode_address(self.key.address())})["next_nonce"])
+        fee = int(rpc(self.url, "params")["min_fee"])
+        nonce = int(rpc(self.url, "account", {"address": encode_address(self.key.address())})["next_nonce"])
         while not self.stop.wait(PROBE_EVERY_S):
             tx = self._build(self.key, self.chain_id, nonce, fee, self._transfer(self.key.address(), 1))
             sent_ms = time.time_ns() // 1_000_000
             try:
-                res = _rpc(self.url, "broadcast_tx", {"tx": "0x" + tx.raw.hex()}, timeout=10)
-            except DevnetError:
+                res = rpc(self.url, "broadcast_tx", {"tx": "0x" + tx.raw.hex()}, timeout=10)
+            except TRANSIENT_ERRORS:
                 self.errors += 1
                 continue
             if res["code"] == 0:
@@ -185,10 +157,10 @@ def _metric_sum_count(text: str, name: str) -> tuple[float, float]:
 
 
 def _metrics(url: str) -> str:
-    import urllib.request
-
-    with urllib.request.urlopen(url + "/metrics", timeout=10) as resp:
-        return str(resp.read().decode())
+    status, text = http_get(url, "/metrics")
+    if status != 200:
+        raise ValueError(f"{url}/metrics answered HTTP {status}")
+    return text
 
 
 def _py_spy() -> str | None:
@@ -233,17 +205,12 @@ def _spy_summary(raw_file: Path, top: int = 12) -> list[str]:
 # --- the run -------------------------------------------------------------------------------
 
 
-def _cstake(args: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*CLI, *args], cwd=REPO, capture_output=True, text=True, timeout=timeout,
-                          stdin=subprocess.DEVNULL, check=False)
-
-
 def run() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="cstake-bench-node-"))
-    directory = tmp / "devnet"
+    devnet = Devnet(tmp / "devnet", N_NODES)
     extra: list[subprocess.Popen[Any]] = []
     try:
-        _run(directory, tmp, extra)
+        _run(devnet, tmp, extra)
     finally:
         for proc in extra:
             if proc.poll() is None:
@@ -253,35 +220,31 @@ def run() -> None:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait(timeout=5)
-        if (directory / "devnet.json").exists():
-            with contextlib.suppress(subprocess.TimeoutExpired, OSError):
-                _cstake(["devnet", "down", "--dir", str(directory)], timeout=60)
-            with contextlib.suppress(DevnetError, OSError):
-                stop_pids(load_devnet(directory)["nodes"], timeout=5)  # last resort, by recorded pid
-        shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            devnet.destroy()  # every node, by pid
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _run(directory: Path, tmp: Path, extra: list[subprocess.Popen[Any]]) -> None:
-    base = _free_base_port(N_NODES)
+def _run(devnet: Devnet, tmp: Path, extra: list[subprocess.Popen[Any]]) -> None:
     t0 = time.perf_counter()
-    up = _cstake(["devnet", "up", "--validators", str(N_NODES), "--dir", str(directory),
-                  "--base-port", str(base), "--detach", "--json"], timeout=150)
-    if up.returncode != 0:
-        print(f"devnet up failed: {up.stderr.strip()[-500:]}")
+    try:
+        devnet.up(timeout=150)
+    except E2EError as exc:
+        print(f"devnet up failed: {str(exc)[-500:]}")
         return
-    doc = json.loads(up.stdout)
-    nodes = doc["nodes"]
-    urls = [n["rpc"] for n in nodes]
+    nodes = devnet.nodes
+    urls = devnet.urls
     main = urls[0]
     print(f"devnet: {N_NODES} validators (separate processes, libp2p, LevelDB) up in "
           f"{time.perf_counter() - t0:.1f} s; {os.cpu_count()} CPU cores on this machine, "
           f"load average {os.getloadavg()[0]:.1f} before the run")
-    _wait_height(main, 2, timeout=60)
+    wait_height(main, 2, timeout=60)
 
     # Idle: block times over ~15 s.
-    h0 = _height(main)
+    h0 = height(main)
     time.sleep(IDLE_S)
-    idle = _blocks(main, h0, _height(main))
+    idle = _blocks(main, h0, height(main))
     print(_interval_line("block interval at idle", idle))
 
     # Load: `cstake load` across the four RPC URLs, probes on the side, py-spy on node1.
@@ -289,13 +252,13 @@ def _run(directory: Path, tmp: Path, extra: list[subprocess.Popen[Any]]) -> None
     load_err = tmp / "load.log"
     with open(load_out, "wb") as out, open(load_err, "wb") as err:
         load = subprocess.Popen(
-            [*CLI, "load", "--home", nodes[0]["home"], "--rpc", ",".join(urls), "--rate", str(LOAD_RATE),
+            [*CLI, "load", "--home", str(nodes[0].home), "--rpc", ",".join(urls), "--rate", str(LOAD_RATE),
              "--duration", str(LOAD_S), "--accounts", str(LOAD_ACCOUNTS), "--drain", str(DRAIN_S),
              "--progress-every", "2", "--json"],
             cwd=REPO, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
         )
     extra.append(load)
-    prober = Prober(Path(nodes[1]["home"]), urls[1], doc["chain_id"])
+    prober = Prober(nodes[1].home, urls[1], devnet.chain_id)
     spy_file = tmp / "spy.txt"
     spy_started = False
     load_started = time.monotonic()
@@ -309,7 +272,7 @@ def _run(directory: Path, tmp: Path, extra: list[subprocess.Popen[Any]]) -> None
         if started_probes and not spy_started and spy_bin and time.monotonic() - load_started > 25:
             spy_started = True
             extra.append(subprocess.Popen(
-                [spy_bin, "record", "-p", str(nodes[1]["pid"]), "-d", str(int(PROFILE_S)), "-r", "100",
+                [spy_bin, "record", "-p", str(nodes[1].pid), "-d", str(int(PROFILE_S)), "-r", "100",
                  "-f", "raw", "-o", str(spy_file), "--nonblocking"],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             ))
@@ -325,8 +288,8 @@ def _run(directory: Path, tmp: Path, extra: list[subprocess.Popen[Any]]) -> None
         return
     report = json.loads(load_out.read_text())
     start_h, end_h = int(report["start_height"]), int(report["end_height"])
-    _wait_height(main, end_h, timeout=30)
-    blocks = _blocks(main, start_h, max(end_h, _height(main)))
+    wait_height(main, end_h, timeout=30)
+    blocks = _blocks(main, start_h, max(end_h, height(main)))
     t_start = blocks[0]["time"]
     in_window = [b for b in blocks[1:] if b["time"] <= t_start + LOAD_S * 1000]
     window_txs = sum(len(b["txs"]) for b in in_window)
@@ -350,11 +313,11 @@ def _run(directory: Path, tmp: Path, extra: list[subprocess.Popen[Any]]) -> None
           f"p99 {_fmt_ms(lat['observed']['p99'])}")
     probe_lat = []
     for tx_hash, sent_ms in prober.sent.items():
-        with contextlib.suppress(DevnetError):
-            found = _rpc(main, "tx", {"hash": tx_hash})
+        with contextlib.suppress(*TRANSIENT_ERRORS):
+            found = rpc(main, "tx", {"hash": tx_hash})
             btime = next((b["time"] for b in blocks if b["height"] == found["height"]), None)
             if btime is None:
-                btime = int(_rpc(main, "block", {"height": found["height"], "txs": "hashes"})["header"]["time"])
+                btime = int(rpc(main, "block", {"height": found["height"], "txs": "hashes"})["header"]["time"])
             probe_lat.append(float(btime - sent_ms))
     print(f"inclusion latency cross-check ({len(probe_lat)} of {len(prober.sent)} probe txs committed, "
           f"{prober.errors} refused): p50 {_fmt_ms(_pct(probe_lat, 50))}, p99 {_fmt_ms(_pct(probe_lat, 99))}, "
@@ -368,12 +331,12 @@ def _run(directory: Path, tmp: Path, extra: list[subprocess.Popen[Any]]) -> None
     _profile(nodes, [blocks[0], *in_window], spy_file if spy_started else None, spy_bin)
 
 
-def _profile(nodes: list[dict[str, Any]], window: list[dict[str, Any]], spy_file: Path | None,
+def _profile(nodes: list[Node], window: list[dict[str, Any]], spy_file: Path | None,
              spy_bin: str | None) -> None:
     print("where the time goes under load (node1):")
     if len(window) >= 2:
         lo, hi = window[1]["height"], window[-1]["height"]
-        per = _log_breakdown(Path(nodes[1]["home"]) / "logs" / "node.log", lo, hi)
+        per = _log_breakdown(nodes[1].log_path("node.log"), lo, hi)
         interval_ms = sum(_intervals(window))
         execute = sum(v[1] for v in per.values())
         write = sum(v[2] for v in per.values())
@@ -387,12 +350,12 @@ def _profile(nodes: list[dict[str, Any]], window: list[dict[str, Any]], spy_file
             print(f"  largest block: height {big[0]}, {big[1][0]} txs, execute {big[1][1]:.0f} ms, "
                   f"write {big[1][2]:.0f} ms")
     for node in nodes:
-        with contextlib.suppress(OSError, ValueError):
-            text = _metrics(node["rpc"])
+        with contextlib.suppress(*TRANSIENT_ERRORS):
+            text = _metrics(node.url)
             total, count = _metric_sum_count(text, "cstake_commit_duration_seconds")
             rs, rc = _metric_sum_count(text, "cstake_rounds_per_height")
             if count:
-                print(f"  {node['name']} /metrics: commit (execute+write) {1000 * total / count:,.1f} ms mean over "
+                print(f"  {node.name} /metrics: commit (execute+write) {1000 * total / count:,.1f} ms mean over "
                       f"{count:.0f} blocks; rounds per height {rs / max(rc, 1):.2f} mean")
     if spy_file is None:
         print("  py-spy: not installed; (pip install py-spy) for a sampled profile"

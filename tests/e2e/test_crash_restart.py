@@ -10,7 +10,6 @@ record, no validator flagged byzantine or tombstoned).
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import time
@@ -18,17 +17,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.harness import (
-    CLI,
-    REPO,
+from tests.kit.devnet import (
     Devnet,
     Node,
     block,
     height,
     http_get,
     rpc,
-    wait_for,
     wait_height,
+    wait_until,
 )
 
 pytestmark = [pytest.mark.multiprocess, pytest.mark.slow]
@@ -39,18 +36,12 @@ MAX_GAP_MS = 5_000
 
 
 def _start_load(devnet: Devnet, urls: list[str], out_dir: Path) -> subprocess.Popen[bytes]:
-    out = open(out_dir / "load.json", "wb")  # noqa: SIM115 - handed to the child
-    err = open(out_dir / "load.log", "wb")  # noqa: SIM115 - handed to the child
-    try:
-        return subprocess.Popen(
-            [*CLI, "load", "--home", devnet.node("node0").home, "--rpc", ",".join(urls),
-             "--rate", "40", "--duration", "25", "--accounts", "8", "--drain", "20", "--json"],
-            cwd=REPO, stdout=out, stderr=err, stdin=subprocess.DEVNULL, start_new_session=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-    finally:
-        out.close()
-        err.close()
+    """``cstake load`` in the background (stopped at teardown if it still runs)."""
+    return devnet.spawn(
+        "load", "--home", str(devnet.node("node0").home), "--rpc", ",".join(urls),
+        "--rate", "40", "--duration", "25", "--accounts", "8", "--drain", "20", "--json",
+        stdout=out_dir / "load.json", stderr=out_dir / "load.log",
+    )
 
 
 def _first_block_with_txs(url: str, after: int) -> int | None:
@@ -65,16 +56,16 @@ def test_sigkilled_validator_restarts_catches_up_and_never_double_signs(
 ) -> None:
     victim = devnet.node("node2")
     others: list[Node] = [n for n in devnet.nodes if n.name != victim.name]
-    main = others[0].rpc
+    main = others[0].url
     devnet.wait_all_at(2, timeout=60)
     start = height(main)
-    load = _start_load(devnet, [n.rpc for n in others], tmp_path)
+    load = _start_load(devnet, [n.url for n in others], tmp_path)
     try:
-        wait_for(lambda: _first_block_with_txs(main, start), 60, "load transactions in blocks", interval=0.5)
-        before = height(victim.rpc)
-        kept = [block(victim.rpc, h)["hash"] for h in range(1, before + 1)]
+        wait_until(lambda: _first_block_with_txs(main, start), 60, "load transactions in blocks", interval=0.5)
+        before = height(victim.url)
+        kept = devnet.block_hashes(victim, before)
 
-        devnet.sigkill(victim.name)
+        devnet.kill(victim.name)
         killed_at = devnet.heights(others)
         deadline = time.monotonic() + DOWN_S
         while time.monotonic() < deadline:
@@ -86,11 +77,12 @@ def test_sigkilled_validator_restarts_catches_up_and_never_double_signs(
                 "while one validator of four was down"
             )
 
-        devnet.restart(victim.name)
-        wait_for(lambda: rpc(victim.rpc, "status"), 60, "the restarted node to answer RPC")
+        devnet.start(victim.name)
+        devnet.wait_ready(victim.name, timeout=60)
         target = max(devnet.heights(others).values())
-        wait_height(victim.rpc, target, timeout=60)
-        wait_for(lambda: not rpc(victim.rpc, "status")["catching_up"], 30, "the node to finish catching up")
+        wait_height(victim.url, target, timeout=60)
+        wait_until(lambda: rpc(victim.url, "status")["catching_up"], 30, "the node to finish catching up",
+                   until=lambda catching_up: not catching_up)
         assert load.wait(timeout=120) == 0, (tmp_path / "load.log").read_text()[-2000:]
     finally:
         if load.poll() is None:
@@ -107,7 +99,7 @@ def test_sigkilled_validator_restarts_catches_up_and_never_double_signs(
     # Identical hashes everywhere, and the victim kept what it had committed before the kill.
     devnet.wait_all_at(target + 2, timeout=60)
     top = min(devnet.heights().values())
-    chains = {n.name: [block(n.rpc, h)["hash"] for h in range(1, top + 1)] for n in devnet.nodes}
+    chains = {n.name: devnet.block_hashes(n, top) for n in devnet.nodes}
     for name, chain in chains.items():
         assert chain == chains["node0"], f"{name} disagrees with node0 on some height in 1..{top}"
     assert chains[victim.name][: len(kept)] == kept
@@ -123,19 +115,19 @@ def test_sigkilled_validator_restarts_catches_up_and_never_double_signs(
                 return True
         return False
 
-    wait_for(signed_again, 30, "the restarted validator's precommit in a commit", interval=0.5)
+    wait_until(signed_again, 30, "the restarted validator's precommit in a commit", interval=0.5)
 
     # No conflicting vote was ever signed: nothing to report anywhere.
     end = min(devnet.heights().values())
     for n in devnet.nodes:
-        evidence = [h for h in range(1, end + 1) if block(n.rpc, h)["evidence"]]
+        evidence = [h for h in range(1, end + 1) if block(n.url, h)["evidence"]]
         assert evidence == [], f"{n.name} has evidence committed at heights {evidence}"
         # Other faults (a missed proof-of-compute challenge, say) are not votes; only double_sign is.
-        double_signs = [r for r in rpc(n.rpc, "slashing_records") if r["fault"] == "double_sign"]
+        double_signs = [r for r in rpc(n.url, "slashing_records") if r["fault"] == "double_sign"]
         assert double_signs == [], f"{n.name} holds double-sign slashing records: {double_signs}"
-        for v in rpc(n.rpc, "validators")["validators"]:
+        for v in rpc(n.url, "validators")["validators"]:
             assert not v["tombstoned"], v
-        status, metrics = http_get(n.rpc, "/metrics")
+        status, metrics = http_get(n.url, "/metrics")
         assert status == 200
         match = re.search(r"^cstake_byzantine_validators ([0-9.]+)$", metrics, re.MULTILINE)
         assert match is not None and float(match.group(1)) == 0

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from consensus.crypto import PrivateKey, encode_address
-from tests.e2e.harness import (
+from tests.kit.devnet import (
     Devnet,
     block,
     cstake,
@@ -31,8 +31,8 @@ from tests.e2e.harness import (
     post,
     rpc,
     rpc_raw,
-    wait_for,
     wait_height,
+    wait_until,
 )
 
 pytestmark = [pytest.mark.multiprocess, pytest.mark.slow]
@@ -43,22 +43,28 @@ def test_blocks_are_committed_with_identical_hashes_on_every_node(devnet: Devnet
     devnet.wait_all_at(start + 3, timeout=60)
     top = min(devnet.heights().values())
     assert top >= 3
-    hashes = {n.name: [block(n.rpc, h)["hash"] for h in range(1, top + 1)] for n in devnet.nodes}
+    # The nodes listen where the kit reserved their ports.
+    assert devnet.ports is not None
+    assert [n.rpc_port for n in devnet.nodes] == [devnet.ports.rpc_port(i) for i in range(4)]
+    assert [n.p2p.split("/tcp/")[1].split("/")[0] for n in devnet.nodes] == [
+        str(devnet.ports.p2p_port(i)) for i in range(4)
+    ]
+    hashes = {n.name: devnet.block_hashes(n, top) for n in devnet.nodes}
     reference = hashes["node0"]
     for name, chain in hashes.items():
         assert chain == reference, f"{name} disagrees with node0 on some height in 1..{top}"
     # The hashes form one chain: each header names its parent's hash.
     for h in range(2, top + 1):
-        assert block(devnet.nodes[0].rpc, h)["header"]["parent_hash"] == reference[h - 2]
+        assert block(devnet.nodes[0].url, h)["header"]["parent_hash"] == reference[h - 2]
     for n in devnet.nodes:
-        st = rpc(n.rpc, "status")
+        st = rpc(n.url, "status")
         assert st["chain_id"] == devnet.chain_id
         assert st["validator_address"] is not None, f"{n.name} is not a validator"
-    vals = rpc(devnet.nodes[0].rpc, "validators")["validators"]
+    vals = rpc(devnet.nodes[0].url, "validators")["validators"]
     assert sorted(v["address"] for v in vals) == sorted(devnet.address_of(n.name) for n in devnet.nodes)
-    shown = json.loads(cstake("keys", "show", "--home", devnet.node("node2").home, "--json").stdout)
+    shown = json.loads(cstake("keys", "show", "--home", str(devnet.node("node2").home), "--json").stdout)
     assert shown["address"] == devnet.address_of("node2")
-    assert shown["address"] == rpc(devnet.node("node2").rpc, "status")["validator_address"]
+    assert shown["address"] == rpc(devnet.node("node2").url, "status")["validator_address"]
     status = cstake("devnet", "status", "--dir", str(devnet.directory), "--json")
     rows = json.loads(status.stdout)["nodes"]
     assert [r["up"] for r in rows] == [True] * 4
@@ -68,28 +74,28 @@ def test_blocks_are_committed_with_identical_hashes_on_every_node(devnet: Devnet
 def test_tx_send_wait_lands_on_every_node(devnet: Devnet) -> None:
     recipient = encode_address(PrivateKey.generate().address())
     sender = devnet.address_of("node0")
-    out = cstake("tx", "send", recipient, "12345", "--home", devnet.node("node0").home, "--wait", "--json",
+    out = cstake("tx", "send", recipient, "12345", "--home", str(devnet.node("node0").home), "--wait", "--json",
                  timeout=90)
     sent = json.loads(out.stdout)
     assert sent["code"] == 0, sent
     included = int(sent["height"])
     tx_hash = sent["hash"]
     for n in devnet.nodes:
-        wait_height(n.rpc, included, timeout=30)
-        found = rpc(n.rpc, "tx", {"hash": tx_hash})
+        wait_height(n.url, included, timeout=30)
+        found = rpc(n.url, "tx", {"hash": tx_hash})
         assert (found["height"], found["index"], found["result"]["code"]) == (included, sent["index"], 0)
         assert found["tx"]["sender"] == sender
-        assert tx_hash in block(n.rpc, included)["txs"]
-        assert rpc(n.rpc, "account", {"address": recipient})["balance"] == 12345
-    assert len({block(n.rpc, included)["hash"] for n in devnet.nodes}) == 1
+        assert tx_hash in block(n.url, included)["txs"]
+        assert rpc(n.url, "account", {"address": recipient})["balance"] == 12345
+    assert len({block(n.url, included)["hash"] for n in devnet.nodes}) == 1
 
 
 def test_malformed_json_is_a_parse_error_and_unknown_method_is_not_found(devnet: Devnet) -> None:
     for n in devnet.nodes:
-        _, doc = post(n.rpc, b'{"jsonrpc": "2.0", "id": 1, "method": ')
+        _, doc = post(n.url, b'{"jsonrpc": "2.0", "id": 1, "method": ')
         assert doc["error"]["code"] == -32700
         assert doc["id"] is None
-        doc = rpc_raw(n.rpc, "no_such_method")
+        doc = rpc_raw(n.url, "no_such_method")
         assert doc["error"]["code"] == -32601
         assert doc["id"] == 1
         assert "no_such_method" in doc["error"]["message"]
@@ -104,19 +110,19 @@ def _metric(text: str, name: str, labels: str = "") -> float:
 
 def test_health_and_metrics_answer(devnet: Devnet) -> None:
     for n in devnet.nodes:
-        status, body = http_get(n.rpc, "/health")
+        status, body = http_get(n.url, "/health")
         assert status == 200
         doc = json.loads(body)
         assert doc["status"] == "ok" and doc["height"] >= 1
-        status, before = http_get(n.rpc, "/metrics")
+        status, before = http_get(n.url, "/metrics")
         assert status == 200
         assert _metric(before, "cstake_height") >= 1
         assert _metric(before, "cstake_commit_duration_seconds_count") >= 1
         assert _metric(before, "cstake_peers") >= 1
         assert _metric(before, "cstake_validators") == 4
         errors = _errors_601(before)
-        rpc_raw(n.rpc, "no_such_method")
-        _, after = http_get(n.rpc, "/metrics")
+        rpc_raw(n.url, "no_such_method")
+        _, after = http_get(n.url, "/metrics")
         assert _errors_601(after) == errors + 1
 
 
@@ -127,7 +133,7 @@ def _errors_601(text: str) -> float:
 
 def test_second_start_on_a_running_home_is_refused(devnet: Devnet) -> None:
     node = devnet.node("node1")
-    proc = cstake("start", "--home", node.home, timeout=60, check=False)
+    proc = cstake("start", "--home", str(node.home), timeout=60, check=False)
     assert proc.returncode != 0
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1, proc.stderr
@@ -135,16 +141,16 @@ def test_second_start_on_a_running_home_is_refused(devnet: Devnet) -> None:
     assert "lock" in errors[0] and "another node" in errors[0], errors[0]
     # The node that holds the home is untouched and keeps committing.
     assert is_running(node.pid)
-    wait_height(node.rpc, height(node.rpc) + 2, timeout=30)
+    wait_height(node.url, height(node.url) + 2, timeout=30)
 
 
 def test_refused_start_does_not_write_into_the_running_nodes_log(devnet: Devnet) -> None:
     node = devnet.node("node3")
-    log_file = Path(node.home) / "logs" / "node.log"
+    log_file = node.log_path("node.log")
     before = log_file.read_text().count("node stopped")
-    proc = cstake("start", "--home", node.home, timeout=60, check=False)
+    proc = cstake("start", "--home", str(node.home), timeout=60, check=False)
     assert proc.returncode != 0
-    wait_height(node.rpc, height(node.rpc) + 1, timeout=30)
+    wait_height(node.url, height(node.url) + 1, timeout=30)
     # The refused process never ran a node, so the running node's log must not say it stopped.
     assert log_file.read_text().count("node stopped") == before, (
         "the refused `cstake start` logged 'node stopped' into the running node's log"
@@ -158,12 +164,12 @@ def test_devnet_down_leaves_no_process(devnet: Devnet) -> None:
     proc = devnet.down()
     assert proc.returncode == 0, proc.stderr
     assert sorted(json.loads(proc.stdout)["stopped"]) == ["node0", "node1", "node2", "node3"]
-    wait_for(lambda: not any(is_running(pid) for pid in pids), 10, "every node process to exit")
+    wait_until(lambda: any(is_running(pid) for pid in pids), 10, "every node process to exit",
+               until=lambda alive: not alive)
     assert pids_mentioning(str(devnet.directory) + "/") == []
     for n in devnet.nodes:
-        port = int(n.rpc.rsplit(":", 1)[1])
         with socket.socket() as s:
-            assert s.connect_ex(("127.0.0.1", port)) != 0, f"{n.name}'s RPC port still accepts connections"
+            assert s.connect_ex(("127.0.0.1", n.rpc_port)) != 0, f"{n.name}'s RPC port still accepts connections"
     status = cstake("devnet", "status", "--dir", str(devnet.directory), check=False)
     assert status.returncode != 0
     assert status.stdout.count("stopped") == 4

@@ -17,7 +17,7 @@ import pytest
 from consensus.codec import pack_raw
 from consensus.txs import SignedTx, Transfer, build_tx
 from node.keyfiles import load_keystore
-from tests.e2e.harness import (
+from tests.kit.devnet import (
     Devnet,
     Node,
     RPCFailure,
@@ -36,9 +36,9 @@ INT64_MAX = (1 << 63) - 1
 
 def keeps_committing(devnet: Devnet, blocks: int = 2) -> None:
     """Every node answers and commits ``blocks`` more blocks (bounded wait)."""
-    targets = {n.name: height(n.rpc) + blocks for n in devnet.nodes}
+    targets = {n.name: height(n.url) + blocks for n in devnet.nodes}
     for n in devnet.nodes:
-        wait_height(n.rpc, targets[n.name], timeout=30)
+        wait_height(n.url, targets[n.name], timeout=30)
 
 
 def error_of(doc: Any) -> dict[str, Any]:
@@ -67,7 +67,7 @@ MALFORMED = [
 
 
 def test_malformed_bodies_get_standard_errors(devnet: Devnet) -> None:
-    url = devnet.node("node1").rpc
+    url = devnet.node("node1").url
     for body, code in MALFORMED:
         status, doc = post(url, body)
         assert error_of(doc)["code"] == code, f"body {body[:40]!r}: {doc}"
@@ -113,7 +113,7 @@ def _content_length(header: bytes) -> int | None:
 
 
 def test_oversized_bodies_are_refused(devnet: Devnet) -> None:
-    url = devnet.node("node2").rpc
+    url = devnet.node("node2").url
     limit = 1 << 20
     status, doc = post(url, b" " * (2 * limit))
     assert status == 413
@@ -141,7 +141,7 @@ def _batch(n: int, method: str = "status") -> bytes:
 
 
 def test_huge_batches_are_refused_and_bounded_batches_answered(devnet: Devnet) -> None:
-    url = devnet.node("node3").rpc
+    url = devnet.node("node3").url
     for n in (101, 5_000, 20_000):
         body = _batch(n)
         assert len(body) < 1 << 20  # under the body limit: the batch bound itself must refuse it
@@ -163,7 +163,7 @@ def test_huge_batches_are_refused_and_bounded_batches_answered(devnet: Devnet) -
 
 
 def test_out_of_range_heights(devnet: Devnet) -> None:
-    url = devnet.node("node0").rpc
+    url = devnet.node("node0").url
     for method in ("block", "validators"):
         for bad in (0, -1, 1 << 63, 1 << 64, "1", 1.5, True, None, [1]):
             if bad is None:
@@ -183,7 +183,7 @@ def test_out_of_range_heights(devnet: Devnet) -> None:
 
 
 def test_bad_addresses(devnet: Devnet) -> None:
-    url = devnet.node("node1").rpc
+    url = devnet.node("node1").url
     good = devnet.address_of("node1")
     typo = good[:-1] + ("q" if good[-1] != "q" else "p")
     bad_values: list[Any] = [typo, good[:-3], good.upper()[:-1] + good[-1], "bc1" + good[3:], "", "cs1", 7, None]
@@ -213,8 +213,8 @@ def _refused(url: str, raw: bytes) -> str:
 
 def test_bad_transactions_are_refused_and_never_committed(devnet: Devnet) -> None:
     node: Node = devnet.node("node3")
-    url = node.rpc
-    key = load_keystore(devnet.directory / "node3" / "keys" / "account.json", None)
+    url = node.url
+    key = load_keystore(node.home / "keys" / "account.json", None)
     fee = int(rpc(url, "params")["min_fee"])
     max_tx = int(rpc(url, "params")["max_tx_bytes"])
     nonce = int(rpc(url, "account", {"address": devnet.address_of("node3")})["next_nonce"])
@@ -245,15 +245,15 @@ def test_bad_transactions_are_refused_and_never_committed(devnet: Devnet) -> Non
     # The node keeps committing, and none of them is ever included anywhere.
     keeps_committing(devnet)
     for n in devnet.nodes:
-        pending = rpc(n.rpc, "mempool", {"limit": 1000})["txs"]
+        pending = rpc(n.url, "mempool", {"limit": 1000})["txs"]
         for tx in (forged, wrong_chain, gap):
             with pytest.raises(RPCFailure) as info:
-                rpc(n.rpc, "tx", {"hash": "0x" + tx.tx_hash.hex()})
+                rpc(n.url, "tx", {"hash": "0x" + tx.tx_hash.hex()})
             assert info.value.code == -32001
             assert "0x" + tx.tx_hash.hex() not in json.dumps(pending)
     # The account is not poisoned: the genuine transaction with the same nonce commits.
     done = rpc(url, "broadcast_tx", {"tx": "0x" + good.raw.hex(), "mode": "commit"}, timeout=60)
     assert done["code"] == 0 and done["height"] >= 1
     for n in devnet.nodes:
-        wait_height(n.rpc, done["height"], timeout=30)
-        assert rpc(n.rpc, "tx", {"hash": "0x" + good.tx_hash.hex()})["height"] == done["height"]
+        wait_height(n.url, done["height"], timeout=30)
+        assert rpc(n.url, "tx", {"hash": "0x" + good.tx_hash.hex()})["height"] == done["height"]

@@ -2,54 +2,49 @@
 
 No Docker engine runs on these machines, so the container itself is not
 started. Instead the test runs the exact command and home a container would
-use as a local process (ports moved to free ones on 127.0.0.1), checks the
-healthcheck endpoint, and stops it with SIGTERM as Docker would.
+use as a local process (ports moved to a block reserved on 127.0.0.1 by the
+devnet kit), checks the healthcheck endpoint, and stops it with SIGTERM as
+Docker would.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
-import socket
-import subprocess
-import sys
 import time
 import tomllib
-import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.kit.devnet import (
+    REPO,
+    cstake,
+    http_get,
+    reserve_ports,
+    start_node,
+    stop_process,
+    wait_until,
+)
 
 
 def test_compose_file_references_existing_files(tmp_path: Path) -> None:
     out = tmp_path / "dk"
-    proc = subprocess.run(
-        [sys.executable, "-m", "node.cli.main", "devnet", "init", "--docker", str(out), "--validators", "3", "--json"],
-        cwd=ROOT, capture_output=True, text=True, timeout=60,
-    )
+    proc = cstake("devnet", "init", "--docker", str(out), "--validators", "3", "--json", timeout=60, check=False)
     assert proc.returncode == 0, proc.stderr
     compose_path = Path(json.loads(proc.stdout)["compose"])
     doc = yaml.safe_load(compose_path.read_text())
     services = doc["services"]
     assert sorted(services) == ["node0", "node1", "node2"]
-    dockerfile = ROOT / "Dockerfile"
+    dockerfile = REPO / "Dockerfile"
     assert dockerfile.exists()
     docker_text = dockerfile.read_text()
     assert "USER cstake" in docker_text and "HEALTHCHECK" in docker_text and "/health" in docker_text
     for name, svc in services.items():
         context = (compose_path.parent / svc["build"]["context"]).resolve()
-        assert context == ROOT
+        assert context == REPO
         assert (context / svc["build"]["dockerfile"]).exists()
         assert svc["command"] == ["start", "--home", "/home/cstake/node"]
         host_dir, _, mount = svc["volumes"][0].partition(":")
@@ -68,38 +63,27 @@ def test_compose_file_references_existing_files(tmp_path: Path) -> None:
 @pytest.mark.multiprocess
 def test_container_command_runs_as_a_process_and_stops_on_sigterm(tmp_path: Path) -> None:
     out = tmp_path / "dk"
-    subprocess.run(
-        [sys.executable, "-m", "node.cli.main", "devnet", "init", "--docker", str(out), "--validators", "1"],
-        cwd=ROOT, capture_output=True, text=True, timeout=60, check=True,
-    )
+    cstake("devnet", "init", "--docker", str(out), "--validators", "1", timeout=60)
     home = tmp_path / "home"
     shutil.copytree(out / "node0", home)
-    rpc_port, p2p_port = _free_port(), _free_port()
+    ports = reserve_ports(1)
+    rpc_port, p2p_port = ports.rpc_port(0), ports.p2p_port(0)
     cfg = (home / "config.toml").read_text()
     cfg = cfg.replace('listen = "0.0.0.0:26657"', f'listen = "127.0.0.1:{rpc_port}"')
     cfg = cfg.replace('listen = "/ip4/0.0.0.0/tcp/26656"', f'listen = "/ip4/127.0.0.1/tcp/{p2p_port}"')
     (home / "config.toml").write_text(cfg)
     # The container's command line, with the home where the volume would be mounted.
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "node.cli.main", "start", "--home", str(home)],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
-    )
+    proc = start_node(home)
     try:
-        deadline = time.monotonic() + 60
-        healthy = False
-        while time.monotonic() < deadline and not healthy:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{rpc_port}/health", timeout=2) as resp:
-                    healthy = resp.status == 200
-            except OSError:
-                time.sleep(0.3)
-        assert healthy, "the healthcheck endpoint never answered 200"
+        status, _ = wait_until(lambda: http_get(f"http://127.0.0.1:{rpc_port}", "/health", timeout=2), 60,
+                               "the healthcheck endpoint to answer 200", until=lambda answer: answer[0] == 200)
+        assert status == 200
+        assert proc.poll() is None, "the node exited"
         started = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(timeout=15)
         assert code == 0
         assert time.monotonic() - started < 10
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
+        stop_process(proc, sig=signal.SIGKILL)
+        ports.release()
