@@ -24,6 +24,7 @@ from consensus.records import Fault, SlashingRecord
 from consensus.state import Keys, State
 from consensus.txs import SignedTx
 from node.clock import Clock, SystemClock
+from node.compute.host import DaemonHost
 from node.compute.provider import JobProvider
 from node.compute.service import ComputeService
 from node.config import NodeConfig, parse_multiaddr_tcp
@@ -33,6 +34,7 @@ from node.engine.gossip import GossipAdapter
 from node.engine.signer import FileSignerStore, PersistentSigner
 from node.engine.sync import BlockSyncer
 from node.engine.wal import WriteAheadLog
+from node.errors import HomeError, InvalidConfig, ServiceFailed
 from node.home import NodeHome
 from node.keyfiles import load_keystore
 from node.mempool.pool import Mempool
@@ -49,10 +51,6 @@ from storage import NodeStore
 log = logging.getLogger("node")
 
 BYZANTINE_MODES = ("double-sign", "poc-cheat", "poc-overclaim", "job-cheat")
-
-
-class NodeError(Exception):
-    """The node cannot start or had to stop."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,9 +103,9 @@ class Node:
         self.byzantine = byzantine
         if byzantine is not None:
             if byzantine not in BYZANTINE_MODES:
-                raise NodeError(f"unknown byzantine mode '{byzantine}' (one of {', '.join(BYZANTINE_MODES)})")
+                raise InvalidConfig(f"unknown byzantine mode '{byzantine}' (one of {', '.join(BYZANTINE_MODES)})")
             if not self.genesis.params.allow_test_faults:
-                raise NodeError(
+                raise InvalidConfig(
                     f"--byzantine {byzantine} is refused: this chain's genesis does not set "
                     "params.allow_test_faults (test-only misbehaviour)"
                 )
@@ -122,7 +120,7 @@ class Node:
         try:
             text = self.home.genesis_file.read_text()
         except OSError as exc:
-            raise NodeError(f"cannot read genesis {self.home.genesis_file}: {exc.strerror}") from exc
+            raise HomeError(f"cannot read genesis {self.home.genesis_file}: {exc.strerror}") from exc
         return load_genesis(text)
 
     @property
@@ -182,12 +180,17 @@ class Node:
         )
         self.driver.committed_listeners.append(self._on_committed)
         self.gossip.attach(self.driver)
-        # Proof of compute and attestations (node/compute.py).
-        self.compute = ComputeService(self, byzantine=self.byzantine)
+        self.tx_gossip = TxGossip(self.transport, self._validate_gossip_tx, self._on_gossip_tx)
+        # Proof of compute, attestations and jobs see the node through node/compute/ports.py.
+        host = DaemonHost(
+            chain_id=self.chain_id, account_key=self.keys.account, consensus_key=self.keys.consensus,
+            head=self.executor, mempool=self.mempool, submit_tx=self.submit_tx,
+            tx_gossip=self.tx_gossip, transport=self.transport,
+        )
+        self.compute = ComputeService(host, byzantine=self.byzantine)
         self.compute.attach()
         self.driver.committed_listeners.append(self.compute.on_committed)
         self.driver.attestation_source = self.compute.select_attestations
-        self.tx_gossip = TxGossip(self.transport, self._validate_gossip_tx, self._on_gossip_tx)
         self.syncer = BlockSyncer(self.transport, self.executor, self.driver)
         self.events = EventBus()
         self.metrics = NodeMetrics()
@@ -195,7 +198,11 @@ class Node:
         self.metrics.watch_mempool(lambda: self.mempool.stats)
         self._last_commit_mono: float | None = None
         self._slash_seq = self.executor.head_state().get_meta().next_slash_seq
-        self.view = StoreNodeView(self, self.events)
+        self.view = StoreNodeView(
+            self.executor.store, self.events, chain_id=self.chain_id, moniker=self.config.node.moniker,
+            address=self.address, mempool=self.mempool, network=self.transport, sync=self.syncer,
+            submit_tx=self.submit_tx, attestation_pool=self.compute.pool,
+        )
         self.rpc = RPCServer(
             self.view,
             self.config.rpc,
@@ -211,8 +218,9 @@ class Node:
         self._spawn("rebroadcast", self._rebroadcast_loop())
         self._spawn("gauges", self._gauge_loop())
         self._spawn("compute", self.compute.run())
-        # Job marketplace: provide for this node's NFTs, watch other providers (node/provider.py).
-        self.jobs = JobProvider(self, cheat=self.byzantine == "job-cheat")
+        # Job marketplace: provide for this node's NFTs, watch other providers (node/compute/provider.py).
+        self.jobs = JobProvider(host, cheat=self.byzantine == "job-cheat")
+        self.driver.committed_listeners.append(self.jobs.on_committed)
         self._spawn("jobs", self.jobs.run())
         log.info(
             "node %s started: chain %s, height %d, validator %s, p2p %s",
@@ -310,7 +318,7 @@ class Node:
     # -- run and stop ---------------------------------------------------------------------------
 
     async def wait(self) -> None:
-        """Return when a service task ends; raise NodeError if one failed."""
+        """Return when a service task ends; raise ServiceFailed if one failed."""
         done, _ = await asyncio.wait(self._tasks.values(), return_when=asyncio.FIRST_COMPLETED)
         for task in done:
             if task.cancelled():
@@ -319,9 +327,9 @@ class Node:
             if exc is not None:
                 self.exit_error = f"service '{task.get_name()}' failed: {type(exc).__name__}: {exc}"
                 log.error("%s; stopping the node", self.exit_error, exc_info=exc)
-                raise NodeError(self.exit_error)
+                raise ServiceFailed(self.exit_error)
             self.exit_error = f"service '{task.get_name()}' stopped unexpectedly"
-            raise NodeError(self.exit_error)
+            raise ServiceFailed(self.exit_error)
 
     async def stop(self) -> None:
         """Stop every service and close files; safe to call more than once."""

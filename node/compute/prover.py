@@ -40,6 +40,7 @@ from consensus.hashing import HASH_LEN
 from consensus.poc.matrices import MATRIX_A, generate_a_rows, generate_b, generate_rows
 from consensus.poc.merkle import LEAF_PREFIX, ROW_DTYPE, hash_node
 from consensus.poc.types import Challenge, PocOpenings, RowOpening
+from node.errors import ProverError
 
 R = TypeVar("R")
 
@@ -51,10 +52,6 @@ KERNEL_DTYPES = ("float32", "float64")
 POC_CHEAT_FRACTION = 0.02
 #: Environment variables that cap BLAS threads in the worker (read when BLAS loads).
 BLAS_THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
-
-
-class ProverError(Exception):
-    """The prover cannot serve a request (unknown challenge, bad option, worker failure)."""
 
 
 # --- the kernel (runs in the worker process, and in benchmarks in-process) ------------

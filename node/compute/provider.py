@@ -15,6 +15,9 @@ After every committed block it reads the open jobs from the head state and:
 
 Test-only ``--byzantine job-cheat`` makes its own results wrong in one
 matrix entry or one step (later steps computed honestly from the wrong one).
+
+The provider sees the node only through ``node.compute.ports.ProviderHost``;
+the daemon calls ``on_committed`` after each commit.
 """
 
 from __future__ import annotations
@@ -50,9 +53,10 @@ from consensus.jobs.types import (
 from consensus.poc.merkle import ROW_DTYPE
 from consensus.state import State
 from consensus.txs import build_tx
+from node.compute.ports import ProviderHost
 
 if TYPE_CHECKING:
-    from node.app import Node
+    from node.engine.executor import BlockCommitted
 
 log = logging.getLogger("node.jobs")
 
@@ -100,8 +104,8 @@ class _Work:
 class JobProvider:
     """Provides for this node's NFTs and watches everyone else's results."""
 
-    def __init__(self, node: Node, *, cheat: bool = False) -> None:
-        self._node = node
+    def __init__(self, host: ProviderHost, *, cheat: bool = False) -> None:
+        self._host = host
         self._cheat = cheat
         self._executor: ProcessPoolExecutor | None = None
         self._work: dict[tuple[bytes, int, int], _Work] = {}
@@ -109,9 +113,12 @@ class JobProvider:
         self._checked: set[tuple[bytes, int, int]] = set()
         self._traces: dict[tuple[bytes, int], Commitment] = {}
         self._wake = asyncio.Event()
-        node.driver.committed_listeners.append(lambda _c: self._wake.set())
 
     # -- the loop ------------------------------------------------------------------------------
+
+    def on_committed(self, committed: BlockCommitted) -> None:
+        """Driver listener: look at the open jobs again after each commit."""
+        self._wake.set()
 
     async def run(self) -> None:
         """Act after every committed block until cancelled."""
@@ -136,9 +143,9 @@ class JobProvider:
 
     def on_height(self) -> None:
         """Look at every open job once (called after each commit)."""
-        state = self._node.executor.head_state()
-        height = self._node.executor.height
-        me = self._node.address
+        state = self._host.head_state()
+        height = self._host.height
+        me = self._host.address
         v = state.get_validator(me)
         can_watch = v is not None and v.stake > 0 and not v.tombstoned
         live: set[tuple[bytes, int, int]] = set()
@@ -250,7 +257,7 @@ class JobProvider:
                     return
             self._checked.add(key)
         d = slot.dispute
-        if slot.status == SlotStatus.DISPUTED and d is not None and d.turn == 1 and d.challenger == self._node.address:
+        if slot.status == SlotStatus.DISPUTED and d is not None and d.turn == 1 and d.challenger == self._host.address:
             mine = self._trace(job, ji)
             if kind.supports_bisection:
                 agree = 1 if mine.leaves[get_dispute_mid(d)] == d.mid_leaf else 0
@@ -276,13 +283,13 @@ class JobProvider:
         last = self._sent.get(action)
         if last is not None and height < last + RETRY_BLOCKS:
             return
-        node = self._node
-        state = node.executor.head_state()
+        host = self._host
+        state = host.head_state()
         params = state.get_params()
-        account = state.get_account(node.address)
-        nonce = node.mempool.next_nonce(node.address, account.nonce)
-        tx = build_tx(node.keys.account, node.chain_id, nonce, params.min_fee, body)
-        code, text, _ = node.submit_tx(tx.raw)
+        account = state.get_account(host.address)
+        nonce = host.next_nonce(host.address, account.nonce)
+        tx = build_tx(host.account_key, host.chain_id, nonce, params.min_fee, body)
+        code, text, _ = host.submit_tx(tx.raw)
         self._sent[action] = height
         if code != 0:
             log.warning("job transaction %s refused by the mempool (code %d): %s", action[0], code, text)

@@ -6,7 +6,7 @@ this node serves (owned by its account, or bound to its validator):
 - a pending challenge: ``Prover.prove`` computes C = A·B with BLAS in a worker
   process (one prover, hence one worker, per NFT; the event loop never blocks),
   then a ``PocCommitment`` transaction is signed with the account key and
-  submitted through ``Node.submit_tx``;
+  submitted through the host's ``submit_tx``;
 - a committed challenge whose sample block is committed: the sampled rows are
   recomputed (``Prover.open_rows``) and a ``PocOpenings`` transaction submitted.
 
@@ -29,6 +29,8 @@ benchmarks the machine once (in a prover worker, with the same BLAS thread
 cap) and registers a new NFT claiming ``OVERCLAIM_FACTOR`` times the measured
 units, bound to this validator, so its verified units show what the chain
 measures of a 2x claim.
+
+The service sees the node only through ``node.compute.ports.ComputeHost``.
 """
 
 from __future__ import annotations
@@ -76,12 +78,13 @@ from node.compute.hwbench import (
     read_cpu_model,
     read_memory_bytes,
 )
-from node.compute.prover import POC_CHEAT_FRACTION, Prover, ProverError
+from node.compute.ports import ComputeHost
+from node.compute.prover import POC_CHEAT_FRACTION, Prover
+from node.errors import ProverError
 from node.rpc.format import format_spec
 from p2p.interface import Verdict
 
 if TYPE_CHECKING:
-    from node.app import Node
     from node.engine.executor import BlockCommitted
 
 log = logging.getLogger("node.compute.service")
@@ -162,8 +165,8 @@ class AttestationPool:
 class ComputeService:
     """Answers this node's proof-of-compute challenges and gossips its attestations."""
 
-    def __init__(self, node: Node, *, byzantine: str | None = None) -> None:
-        self.node = node
+    def __init__(self, host: ComputeHost, *, byzantine: str | None = None) -> None:
+        self.host = host
         self.cheat_fraction = POC_CHEAT_FRACTION if byzantine == "poc-cheat" else 0.0
         self.overclaim = byzantine == "poc-overclaim"
         self.pool = AttestationPool()
@@ -183,7 +186,7 @@ class ComputeService:
 
     def attach(self) -> None:
         """Subscribe the attestation topic (call before the transport starts delivering)."""
-        self.node.transport.subscribe(ATTESTATION_TOPIC, self._validate_gossip, self._on_gossip)
+        self.host.subscribe(ATTESTATION_TOPIC, self._validate_gossip, self._on_gossip)
 
     def on_committed(self, committed: BlockCommitted) -> None:
         """Driver listener: look at challenges again after each commit."""
@@ -191,7 +194,7 @@ class ComputeService:
 
     def select_attestations(self, height: int) -> tuple[bytes, ...]:
         """The driver's source of attestations for the block it builds at ``height``."""
-        return self.pool.select(self.node.executor.head_state(), self.node.chain_id, height)
+        return self.pool.select(self.host.head_state(), self.host.chain_id, height)
 
     async def run(self) -> None:
         """Serve challenges until cancelled."""
@@ -214,7 +217,7 @@ class ComputeService:
     async def _warm_provers(self) -> None:
         """Start the worker of each NFT we serve now: a spawned worker takes a second or two
         to import numpy, which would otherwise count against the first challenge's time."""
-        for nft in self._served_nfts(self.node.executor.head_state()):
+        for nft in self._served_nfts(self.host.head_state()):
             await self._prover(nft.id)._run(os.getpid)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
@@ -230,7 +233,7 @@ class ComputeService:
     # -- what this node serves ----------------------------------------------------------------
 
     def _serves(self, nft: ComputeNFT | None) -> bool:
-        me = self.node.address
+        me = self.host.address
         return nft is not None and (nft.owner == me or nft.bound_validator == me)
 
     def _served_nfts(self, state: State) -> list[ComputeNFT]:
@@ -244,9 +247,9 @@ class ComputeService:
         return prover
 
     def _scan(self) -> None:
-        ex = self.node.executor
-        state = ex.head_state()
-        height = ex.height
+        host = self.host
+        state = host.head_state()
+        height = host.height
         params = state.get_params()
         boundary = height - height % params.epoch_blocks
         if not self._resumed:
@@ -343,24 +346,24 @@ class ComputeService:
         raw = sent[0]
         self._sent[(cid, stage)] = (raw, height)
         try:
-            self.node.tx_gossip.submit(raw)
+            self.host.regossip_tx(raw)
         except Exception as exc:  # too large for gossip, or the transport is closing
             log.debug("re-gossip of the %s transaction failed: %s", stage, exc)
 
     def _submit(self, body: Encodable, what: str, key: tuple[bytes, str] | None = None) -> None:
-        node = self.node
-        state = node.executor.head_state()
-        me = node.address
+        host = self.host
+        state = host.head_state()
+        me = host.address
         # Our own queued transactions may have gone stale (e.g. sent while catching up,
         # or overtaken by transactions this key signed elsewhere): drop those first, so a
         # refused old nonce never blocks every later submission.
-        node.mempool.update((), state, changed_accounts=[me])
-        nonce = node.mempool.next_nonce(me, state.get_account(me).nonce)
-        tx = build_tx(node.keys.account, node.chain_id, nonce, state.get_params().min_fee, body)
+        host.drop_stale_txs(me, state)
+        nonce = host.next_nonce(me, state.get_account(me).nonce)
+        tx = build_tx(host.account_key, host.chain_id, nonce, state.get_params().min_fee, body)
         try:
-            code, text, _ = node.submit_tx(tx.raw)
+            code, text, _ = host.submit_tx(tx.raw)
         except Exception as exc:  # gossip refuses messages above its cap; the mempool kept it
-            if tx.tx_hash in node.mempool:
+            if host.has_tx(tx.tx_hash):
                 log.info("%s transaction (%d bytes) kept in the local mempool for our own "
                          "proposals: %s", what, len(tx.raw), exc)
                 return
@@ -371,12 +374,12 @@ class ComputeService:
             return
         log.info("%s transaction submitted (%d bytes, nonce %d)", what, len(tx.raw), nonce)
         if key is not None:
-            self._sent[key] = (tx.raw, node.executor.height)
+            self._sent[key] = (tx.raw, host.height)
 
     # -- attestations ----------------------------------------------------------------------------
 
     def _attest(self, state: State, height: int) -> None:
-        me = self.node.address
+        me = self.host.address
         if state.get_validator(me) is None:
             return
         for nft_id in state.iter_validator_nft_ids(me):
@@ -385,7 +388,7 @@ class ComputeService:
                 continue
             units = self._measured.get(nft_id, nft.verified_units)
             att = make_attestation(
-                self.node.keys.consensus, self.node.chain_id, nft_id=nft_id, validator=me,
+                self.host.consensus_key, self.host.chain_id, nft_id=nft_id, validator=me,
                 spec=nft.spec, measured_units=units, height=height,
             )
             self.pool.add(att)
@@ -393,7 +396,7 @@ class ComputeService:
 
     async def _publish(self, att: Attestation) -> None:
         try:
-            await self.node.transport.publish(ATTESTATION_TOPIC, att.encode())
+            await self.host.publish(ATTESTATION_TOPIC, att.encode())
         except Exception as exc:  # a lost attestation is retried next interval
             log.warning("publishing an attestation failed: %s", exc)
 
@@ -402,10 +405,10 @@ class ComputeService:
             att = decode_attestation(payload)
         except AttestationError:
             return Verdict.REJECT
-        ex = self.node.executor
-        state = ex.head_state()
+        host = self.host
+        state = host.head_state()
         try:
-            validate_attestation(state, att, self.node.chain_id, ex.height + 1, state.get_params())
+            validate_attestation(state, att, host.chain_id, host.height + 1, state.get_params())
         except AttestationError as exc:
             # Most checks use our own head state, which may lag or lead the sender's:
             # only a signature that fails under the key our state names is penalised.
@@ -419,11 +422,11 @@ class ComputeService:
     # -- poc-overclaim -----------------------------------------------------------------------------
 
     async def _register_overclaim(self) -> None:
-        node = self.node
-        me = node.address
-        while node.executor.height < 1 or node.executor.head_state().get_validator(me) is None:
+        host = self.host
+        me = host.address
+        while host.height < 1 or host.head_state().get_validator(me) is None:
             await asyncio.sleep(0.5)
-        state = node.executor.head_state()
+        state = host.head_state()
         if any(n.owner == me and n.registered_height > 0
                for _, n in state.iter_records(Keys.NFT, ComputeNFT)):
             log.info("poc-overclaim: this node already registered its NFT")
@@ -441,11 +444,11 @@ class ComputeService:
         spec = HardwareSpec(DeviceKind.CPU, read_cpu_model()[:128], os.cpu_count() or 1,
                             read_memory_bytes() >> 20)
         collateral = state.get_params().min_nft_collateral * OVERCLAIM_COLLATERAL_FACTOR
-        first = node.executor.head_state().get_meta().next_nft_id
+        first = host.head_state().get_meta().next_nft_id
         self._submit(RegisterCompute(spec, claimed, collateral), "register_compute")
         for _ in range(240):
             await asyncio.sleep(0.5)
-            state = node.executor.head_state()
+            state = host.head_state()
             mine = [n for _, n in state.iter_records(Keys.NFT, ComputeNFT)
                     if n.id >= first and n.owner == me and n.bound_validator == NO_ADDRESS]
             if mine:
@@ -454,7 +457,7 @@ class ComputeService:
         log.error("poc-overclaim: the registration was not committed within 2 minutes")
 
 
-# --- RPC: challenges and attestations (node/view.py) -----------------------------------------
+# --- RPC: challenges and attestations (node/rpc/nodeview.py) ---------------------------------
 
 
 def format_challenge(rec: ChallengeRecord, poc_deadlines: tuple[int, int] | None = None) -> dict[str, Any]:

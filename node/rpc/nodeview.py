@@ -1,10 +1,15 @@
-"""The daemon's read-only view for RPC handlers, over the store, the mempool and the transport."""
+"""The daemon's read-only view for RPC handlers, over the store, the mempool and the transport.
+
+``StoreNodeView`` gets the parts it reads, each through the narrowest interface
+that serves (``MempoolView``, ``PeerDirectory``, ``SyncProgress``, a transaction
+intake callable), never the ``Node``; ``node.app`` builds it.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from consensus.blocks import Block
 from consensus.errors import ConsensusError
@@ -16,36 +21,80 @@ from consensus.validator_set import ValidatorSet
 from consensus.votes import Commit
 from node.rpc.events import EventBus
 from node.rpc.view import CommittedTx, MempoolView, PeerInfo, SubmitResult
+from storage import NodeStore
 
 if TYPE_CHECKING:
-    from node.app import Node
+    from node.compute.service import AttestationPool
 
 #: Most recent jobs the ``jobs`` listing returns.
 JOBS_LISTED = 200
 
+#: Checks a raw transaction into the mempool and gossips it: (code, log, tx hash).
+SubmitTx = Callable[[bytes], tuple[int, str, bytes | None]]
+
+
+class PeerDirectory(Protocol):
+    """What the view reports of the network (``p2p.interface.Transport`` satisfies it)."""
+
+    @property
+    def peer_id(self) -> str: ...
+
+    def peers(self) -> list[str]: ...
+
+    def listen_addrs(self) -> list[str]: ...
+
+
+class SyncProgress(Protocol):
+    """Whether block sync is catching up (``node.engine.sync.BlockSyncer`` satisfies it)."""
+
+    @property
+    def catching_up(self) -> bool: ...
+
 
 class StoreNodeView:
-    """Implements node.rpc.view.NodeView for a running Node."""
+    """Implements node.rpc.view.NodeView for the daemon, over its store and services."""
 
-    def __init__(self, node: Node, events: EventBus) -> None:
-        self._node = node
+    def __init__(
+        self,
+        store: NodeStore,
+        events: EventBus,
+        *,
+        chain_id: str,
+        moniker: str,
+        address: bytes,
+        mempool: MempoolView,
+        network: PeerDirectory,
+        sync: SyncProgress,
+        submit_tx: SubmitTx,
+        attestation_pool: AttestationPool | None = None,
+    ) -> None:
+        self._store = store
         self._events = events
+        self._chain_id = chain_id
+        self._moniker = moniker
+        self._address = address
+        self._mempool = mempool
+        self._network = network
+        self._sync = sync
+        self._submit_tx = submit_tx
+        self._attestation_pool = attestation_pool
 
     @property
     def chain_id(self) -> str:
-        return self._node.chain_id
+        return self._chain_id
 
     @property
     def node_id(self) -> str:
-        return self._node.transport.peer_id
+        return self._network.peer_id
 
     @property
     def moniker(self) -> str:
-        return self._node.config.node.moniker
+        return self._moniker
 
     @property
     def validator_address(self) -> bytes | None:
-        return self._node.address if self._node.is_validator() else None
+        is_validator = State(self._store.state).get_validator(self._address) is not None
+        return self._address if is_validator else None
 
     @property
     def events(self) -> EventBus:
@@ -53,19 +102,20 @@ class StoreNodeView:
 
     @property
     def mempool(self) -> MempoolView:
-        return self._node.mempool
+        return self._mempool
 
     def latest_height(self) -> int:
-        return self._node.executor.height
+        head = self._store.head
+        return 0 if head is None else head.height
 
     def latest_state_root(self) -> bytes:
-        return self._node.executor.store.state_root
+        return self._store.state_root
 
     def earliest_height(self) -> int:
-        return self._node.executor.store.blocks.earliest_height() or 0
+        return self._store.blocks.earliest_height() or 0
 
     def get_block(self, height: int) -> tuple[Block, bytes] | None:
-        blocks = self._node.executor.store.blocks
+        blocks = self._store.blocks
         raw = blocks.load_block(height)
         if raw is None:
             return None
@@ -73,20 +123,20 @@ class StoreNodeView:
         return block, block.hash()
 
     def get_block_by_hash(self, block_hash: bytes) -> tuple[Block, bytes] | None:
-        raw = self._node.executor.store.blocks.load_block_by_hash(block_hash)
+        raw = self._store.blocks.load_block_by_hash(block_hash)
         if raw is None:
             return None
         block = Block.decode(raw, max_bytes=len(raw))
         return block, block.hash()
 
     def get_commit(self, height: int) -> Commit | None:
-        raw = self._node.executor.store.blocks.load_commit(height)
+        raw = self._store.blocks.load_commit(height)
         return None if raw is None else Commit.decode(raw, max_bytes=len(raw))
 
     def get_tx(self, tx_hash: bytes) -> CommittedTx | None:
         from consensus.records import TxResult
 
-        loc = self._node.executor.store.blocks.load_tx(tx_hash)
+        loc = self._store.blocks.load_tx(tx_hash)
         if loc is None:
             return None
         found = self.get_block(loc.height)
@@ -98,7 +148,7 @@ class StoreNodeView:
     def read_state(self) -> AbstractContextManager[StateReader]:
         @contextmanager
         def snap() -> Iterator[StateReader]:
-            s = self._node.executor.store.snapshot()
+            s = self._store.snapshot()
             try:
                 yield s
             finally:
@@ -112,7 +162,7 @@ class StoreNodeView:
         return None
 
     def validator_set(self, height: int) -> ValidatorSet | None:
-        state = State(self._node.executor.store.state)
+        state = State(self._store.state)
         latest = self.latest_height()
         try:
             if height == latest + 1:
@@ -124,35 +174,34 @@ class StoreNodeView:
             return None
 
     def peers(self) -> list[PeerInfo]:
-        return [PeerInfo(p) for p in self._node.transport.peers()]
+        return [PeerInfo(p) for p in self._network.peers()]
 
     def listen_addrs(self) -> list[str]:
-        return self._node.transport.listen_addrs()
+        return self._network.listen_addrs()
 
     def catching_up(self) -> bool:
-        return self._node.syncer.catching_up
+        return self._sync.catching_up
 
     async def submit_tx(self, tx: SignedTx) -> SubmitResult:
-        code, log, tx_hash = self._node.submit_tx(tx.raw)
+        code, log, tx_hash = self._submit_tx(tx.raw)
         return SubmitResult(tx_hash or tx.tx_hash, code, log)
 
     def attestations(self, validator: bytes | None) -> list[dict[str, Any]] | None:
         from node.compute.service import list_attestations
 
-        compute = getattr(self._node, "compute", None)
-        state = State(self._node.executor.store.state)
-        return list_attestations(state, None if compute is None else compute.pool, validator)
+        state = State(self._store.state)
+        return list_attestations(state, self._attestation_pool, validator)
 
     def challenges(self, height: int | None, nft_id: int | None) -> list[dict[str, Any]] | None:
         from node.compute.service import list_challenges
 
-        state = State(self._node.executor.store.state)
+        state = State(self._store.state)
         return list_challenges(state, self.latest_height(), height, nft_id)
 
     def jobs(self, status: str | None) -> list[dict[str, Any]] | None:
         from node.rpc.jobs_format import format_job, is_job_status
 
-        state = State(self._node.executor.store.state)
+        state = State(self._store.state)
         found = [j for j in iter_jobs(state) if status is None or is_job_status(j, status)]
         found.sort(key=lambda j: j.seq)
         return [format_job(j, detail=False) for j in found[-JOBS_LISTED:]]
@@ -160,5 +209,5 @@ class StoreNodeView:
     def job(self, job_id: bytes) -> dict[str, Any] | None:
         from node.rpc.jobs_format import format_job
 
-        job = get_job(State(self._node.executor.store.state), job_id)
+        job = get_job(State(self._store.state), job_id)
         return None if job is None else format_job(job, detail=True)

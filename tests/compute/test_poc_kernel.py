@@ -94,7 +94,7 @@ def test_is_block_exact_detects_a_single_wrong_entry() -> None:
 
 def test_compute_commitment_refuses_an_inexact_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
     import node.compute.prover as prover
-    from node.compute.prover import ProverError
+    from node.errors import ProverError
 
     def rounding_kernel(a: np.ndarray, b: np.ndarray, dtype: str) -> np.ndarray:
         # What a reduced-precision mode does: products rounded to a coarser grid.

@@ -10,7 +10,8 @@ import pytest
 
 from consensus.hashing import hash32
 from consensus.poc import derive_sample_indices, verify_fraud_proof, verify_openings
-from node.compute.prover import Prover, ProverError, compute_commitment
+from node.compute.prover import Prover, compute_commitment
+from node.errors import ProverError
 
 from .conftest import make_challenge
 

@@ -1,20 +1,32 @@
 """The node's compute service pieces that need no network: attestation pool and gossip
-verdicts, and the JSON the ``challenges`` and ``attestations`` RPC methods serve."""
+verdicts, and the JSON the ``challenges`` and ``attestations`` RPC methods serve.
+
+The service runs on ``tests.kit.compute_host.MemoryComputeHost``, the in-memory twin
+of the ``ComputeHost`` protocol the daemon's ``DaemonHost`` implements."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
-from types import SimpleNamespace
 from typing import Any
 
 from consensus.attestation import Attestation, make_attestation
 from consensus.crypto import encode_address
-from consensus.poc import PocOpenings
+from consensus.poc import Challenge, PocCommitment, PocOpenings, RowOpening
 from consensus.poc_state import ChallengeStatus, iter_challenges_at
 from consensus.records import HardwareSpec
-from node.compute.service import AttestationPool, ComputeService, list_attestations, list_challenges
+from node.compute.prover import ProvedChallenge
+from node.compute.service import (
+    ATTESTATION_TOPIC,
+    REGOSSIP_BLOCKS,
+    AttestationPool,
+    ComputeService,
+    list_attestations,
+    list_challenges,
+)
 from p2p.interface import Verdict
 from tests.kit.chain import TestChain
+from tests.kit.compute_host import MemoryComputeHost
 
 SPEC = HardwareSpec(device_kind=0, model="test", cores=2, memory_mb=1024)
 
@@ -24,11 +36,6 @@ def attest(chain: TestChain, i: int, height: int, units: int = 3) -> Attestation
     nft_id = next(iter(chain.view().iter_validator_nft_ids(validator)))
     return make_attestation(chain.consensus_keys[i], chain.chain_id, nft_id=nft_id, validator=validator,
                             spec=SPEC, measured_units=units, height=height)
-
-
-def fake_node(chain: TestChain) -> Any:
-    executor = SimpleNamespace(head_state=chain.view, height=chain.height)
-    return SimpleNamespace(executor=executor, chain_id=chain.chain_id, address=chain.operator_keys[0].address())
 
 
 def make_chain(blocks: int) -> TestChain:
@@ -55,19 +62,26 @@ def test_pool_keeps_the_freshest_and_selects_valid_ones() -> None:
     assert len(pool) == 0
 
 
-def test_gossip_verdicts() -> None:
+async def test_gossip_verdicts() -> None:
     chain = make_chain(4)
-    service = ComputeService(fake_node(chain))
+    host = MemoryComputeHost(chain)
+    service = ComputeService(host)
+    service.attach()
     good = attest(chain, 0, 3)
-    assert service._validate_gossip("peer", good.encode()) == Verdict.ACCEPT
+    assert await host.deliver(ATTESTATION_TOPIC, "peer", good.encode()) == Verdict.ACCEPT
+    assert service.pool.items() == [good]
     forged = dataclasses.replace(good, measured_units=10_000)
-    assert service._validate_gossip("peer", forged.encode()) == Verdict.REJECT
-    assert service._validate_gossip("peer", b"\x93garbage") == Verdict.REJECT
+    assert await host.deliver(ATTESTATION_TOPIC, "peer", forged.encode()) == Verdict.REJECT
+    assert await host.deliver(ATTESTATION_TOPIC, "peer", b"\x93garbage") == Verdict.REJECT
+    assert service.pool.items() == [good]
     stale = attest(chain, 0, 1)
     for _ in range(6):
         chain.next_block()
-    service = ComputeService(fake_node(chain))
-    assert service._validate_gossip("peer", stale.encode()) == Verdict.IGNORE
+    host = MemoryComputeHost(chain)
+    service = ComputeService(host)
+    service.attach()
+    assert await host.deliver(ATTESTATION_TOPIC, "peer", stale.encode()) == Verdict.IGNORE
+    assert len(service.pool) == 0
     service._on_gossip("peer", good.encode())
     assert service.pool.items() == [good]
 
@@ -104,7 +118,7 @@ def test_a_restarted_service_picks_up_challenges_issued_before_it_started() -> N
     nft_id = next(iter(state.iter_validator_nft_ids(chain.operator_keys[0].address())))
     issued = [c for c in iter_challenges_at(state, 5) if c.nft_id == nft_id]
     assert len(issued) == 1 and iter_challenges_at(state, 10) == []
-    service = ComputeService(fake_node(chain))
+    service = ComputeService(MemoryComputeHost(chain))
     service._last_attested = chain.height
     spawned: list[str] = []
 
@@ -125,18 +139,20 @@ class _ForgetfulProver:
         self.root = root
         self.calls: list[str] = []
         self.proved: set[bytes] = set()
+        self.opened: list[PocOpenings] = []
 
     def has_proved(self, cid: bytes) -> bool:
         return cid in self.proved
 
-    async def prove(self, ch: Any) -> Any:
+    async def prove(self, ch: Challenge) -> ProvedChallenge:
         self.calls.append("prove")
         self.proved.add(ch.id)
-        return SimpleNamespace(root=self.root)
+        return ProvedChallenge(challenge=ch, root=self.root, levels=[self.root], seconds=0.0)
 
     async def open_rows(self, cid: bytes, indices: tuple[int, ...]) -> PocOpenings:
         self.calls.append("open")
-        return PocOpenings(challenge_id=cid, openings=())
+        self.opened.append(PocOpenings(challenge_id=cid, openings=(RowOpening(index=indices[0], row=bytes(4), path=()),)))
+        return self.opened[-1]
 
 
 async def test_openings_after_a_restart_recompute_the_commitment_first() -> None:
@@ -146,12 +162,62 @@ async def test_openings_after_a_restart_recompute_the_commitment_first() -> None
     committed = dataclasses.replace(pending, status=ChallengeStatus.COMMITTED, root=b"r" * 32,
                                     commit_height=6, sample_hash=b"s" * 32)
     for root, opened in ((b"r" * 32, True), (b"x" * 32, False)):
-        service = ComputeService(fake_node(chain))
+        host = MemoryComputeHost(chain)
+        service = ComputeService(host)
         prover = _ForgetfulProver(root)
         service._provers[committed.nft_id] = prover  # type: ignore[assignment]
-        submitted: list[str] = []
-        service._submit = lambda body, what, key=None, out=submitted: out.append(what)  # type: ignore[method-assign]
         await service._open(committed)
         # Same root: recompute, then open. A different root: never open against the commitment.
         assert prover.calls == (["prove", "open"] if opened else ["prove"])
-        assert submitted == (["openings"] if opened else [])
+        submitted = host.mempool.list_txs(10)
+        if opened:
+            assert [tx.payload.decode_body() for tx in submitted] == prover.opened
+            assert submitted[0].payload.sender == host.address
+            assert host.gossiped_txs == [submitted[0].raw]
+        else:
+            assert submitted == [] and host.gossiped_txs == []
+
+
+def test_submit_signs_with_the_next_nonce_and_regossips_every_few_blocks() -> None:
+    chain = make_chain(4)
+    host = MemoryComputeHost(chain)
+    service = ComputeService(host)
+    cid = b"c" * 32
+    service._submit(PocCommitment(cid, b"r" * 32), "commitment", (cid, "commit"))
+    service._submit(PocCommitment(cid, b"q" * 32), "commitment")
+    txs = sorted(host.mempool.list_txs(10), key=lambda tx: tx.payload.nonce)
+    account = chain.view().get_account(host.address)
+    assert [tx.payload.nonce for tx in txs] == [account.nonce, account.nonce + 1]
+    assert all(tx.payload.sender == host.address and tx.payload.chain_id == chain.chain_id for tx in txs)
+    assert host.gossiped_txs == [tx.raw for tx in txs]
+    # Not seen on chain yet: published again after REGOSSIP_BLOCKS, not before.
+    service._regossip(cid, "commit", chain.height + REGOSSIP_BLOCKS - 1)
+    assert len(host.gossiped_txs) == 2
+    service._regossip(cid, "commit", chain.height + REGOSSIP_BLOCKS)
+    assert host.gossiped_txs[2:] == [txs[0].raw]
+
+
+def test_submit_keeps_a_transaction_too_large_for_gossip_in_the_local_mempool() -> None:
+    chain = make_chain(4)
+    host = MemoryComputeHost(chain, max_gossip_bytes=64)
+    service = ComputeService(host)
+    cid = b"c" * 32
+    service._submit(PocCommitment(cid, b"r" * 32), "commitment", (cid, "commit"))
+    [tx] = host.mempool.list_txs(10)
+    assert host.has_tx(tx.tx_hash) and host.gossiped_txs == []
+    assert (cid, "commit") not in service._sent
+
+
+async def test_scan_signs_and_publishes_an_attestation_per_bound_nft() -> None:
+    chain = make_chain(4)
+    host = MemoryComputeHost(chain, 1)
+    service = ComputeService(host)
+    service._scan()
+    await asyncio.gather(*service._tasks)
+    nft_ids = list(chain.view().iter_validator_nft_ids(host.address))
+    assert [kind for kind, _ in host.published] == [ATTESTATION_TOPIC] * len(nft_ids) and nft_ids
+    published = [Attestation.decode(payload) for _, payload in host.published]
+    assert published == service.pool.items()
+    assert [(a.nft_id, a.validator, a.height) for a in published] == [(n, host.address, 4) for n in nft_ids]
+    # The attestation the proposer would include is the one published.
+    assert service.select_attestations(chain.height + 1) == tuple(a.encode() for a in published)
