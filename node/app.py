@@ -28,8 +28,9 @@ from node.compute.host import DaemonHost
 from node.compute.provider import JobProvider
 from node.compute.service import ComputeService
 from node.config import NodeConfig, parse_multiaddr_tcp
-from node.engine.driver import ConsensusDriver
+from node.engine.driver import ConsensusDriver, Network
 from node.engine.executor import BlockCommitted, BlockExecutor
+from node.engine.faults import DoubleSigningNetwork
 from node.engine.gossip import GossipAdapter
 from node.engine.signer import FileSignerStore, PersistentSigner
 from node.engine.sync import BlockSyncer
@@ -166,17 +167,18 @@ class Node:
         self.transport: Transport = self._transport_override or Libp2pTransport(self._p2p_config())
         self.gossip = GossipAdapter(self.transport, self.chain_id, part_key=self.keys.consensus)
         params = self.executor.head_state().get_params()
+        network: Network = self.gossip
+        if self.byzantine == "double-sign":
+            network = DoubleSigningNetwork(self.gossip, self.keys.consensus, self.chain_id)
         self.driver = ConsensusDriver(
             executor=self.executor,
             wal=self.wal,
             clock=self.clock,
             mempool=self.mempool,
-            network=self.gossip,
+            network=network,
             timeouts=compute_timeouts(params, self.config),
             signer=self.signer,
             address=self.address,
-            byzantine=self.byzantine,
-            byzantine_key=self.keys.consensus if self.byzantine == "double-sign" else None,
         )
         self.driver.committed_listeners.append(self._on_committed)
         self.gossip.attach(self.driver)
@@ -190,7 +192,7 @@ class Node:
         self.compute = ComputeService(host, byzantine=self.byzantine)
         self.compute.attach()
         self.driver.committed_listeners.append(self.compute.on_committed)
-        self.driver.attestation_source = self.compute.select_attestations
+        self.driver.proposer.attestation_source = self.compute.select_attestations
         self.syncer = BlockSyncer(self.transport, self.executor, self.driver)
         self.events = EventBus()
         self.metrics = NodeMetrics()

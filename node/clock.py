@@ -1,13 +1,27 @@
-"""The node's one clock: wall time in milliseconds for block times and timeouts.
+"""The node's one clock: wall time in milliseconds, and timers that fire at a time on it.
 
-Consensus code never reads a clock; the driver reads this one and passes the
-time in. Tests and simulations swap in ``ManualClock``.
+Consensus code never reads a clock; the driver reads this one, passes the
+time in, and arms every timeout through ``call_at``. The production clock is
+the operating system's time with timers on the running asyncio loop;
+simulations supply a manual clock (tests/sim) whose timers fire when the
+simulation advances it, so that a whole network of nodes runs
+deterministically in one thread.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Callable
 from typing import Protocol
+
+
+class TimerHandle(Protocol):
+    """A scheduled callback that has not necessarily fired yet."""
+
+    def cancel(self) -> None:
+        """Stop the callback from running (no effect once it ran)."""
+        ...
 
 
 class Clock(Protocol):
@@ -15,24 +29,17 @@ class Clock(Protocol):
         """Return wall-clock milliseconds since the Unix epoch."""
         ...
 
+    def call_at(self, at_ms: int, callback: Callable[[], None]) -> TimerHandle:
+        """Run ``callback`` once when the clock reaches ``at_ms`` (at once if that has passed)."""
+        ...
+
 
 class SystemClock:
-    """The operating system's clock."""
+    """The operating system's clock; timers run on the running asyncio loop."""
 
     def now_ms(self) -> int:
         return time.time_ns() // 1_000_000
 
-
-class ManualClock:
-    """A clock that moves only when told to."""
-
-    def __init__(self, start_ms: int = 1_700_000_000_000) -> None:
-        self._now = start_ms
-
-    def now_ms(self) -> int:
-        return self._now
-
-    def advance(self, ms: int) -> None:
-        if ms < 0:
-            raise ValueError("a clock never goes backwards")
-        self._now += ms
+    def call_at(self, at_ms: int, callback: Callable[[], None]) -> TimerHandle:
+        delay = max(0.0, (at_ms - self.now_ms()) / 1000)
+        return asyncio.get_running_loop().call_later(delay, callback)

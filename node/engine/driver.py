@@ -1,16 +1,24 @@
-"""The consensus driver: one asyncio task owns the round state and carries out the machine's effects.
+"""The consensus driver: the one owner of the round state, which carries out the machine's effects.
 
-Every input (a proposal with its block, a vote, a timeout, a block we built,
-the start of a height) goes through one queue. The driver appends it to the
-consensus WAL (our own signed messages and height starts with fsync), hands
-it to the pure round machine, then runs the effects the machine returns:
-signing goes through the persistent signer (which fsyncs the last signed
-height/round/step before the signature exists outside it), broadcasts go to
-the network adapter, timeouts become loop timers that feed the queue, and a
-decided block is executed and written by the block executor in one synced
-batch. After a restart the WAL of the current height is replayed through the
-same path, so the machine returns to the round state it had, and the signer
-returns stored signatures for identical messages instead of signing anew.
+Everything that changes the round state enters one queue: proposals and votes
+from the network, expired timeouts, and blocks fetched by block sync. Only the
+driver's own task takes them out (``process_inputs``; ``run`` is an asyncio
+loop around it), so no other task ever writes driver state or starts a height.
+
+Each consensus input (``node.engine.inputs``) is appended to the WAL (height
+starts and our own signed messages with fsync), handed to the pure round
+machine, and the effects it returns are run in order: signing goes through
+the persistent signer (which fsyncs what it signed before the signature
+exists outside it), broadcasts go to the network adapter, timeouts become
+timers on the clock that feed the queue, a request for a block goes to the
+block proposer, and a decided block is executed and written by the block
+executor in one synced batch. After a restart the WAL of the current height
+is replayed through the same path (``recover``), so the machine returns to the
+round state it had, and the signer answers identical requests with the
+signatures it stored instead of signing anew.
+
+Blocks fetched by block sync are applied by the driver too, between inputs,
+through the same executor; then the height after them starts.
 """
 
 from __future__ import annotations
@@ -19,7 +27,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -38,29 +46,33 @@ from consensus.bft.effects import (
     Step,
 )
 from consensus.bft.evidence_pool import EvidencePool
-from consensus.bft.machine import (
-    MachineContext,
-    on_block_built,
-    on_proposal,
-    on_start,
-    on_timeout,
-    on_vote,
-)
+from consensus.bft.machine import MachineContext
 from consensus.bft.state import RoundState, new_round_state
 from consensus.bft.validation import validate_vote
-from consensus.blocks import Block, EvidenceItem, make_block
-from consensus.codec import Encodable
-from consensus.crypto import Domain, PrivateKey
+from consensus.blocks import Block
+from consensus.crypto import verify_signature
 from consensus.errors import ConsensusError
-from consensus.evidence import Evidence, decode_evidence, encode_evidence
-from consensus.hashing import hash32
-from consensus.state import State
-from consensus.tx_handlers import TxContext
-from consensus.txs import SignedTx
-from consensus.votes import Commit, Proposal, Vote, VoteType, compute_commit
+from consensus.evidence import Evidence, decode_evidence, verify_evidence
+from consensus.validator_set import ValidatorSet
+from consensus.votes import Commit, Proposal, SignatureVerifier, Vote
+from node.clock import Clock, TimerHandle
 from node.engine.executor import BlockCommitted, BlockExecutor
-from node.engine.signer import DoubleSignRefused, PersistentSigner
-from node.engine.wal import WriteAheadLog
+from node.engine.inputs import (
+    InBuilt,
+    InProposal,
+    Input,
+    InStart,
+    InTimeout,
+    InVote,
+    apply_input,
+    decode_input,
+    encode_input,
+    get_height_inputs,
+    is_durable,
+)
+from node.engine.proposer import BlockProposer, Mempool
+from node.engine.signer import PersistentSigner
+from node.errors import DoubleSignRefused
 
 log = logging.getLogger(__name__)
 
@@ -68,118 +80,8 @@ log = logging.getLogger(__name__)
 MAX_QUEUE = 20_000
 #: Messages kept for heights ahead of ours (a lagging node catches up through them or sync).
 MAX_FUTURE = 2_000
-#: Most evidence a proposer puts in one block.
-MAX_BLOCK_EVIDENCE = 16
-
-WAL_START = 1
-WAL_PROPOSAL = 2
-WAL_VOTE = 3
-WAL_TIMEOUT = 4
-WAL_BLOCK_BUILT = 5
-WAL_OWN_PROPOSAL = 6
-WAL_OWN_VOTE = 7
-
-
-@dataclass(frozen=True, slots=True)
-class WalEntry(Encodable):
-    """One consensus WAL record: an input and the time it was handled."""
-
-    MAX_BYTES = 64 << 20
-
-    kind: int
-    now_ms: int
-    height: int
-    round: int
-    step: int
-    data: bytes
-    extra: bytes
-    flag: int
-
-
-@dataclass(frozen=True, slots=True)
-class InStart:
-    height: int
-    now_ms: int
-
-
-@dataclass(frozen=True, slots=True)
-class InProposal:
-    proposal: Proposal
-    block: Block
-    block_valid: bool
-    now_ms: int
-    own: bool = False
-    peer: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class InVote:
-    vote: Vote
-    now_ms: int
-    own: bool = False
-    peer: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class InTimeout:
-    height: int
-    round: int
-    step: int
-    now_ms: int
-
-
-@dataclass(frozen=True, slots=True)
-class InBuilt:
-    height: int
-    round: int
-    block: Block
-    now_ms: int
-
-
-Input = InStart | InProposal | InVote | InTimeout | InBuilt
-
-
-def encode_input(inp: Input) -> bytes:
-    """Return the WAL record of ``inp``."""
-    if isinstance(inp, InStart):
-        e = WalEntry(WAL_START, inp.now_ms, inp.height, 0, 0, b"", b"", 0)
-    elif isinstance(inp, InProposal):
-        kind = WAL_OWN_PROPOSAL if inp.own else WAL_PROPOSAL
-        p = inp.proposal
-        e = WalEntry(kind, inp.now_ms, p.height, p.round, 0, p.encode(), inp.block.encode(), int(inp.block_valid))
-    elif isinstance(inp, InVote):
-        kind = WAL_OWN_VOTE if inp.own else WAL_VOTE
-        v = inp.vote
-        e = WalEntry(kind, inp.now_ms, v.height, v.round, 0, v.encode(), b"", 0)
-    elif isinstance(inp, InTimeout):
-        e = WalEntry(WAL_TIMEOUT, inp.now_ms, inp.height, inp.round, inp.step, b"", b"", 0)
-    else:
-        e = WalEntry(WAL_BLOCK_BUILT, inp.now_ms, inp.height, inp.round, 0, inp.block.encode(), b"", 0)
-    return e.encode()
-
-
-def decode_input(record: bytes) -> Input:
-    """Return the input a WAL record holds (raises ConsensusError if malformed)."""
-    e = WalEntry.decode(record)
-    if e.kind == WAL_START:
-        return InStart(e.height, e.now_ms)
-    if e.kind in (WAL_PROPOSAL, WAL_OWN_PROPOSAL):
-        return InProposal(
-            Proposal.decode(e.data), Block.decode(e.extra), e.flag == 1, e.now_ms, e.kind == WAL_OWN_PROPOSAL
-        )
-    if e.kind in (WAL_VOTE, WAL_OWN_VOTE):
-        return InVote(Vote.decode(e.data), e.now_ms, e.kind == WAL_OWN_VOTE)
-    if e.kind == WAL_TIMEOUT:
-        return InTimeout(e.height, e.round, e.step, e.now_ms)
-    if e.kind == WAL_BLOCK_BUILT:
-        return InBuilt(e.height, e.round, Block.decode(e.data), e.now_ms)
-    raise ConsensusError(f"unknown WAL record kind {e.kind}")
-
-
-class Mempool(Protocol):
-    def reap(
-        self, max_txs: int, max_bytes: int, *, state: State | None = None, ctx: TxContext | None = None
-    ) -> list[SignedTx]: ...
+#: Heights ahead of ours whose messages are kept for later.
+MAX_FUTURE_HEIGHTS = 4
 
 
 class Network(Protocol):
@@ -194,8 +96,27 @@ class Network(Protocol):
     def report_peer(self, peer: str, reason: str) -> None: ...
 
 
-class Clock(Protocol):
-    def now_ms(self) -> int: ...
+class ConsensusLog(Protocol):
+    """The consensus WAL as the driver uses it (``node.engine.wal.WriteAheadLog``)."""
+
+    def records(self) -> list[bytes]: ...
+
+    def append(self, payload: bytes, *, sync: bool = False) -> None: ...
+
+    def reset(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SyncedBlocks:
+    """Blocks with their commits fetched by block sync, for the driver to apply in order.
+
+    Not a consensus input: it is never logged (the store makes an applied block
+    durable). ``done`` is told how many were applied and the error that
+    stopped the rest, if any.
+    """
+
+    blocks: tuple[tuple[Block, Commit], ...]
+    done: Callable[[int, ConsensusError | None], None] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,59 +137,59 @@ class ConsensusDriver:
         self,
         *,
         executor: BlockExecutor,
-        wal: WriteAheadLog,
+        wal: ConsensusLog,
         clock: Clock,
         mempool: Mempool,
         network: Network,
         timeouts: TimeoutConfig,
         signer: PersistentSigner | None = None,
         address: bytes | None = None,
-        byzantine: str | None = None,
-        byzantine_key: PrivateKey | None = None,
+        verify: SignatureVerifier = verify_signature,
+        proposer: BlockProposer | None = None,
     ) -> None:
         self.executor = executor
         self.wal = wal
         self.clock = clock
-        self.mempool = mempool
         self.network = network
         self.signer = signer
         self.address = address if signer is not None else None
-        self.ctx = MachineContext(chain_id=executor.chain_id, address=self.address, timeouts=timeouts)
+        self.ctx = MachineContext(executor.chain_id, self.address, timeouts, verify)
+        self.proposer = proposer if proposer is not None else BlockProposer(executor, mempool, self.address)
         params = executor.head_state().get_params()
-        self.max_block_txs = params.max_block_txs
-        self.max_block_bytes = params.max_block_bytes
         self.pool = EvidencePool(max_age_blocks=params.unbonding_blocks)
-        self.byzantine = byzantine
-        self._byzantine_key = byzantine_key
         self.state: RoundState = new_round_state(executor.height + 1, executor.validator_set())
+        #: The sets that decided the last few heights, to check late votes of them.
+        self._recent_sets: dict[int, ValidatorSet] = {self.state.height: self.state.validator_set}
         self.blocks: dict[bytes, Block] = {}
-        self._queue: asyncio.Queue[Input] = asyncio.Queue(MAX_QUEUE)
-        self._pending: deque[Input] = deque()
-        self._future: dict[int, list[Input]] = {}
-        self._future_count = 0
-        self._timers: set[asyncio.TimerHandle] = set()
-        self._replaying = False
-        self._deferred_request: tuple[int, int] | None = None
-        self._late_height = 0
-        self._late_precommits: dict[bytes, Vote] = {}
         self.committed_listeners: list[Callable[[BlockCommitted], None]] = []
-        #: Encoded compute attestations for the block built at a height (node.compute).
-        self.attestation_source: Callable[[int], tuple[bytes, ...]] | None = None
         self.last_commit_ms = clock.now_ms()
         self.dropped_inputs = 0
         self.rejected_inputs = 0
         self.refused_signatures = 0
         self.replay_refusals = 0
+        self._inbox: deque[Input | SyncedBlocks] = deque()
+        self._wakeup = asyncio.Event()
+        self._pending: deque[Input] = deque()
+        self._future: dict[int, list[Input]] = {}
+        self._future_count = 0
+        self._timers: set[TimerHandle] = set()
+        self._replaying = False
+        self._deferred_request: tuple[int, int] | None = None
         self._stopped = False
 
     # -- public ----------------------------------------------------------------------
+
+    @property
+    def is_replaying(self) -> bool:
+        """True while ``recover`` replays the WAL (inputs are not logged again)."""
+        return self._replaying
 
     def stats(self) -> DriverStats:
         return DriverStats(
             self.state.height,
             self.state.round,
             self.state.step,
-            self._queue.qsize(),
+            len(self._inbox),
             self.dropped_inputs,
             self.rejected_inputs,
             self.refused_signatures,
@@ -277,21 +198,14 @@ class ConsensusDriver:
     def recover(self) -> None:
         """Start the current height, replaying its WAL records if there are any."""
         height = self.executor.height + 1
-        records = self.wal.records()
-        inputs: list[Input] = []
-        for r in records:
-            try:
-                inputs.append(decode_input(r))
-            except ConsensusError as exc:
-                raise ConsensusError(f"consensus WAL record cannot be decoded: {exc}") from exc
-        starts = [i for i, x in enumerate(inputs) if isinstance(x, InStart) and x.height == height]
-        if not starts:
+        inputs = get_height_inputs([decode_input(r) for r in self.wal.records()], height)
+        if not inputs:
             self._submit(InStart(height, self.clock.now_ms()))
             return
-        log.info("replaying %d WAL records of height %d", len(inputs) - starts[-1], height)
+        log.info("replaying %d WAL records of height %d", len(inputs), height)
         self._replaying = True
         try:
-            for inp in inputs[starts[-1] :]:
+            for inp in inputs:
                 self._handle(inp, log_input=False)
                 while self._pending:
                     self._handle(self._pending.popleft())
@@ -305,24 +219,40 @@ class ConsensusDriver:
             and request[1] not in self.state.proposals
             and self.state.step == Step.PROPOSE
         ):
+            # The block was asked for but never built before the crash: build it now.
             self._execute([RequestBlock(*request)], self.clock.now_ms())
             self._drain()
         # Timers of the replayed round are gone with the old process: arm the current one.
         self._rearm_current_timeout()
 
+    def process_inputs(self) -> int:
+        """Handle every queued input and what it leads to; return how many were queued.
+
+        Only the driver's task calls this (``run``, or a simulation driving the
+        node by hand); an exception from a collaborator (store, WAL, signer)
+        propagates and leaves the driver unusable, as a crash would.
+        """
+        taken = 0
+        while self._inbox:
+            item = self._inbox.popleft()
+            taken += 1
+            if isinstance(item, SyncedBlocks):
+                self._apply_synced(item)
+            else:
+                self._submit(item)
+        return taken
+
     async def run(self) -> None:
-        """Handle inputs until cancelled."""
+        """Handle inputs as they arrive, until cancelled (between inputs, never inside one)."""
         while True:
-            inp = await self._queue.get()
-            self._pending.append(inp)
-            self._drain()
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            self.process_inputs()
 
     def stop(self) -> None:
         """Cancel timers (the run task is cancelled by its owner)."""
         self._stopped = True
-        for t in self._timers:
-            t.cancel()
-        self._timers.clear()
+        self._cancel_timers()
 
     def deliver_proposal(self, peer: str, proposal: Proposal, block: Block) -> None:
         """A proposal and its block from the network (signature checked by the machine)."""
@@ -334,18 +264,52 @@ class ConsensusDriver:
 
     def deliver_vote(self, peer: str, vote: Vote) -> None:
         """A vote from the network."""
+        if vote.height < self.state.height:
+            self._watch_late_vote(vote)
+            return
         self._offer(vote.height, InVote(vote, 0, peer=peer))
+
+    def is_admissible_evidence(self, evidence: Evidence) -> bool:
+        """Return True when ``evidence`` is new here, verifies, and is not punished yet."""
+        if self.pool.is_known(evidence.evidence_hash()):
+            return False
+        state = self.executor.head_state()
+        vset = state.get_validator_set_at(evidence.height)
+        if vset is None:
+            return False
+        try:
+            verify_evidence(
+                self.ctx.chain_id, evidence, vset, self.executor.height + 1,
+                state.get_params().unbonding_blocks, verify=self.ctx.verify,
+            )
+        except ConsensusError:
+            return False
+        return not state.is_fault_slashed(evidence.evidence_hash())
 
     def deliver_evidence(self, evidence: Evidence) -> bool:
         """Verified evidence from the network; return True if it was new."""
         return self.pool.add(evidence)
+
+    def deliver_synced_blocks(
+        self,
+        blocks: Sequence[tuple[Block, Commit]],
+        done: Callable[[int, ConsensusError | None], None] | None = None,
+    ) -> None:
+        """Blocks with commits from block sync: the driver applies them in order, then starts the next height."""
+        # Never dropped: block sync waits for the answer.
+        self._enqueue(SyncedBlocks(tuple(blocks), done), bounded=False)
 
     def get_block(self, block_hash: bytes) -> Block | None:
         """A block of the current height we know (to serve peers fetching a proposal)."""
         return self.blocks.get(block_hash)
 
     def rebroadcast_own(self) -> None:
-        """Re-send our own proposal and votes of the current round (after losses or partitions)."""
+        """Re-send our own proposal and votes of the current height (after losses or partitions).
+
+        Votes of this round and the last, and of the rounds a lock or a proof
+        of lock points at: a peer that missed those could otherwise never see
+        the polka that unlocks it.
+        """
         st = self.state
         if self.address is None or not st.started or st.is_decided():
             return
@@ -354,43 +318,57 @@ class ConsensusDriver:
             block = self.blocks.get(record.proposal.block_hash)
             if block is not None:
                 self.network.broadcast_proposal(record.proposal, block)
+        pointed = {st.locked_round, st.valid_round}
+        pointed.update(rec.proposal.pol_round for rec in st.get_round_proposals(st.round))
         for (r, _t), vs in st.votes.items():
-            if r >= st.round - 1:
+            if r >= st.round - 1 or r in pointed:
                 own = vs.votes.get(self.address)
                 if own is not None:
                     self.network.broadcast_vote(own)
 
-    def reset_to_head(self) -> None:
-        """After block sync moved the head: start the height after it."""
-        height = self.executor.height + 1
-        if height <= self.state.height and self.state.started:
-            return
-        for t in self._timers:
-            t.cancel()
-        self._timers.clear()
-        self.blocks.clear()
-        self._future = {h: v for h, v in self._future.items() if h >= height}
-        self._future_count = sum(len(v) for v in self._future.values())
-        self._pending.append(InStart(height, self.clock.now_ms()))
-        self._drain()
+    # -- the queue -------------------------------------------------------------------
 
-    # -- input processing ------------------------------------------------------------
+    def _enqueue(self, item: Input | SyncedBlocks, *, bounded: bool = True) -> None:
+        if bounded and len(self._inbox) >= MAX_QUEUE:
+            self.dropped_inputs += 1
+            return
+        self._inbox.append(item)
+        self._wakeup.set()
 
     def _offer(self, height: int, inp: Input) -> None:
         st = self.state
         if height < st.height:
             return
         if height > st.height or not st.started:
-            if height > st.height + 4 or self._future_count >= MAX_FUTURE:
+            if height > st.height + MAX_FUTURE_HEIGHTS or self._future_count >= MAX_FUTURE:
                 self.dropped_inputs += 1
                 return
             self._future.setdefault(height, []).append(inp)
             self._future_count += 1
             return
+        self._enqueue(inp)
+
+    def _watch_late_vote(self, vote: Vote) -> None:
+        """A vote of a height we left: no use to the machine, but it may prove an equivocation."""
+        if self.state.height - vote.height > self.pool.watch_window:
+            return
+        vset = self._recent_sets.get(vote.height) or self.executor.head_state().get_validator_set_at(vote.height)
+        if vset is None:
+            return
         try:
-            self._queue.put_nowait(inp)
-        except asyncio.QueueFull:
-            self.dropped_inputs += 1
+            validate_vote(self.ctx.chain_id, vote, vset, vote.height, verify=self.ctx.verify)
+        except ConsensusError:
+            return
+        ev = self.pool.check_vote(vote)
+        if ev is not None:
+            self._note_evidence(ev)
+
+    def _release_future(self) -> None:
+        ready = self._future.pop(self.state.height, [])
+        self._future_count -= len(ready)
+        self._pending.extend(ready)
+
+    # -- input processing ------------------------------------------------------------
 
     def _submit(self, inp: Input) -> None:
         self._pending.append(inp)
@@ -399,6 +377,14 @@ class ConsensusDriver:
     def _drain(self) -> None:
         while self._pending:
             self._handle(self._pending.popleft())
+
+    def _is_stale_start(self, inp: Input) -> bool:
+        """A start of the height we are in, or of one the head has moved past (through sync)."""
+        if not isinstance(inp, InStart):
+            return False
+        if inp.height == self.state.height:
+            return self.state.started
+        return inp.height != self.executor.height + 1
 
     def _stamp(self, inp: Input) -> Input:
         """Give a network input its handling time and the block verdict (recorded in the WAL)."""
@@ -420,6 +406,8 @@ class ConsensusDriver:
 
     def _handle(self, inp: Input, *, log_input: bool = True) -> None:
         if log_input:
+            if self._is_stale_start(inp):
+                return
             inp = self._stamp(inp)
         if isinstance(inp, InProposal | InBuilt):
             self.blocks[inp.block.hash()] = inp.block
@@ -428,14 +416,21 @@ class ConsensusDriver:
             if ev is not None:
                 self._note_evidence(ev)
         if log_input:
-            durable = isinstance(inp, InStart) or getattr(inp, "own", False)
-            self.wal.append(encode_input(inp), sync=durable)
+            self.wal.append(encode_input(inp), sync=is_durable(inp))
         if isinstance(inp, InBuilt) and self._deferred_request == (inp.height, inp.round):
             self._deferred_request = None
         if isinstance(inp, InVote) and self.state.is_decided():
-            self._note_late_precommit(inp.vote)
+            self.proposer.note_late_precommit(self.state, self.ctx, inp.vote)
         prev_round = self.state.round
-        self.state, effects = self._apply(inp)
+        vset = self.state.validator_set
+        if isinstance(inp, InStart) and inp.height != self.state.height:
+            # The next height starts from the committed head.
+            vset = self.executor.validator_set()
+            self.blocks = {h: b for h, b in self.blocks.items() if b.header.height >= inp.height}
+            low = inp.height - self.pool.watch_window
+            self._recent_sets = {h: v for h, v in self._recent_sets.items() if h >= low}
+            self._recent_sets[inp.height] = vset
+        self.state, effects = apply_input(self.state, self.ctx, inp, vset)
         if self.state.round != prev_round and self.state.height == getattr(inp, "height", self.state.height):
             log.info(
                 "height %d: entering round %d (%s)",
@@ -448,69 +443,6 @@ class ConsensusDriver:
         self._execute(effects, inp.now_ms, getattr(inp, "peer", ""))
         if isinstance(inp, InStart) and log_input:
             self._release_future()
-
-    def _apply(self, inp: Input) -> tuple[RoundState, tuple[Effect, ...]]:
-        st, ctx = self.state, self.ctx
-        if isinstance(inp, InStart):
-            if inp.height != st.height:
-                if inp.height != self.executor.height + 1:
-                    return st, ()  # a stale start (the head moved on through sync)
-                # The next height starts from the committed head.
-                st = new_round_state(inp.height, self.executor.validator_set())
-                self.blocks = {h: b for h, b in self.blocks.items() if b.header.height >= inp.height}
-            return on_start(st, ctx, inp.now_ms)
-        if isinstance(inp, InProposal):
-            return on_proposal(st, ctx, inp.proposal, inp.block_valid, inp.now_ms)
-        if isinstance(inp, InVote):
-            return on_vote(st, ctx, inp.vote, inp.now_ms)
-        if isinstance(inp, InTimeout):
-            return on_timeout(st, ctx, inp.height, inp.round, inp.step, inp.now_ms)
-        return on_block_built(st, ctx, inp.height, inp.round, inp.block.hash(), inp.now_ms)
-
-    def _note_late_precommit(self, vote: Vote) -> None:
-        """Keep precommits for the decided block that arrive after the decision.
-
-        The machine decides on the first +2/3; the next block's last commit
-        carries every precommit that arrived during the commit wait, so a
-        validator that signed a little late is not counted as absent.
-        """
-        st = self.state
-        if (
-            vote.vote_type != VoteType.PRECOMMIT
-            or vote.round != st.decided_round
-            or vote.block_hash != st.decided_value
-        ):
-            return
-        try:
-            validate_vote(self.ctx.chain_id, vote, st.validator_set, st.height)
-        except ConsensusError:
-            return
-        if self._late_height != st.height:
-            self._late_height, self._late_precommits = st.height, {}
-        self._late_precommits[vote.validator] = vote
-
-    def _last_commit_for(self, height: int) -> Commit | None:
-        """The commit of ``height`` from the store, with any late precommits added."""
-        if height < 1:
-            return None
-        raw = self.executor.store.blocks.load_commit(height)
-        if raw is None:
-            raise ConsensusError(f"the commit of height {height} is missing from the store")
-        commit = Commit.decode(raw, max_bytes=len(raw))
-        if self._late_height != height or not self._late_precommits:
-            return commit
-        have = {s.validator for s in commit.signatures}
-        extra = [v for a, v in self._late_precommits.items() if a not in have]
-        if not extra:
-            return commit
-        votes = list(commit.votes()) + extra
-        return compute_commit(commit.height, commit.round, commit.block_hash, votes)
-
-    def _release_future(self) -> None:
-        ready = self._future.pop(self.state.height, [])
-        self._future_count -= len(ready)
-        for inp in ready:
-            self._pending.append(inp)
 
     # -- effects -------------------------------------------------------------------------
 
@@ -526,10 +458,7 @@ class ConsensusDriver:
                 if self._replaying:
                     self._deferred_request = (eff.height, eff.round)
                 else:
-                    t0 = time.perf_counter()
-                    block = self._build_block(eff.height, eff.round, now)
-                    log.debug("built block %d/%d: %d txs in %.0f ms", eff.height, eff.round,
-                              len(block.txs), (time.perf_counter() - t0) * 1000)
+                    block = self.proposer.build_block(eff.height, eff.round, now, self.state.validator_set, self.pool)
                     self.blocks[block.hash()] = block
                     self._pending.append(InBuilt(eff.height, eff.round, block, now))
             elif isinstance(eff, SignProposal):
@@ -555,9 +484,18 @@ class ConsensusDriver:
         except DoubleSignRefused as exc:
             self._note_refusal("vote", exc)
             return
-        if self.byzantine == "double-sign" and vote.vote_type == VoteType.PREVOTE and not self._replaying:
-            self._equivocate(signed)
         self._pending.append(InVote(signed, now, own=True))
+
+    def _sign_proposal(self, proposal: Proposal, now: int) -> None:
+        if self.signer is None:
+            return
+        try:
+            signed = self.signer.sign_proposal(proposal)
+        except DoubleSignRefused as exc:
+            self._note_refusal("proposal", exc)
+            return
+        block = self.blocks[signed.block_hash]
+        self._pending.append(InProposal(signed, block, True, now, own=True))
 
     def _note_refusal(self, what: str, exc: DoubleSignRefused) -> None:
         if self._replaying:
@@ -571,49 +509,25 @@ class ConsensusDriver:
             self.refused_signatures += 1
             log.error("signer refused a %s: %s", what, exc)
 
-    def _equivocate(self, vote: Vote) -> None:
-        """Test-only: sign a second, conflicting prevote without the signer's protection."""
-        if self._byzantine_key is None:
-            return
-        other = hash32(b"double-sign" + vote.block_hash + vote.height.to_bytes(8, "big"))
-        conflicting = Vote(vote.height, vote.round, vote.vote_type, other, vote.validator, vote.timestamp_ms, b"")
-        sig = self._byzantine_key.sign(Domain.VOTE, self.ctx.chain_id, conflicting.sign_payload())
-        log.warning("test fault: signed a conflicting prevote at height %d round %d", vote.height, vote.round)
-        self.network.broadcast_vote(conflicting.with_signature(sig))
-
-    def _sign_proposal(self, proposal: Proposal, now: int) -> None:
-        if self.signer is None:
-            return
-        try:
-            signed = self.signer.sign_proposal(proposal)
-        except DoubleSignRefused as exc:
-            self._note_refusal("proposal", exc)
-            return
-        block = self.blocks[signed.block_hash]
-        self._pending.append(InProposal(signed, block, True, now, own=True))
-
     def _schedule(self, eff: ScheduleTimeout) -> None:
         if self._stopped:
             return
-        loop = asyncio.get_running_loop()
-        delay = max(0.0, (eff.at_ms - self.clock.now_ms()) / 1000)
 
         def fire() -> None:
             self._timers.discard(handle)
             if eff.step == Step.COMMIT:
                 if self.executor.height == eff.height and self.state.height == eff.height:
-                    self._offer_now(InStart(eff.height + 1, self.clock.now_ms()))
+                    self._enqueue(InStart(eff.height + 1, self.clock.now_ms()))
                 return
-            self._offer_now(InTimeout(eff.height, eff.round, eff.step, self.clock.now_ms()))
+            self._enqueue(InTimeout(eff.height, eff.round, eff.step, self.clock.now_ms()))
 
-        handle = loop.call_later(delay, fire)
+        handle = self.clock.call_at(eff.at_ms, fire)
         self._timers.add(handle)
 
-    def _offer_now(self, inp: Input) -> None:
-        try:
-            self._queue.put_nowait(inp)
-        except asyncio.QueueFull:
-            self.dropped_inputs += 1
+    def _cancel_timers(self) -> None:
+        for t in self._timers:
+            t.cancel()
+        self._timers.clear()
 
     def _rearm_current_timeout(self) -> None:
         st = self.state
@@ -629,67 +543,48 @@ class ConsensusDriver:
             at = now + t.get_precommit_timeout(st.round)
         self._schedule(ScheduleTimeout(st.height, st.round, st.step, at))
 
-    # -- blocks ----------------------------------------------------------------------------
-
-    def _build_block(self, height: int, round_: int, now: int) -> Block:
-        ex = self.executor
-        head_state = ex.head_state()
-        head = head_state.get_head()
-        last_commit = self._last_commit_for(height - 1)
-        evidence = tuple(
-            EvidenceItem(*encode_evidence(e))
-            for e in self.pool.get_pending(height, MAX_BLOCK_EVIDENCE)
-            if not head_state.is_fault_slashed(e.evidence_hash())
-        )
-        budget = self.max_block_bytes - 64 * 1024
-        # Dry-run each candidate on the head state so the block never carries a
-        # transaction that fails authentication (that would make the block invalid).
-        ctx = TxContext(
-            chain_id=ex.chain_id,
-            height=height,
-            time_ms=max(now, head.time_ms + 1),
-            proposer=self.address or bytes(20),
-            params=head_state.get_params(),
-        )
-        txs = self.mempool.reap(self.max_block_txs, budget, state=head_state, ctx=ctx)
-        vset = self.state.validator_set
-
-        def assemble(
-            txs: list[SignedTx], evidence: tuple[EvidenceItem, ...], attestations: tuple[bytes, ...]
-        ) -> Block:
-            return make_block(
-                chain_id=ex.chain_id,
-                height=height,
-                round=round_,
-                time_ms=max(now, head.time_ms + 1),
-                proposer=self.address or b"",
-                parent_hash=ex.last_block_hash(),
-                last_commit=last_commit,
-                txs=tuple(t.raw for t in txs),
-                attestations=attestations,
-                evidence=evidence,
-                state_root=ex.store.state_root,
-                validators_hash=vset.hash(),
-            )
-
-        attestations = self.attestation_source(height) if self.attestation_source else ()
-        block = assemble(txs, evidence, tuple(attestations))
-        # Our own block must be valid; if it is not (a mempool tx turned stale), propose an empty one.
-        try:
-            ex.validate_block(block, txs)
-        except ConsensusError as exc:
-            log.warning("built block %d is invalid (%s); proposing it without transactions", height, exc)
-            block = assemble([], (), ())
-        return block
+    # -- commits ---------------------------------------------------------------------------
 
     def _commit(self, eff: CommitBlock) -> None:
         block = self.blocks.get(eff.block_hash)
         if block is None:
             raise ConsensusError(f"decided block {eff.block_hash.hex()} of height {eff.height} is unknown")
         committed = self.executor.commit_block(block, eff.commit)
-        self.note_committed(committed)
+        self._note_committed(committed)
 
-    def note_committed(self, committed: BlockCommitted) -> None:
+    def _apply_synced(self, request: SyncedBlocks) -> None:
+        """Apply blocks fetched by block sync that follow the head, then start the height after them."""
+        applied = 0
+        error: ConsensusError | None = None
+        for block, commit in request.blocks:
+            if block.header.height != self.executor.height + 1:
+                continue  # consensus committed it meanwhile
+            try:
+                committed = self.executor.apply_synced_block(block, commit)
+            except ConsensusError as exc:
+                log.warning("synced block %d rejected: %s", block.header.height, exc)
+                error = exc
+                break
+            applied += 1
+            self._note_committed(committed)
+        if applied:
+            log.info("block sync applied %d blocks; head is %d", applied, self.executor.height)
+            self._start_after_head()
+        if request.done is not None:
+            request.done(applied, error)
+
+    def _start_after_head(self) -> None:
+        """Leave the height we were deciding for the one after the head (moved on by sync)."""
+        height = self.executor.height + 1
+        if height <= self.state.height and self.state.started:
+            return
+        self._cancel_timers()
+        self.blocks.clear()
+        self._future = {h: v for h, v in self._future.items() if h >= height}
+        self._future_count = sum(len(v) for v in self._future.values())
+        self._submit(InStart(height, self.clock.now_ms()))
+
+    def _note_committed(self, committed: BlockCommitted) -> None:
         """Bookkeeping after a block was written (by consensus or by block sync)."""
         self.last_commit_ms = self.clock.now_ms()
         evs = []

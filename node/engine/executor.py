@@ -23,16 +23,13 @@ from consensus.transition import SigCache, TransitionResult, state_transition
 from consensus.txs import SignedTx
 from consensus.validator_set import ValidatorSet
 from consensus.votes import Commit, verify_commit
+from node.errors import GenesisMismatch
 from storage import NodeStore
 
 log = logging.getLogger(__name__)
 
 #: Proposed blocks whose execution results are kept (a few rounds' worth).
 MAX_CACHED_RESULTS = 8
-
-
-class GenesisMismatch(Exception):
-    """The data directory holds a different chain than the genesis file."""
 
 
 @dataclass(frozen=True, slots=True)

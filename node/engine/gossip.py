@@ -27,7 +27,7 @@ from consensus.blocks import Block
 from consensus.codec import pack_raw, unpack_raw
 from consensus.crypto import Domain, PrivateKey, is_valid_signature, sign_bytes
 from consensus.errors import ConsensusError
-from consensus.evidence import Evidence, decode_evidence, encode_evidence, verify_evidence
+from consensus.evidence import Evidence, decode_evidence, encode_evidence
 from consensus.hashing import hash32
 from consensus.votes import Proposal, Vote
 from node.engine.driver import ConsensusDriver
@@ -363,23 +363,8 @@ class GossipAdapter:
             evidence = self._decode_evidence(payload)
         except ConsensusError:
             return Verdict.REJECT
-        if self.driver.pool.is_known(evidence.evidence_hash()):
-            return Verdict.IGNORE
-        state = self.driver.executor.head_state()
-        vset = state.get_validator_set_at(evidence.height)
-        if vset is None:
-            return Verdict.IGNORE
-        try:
-            verify_evidence(
-                self.chain_id, evidence, vset, self.driver.executor.height + 1,
-                state.get_params().unbonding_blocks,
-            )
-        except ConsensusError:
-            # Age and membership depend on our own height: not proof of a bad peer.
-            return Verdict.IGNORE
-        if state.is_fault_slashed(evidence.evidence_hash()):
-            return Verdict.IGNORE
-        return Verdict.ACCEPT
+        # Age and membership depend on our own height: a failed check is not proof of a bad peer.
+        return Verdict.ACCEPT if self.driver.is_admissible_evidence(evidence) else Verdict.IGNORE
 
     def _on_evidence(self, peer: str, payload: bytes) -> None:
         if self.driver is not None:

@@ -31,6 +31,7 @@ from consensus.crypto import Domain, PrivateKey, sign_bytes
 from consensus.errors import ConsensusError
 from consensus.hashing import hash32
 from consensus.votes import Proposal, Vote, VoteType
+from node.errors import DoubleSignRefused, SignerError, SignerStateCorrupt
 
 STEP_PROPOSE: Final = 1
 STEP_PREVOTE: Final = 2
@@ -40,18 +41,6 @@ _MAGIC: Final = b"cstake-signer-v1\n"
 _DIGEST_LEN: Final = 32
 #: Index of the timestamp in the sign payload of both votes and proposals.
 _TIMESTAMP_INDEX: Final = 5
-
-
-class SignerError(Exception):
-    """Base of the signer's errors."""
-
-
-class DoubleSignRefused(SignerError):
-    """Signing was refused: it would regress or conflict with what was already signed."""
-
-
-class SignerStateError(SignerError):
-    """The signer's state file cannot be read or trusted, or is in use by another process."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +94,7 @@ class FileSignerStore:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
             os.close(self._lock_fd)
-            raise SignerStateError(
+            raise SignerError(
                 f"signer state {self.path} is in use by another process (lock held)"
             ) from exc
 
@@ -121,23 +110,23 @@ class FileSignerStore:
         except FileNotFoundError:
             return EMPTY_STATE
         except OSError as exc:
-            raise SignerStateError(f"cannot read signer state {self.path}: {exc}") from exc
+            raise SignerStateCorrupt(f"cannot read signer state {self.path}: {exc}") from exc
         head = len(_MAGIC)
         if len(data) < head + _DIGEST_LEN or data[:head] != _MAGIC:
-            raise SignerStateError(
+            raise SignerStateCorrupt(
                 f"signer state {self.path} is not a signer state file (bad header); "
                 "refusing to sign rather than risk a double sign"
             )
         digest, body = data[head : head + _DIGEST_LEN], data[head + _DIGEST_LEN :]
         if hash32(body) != digest:
-            raise SignerStateError(
+            raise SignerStateCorrupt(
                 f"signer state {self.path} is corrupt (checksum mismatch); "
                 "refusing to sign rather than risk a double sign"
             )
         try:
             return LastSignState.decode(body)
         except ConsensusError as exc:
-            raise SignerStateError(f"signer state {self.path} does not decode: {exc}") from exc
+            raise SignerStateCorrupt(f"signer state {self.path} does not decode: {exc}") from exc
 
     def save(self, state: LastSignState) -> None:
         body = state.encode()
@@ -225,20 +214,20 @@ class PersistentSigner:
 def _fields(payload: bytes) -> list[object]:
     raw = unpack_raw(payload)
     if type(raw) is not list:
-        raise SignerStateError("stored sign payload is not an array")
+        raise SignerStateCorrupt("stored sign payload is not an array")
     return list(raw)
 
 
 def _timestamp_of(payload: bytes) -> int:
     value = _fields(payload)[_TIMESTAMP_INDEX]
     if type(value) is not int:
-        raise SignerStateError("stored sign payload has no integer timestamp")
+        raise SignerStateCorrupt("stored sign payload has no integer timestamp")
     return value
 
 
 def _same_but_timestamp(a: bytes, b: bytes) -> bool:
     """Return True when two payloads differ at most in their timestamp."""
-    with contextlib.suppress(ConsensusError, SignerStateError, IndexError):
+    with contextlib.suppress(ConsensusError, SignerStateCorrupt, IndexError):
         fa, fb = _fields(a), _fields(b)
         if len(fa) != len(fb) or len(fa) <= _TIMESTAMP_INDEX:
             return False

@@ -1,10 +1,13 @@
-"""Block sync: a node that is behind fetches blocks with their commits from peers and applies them.
+"""Block sync: a node that is behind fetches blocks with their commits from peers.
 
-Every block's commit is verified against the validator set the node already
-trusts for that height (its own state after the previous block), then the
-block goes through the same executor as a consensus commit. The loop only
-asks peers when consensus has made no progress for a while, so a node that
-keeps up never pays for it.
+The fetched blocks go into the consensus driver's queue; the driver's task
+verifies each block's commit against the validator set the node already
+trusts for that height (its own state after the previous block), applies the
+block through the same executor as a consensus commit, and starts the height
+after the last one. So block sync never writes the store or the round state
+itself: the driver stays their one writer. The loop only asks peers when
+consensus has made no progress for a while, so a node that keeps up never
+pays for it.
 """
 
 from __future__ import annotations
@@ -90,7 +93,7 @@ class BlockSyncer:
                 self.catching_up = False
 
     async def sync_once(self) -> int:
-        """Fetch and apply every block peers have beyond ours; return how many were applied."""
+        """Fetch every block peers have beyond ours and have the driver apply them; return how many it applied."""
         statuses = await self.client.fetch_statuses()
         best = max((s.height for s in statuses.values()), default=0)
         applied = 0
@@ -99,21 +102,31 @@ class BlockSyncer:
             start = self.executor.height + 1
             end = min(best, start + self.client.blocks_per_request - 1)
             frames = await self.client.fetch_range(start, end, verify=self._verify, statuses=statuses)
-            for frame in frames:
-                if frame.height != self.executor.height + 1:
-                    continue  # consensus committed it meanwhile
-                block = Block.decode(frame.block, max_bytes=Block.MAX_BYTES)
-                commit = Commit.decode(frame.commit)
-                try:
-                    committed = self.executor.apply_synced_block(block, commit)
-                except ConsensusError as exc:
-                    log.warning("synced block %d rejected: %s", frame.height, exc)
-                    raise
-                applied += 1
-                self.blocks_synced += 1
-                self.driver.note_committed(committed)
-            self.driver.last_commit_ms = self.driver.clock.now_ms()
-            self.driver.reset_to_head()
-        if applied:
-            log.info("block sync applied %d blocks; head is %d", applied, self.executor.height)
+            blocks = [
+                (Block.decode(f.block, max_bytes=Block.MAX_BYTES), Commit.decode(f.commit))
+                for f in frames
+                if f.height >= start
+            ]
+            if not blocks:
+                break
+            count = await self._apply(blocks)
+            applied += count
+            self.blocks_synced += count
+            if count == 0:
+                break  # consensus committed these heights meanwhile; look again next time
         return applied
+
+    async def _apply(self, blocks: list[tuple[Block, Commit]]) -> int:
+        """Hand ``blocks`` to the driver's queue and wait until its task has applied them."""
+        answer: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+        def done(applied: int, error: ConsensusError | None) -> None:
+            if answer.done():
+                return
+            if error is not None:
+                answer.set_exception(error)
+            else:
+                answer.set_result(applied)
+
+        self.driver.deliver_synced_blocks(blocks, done)
+        return await answer

@@ -9,7 +9,7 @@ Opening a log checks every record. A torn tail (the last record cut short by a
 crash, a last record whose checksum fails, or a zero-filled tail) is cut off
 and reported in ``truncated_bytes``; with ``repair=False`` it is refused
 instead. Damage followed by further records cannot come from a crash and is
-always refused with ``WalCorruptError``: replaying around a hole would
+always refused with ``WalCorrupt``: replaying around a hole would
 silently forget inputs.
 """
 
@@ -22,19 +22,13 @@ import zlib
 from pathlib import Path
 from typing import Final
 
+from node.errors import WalCorrupt, WalError
+
 log = logging.getLogger(__name__)
 
 HEADER: Final = struct.Struct(">II")
 #: Largest record accepted (a proposal carrying a large block).
 MAX_RECORD_BYTES: Final = 64 << 20
-
-
-class WalError(Exception):
-    """Base of the WAL's errors."""
-
-
-class WalCorruptError(WalError):
-    """The log is damaged in a way a crash cannot explain, or a torn tail was refused."""
 
 
 def _scan(data: bytes, max_record: int) -> tuple[list[bytes], int, str]:
@@ -51,11 +45,11 @@ def _scan(data: bytes, max_record: int) -> tuple[list[bytes], int, str]:
         if length == 0:
             if not any(data[pos:]):
                 return records, pos, "a zero-filled tail"
-            raise WalCorruptError(f"zero-length record at offset {pos}, followed by data")
+            raise WalCorrupt(f"zero-length record at offset {pos}, followed by data")
         if length > max_record:
             # A crash cuts a record short; it does not invent a huge length. Refuse
             # rather than cut off everything from here (perhaps the whole log).
-            raise WalCorruptError(
+            raise WalCorrupt(
                 f"record at offset {pos} declares {length} bytes (limit {max_record})"
             )
         if end > size:
@@ -68,7 +62,7 @@ def _scan(data: bytes, max_record: int) -> tuple[list[bytes], int, str]:
         if zlib.crc32(payload) != crc:
             if end == size:
                 return records, pos, f"the last record (offset {pos}) fails its checksum"
-            raise WalCorruptError(
+            raise WalCorrupt(
                 f"record at offset {pos} fails its checksum and more records follow; "
                 "the log is corrupt"
             )
@@ -100,7 +94,7 @@ class WriteAheadLog:
         self.truncation_reason = reason
         """Why the tail was cut (empty when nothing was)."""
         if self.truncated_bytes and not repair:
-            raise WalCorruptError(
+            raise WalCorrupt(
                 f"WAL {self.path} ends with {reason} ({self.truncated_bytes} bytes); "
                 "open with repair=True to cut it off"
             )

@@ -1,8 +1,8 @@
-"""The simulated world: a manual clock, an event queue and an in-memory network with fault rules.
+"""The simulated world: a manual clock that runs scheduled callbacks, and an in-memory network with fault rules.
 
-Everything random comes from one seeded ``random.Random``, and events at the
-same millisecond run in the order they were scheduled, so one seed always
-gives one run.
+Everything random comes from one seeded ``random.Random``, and callbacks due
+at the same millisecond run in the order they were scheduled, so one seed
+always gives one run.
 """
 
 from __future__ import annotations
@@ -46,27 +46,51 @@ class NetworkRules:
         return any(p.is_cut(now_ms, a, b) for p in self.partitions)
 
 
-class EventQueue:
-    """Timed callbacks run in (time, insertion) order against a manual clock."""
+class Timer:
+    """A callback scheduled on the manual clock (``cancel`` keeps it from running)."""
 
-    def __init__(self) -> None:
-        self.now_ms = 0
-        self._heap: list[tuple[int, int, Callable[[], None]]] = []
+    __slots__ = ("callback", "cancelled")
+
+    def __init__(self, callback: Callable[[], None]) -> None:
+        self.callback = callback
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class ManualClock:
+    """The simulation's clock: time moves only from one scheduled callback to the next.
+
+    Callbacks run in (time, scheduling) order, so one seed always gives one
+    run. It implements ``node.clock.Clock``: the drivers arm their timeouts on it.
+    """
+
+    def __init__(self, start_ms: int = 0) -> None:
+        self._now = start_ms
+        self._heap: list[tuple[int, int, Timer]] = []
         self._seq = 0
 
-    def schedule(self, at_ms: int, callback: Callable[[], None]) -> None:
-        """Run ``callback`` at ``at_ms`` (now, if that is in the past)."""
+    def now_ms(self) -> int:
+        return self._now
+
+    def call_at(self, at_ms: int, callback: Callable[[], None]) -> Timer:
+        """Run ``callback`` at ``at_ms`` (now, after what is already due, if that has passed)."""
         self._seq += 1
-        heapq.heappush(self._heap, (max(at_ms, self.now_ms), self._seq, callback))
+        timer = Timer(callback)
+        heapq.heappush(self._heap, (max(at_ms, self._now), self._seq, timer))
+        return timer
 
     def run_next(self) -> bool:
-        """Advance the clock to the next event and run it; False when none is left."""
-        if not self._heap:
-            return False
-        at, _, callback = heapq.heappop(self._heap)
-        self.now_ms = at
-        callback()
-        return True
+        """Advance the clock to the next callback and run it; False when none is left."""
+        while self._heap:
+            at, _, timer = heapq.heappop(self._heap)
+            if timer.cancelled:
+                continue
+            self._now = at
+            timer.callback()
+            return True
+        return False
 
     def __len__(self) -> int:
         return len(self._heap)
@@ -77,13 +101,13 @@ class Network:
 
     def __init__(
         self,
-        queue: EventQueue,
+        clock: ManualClock,
         rng: random.Random,
         rules: NetworkRules,
         deliver: Callable[[int, int, object], None],
         n: int,
     ) -> None:
-        self.queue = queue
+        self.clock = clock
         self.rng = rng
         self.rules = rules
         self._deliver = deliver
@@ -95,7 +119,7 @@ class Network:
         """Send ``msg`` from ``src`` to ``dst`` under the rules."""
         self.sent += 1
         rules = self.rules
-        now = self.queue.now_ms
+        now = self.clock.now_ms()
         if rules.is_cut(now, src, dst) or (rules.drop_prob and self.rng.random() < rules.drop_prob):
             self.dropped += 1
             return
@@ -105,7 +129,7 @@ class Network:
             if rules.slow_prob and self.rng.random() < rules.slow_prob:
                 delay += rules.slow_delay_ms
             at = now + delay
-            self.queue.schedule(at, lambda m=msg, a=at: self._arrive(src, dst, m, a))
+            self.clock.call_at(at, lambda m=msg, a=at: self._arrive(src, dst, m, a))
 
     def _arrive(self, src: int, dst: int, msg: object, at: int) -> None:
         # A partition that started while the message was in flight cuts it too.

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import random
 
+from .faults import EQUIVOCATE, INVALID_PROPOSER, SILENT
 from .harness import SimConfig
 from .network import NetworkRules, Partition
-from .simnode import EQUIVOCATE, INVALID_PROPOSER, SILENT
 
 BYZANTINE_BEHAVIOURS = (EQUIVOCATE, SILENT, INVALID_PROPOSER)
 POWERS_4 = (10, 20, 30, 40)

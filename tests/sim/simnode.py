@@ -1,600 +1,427 @@
-"""A simulated validator: the real round machine, signer, WAL and evidence pool behind a small driver.
+"""A simulated validator: the real consensus driver and its real collaborators, on the simulation's clock and network.
 
-The driver does what a node's consensus driver does: it logs each input to
-the WAL before handing it to the pure machine, carries out the effects (sign
-through the persistent signer, broadcast, arm timers, commit), keeps an
-evidence pool, answers lagging peers with committed blocks and their commits,
-and re-broadcasts its own messages on a gossip tick. Byzantine behaviours are
-switched on per node. A node can crash at chosen points and restart from its
-block store, signer state and WAL.
+Each ``SimNode`` runs a ``ConsensusDriver`` over a real ``BlockExecutor`` on
+an in-memory ``NodeStore`` (its key-value store survives crashes, as a disk
+would), a real WAL and a real ``PersistentSigner`` (files under a temporary
+directory for persistent nodes, memory twins otherwise), and real Ed25519
+keys. Its timers run on the simulation's ``ManualClock``; its broadcasts go
+to ``SimPeer``, the driver's ``Network`` over the simulated network.
+
+Nothing runs in the background: a delivered message, a fired timer or a
+gossip tick is handed to the driver, then ``driver.process_inputs()`` drains
+the driver's queue on the spot, so a whole run is one deterministic thread.
+
+``SimPeer`` is the node's gossip layer: it relays each new proposal and vote
+once (as gossipsub does), hands messages to the driver through the same entry
+points as the p2p adapter, answers a stalled peer's status with the committed
+blocks and commits it lacks (block sync, fed to the driver's queue), and
+carries the byzantine behaviours that concern what leaves the node.
+
+A crash (``faults.SimCrash`` from a crash point) loses everything volatile;
+on restart the node reopens its store, signer state and WAL, checks that
+folding the WAL gives exactly the round state it died in, and recovers.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from collections import deque
+import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from consensus.bft.effects import (
-    BroadcastProposal,
-    BroadcastVote,
-    CommitBlock,
-    Effect,
-    EquivocationDetected,
-    InputRejected,
-    RequestBlock,
-    ScheduleTimeout,
-    SignProposal,
-    SignVote,
-    Step,
-)
-from consensus.bft.evidence_pool import EvidencePool
-from consensus.bft.machine import (
-    MachineContext,
-)
-from consensus.bft.state import RoundState, new_round_state
-from consensus.bft.validation import validate_proposal, validate_vote
-from consensus.crypto import Domain, PrivateKey
-from consensus.errors import ConsensusError
-from consensus.evidence import (
-    Evidence,
-    decode_evidence,
-    encode_evidence,
-    verify_evidence,
-)
-from consensus.hashing import ZERO_HASH, hash32
-from consensus.votes import NIL_HASH, Proposal, Vote, VoteError, verify_commit
-from node.engine.signer import (
-    DoubleSignRefused,
-    FileSignerStore,
-    MemorySignerStore,
-    PersistentSigner,
-    SignerStore,
-)
+from consensus.bft.state import RoundState
+from consensus.blocks import Block
+from consensus.evidence import Evidence
+from consensus.hashing import hash32
+from consensus.votes import NIL_HASH, Commit, Proposal, Vote
+from node.clock import TimerHandle
+from node.engine.driver import ConsensusDriver
+from node.engine.executor import BlockCommitted, BlockExecutor
+from node.engine.faults import sign_conflicting_proposal, sign_conflicting_vote
+from node.engine.gossip import HEIGHT_WINDOW
+from node.engine.inputs import apply_input, decode_input, fold_wal
+from node.engine.proposer import BlockProposer
+from node.engine.signer import FileSignerStore, MemorySignerStore, PersistentSigner, SignerStore
 from node.engine.wal import WriteAheadLog
+from storage import MemoryKV, NodeStore
 
-from .chain import (
-    GENESIS_STATE,
-    INVALID_PAYLOAD,
-    ChainEntry,
-    ProposalMsg,
-    SimBlock,
-    SimEvidence,
-    StatusMsg,
-    VoteMsg,
-    compute_state_hash,
+from .faults import (
+    EQUIVOCATE,
+    HONEST,
+    INVALID_PROPOSER,
+    SILENT,
+    CrashingExecutor,
+    CrashingSigner,
+    CrashingWal,
+    InvalidBlockProposer,
+    SimCrash,
+    SimExecutor,
+    make_twin_block,
 )
-from .inputs import (
-    InBuilt,
-    InProposal,
-    Input,
-    InStart,
-    InTimeout,
-    InVote,
-    apply_input,
-    decode_input,
-    encode_input,
-    replay_wal_pure,
-)
+from .mempool import SimMempool
 
 if TYPE_CHECKING:
     from .harness import Simulation
 
-HONEST = "honest"
-SILENT = "silent"
-EQUIVOCATE = "equivocate"
-INVALID_PROPOSER = "invalid-proposer"
-BEHAVIOURS = (HONEST, SILENT, EQUIVOCATE, INVALID_PROPOSER)
-
-CRASH_POINTS = ("wal-appended", "handled", "signed", "committed")
+#: Most committed blocks sent in answer to one status.
+SYNC_BLOCKS = 8
 
 
-class SimCrash(Exception):
-    """Raised inside a node to kill it at a crash point."""
+# --- what the nodes send each other ---------------------------------------------
 
-    def __init__(self, point: str, pending: Input | None = None) -> None:
-        super().__init__(point)
-        self.point = point
-        self.pending = pending
+
+@dataclass(frozen=True, slots=True)
+class ProposalMsg:
+    proposal: Proposal
+    block: Block
+
+
+@dataclass(frozen=True, slots=True)
+class VoteMsg:
+    vote: Vote
+
+
+@dataclass(frozen=True, slots=True)
+class EvidenceMsg:
+    evidence: Evidence
+
+
+@dataclass(frozen=True, slots=True)
+class StatusMsg:
+    """A stalled node's height: peers ahead answer with ``SyncMsg``."""
+
+    height: int
+
+
+@dataclass(frozen=True, slots=True)
+class SyncMsg:
+    """Committed blocks with their commits, from the height a status asked for."""
+
+    blocks: tuple[tuple[Block, Commit], ...]
 
 
 @dataclass
 class CrashRecord:
-    """What a node was doing when it was killed (for the replay check)."""
+    """Where a node died and the round state its WAL must fold back into."""
 
     point: str
     height: int
     state: RoundState
-    pending: Input | None
+
+
+class MemoryWal:
+    """The WAL's in-memory twin, for nodes that never crash."""
+
+    def __init__(self) -> None:
+        self._records: list[bytes] = []
+
+    def records(self) -> list[bytes]:
+        return list(self._records)
+
+    def append(self, payload: bytes, *, sync: bool = False) -> None:
+        self._records.append(payload)
+
+    def reset(self) -> None:
+        self._records = []
+
+
+class NodeClock:
+    """The manual clock as one node sees it: its timers fire as that node's task."""
+
+    def __init__(self, node: SimNode) -> None:
+        self.node = node
+
+    def now_ms(self) -> int:
+        return self.node.sim.clock.now_ms()
+
+    def call_at(self, at_ms: int, callback: Callable[[], None]) -> TimerHandle:
+        return self.node.sim.clock.call_at(at_ms, lambda: self.node.run(callback))
 
 
 class SimNode:
     """One validator of the simulation."""
 
-    def __init__(
-        self,
-        sim: Simulation,
-        index: int,
-        key: PrivateKey,
-        behaviour: str,
-        *,
-        data_dir: Path | None = None,
-    ) -> None:
+    def __init__(self, sim: Simulation, index: int, behaviour: str, data_dir: Path | None) -> None:
         self.sim = sim
         self.index = index
-        self.key = key
-        self.address = key.address()
+        self.key = sim.chain.consensus_keys[index]
+        self.address = sim.chain.operator_keys[index].address()
         self.behaviour = behaviour
         self.data_dir = data_dir
-        self.ctx = MachineContext(sim.chain_id, self.address, sim.timeouts, sim.verify)
-        self.chain: list[ChainEntry] = []  # the block store: survives crashes
-        self.alive = True
-        self.generation = 0
+        self.kv = MemoryKV()  # the disk: survives crashes
+        self.peer = SimPeer(self)
+        self.alive = False
         self.crash_countdown: int | None = None
         self.crashes: list[CrashRecord] = []
         self.replay_checks = 0
-        self.refused_signatures = 0
-        self.replay_refusals = 0
         self.torn_tails_repaired = 0
-        self.detected: dict[bytes, Evidence] = {}
+        self.refused_signatures = 0
+        self.rejected_inputs = 0
+        self._memory_wal = MemoryWal()
+        self._memory_signer = MemorySignerStore()
+        self._signer_store: SignerStore = self._memory_signer
         self._wal: WriteAheadLog | None = None
-        self._signer_store: SignerStore | None = None
-        self._open_volatile()
-        self.state = new_round_state(1, sim.valset_at(1))
+        self.driver: ConsensusDriver | None = None
+        self.executor: BlockExecutor = self._open_executor()
+        self.mempool = SimMempool()
 
     @property
-    def mode(self) -> str:
-        """The behaviour in force now (byzantine nodes may turn honest late in a run)."""
-        if self.behaviour != HONEST and not self.sim.is_byzantine_active(self):
-            return HONEST
-        return self.behaviour
+    def height(self) -> int:
+        """Height of the last block in this node's store."""
+        return self.executor.height
 
-    # --- lifetime ------------------------------------------------------------
+    def is_byzantine_active(self) -> bool:
+        """Whether the node misbehaves now (byzantine nodes turn honest late in some runs)."""
+        return self.behaviour != HONEST and self.executor.height + 1 < self.sim.config.byzantine_until_height
 
-    def _open_volatile(self) -> None:
-        """(Re)create everything a crash loses, and reopen the durable files."""
-        if self.data_dir is not None:
-            self.data_dir.mkdir(parents=True, exist_ok=True)
-            store: SignerStore = FileSignerStore(self.data_dir / "signer.state")
-            self._wal = WriteAheadLog(self.data_dir / "consensus.wal")
+    # --- lifetime -------------------------------------------------------------
+
+    def _open_executor(self) -> BlockExecutor:
+        store = NodeStore.open_memory(self.kv)
+        sim = self.sim
+        executor: BlockExecutor
+        if self.data_dir is None:
+            executor = SimExecutor(store, sim.genesis, sim.executions)
         else:
-            store = self._signer_store if self._signer_store is not None else MemorySignerStore()
-        self._signer_store = store
-        self.signer = PersistentSigner(self.key, self.sim.chain_id, store)
-        self.blocks: dict[bytes, SimBlock] = {e.block.hash(): e.block for e in self.chain}
-        self.pool = EvidencePool(self.sim.evidence_max_age)
-        self.committed_evidence: dict[bytes, int] = {}
-        for entry in self.chain:
-            self._note_committed_evidence(entry.block)
-        self.seen: dict[object, int] = {}
-        self._pending: deque[Input] = deque()
-        self._busy = False
-        self._replaying = False
-        self._deferred_request: tuple[int, int] | None = None
-        self._split_sent: set[object] = set()
-        self._future: dict[VoteMsg | ProposalMsg, int] = {}
+            executor = CrashingExecutor(store, sim.genesis, sim.executions, self)
+        executor.init_genesis()
+        return executor
 
     def start(self) -> None:
-        """Start height 1 (or the height after the stored chain)."""
-        self._submit(InStart(len(self.chain) + 1, self.sim.now))
+        """(Re)start from the store, the signer state and the WAL."""
+        sim = self.sim
+        self.executor = self._open_executor()
+        self.mempool = SimMempool(sim.pending_txs(self.executor.head_state()))
+        if self.data_dir is not None:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            self._wal = CrashingWal(self.data_dir / "consensus.wal", self)
+            if self._wal.truncated_bytes:
+                self.torn_tails_repaired += 1
+            self._signer_store = FileSignerStore(self.data_dir / "signer.state")
+            signer: PersistentSigner = CrashingSigner(
+                self.key, sim.chain_id, self._signer_store, self.address, self
+            )
+        else:
+            signer = PersistentSigner(self.key, sim.chain_id, self._signer_store, self.address)
+        proposer: BlockProposer | None = None
+        if self.behaviour == INVALID_PROPOSER:
+            proposer = InvalidBlockProposer(self.executor, self.mempool, self.address, self.is_byzantine_active)
+        self.peer.reset()
+        self.driver = ConsensusDriver(
+            executor=self.executor,
+            wal=self._wal if self._wal is not None else self._memory_wal,
+            clock=NodeClock(self),
+            mempool=self.mempool,
+            network=self.peer,
+            timeouts=sim.config.timeouts,
+            signer=signer,
+            address=self.address,
+            verify=sim.verify,
+            proposer=proposer,
+        )
+        self.driver.committed_listeners.append(self._on_committed)
+        self.alive = True
+        self._check_replay()
+        self.driver.recover()
+        self.driver.process_inputs()
 
-    def crash(self, point: str, pending: Input | None) -> None:
-        """Kill the node: volatile state is lost; block store, signer file and WAL stay."""
-        self.crashes.append(CrashRecord(point, self.state.height, self.state, pending))
+    def crash(self, crash: SimCrash) -> None:
+        """Kill the node: volatile state is lost; store, signer file and WAL stay."""
+        driver = self.driver
+        if driver is None:
+            return
+        expected = driver.state
+        if crash.pending is not None:
+            expected, _ = apply_input(
+                expected, driver.ctx, decode_input(crash.pending), self.executor.validator_set()
+            )
+        self.crashes.append(CrashRecord(crash.point, expected.height, expected))
+        self.shutdown()
+
+    def shutdown(self) -> None:
+        """Stop the driver's timers and release the files (as a dying process does)."""
+        if self.alive and self.driver is not None:
+            self.driver.stop()
+            self.refused_signatures += self.driver.refused_signatures
+            self.rejected_inputs += self.driver.rejected_inputs
         self.alive = False
-        self.generation += 1
         if self._wal is not None:
             self._wal.close()
         if isinstance(self._signer_store, FileSignerStore):
             self._signer_store.close()
 
-    def restart(self) -> None:
-        """Come back from the block store, the signer state and the WAL."""
-        self._open_volatile()
-        self.alive = True
-        height = len(self.chain) + 1
-        self.state = new_round_state(height, self.sim.valset_at(height))
-        records = self._wal.records() if self._wal is not None else []
-        if self._wal is not None and self._wal.truncated_bytes:
-            self.torn_tails_repaired += 1
-        self._check_replay(records, height)
-        inputs = [decode_input(r) for r in records]
-        starts = [i for i, x in enumerate(inputs) if isinstance(x, InStart) and x.height == height]
-        if not starts:
-            self.start()
+    def tear_wal(self) -> None:
+        """Leave a half-written record at the end of the WAL: a header and part of its body."""
+        if self.data_dir is None:
             return
-        self._replaying = True
-        self._busy = True
-        try:
-            for inp in inputs[starts[-1] :]:
-                self._handle(inp, log=False)
-                while self._pending:
-                    self._handle(self._pending.popleft())
-        finally:
-            self._replaying = False
-            self._busy = False
-        request = self._deferred_request
-        self._deferred_request = None
-        if (
-            request is not None
-            and request == (self.state.height, self.state.round)
-            and request[1] not in self.state.proposals
-            and self.state.step == Step.PROPOSE
-        ):
-            # The block was asked for but never built before the crash: build it now.
-            self._execute([RequestBlock(*request)], self.sim.now)
-            self._drain()
+        rng = self.sim.rng
+        torn = struct.pack(">II", 200, 0) + rng.randbytes(rng.randint(0, 150))
+        with open(self.data_dir / "consensus.wal", "ab") as f:
+            f.write(torn[: rng.randint(1, len(torn))])
 
-    def _check_replay(self, records: list[bytes], height: int) -> None:
+    def _check_replay(self) -> None:
         """The WAL must fold into exactly the round state the node had when it died."""
-        if not self.crashes:
+        if not self.crashes or self._wal is None or self.driver is None:
             return
         last = self.crashes[-1]
-        folded = replay_wal_pure(records, height, self.ctx, self.sim.valset_at)
+        height = self.executor.height + 1
         if last.height != height:
-            return  # died after committing: the next height starts fresh
-        expected = last.state
-        if last.pending is not None:
-            expected, _ = apply_input(expected, self.ctx, last.pending, self.sim.valset_at)
+            return  # died after committing: the next height starts afresh
+        folded = fold_wal(self._wal.records(), height, self.driver.ctx, self.executor.validator_set())
         if folded is None:
-            if expected.started:
+            if last.state.started:
                 raise AssertionError(f"node {self.index}: WAL lost the start of height {height}")
             return
-        if folded != expected:
+        if folded != last.state:
             raise AssertionError(
-                f"node {self.index}: WAL replay after a crash at {last.point} gives "
-                f"round {folded.round} step {folded.step}, expected round {expected.round} "
-                f"step {expected.step}"
+                f"node {self.index}: WAL replay after a crash at {last.point} gives round "
+                f"{folded.round} step {folded.step}, expected round {last.state.round} step {last.state.step}"
             )
         self.replay_checks += 1
 
-    def _crash_point(self, point: str, pending: Input | None = None) -> None:
-        if self._replaying or self.crash_countdown is None:
+    def hit(self, point: str, pending: bytes | None = None) -> None:
+        """The crash switch: raise SimCrash when the countdown to this node's next crash runs out."""
+        if self.crash_countdown is None or self.driver is None or self.driver.is_replaying:
             return
         self.crash_countdown -= 1
         if self.crash_countdown <= 0:
             self.crash_countdown = None
             raise SimCrash(point, pending)
 
-    # --- input processing ----------------------------------------------------
+    # --- the node's task ------------------------------------------------------------
 
-    def _submit(self, inp: Input) -> None:
-        self._pending.append(inp)
-        self._drain()
-
-    def _drain(self) -> None:
-        if self._busy:
+    def run(self, action: Callable[[], None]) -> None:
+        """Run ``action`` as this node's task, then let the driver handle what it queued."""
+        if not self.alive or self.driver is None:
             return
-        self._busy = True
-        try:
-            while self._pending:
-                self._handle(self._pending.popleft())
-        finally:
-            self._busy = False
+        self.sim.guard(self, lambda: self._run(action))
 
-    def _handle(self, inp: Input, *, log: bool = True) -> None:
-        """Log ``inp`` (unless it is being replayed from the WAL), hand it over, run the effects."""
-        if isinstance(inp, InProposal | InBuilt):
-            self.blocks[inp.block.hash()] = inp.block
-        if self._wal is not None and log:
-            durable = isinstance(inp, InStart) or getattr(inp, "own", False)
-            self._wal.append(encode_input(inp), sync=durable)
-            self._crash_point("wal-appended", inp)
-        if isinstance(inp, InBuilt) and self._deferred_request == (inp.height, inp.round):
-            self._deferred_request = None
-        self.state, effects = apply_input(self.state, self.ctx, inp, self.sim.valset_at)
-        self._crash_point("handled")
-        self._execute(effects, inp.now_ms)
-        if isinstance(inp, InStart) and log:
-            self._release_future()
+    def _run(self, action: Callable[[], None]) -> None:
+        action()
+        if self.alive and self.driver is not None:
+            self.driver.process_inputs()
 
-    def _execute(self, effects: tuple[Effect, ...] | list[Effect], now: int) -> None:
-        sim = self.sim
-        for eff in effects:
-            if isinstance(eff, SignVote):
-                self._sign_vote(eff.vote, now)
-            elif isinstance(eff, BroadcastVote):
-                if self.mode != SILENT and eff.vote not in self._split_sent:
-                    sim.record_vote_sent(self, eff.vote)
-                    self._broadcast(VoteMsg(eff.vote))
-            elif isinstance(eff, ScheduleTimeout):
-                gen = self.generation
-                sim.queue.schedule(
-                    eff.at_ms,
-                    lambda e=eff, g=gen: sim.guard(
-                        self, lambda: self.on_timer(g, e.height, e.round, e.step)
-                    ),
-                )
-            elif isinstance(eff, RequestBlock):
-                if self._replaying:
-                    self._deferred_request = (eff.height, eff.round)
-                else:
-                    block = self.build_block(eff.height, eff.round)
-                    self.blocks[block.hash()] = block
-                    self._pending.append(InBuilt(eff.height, eff.round, block, now))
-            elif isinstance(eff, SignProposal):
-                self._sign_proposal(eff.proposal, now)
-            elif isinstance(eff, BroadcastProposal):
-                if self.mode != SILENT and eff.proposal not in self._split_sent:
-                    block = self.blocks[eff.proposal.block_hash]
-                    self._broadcast(ProposalMsg(eff.proposal, block))
-            elif isinstance(eff, CommitBlock):
-                self._commit(eff)
-            elif isinstance(eff, EquivocationDetected):
-                self._note_evidence(eff.evidence)
-            elif isinstance(eff, InputRejected):
-                sim.rejected_inputs += 1
+    def _on_committed(self, committed: BlockCommitted) -> None:
+        self.mempool.remove(committed.tx_hashes)
+        self.peer.forget_below(committed.height - 1)
+        self.sim.on_commit(self, committed)
 
-    def _sign_vote(self, vote: Vote, now: int) -> None:
-        if self.mode == EQUIVOCATE:
-            self._equivocate_vote(vote, now)
+    def gossip_tick(self) -> None:
+        """Re-send our messages of this height; ask peers for blocks when stalled."""
+        if self.driver is None:
             return
-        try:
-            signed = self.signer.sign_vote(vote)
-        except DoubleSignRefused:
-            self._note_refusal()
-            return
-        self._crash_point("signed")
-        self._pending.append(InVote(signed, now, own=True))
+        stalled = self.sim.clock.now_ms() - self.driver.last_commit_ms >= self.sim.config.sync_stall_ms
+        if stalled:
+            self.peer.send_status(self.driver.state.height)
+        self.driver.rebroadcast_own()
 
-    def _sign_proposal(self, proposal: Proposal, now: int) -> None:
-        if self.mode == EQUIVOCATE and proposal.pol_round == -1:
-            self._equivocate_proposal(proposal, now)
-            return
-        try:
-            signed = self.signer.sign_proposal(proposal)
-        except DoubleSignRefused:
-            self._note_refusal()
-            return
-        self._crash_point("signed")
-        block = self.blocks[signed.block_hash]
-        self._pending.append(InProposal(signed, block, True, now, own=True))
 
-    def _note_refusal(self) -> None:
-        # Replaying re-requests the signatures of earlier rounds, which the signer
-        # refuses as regressions (their votes are in the WAL already). Outside
-        # replay, a refusal would mean the WAL failed to bring the node back
-        # to where it was.
-        if self._replaying:
-            self.replay_refusals += 1
-        else:
-            self.refused_signatures += 1
+class SimPeer:
+    """The node's gossip layer: the driver's ``Network`` over the simulated network."""
 
-    # --- byzantine behaviour -------------------------------------------------
+    def __init__(self, node: SimNode) -> None:
+        self.node = node
+        self.sim = node.sim
+        self._seen: dict[object, int] = {}
+        self._split: set[tuple[int, int, int]] = set()
+
+    def reset(self) -> None:
+        """Forget what a crash forgets."""
+        self._seen = {}
+
+    def forget_below(self, height: int) -> None:
+        self._seen = {m: h for m, h in self._seen.items() if h >= height}
+
+    def _sends(self) -> bool:
+        return not (self.node.behaviour == SILENT and self.node.is_byzantine_active())
+
+    def _equivocates(self, key: tuple[int, int, int]) -> bool:
+        """Whether to split this message of ours into a conflicting pair (decided once per message)."""
+        if self.node.behaviour != EQUIVOCATE or not self.node.is_byzantine_active() or key in self._split:
+            return False
+        self._split.add(key)
+        return self.sim.rng.random() < self.sim.config.equivocation_prob
 
     def _halves(self) -> tuple[list[int], list[int]]:
-        peers = [i for i in range(self.sim.n) if i != self.index]
+        peers = [i for i in range(self.sim.n) if i != self.node.index]
         self.sim.rng.shuffle(peers)
         cut = len(peers) // 2
         return peers[:cut], peers[cut:]
 
-    def _equivocate_vote(self, vote: Vote, now: int) -> None:
-        sig_a = self.key.sign(Domain.VOTE, self.sim.chain_id, vote.sign_payload())
-        vote_a = vote.with_signature(sig_a)
-        if self.sim.rng.random() < self.sim.equivocation_prob:
-            other = (
-                NIL_HASH if vote.block_hash != NIL_HASH else hash32(b"fork" + vote.sign_payload())
-            )
-            unsigned_b = dataclasses.replace(vote, block_hash=other)
-            sig_b = self.key.sign(Domain.VOTE, self.sim.chain_id, unsigned_b.sign_payload())
-            vote_b = unsigned_b.with_signature(sig_b)
-            first, second = self._halves()
-            for dst in first:
-                self.sim.network.send(self.index, dst, VoteMsg(vote_a))
-            for dst in second:
-                self.sim.network.send(self.index, dst, VoteMsg(vote_b))
-            self._split_sent.add(vote_a)
-            self.sim.record_equivocation(vote_a, vote_b)
-        self._pending.append(InVote(vote_a, now, own=True))
+    def _send_split(self, first: object, second: object) -> None:
+        a, b = self._halves()
+        for dst in a:
+            self.sim.network.send(self.node.index, dst, first)
+        for dst in b:
+            self.sim.network.send(self.node.index, dst, second)
 
-    def _equivocate_proposal(self, proposal: Proposal, now: int) -> None:
-        sig_a = self.key.sign(Domain.PROPOSAL, self.sim.chain_id, proposal.sign_payload())
-        prop_a = proposal.with_signature(sig_a)
-        block_a = self.blocks[proposal.block_hash]
-        if self.sim.rng.random() < self.sim.equivocation_prob:
-            block_b = dataclasses.replace(block_a, payload=hash32(b"other" + block_a.payload)[:16])
-            self.blocks[block_b.hash()] = block_b
-            unsigned_b = dataclasses.replace(proposal, block_hash=block_b.hash())
-            sig_b = self.key.sign(Domain.PROPOSAL, self.sim.chain_id, unsigned_b.sign_payload())
-            prop_b = unsigned_b.with_signature(sig_b)
-            first, second = self._halves()
-            for dst in first:
-                self.sim.network.send(self.index, dst, ProposalMsg(prop_a, block_a))
-            for dst in second:
-                self.sim.network.send(self.index, dst, ProposalMsg(prop_b, block_b))
-            self._split_sent.add(prop_a)
-            self.sim.record_proposal_equivocation(prop_a, prop_b)
-        self._pending.append(InProposal(prop_a, block_a, True, now, own=True))
+    # --- outgoing: the driver's Network ------------------------------------------------
 
-    # --- blocks --------------------------------------------------------------
-
-    def tip_hash(self) -> bytes:
-        return self.chain[-1].block.hash() if self.chain else ZERO_HASH
-
-    def build_block(self, height: int, round_: int) -> SimBlock:
-        """Build this node's block for (height, round), carrying pending evidence."""
-        evidence = tuple(
-            SimEvidence(*encode_evidence(e))
-            for e in self.pool.get_pending(height, self.sim.max_block_evidence)
-            if e.evidence_hash() not in self.committed_evidence
-        )
-        payload = hash32(b"%d/%d/%d/%d" % (self.sim.seed, height, round_, self.index))[:16]
-        parent = self.tip_hash()
-        if self.mode == INVALID_PROPOSER:
-            payload = INVALID_PAYLOAD
-            parent = hash32(b"no such parent" + parent)
-        return SimBlock(height, round_, parent, self.address, payload, evidence)
-
-    def validate_block(self, block: SimBlock) -> bool:
-        """The driver's verdict on a proposed block (the machine only sees this bit)."""
-        if block.height != self.state.height or block.parent_hash != self.tip_hash():
-            return False
-        if block.payload == INVALID_PAYLOAD:
-            return False
-        valset = self.sim.valset_at(block.height)
-        if valset.compute_proposer(block.round).address != block.proposer:
-            return False
-        if len(block.evidence) > self.sim.max_block_evidence:
-            return False
-        seen: set[bytes] = set()
-        for item in block.evidence:
-            try:
-                ev = decode_evidence(item.kind, item.data)
-                verify_evidence(
-                    self.sim.chain_id,
-                    ev,
-                    self.sim.valset_at(ev.height),
-                    block.height,
-                    self.sim.evidence_max_age,
-                    verify=self.sim.verify,
-                )
-            except ConsensusError:
-                return False
-            digest = ev.evidence_hash()
-            if digest in seen or digest in self.committed_evidence:
-                return False
-            seen.add(digest)
-        return True
-
-    def _note_committed_evidence(self, block: SimBlock) -> list[Evidence]:
-        evs = [decode_evidence(i.kind, i.data) for i in block.evidence]
-        for ev in evs:
-            self.committed_evidence[ev.evidence_hash()] = block.height
-        return evs
-
-    def _commit(self, eff: CommitBlock) -> None:
-        if eff.height != len(self.chain) + 1:
-            raise AssertionError(f"node {self.index}: commit of height {eff.height} out of order")
-        valset = self.sim.valset_at(eff.height)
-        verify_commit(self.sim.chain_id, valset, eff.commit, verify=self.sim.verify)
-        block = self.blocks[eff.block_hash]
-        record = self.state.get_proposal_for(eff.round, eff.block_hash)
-        if record is None:
-            raise AssertionError("committed a block without its proposal")
-        proposal = record.proposal
-        previous = self.chain[-1].state_hash if self.chain else GENESIS_STATE
-        entry = ChainEntry(block, eff.commit, proposal, compute_state_hash(previous, block))
-        self.chain.append(entry)
-        evs = self._note_committed_evidence(block)
-        self.pool.mark_committed(eff.height, tuple(evs))
-        self.seen = {m: h for m, h in self.seen.items() if h >= eff.height - 2}
-        self.sim.on_commit(self, entry)
-        self._crash_point("committed")
-
-    def _note_evidence(self, evidence: Evidence) -> None:
-        digest = evidence.evidence_hash()
-        if digest not in self.detected:
-            self.detected[digest] = evidence
-        self.pool.add(evidence)
-
-    # --- network -------------------------------------------------------------
-
-    def _broadcast(self, msg: object) -> None:
-        self.sim.network.broadcast(self.index, msg)
-
-    def on_timer(self, generation: int, height: int, round_: int, step: int) -> None:
-        if not self.alive or generation != self.generation:
+    def broadcast_proposal(self, proposal: Proposal, block: Block) -> None:
+        if not self._sends():
             return
-        if step == Step.COMMIT:
-            if len(self.chain) == height and self.state.height == height:
-                self._submit(InStart(height + 1, self.sim.now))
+        msg = ProposalMsg(proposal, block)
+        if proposal.pol_round == -1 and self._equivocates((proposal.height, proposal.round, 0)):
+            twin = make_twin_block(block)
+            other = sign_conflicting_proposal(proposal, twin.hash(), self.node.key, self.sim.chain_id)
+            self.sim.record_proposal_equivocation(proposal, other)
+            self._send_split(msg, ProposalMsg(other, twin))
             return
-        self._submit(InTimeout(height, round_, step, self.sim.now))
+        self.sim.network.broadcast(self.node.index, msg)
 
-    def on_gossip_tick(self) -> None:
-        """Re-send our own messages of this height and tell peers where we are."""
-        if not self.alive or self.mode == SILENT:
+    def broadcast_vote(self, vote: Vote) -> None:
+        if not self._sends():
             return
-        st = self.state
-        self._broadcast(StatusMsg(st.height, st.round))
-        record = st.proposals.get(st.round)
-        if record is not None and record.proposal.proposer == self.address:
-            block = self.blocks.get(record.proposal.block_hash)
-            if block is not None:
-                self._broadcast(ProposalMsg(record.proposal, block))
-        # Our votes of this round and the last, and of the rounds a proof of lock may
-        # point at: a peer that missed them could otherwise never see that polka.
-        rounds = {st.round, st.round - 1, st.locked_round, st.valid_round}
-        rounds.update(rec.proposal.pol_round for rec in st.get_round_proposals(st.round))
-        for (r, _t), vs in st.votes.items():
-            if r in rounds:
-                own = vs.votes.get(self.address)
-                if own is not None:
-                    self._broadcast(VoteMsg(own))
-
-    def deliver(self, src: int, msg: object) -> None:
-        """Handle a message from peer ``src``."""
-        if not self.alive or msg in self.seen:
+        self.sim.record_vote_sent(self.node, vote)
+        if self._equivocates((vote.height, vote.round, vote.vote_type)):
+            other_hash = NIL_HASH if vote.block_hash != NIL_HASH else hash32(b"fork" + vote.sign_payload())
+            other = sign_conflicting_vote(vote, other_hash, self.node.key, self.sim.chain_id)
+            self.sim.record_equivocation(vote, other)
+            self._send_split(VoteMsg(vote), VoteMsg(other))
             return
-        sim = self.sim
-        if isinstance(msg, StatusMsg):
-            if self.mode != SILENT and 1 <= msg.height <= len(self.chain):
-                entry = self.chain[msg.height - 1]
-                sim.network.send(self.index, src, ProposalMsg(entry.proposal, entry.block))
-                for vote in entry.commit.votes():
-                    sim.network.send(self.index, src, VoteMsg(vote))
+        self.sim.network.broadcast(self.node.index, VoteMsg(vote))
+
+    def broadcast_evidence(self, evidence: Evidence) -> None:
+        if self._sends():
+            self.sim.network.broadcast(self.node.index, EvidenceMsg(evidence))
+
+    def report_peer(self, peer: str, reason: str) -> None:
+        self.sim.reported_peers += 1
+
+    def send_status(self, height: int) -> None:
+        if self._sends():
+            self.sim.network.broadcast(self.node.index, StatusMsg(height))
+
+    # --- incoming ------------------------------------------------------------------------
+
+    def receive(self, src: int, msg: object) -> None:
+        """Handle a message from peer ``src`` (the node's task drains the driver afterwards)."""
+        driver = self.node.driver
+        if driver is None or msg in self._seen:
             return
-        height = self.state.height
-        if isinstance(msg, VoteMsg):
-            vote = msg.vote
-            if abs(vote.height - height) > self.pool.watch_window:
-                return  # not remembered as seen: a catch-up may resend it when it matters
-            self.seen[msg] = vote.height
-            try:
-                validate_vote(
-                    sim.chain_id, vote, sim.valset_at(vote.height), vote.height, verify=sim.verify
-                )
-            except VoteError:
-                sim.rejected_inputs += 1
-                return
-            ev = self.pool.check_vote(vote)
-            if ev is not None:
-                self._note_evidence(ev)
-            if sim.relay:
-                sim.network.broadcast(self.index, msg, exclude=src)
-            self._accept(msg, vote.height)
-        elif isinstance(msg, ProposalMsg):
-            p = msg.proposal
-            if abs(p.height - height) > self.pool.watch_window:
-                return
-            self.seen[msg] = p.height
-            try:
-                validate_proposal(
-                    sim.chain_id, p, sim.valset_at(p.height), p.height, verify=sim.verify
-                )
-            except VoteError:
-                sim.rejected_inputs += 1
-                return
-            if msg.block.hash() != p.block_hash:
-                sim.rejected_inputs += 1
-                return
-            ev = self.pool.check_proposal(p)
-            if ev is not None:
-                self._note_evidence(ev)
-            if sim.relay:
-                sim.network.broadcast(self.index, msg, exclude=src)
-            self._accept(msg, p.height)
-
-    def _accept(self, msg: VoteMsg | ProposalMsg, msg_height: int) -> None:
-        """Hand a verified message to the machine now, or keep it for the height it is for."""
-        if msg_height > self.state.height or (
-            msg_height == self.state.height and not self.state.started
-        ):
-            self._future[msg] = msg_height
-        elif msg_height == self.state.height:
-            self._submit(self._as_input(msg))
-
-    def _as_input(self, msg: VoteMsg | ProposalMsg) -> Input:
-        if isinstance(msg, VoteMsg):
-            return InVote(msg.vote, self.sim.now)
-        return InProposal(msg.proposal, msg.block, self.validate_block(msg.block), self.sim.now)
-
-    def _release_future(self) -> None:
-        """After entering a height, hand over the messages that arrived early for it."""
-        height = self.state.height
-        ready = [m for m, h in self._future.items() if h == height]
-        self._future = {m: h for m, h in self._future.items() if h > height}
-        for msg in ready:
-            self._pending.append(self._as_input(msg))
+        peer = str(src)
+        if isinstance(msg, VoteMsg | ProposalMsg):
+            height = msg.vote.height if isinstance(msg, VoteMsg) else msg.proposal.height
+            if abs(height - driver.state.height) > HEIGHT_WINDOW:
+                return  # not remembered: a resend may matter once we get there
+            self._seen[msg] = height
+            if self.sim.config.relay and self._sends():
+                self.sim.network.broadcast(self.node.index, msg, exclude=src)
+            if isinstance(msg, VoteMsg):
+                driver.deliver_vote(peer, msg.vote)
+            else:
+                driver.deliver_proposal(peer, msg.proposal, msg.block)
+        elif isinstance(msg, EvidenceMsg):
+            if driver.is_admissible_evidence(msg.evidence):
+                driver.deliver_evidence(msg.evidence)
+                if self.sim.config.relay and self._sends():
+                    self.sim.network.broadcast(self.node.index, msg, exclude=src)
+        elif isinstance(msg, StatusMsg):
+            head = self.node.executor.height
+            if msg.height <= head and self._sends():
+                last = min(head, msg.height + SYNC_BLOCKS - 1)
+                blocks = tuple(self.sim.load_committed(self.node, h) for h in range(msg.height, last + 1))
+                self.sim.network.send(self.node.index, src, SyncMsg(blocks))
+        elif isinstance(msg, SyncMsg):
+            driver.deliver_synced_blocks(msg.blocks)

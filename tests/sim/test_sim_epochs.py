@@ -1,7 +1,10 @@
 """Epoch boundaries: the validator set changes there and only there, and consensus follows it.
 
-At height 8 one validator leaves (power 0), one changes power, and a node that
-was only following joins with power. Commits must verify against the set of
+The changes are real state changes: at the start, one validator unbonds its
+whole self-bond (it leaves), one unbonds most of it (its power drops), and a
+node that was only following bonds stake (it joins). The blocks of the first
+epoch carry those transactions; the set of height 8, after the block that
+ends the epoch, is the first to differ. Commits must verify against the set of
 their own height, and only members of that set ever sign them.
 """
 
@@ -22,7 +25,8 @@ def test_validator_set_change_at_an_epoch_boundary(seed: int) -> None:
         powers=(10, 20, 30, 40, 0),
         rules=NetworkRules(drop_prob=0.02, slow_prob=0.05),
         target_height=16,
-        power_changes=((EPOCH, 0, 0), (EPOCH, 3, 15), (EPOCH, 4, 25)),
+        epoch_blocks=EPOCH - 1,
+        power_changes=((0, 0), (3, 15), (4, 25)),
     )
     sim = Simulation(config)
     result = sim.run()
@@ -31,7 +35,7 @@ def test_validator_set_change_at_an_epoch_boundary(seed: int) -> None:
     leaver, joiner = sim.nodes[0].address, sim.nodes[4].address
     joiner_signed = 0
     for entry in result.chains[1]:
-        h = entry.block.height
+        h = entry.height
         valset = sim.valset_at(h)
         # The set changes at the boundary and nowhere else.
         if h > 1:
@@ -39,8 +43,11 @@ def test_validator_set_change_at_an_epoch_boundary(seed: int) -> None:
             assert changed == (h == EPOCH)
         signers = {s.validator for s in entry.commit.signatures}
         assert signers <= {v.address for v in valset.validators}
-        assert entry.block.proposer == valset.compute_proposer(entry.commit.round).address
+        assert entry.block.header.proposer == valset.compute_proposer(entry.commit.round).address
         if h >= EPOCH:
+            powers = {v.address: v.power for v in valset.validators}
+            assert leaver not in powers
+            assert powers[joiner] == 25 and powers[sim.nodes[3].address] == 15
             assert leaver not in signers
             joiner_signed += joiner in signers
         else:

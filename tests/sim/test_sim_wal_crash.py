@@ -1,12 +1,14 @@
 """Crash recovery: validators killed at random points come back from the WAL, never double-voting.
 
 The persistent nodes keep a real signer state file and a real WAL (fsynced)
-in a temporary directory. Crashing nodes are killed at random crash points:
-after an input is logged but before it is handled, after it is handled but
-before its effects run, after a signature is persisted but before the signed
-vote is logged, and after a block is committed. Half of the crashes also
-leave a torn record at the end of the WAL. On restart each node folds its WAL
-through the machine and must reach exactly the round state it died in.
+in a temporary directory. Crashing nodes are killed at random crash points
+raised from inside the real driver's calls (see faults.py): after an input is
+logged but before it is handled, after an input and its effects are done but
+before the next is logged, after a signature is persisted but before the
+signed vote is logged, and after a block is committed. Half of the crashes
+also leave a torn record at the end of the WAL. On restart each node folds its
+WAL through the machine (``node.engine.inputs.fold_wal``) and must reach
+exactly the round state it died in.
 """
 
 from __future__ import annotations
@@ -15,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
+from .faults import CRASH_POINTS
 from .harness import SimConfig, Simulation, check_agreement
 from .network import NetworkRules
 from .scenarios import POWERS_4, POWERS_7
-from .simnode import CRASH_POINTS
 
 SEEDS = range(10)
 
@@ -68,8 +70,7 @@ def test_signer_state_on_disk_matches_last_vote_sent(seed: int, tmp_path: Path) 
 
     sim, result = _run(seed, tmp_path)
     check_agreement(result)
-    for node in sim.nodes:
-        node.crash("end of test", None)  # releases the files
+    for node in sim.nodes:  # the run released every node's files when it ended
         store = FileSignerStore(tmp_path / f"node{node.index}" / "signer.state")
         try:
             last = store.load()

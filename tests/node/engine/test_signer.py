@@ -17,14 +17,8 @@ import pytest
 from consensus.crypto import PrivateKey
 from consensus.hashing import hash32
 from consensus.votes import NIL_HASH, Proposal, Vote, VoteType
-from node.engine.signer import (
-    DoubleSignRefused,
-    FileSignerStore,
-    MemorySignerStore,
-    PersistentSigner,
-    SignerError,
-    SignerStateError,
-)
+from node.engine.signer import FileSignerStore, MemorySignerStore, PersistentSigner
+from node.errors import DoubleSignRefused, SignerError, SignerStateCorrupt
 
 CHAIN = "cstake-test"
 KEY = PrivateKey.from_seed(hash32(b"signer-test-key"))
@@ -196,7 +190,7 @@ def test_invalid_corrupt_state_file_stops_the_signer(damage: str, tmp_path: Path
     path.write_bytes(bytes(data))
     store = FileSignerStore(path)
     try:
-        with pytest.raises(SignerStateError, match="signer state"):
+        with pytest.raises(SignerStateCorrupt, match="signer state"):
             PersistentSigner(KEY, CHAIN, store)
     finally:
         store.close()
@@ -205,7 +199,7 @@ def test_invalid_corrupt_state_file_stops_the_signer(damage: str, tmp_path: Path
 def test_invalid_second_process_on_the_same_state_is_refused(tmp_path: Path) -> None:
     first = FileSignerStore(tmp_path / "signer.state")
     try:
-        with pytest.raises(SignerStateError, match="in use"):
+        with pytest.raises(SignerError, match="in use"):
             FileSignerStore(tmp_path / "signer.state")
     finally:
         first.close()

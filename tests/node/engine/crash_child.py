@@ -1,7 +1,7 @@
 """Child processes for the kill tests: a signer that signs until killed, and a WAL writer.
 
-Run as ``python -m sim.crash_child signer STATE_PATH MODE NONCE HEIGHTS`` or
-``python -m sim.crash_child wal WAL_PATH``. The signer child walks heights 1..HEIGHTS,
+Run as ``python -m tests.node.engine.crash_child signer STATE_PATH MODE NONCE HEIGHTS`` or
+``python -m tests.node.engine.crash_child wal WAL_PATH``. The signer child walks heights 1..HEIGHTS,
 rounds 0..1, prevote then precommit, asking to sign a block hash derived from
 its NONCE, so a rerun with another nonce asks for conflicting messages at every
 step it already signed. A signature counts as released only once it is printed
@@ -21,8 +21,9 @@ from consensus.crypto import PrivateKey
 from consensus.hashing import hash32
 from consensus.votes import Vote, VoteType
 from node.engine import signer as signer_mod
-from node.engine.signer import DoubleSignRefused, FileSignerStore, PersistentSigner
+from node.engine.signer import FileSignerStore, PersistentSigner
 from node.engine.wal import WriteAheadLog
+from node.errors import DoubleSignRefused
 
 CHAIN = "cstake-kill-test"
 KEY = PrivateKey.from_seed(hash32(b"kill-test-validator"))

@@ -16,16 +16,15 @@ import pytest
 from consensus.crypto import Domain
 from consensus.votes import Vote
 from node.engine.wal import WriteAheadLog
+from tests.node.engine.crash_child import CHAIN, KEY
 
-from .crash_child import CHAIN, KEY
-
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def _spawn(*args: str) -> subprocess.Popen[str]:
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "tests")]))
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
     return subprocess.Popen(
-        [sys.executable, "-m", "sim.crash_child", *args],
+        [sys.executable, "-m", "tests.node.engine.crash_child", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

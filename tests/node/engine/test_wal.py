@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from node.engine.wal import WalCorruptError, WalError, WriteAheadLog
+from node.engine.wal import WriteAheadLog
+from node.errors import WalCorrupt, WalError
 
 RECORDS = [b"first", b"second record", bytes(range(256)), b"x" * 5000, b"last"]
 
@@ -57,7 +58,7 @@ def test_invalid_torn_tail_refused_without_repair(tmp_path: Path) -> None:
     path = tmp_path / "w.wal"
     _write(path, RECORDS)
     path.write_bytes(path.read_bytes()[:-2])
-    with pytest.raises(WalCorruptError, match="repair"):
+    with pytest.raises(WalCorrupt, match="repair"):
         WriteAheadLog(path, repair=False)
     # Refusing left the file as it was.
     with WriteAheadLog(path) as wal:
@@ -93,7 +94,7 @@ def test_invalid_corruption_before_the_tail_is_refused(record: int, tmp_path: Pa
     offset = sum(8 + len(r) for r in RECORDS[:record]) + 8  # first payload byte
     data[offset] ^= 0x01
     path.write_bytes(bytes(data))
-    with pytest.raises(WalCorruptError, match="checksum"):
+    with pytest.raises(WalCorrupt, match="checksum"):
         WriteAheadLog(path)
 
 
@@ -103,14 +104,14 @@ def test_invalid_impossible_length_before_the_tail_is_refused(tmp_path: Path) ->
     data = bytearray(path.read_bytes())
     data[0:4] = struct.pack(">I", 1 << 30)
     path.write_bytes(bytes(data))
-    with pytest.raises(WalCorruptError):
+    with pytest.raises(WalCorrupt):
         WriteAheadLog(path, max_record_bytes=1 << 20)
 
 
 def test_invalid_zero_length_record_followed_by_data_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "w.wal"
     path.write_bytes(struct.pack(">II", 0, 0) + b"junk")
-    with pytest.raises(WalCorruptError):
+    with pytest.raises(WalCorrupt):
         WriteAheadLog(path)
 
 

@@ -1,0 +1,173 @@
+"""Block building: the block this validator proposes when the round machine asks for one.
+
+The block follows the committed head: its parent, state root and validator
+set hash are the head's, its time is the handling time (never before the
+head's), and its last commit is the stored commit of the previous height
+with every precommit for that block that arrived during the commit wait, so
+a validator that signed a little late is not counted as absent. It carries
+pending evidence the state still punishes (a double-sign tombstones its
+validator, so one piece per validator at most), compute attestations from
+the compute service, and mempool transactions dry-run on the head state. A
+block that turns out invalid (a mempool transaction went stale) is replaced
+by one without transactions: our own proposal is always valid.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from consensus.bft.evidence_pool import EvidencePool
+from consensus.bft.machine import MachineContext
+from consensus.bft.state import RoundState
+from consensus.bft.validation import validate_vote
+from consensus.blocks import Block, EvidenceItem, make_block
+from consensus.errors import ConsensusError
+from consensus.evidence import encode_evidence
+from consensus.state import State
+from consensus.tx_handlers import TxContext
+from consensus.txs import SignedTx
+from consensus.validator_set import ValidatorSet
+from consensus.votes import Commit, Vote, VoteType, compute_commit
+from node.engine.executor import BlockExecutor
+
+log = logging.getLogger(__name__)
+
+#: Most evidence a proposer puts in one block.
+MAX_BLOCK_EVIDENCE = 16
+#: Most pending evidence looked through for a block.
+MAX_PENDING_EVIDENCE = 1_024
+#: Bytes of a block kept free of transactions (header, last commit, evidence, attestations).
+BLOCK_HEADROOM_BYTES = 64 * 1024
+
+
+class Mempool(Protocol):
+    def reap(
+        self, max_txs: int, max_bytes: int, *, state: State | None = None, ctx: TxContext | None = None
+    ) -> list[SignedTx]: ...
+
+
+class BlockProposer:
+    """Builds this validator's blocks from the head, the mempool, the evidence pool and attestations."""
+
+    def __init__(self, executor: BlockExecutor, mempool: Mempool, address: bytes | None) -> None:
+        self.executor = executor
+        self.mempool = mempool
+        self.address = address
+        #: Encoded compute attestations for the block built at a height (node.compute).
+        self.attestation_source: Callable[[int], tuple[bytes, ...]] | None = None
+        self._late_height = 0
+        self._late_precommits: dict[bytes, Vote] = {}
+
+    def note_late_precommit(self, state: RoundState, ctx: MachineContext, vote: Vote) -> None:
+        """Keep a precommit for the decided block of ``state`` that arrived after the decision.
+
+        The machine decides on the first +2/3; the next block's last commit
+        carries every precommit that arrived during the commit wait.
+        """
+        if (
+            vote.vote_type != VoteType.PRECOMMIT
+            or vote.round != state.decided_round
+            or vote.block_hash != state.decided_value
+        ):
+            return
+        try:
+            validate_vote(ctx.chain_id, vote, state.validator_set, state.height, verify=ctx.verify)
+        except ConsensusError:
+            return
+        if self._late_height != state.height:
+            self._late_height, self._late_precommits = state.height, {}
+        self._late_precommits[vote.validator] = vote
+
+    def get_last_commit(self, height: int) -> Commit | None:
+        """Return the commit of ``height`` from the store, with any late precommits added."""
+        if height < 1:
+            return None
+        raw = self.executor.store.blocks.load_commit(height)
+        if raw is None:
+            raise ConsensusError(f"the commit of height {height} is missing from the store")
+        commit = Commit.decode(raw, max_bytes=len(raw))
+        if self._late_height != height or not self._late_precommits:
+            return commit
+        have = {s.validator for s in commit.signatures}
+        extra = [v for a, v in self._late_precommits.items() if a not in have]
+        if not extra:
+            return commit
+        votes = list(commit.votes()) + extra
+        return compute_commit(commit.height, commit.round, commit.block_hash, votes)
+
+    @staticmethod
+    def _select_evidence(head_state: State, pool: EvidencePool, height: int) -> tuple[EvidenceItem, ...]:
+        """Pending evidence the state still punishes: one piece per validator, none already tombstoned.
+
+        A double-sign tombstones its validator, after which the state refuses
+        any further evidence against it; a block carrying such evidence would be invalid.
+        """
+        chosen: list[EvidenceItem] = []
+        accused: set[bytes] = set()
+        for e in pool.get_pending(height, MAX_PENDING_EVIDENCE):
+            if len(chosen) >= MAX_BLOCK_EVIDENCE or e.validator in accused:
+                continue
+            if head_state.is_fault_slashed(e.evidence_hash()):
+                continue
+            validator = head_state.get_validator(e.validator)
+            if validator is not None and validator.tombstoned:
+                continue
+            accused.add(e.validator)
+            chosen.append(EvidenceItem(*encode_evidence(e)))
+        return tuple(chosen)
+
+    def build_block(
+        self, height: int, round_: int, now_ms: int, validator_set: ValidatorSet, pool: EvidencePool
+    ) -> Block:
+        """Return the block to propose at (height, round), valid on the committed head."""
+        t0 = time.perf_counter()
+        ex = self.executor
+        head_state = ex.head_state()
+        head = head_state.get_head()
+        params = head_state.get_params()
+        last_commit = self.get_last_commit(height - 1)
+        time_ms = max(now_ms, head.time_ms + 1)
+        evidence = self._select_evidence(head_state, pool, height)
+        # Dry-run each candidate on the head state so the block never carries a
+        # transaction that fails authentication (that would make the block invalid).
+        ctx = TxContext(
+            chain_id=ex.chain_id,
+            height=height,
+            time_ms=time_ms,
+            proposer=self.address or bytes(20),
+            params=params,
+        )
+        txs = self.mempool.reap(params.max_block_txs, params.max_block_bytes - BLOCK_HEADROOM_BYTES,
+                                state=head_state, ctx=ctx)
+
+        def assemble(
+            txs: list[SignedTx], evidence: tuple[EvidenceItem, ...], attestations: tuple[bytes, ...]
+        ) -> Block:
+            return make_block(
+                chain_id=ex.chain_id,
+                height=height,
+                round=round_,
+                time_ms=time_ms,
+                proposer=self.address or b"",
+                parent_hash=ex.last_block_hash(),
+                last_commit=last_commit,
+                txs=tuple(t.raw for t in txs),
+                attestations=attestations,
+                evidence=evidence,
+                state_root=ex.store.state_root,
+                validators_hash=validator_set.hash(),
+            )
+
+        attestations = self.attestation_source(height) if self.attestation_source else ()
+        block = assemble(txs, evidence, tuple(attestations))
+        try:
+            ex.validate_block(block, txs)
+        except ConsensusError as exc:
+            log.warning("built block %d is invalid (%s); proposing it without transactions", height, exc)
+            block = assemble([], (), ())
+        log.debug("built block %d/%d: %d txs in %.0f ms", height, round_, len(block.txs),
+                  (time.perf_counter() - t0) * 1000)
+        return block
