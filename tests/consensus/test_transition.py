@@ -59,8 +59,8 @@ from consensus.txs import (
     build_tx,
 )
 from consensus.votes import Vote, VoteType
-from tests.jobs.chainkit import commit, honest_leaves, job_of, matmul_body, open_samples
 from tests.kit.chain import TestChain, derive_key
+from tests.kit.jobs import commit, honest_leaves, job_of, matmul_body, open_samples
 
 SPEC = HardwareSpec(device_kind=0, model="test-cpu", cores=2, memory_mb=2048)
 

@@ -12,8 +12,7 @@ from consensus.hashing import hash32
 from consensus.poc import derive_sample_indices, verify_fraud_proof, verify_openings
 from node.compute.prover import Prover, compute_commitment
 from node.errors import ProverError
-
-from .conftest import make_challenge
+from tests.kit.poc import make_challenge
 
 pytestmark = pytest.mark.multiprocess
 

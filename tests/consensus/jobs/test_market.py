@@ -18,7 +18,8 @@ from consensus.jobs.types import (
     SlotStatus,
 )
 from consensus.records import Fault, NFTStatus
-from tests.jobs.chainkit import (
+from tests.kit.chain import TestChain
+from tests.kit.jobs import (
     MarketPlayer,
     assert_job_accounting,
     cheat_leaves,
@@ -31,7 +32,6 @@ from tests.jobs.chainkit import (
     open_samples,
     supply_parts,
 )
-from tests.kit.chain import TestChain
 
 
 def _chain(**params: int) -> TestChain:

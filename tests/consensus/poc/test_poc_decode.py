@@ -12,8 +12,7 @@ from consensus.codec import pack_raw
 from consensus.errors import DecodeError
 from consensus.hashing import hash32
 from consensus.poc import Challenge, PocCommitment, PocFraudProof, PocOpenings, RowOpening
-
-from .conftest import make_challenge
+from tests.kit.poc import make_challenge
 
 hashes = st.binary(min_size=32, max_size=32)
 openings_st = st.builds(

@@ -16,9 +16,9 @@ from consensus.jobs.types import SlotStatus
 from consensus.poc.merkle import ROW_DTYPE
 from consensus.txs import SignedTx
 from node.compute.provider import JobProvider, execute_job
-from tests.jobs.chainkit import SEED, honest_leaves, job_of, key_of_nft, matmul_body
 from tests.kit.chain import TestChain
 from tests.kit.compute_host import MemoryComputeHost
+from tests.kit.jobs import SEED, honest_leaves, job_of, key_of_nft, matmul_body
 
 
 def test_execute_job_honest_and_cheating_matrix() -> None:

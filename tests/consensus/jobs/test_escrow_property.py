@@ -15,14 +15,14 @@ from hypothesis import strategies as st
 
 from consensus.jobs.store import get_total_escrow, iter_jobs
 from consensus.jobs.types import CancelJob, JobStatus
-from tests.jobs.chainkit import (
+from tests.kit.chain import TestChain
+from tests.kit.jobs import (
     MarketPlayer,
     assert_job_accounting,
     iterate_body,
     matmul_body,
     supply_parts,
 )
-from tests.kit.chain import TestChain
 
 BEHAVIOURS = st.sampled_from(["honest", "honest", "cheat", "silent"])
 JOBS = st.lists(

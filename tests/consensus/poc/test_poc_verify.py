@@ -22,8 +22,7 @@ from consensus.poc import (
     verify_openings,
 )
 from consensus.poc.merkle import build_levels, compute_proof, encode_row, hash_leaf
-
-from .conftest import Build, make_challenge
+from tests.kit.poc import Build, make_challenge
 
 
 @pytest.mark.parametrize(("n", "rows"), [(64, 64), (64, 1000), (256, 2050)])
