@@ -1,9 +1,11 @@
 """The consensus driver: the one owner of the round state, which carries out the machine's effects.
 
-Everything that changes the round state enters one queue: proposals and votes
-from the network, expired timeouts, and blocks fetched by block sync. Only the
-driver's own task takes them out (``process_inputs``; ``run`` is an asyncio
-loop around it), so no other task ever writes driver state or starts a height.
+Everything that changes the driver's state enters one queue: proposals, votes
+and evidence from the network, expired timeouts, and blocks fetched by block
+sync. Only the driver's own task takes them out (``process_inputs``; ``run``
+is an asyncio loop around it), so no other task ever writes the round state or
+the evidence pool, or starts a height. (Messages for heights ahead of ours
+wait beside the queue until that height starts.)
 
 Each consensus input (``node.engine.inputs``) is appended to the WAL (height
 starts and our own signed messages with fsync), handed to the pure round
@@ -52,7 +54,13 @@ from consensus.bft.validation import validate_vote
 from consensus.blocks import Block
 from consensus.crypto import verify_signature
 from consensus.errors import ConsensusError
-from consensus.evidence import Evidence, decode_evidence, verify_evidence
+from consensus.evidence import (
+    ConflictingProposalEvidence,
+    DuplicateVoteEvidence,
+    Evidence,
+    decode_evidence,
+    verify_evidence,
+)
 from consensus.validator_set import ValidatorSet
 from consensus.votes import Commit, Proposal, SignatureVerifier, Vote
 from node.clock import Clock, TimerHandle
@@ -167,7 +175,7 @@ class ConsensusDriver:
         self.rejected_inputs = 0
         self.refused_signatures = 0
         self.replay_refusals = 0
-        self._inbox: deque[Input | SyncedBlocks] = deque()
+        self._inbox: deque[Input | SyncedBlocks | Evidence] = deque()
         self._wakeup = asyncio.Event()
         self._pending: deque[Input] = deque()
         self._future: dict[int, list[Input]] = {}
@@ -238,6 +246,10 @@ class ConsensusDriver:
             taken += 1
             if isinstance(item, SyncedBlocks):
                 self._apply_synced(item)
+            elif isinstance(item, DuplicateVoteEvidence | ConflictingProposalEvidence):
+                self.pool.add(item)
+            elif isinstance(item, InVote) and item.vote.height < self.state.height:
+                self._watch_late_vote(item.vote)
             else:
                 self._submit(item)
         return taken
@@ -263,9 +275,9 @@ class ConsensusDriver:
         self._offer(proposal.height, InProposal(proposal, block, False, 0, peer=peer))
 
     def deliver_vote(self, peer: str, vote: Vote) -> None:
-        """A vote from the network."""
+        """A vote from the network (one of a height we left may still prove an equivocation)."""
         if vote.height < self.state.height:
-            self._watch_late_vote(vote)
+            self._enqueue(InVote(vote, 0, peer=peer))
             return
         self._offer(vote.height, InVote(vote, 0, peer=peer))
 
@@ -286,9 +298,9 @@ class ConsensusDriver:
             return False
         return not state.is_fault_slashed(evidence.evidence_hash())
 
-    def deliver_evidence(self, evidence: Evidence) -> bool:
-        """Verified evidence from the network; return True if it was new."""
-        return self.pool.add(evidence)
+    def deliver_evidence(self, evidence: Evidence) -> None:
+        """Evidence from the network that ``is_admissible_evidence`` accepted: it joins the pool."""
+        self._enqueue(evidence)
 
     def deliver_synced_blocks(
         self,
@@ -328,7 +340,7 @@ class ConsensusDriver:
 
     # -- the queue -------------------------------------------------------------------
 
-    def _enqueue(self, item: Input | SyncedBlocks, *, bounded: bool = True) -> None:
+    def _enqueue(self, item: Input | SyncedBlocks | Evidence, *, bounded: bool = True) -> None:
         if bounded and len(self._inbox) >= MAX_QUEUE:
             self.dropped_inputs += 1
             return

@@ -413,7 +413,9 @@ class SimPeer:
             else:
                 driver.deliver_proposal(peer, msg.proposal, msg.block)
         elif isinstance(msg, EvidenceMsg):
-            if driver.is_admissible_evidence(msg.evidence):
+            digest = msg.evidence.evidence_hash()
+            if digest not in self._seen and driver.is_admissible_evidence(msg.evidence):
+                self._seen[digest] = msg.evidence.height
                 driver.deliver_evidence(msg.evidence)
                 if self.sim.config.relay and self._sends():
                     self.sim.network.broadcast(self.node.index, msg, exclude=src)
