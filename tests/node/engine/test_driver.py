@@ -8,36 +8,16 @@ from consensus.bft.config import TimeoutConfig
 from consensus.bft.effects import Step
 from consensus.blocks import Block
 from consensus.errors import ConsensusError, InvalidBlock
-from consensus.evidence import Evidence
-from consensus.votes import NIL_HASH, Commit, Proposal, Vote, VoteType
-from node.engine.driver import ConsensusDriver
+from consensus.votes import NIL_HASH, Commit, VoteType
+from node.engine.driver import ConsensusDriver, Network
 from node.engine.executor import BlockCommitted, BlockExecutor
 from node.engine.inputs import InStart, decode_input
 from node.engine.signer import MemorySignerStore, PersistentSigner
 from storage import NodeStore
 from tests.kit.chain import TestChain
+from tests.node.engine.conftest import Recorder
 from tests.sim.network import ManualClock
 from tests.sim.simnode import MemoryWal
-
-
-class Recorder:
-    """The driver's Network, remembering what it was asked to send."""
-
-    def __init__(self) -> None:
-        self.votes: list[Vote] = []
-        self.proposals: list[Proposal] = []
-
-    def broadcast_proposal(self, proposal: Proposal, block: Block) -> None:
-        self.proposals.append(proposal)
-
-    def broadcast_vote(self, vote: Vote) -> None:
-        self.votes.append(vote)
-
-    def broadcast_evidence(self, evidence: Evidence) -> None:
-        pass
-
-    def report_peer(self, peer: str, reason: str) -> None:
-        pass
 
 
 class NoMempool:
@@ -73,7 +53,9 @@ def _synced_blocks(chain: TestChain, count: int) -> list[tuple[Block, Commit]]:
     return out
 
 
-def _driver(chain: TestChain, executor: BlockExecutor, validator: int | None = None) -> ConsensusDriver:
+def _driver(
+    chain: TestChain, executor: BlockExecutor, network: Network, validator: int | None = None
+) -> ConsensusDriver:
     signer = None
     address = None
     if validator is not None:
@@ -84,18 +66,18 @@ def _driver(chain: TestChain, executor: BlockExecutor, validator: int | None = N
         wal=MemoryWal(),
         clock=ManualClock(chain.genesis_time_ms + 10_000),
         mempool=NoMempool(),
-        network=Recorder(),
+        network=network,
         timeouts=TimeoutConfig(),
         signer=signer,
         address=address,
     )
 
 
-def test_synced_blocks_are_applied_by_the_driver_task_then_the_next_height_starts() -> None:
+def test_synced_blocks_are_applied_by_the_driver_task_then_the_next_height_starts(recorder: Network) -> None:
     chain = TestChain(n_validators=4)
     blocks = _synced_blocks(chain, 3)
     executor = _executor(chain)
-    driver = _driver(chain, executor)
+    driver = _driver(chain, executor, recorder)
     driver.recover()
     answers: list[tuple[int, ConsensusError | None]] = []
     driver.deliver_synced_blocks(blocks, lambda n, err: answers.append((n, err)))
@@ -108,11 +90,11 @@ def test_synced_blocks_are_applied_by_the_driver_task_then_the_next_height_start
     assert [decode_input(r) for r in driver.wal.records()] == [InStart(4, driver.clock.now_ms())]
 
 
-def test_invalid_synced_block_is_refused_and_reported() -> None:
+def test_invalid_synced_block_is_refused_and_reported(recorder: Network) -> None:
     chain = TestChain(n_validators=4)
     (block, commit), (second, _) = _synced_blocks(chain, 2)
     executor = _executor(chain)
-    driver = _driver(chain, executor)
+    driver = _driver(chain, executor, recorder)
     driver.recover()
     answers: list[tuple[int, ConsensusError | None]] = []
     driver.deliver_synced_blocks([(block, commit), (second, commit)], lambda n, err: answers.append((n, err)))
@@ -121,20 +103,20 @@ def test_invalid_synced_block_is_refused_and_reported() -> None:
     assert answers[0][0] == 1 and isinstance(answers[0][1], InvalidBlock)
 
 
-def test_collaborator_failure_comes_out_of_process_inputs() -> None:
+def test_collaborator_failure_comes_out_of_process_inputs(recorder: Network) -> None:
     """A crash inside the executor is not swallowed: the node dies with it."""
     chain = TestChain(n_validators=1)
     executor = _executor(chain, DyingExecutor)
-    driver = _driver(chain, executor, validator=0)
+    driver = _driver(chain, executor, recorder, validator=0)
     with pytest.raises(Killed):
         driver.recover()  # a one-validator chain decides height 1 at once, then commits it
 
 
-def test_timeouts_run_on_the_clock_and_feed_the_queue() -> None:
+def test_timeouts_run_on_the_clock_and_feed_the_queue(recorder: Recorder) -> None:
     chain = TestChain(n_validators=4)
     proposer = chain.view().get_validator_set().compute_proposer(0).address
     waiting = next(i for i in range(4) if chain.operator_keys[i].address() != proposer)
-    driver = _driver(chain, _executor(chain), validator=waiting)
+    driver = _driver(chain, _executor(chain), recorder, validator=waiting)
     driver.recover()
     clock = driver.clock
     assert isinstance(clock, ManualClock)
@@ -144,13 +126,12 @@ def test_timeouts_run_on_the_clock_and_feed_the_queue() -> None:
     assert driver.state.step == Step.PROPOSE
     assert driver.process_inputs() == 1
     assert driver.state.step == Step.PREVOTE
-    votes = driver.network.votes  # type: ignore[attr-defined]
-    assert [(v.round, v.vote_type, v.block_hash) for v in votes] == [(0, VoteType.PREVOTE, NIL_HASH)]
+    assert [(v.round, v.vote_type, v.block_hash) for v in recorder.votes] == [(0, VoteType.PREVOTE, NIL_HASH)]
 
 
-def test_stopped_driver_arms_no_timer() -> None:
+def test_stopped_driver_arms_no_timer(recorder: Network) -> None:
     chain = TestChain(n_validators=4)
-    driver = _driver(chain, _executor(chain), validator=3)
+    driver = _driver(chain, _executor(chain), recorder, validator=3)
     driver.recover()
     clock = driver.clock
     assert isinstance(clock, ManualClock)

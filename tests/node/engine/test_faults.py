@@ -2,36 +2,19 @@
 
 from __future__ import annotations
 
-from consensus.blocks import Block
 from consensus.crypto import Domain
-from consensus.evidence import Evidence, compute_duplicate_vote_evidence, verify_evidence
+from consensus.evidence import compute_duplicate_vote_evidence, verify_evidence
 from consensus.hashing import hash32
-from consensus.votes import Proposal, Vote, VoteType
+from consensus.votes import Vote, VoteType
 from node.engine.faults import DoubleSigningNetwork
 from tests.kit.chain import TestChain
+from tests.node.engine.conftest import Recorder
 
 
-class Sent:
-    def __init__(self) -> None:
-        self.votes: list[Vote] = []
-
-    def broadcast_proposal(self, proposal: Proposal, block: Block) -> None:
-        pass
-
-    def broadcast_vote(self, vote: Vote) -> None:
-        self.votes.append(vote)
-
-    def broadcast_evidence(self, evidence: Evidence) -> None:
-        pass
-
-    def report_peer(self, peer: str, reason: str) -> None:
-        pass
-
-
-def test_double_sign_sends_one_conflicting_prevote_per_round_that_proves_the_fault() -> None:
+def test_double_sign_sends_one_conflicting_prevote_per_round_that_proves_the_fault(recorder: Recorder) -> None:
     chain = TestChain(n_validators=4)
     key, address = chain.consensus_keys[0], chain.operator_keys[0].address()
-    inner = Sent()
+    inner = recorder
     network = DoubleSigningNetwork(inner, key, chain.chain_id)
     unsigned = Vote(3, 1, VoteType.PREVOTE, hash32(b"block"), address, 1_000, b"")
     prevote = unsigned.with_signature(key.sign(Domain.VOTE, chain.chain_id, unsigned.sign_payload()))
