@@ -136,16 +136,6 @@ class ChallengeIssued:
 
 
 @dataclass(frozen=True, slots=True)
-class ChallengeCommitted:
-    """Event: a commitment was accepted."""
-
-    challenge_id: bytes
-    nft_id: int
-    height: int
-    pending_units: int
-
-
-@dataclass(frozen=True, slots=True)
 class ChallengeSampled:
     """Event: the rows to open are now fixed."""
 

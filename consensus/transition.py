@@ -65,16 +65,6 @@ SigCache = Callable[[bytes], bool]
 
 
 @dataclass(frozen=True, slots=True)
-class TxIncluded:
-    """Event: a transaction was executed in a block."""
-
-    tx_hash: bytes
-    index: int
-    code: int
-    log: str
-
-
-@dataclass(frozen=True, slots=True)
 class TransitionResult:
     """What executing a block produced."""
 

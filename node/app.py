@@ -182,7 +182,7 @@ class Node:
         )
         self.driver.committed_listeners.append(self._on_committed)
         self.gossip.attach(self.driver)
-        self.tx_gossip = TxGossip(self.transport, self._validate_gossip_tx, self._on_gossip_tx)
+        self.tx_gossip = TxGossip(self.transport, self._validate_gossip_tx)
         # Proof of compute, attestations and jobs see the node through node/compute/ports.py.
         host = DaemonHost(
             chain_id=self.chain_id, account_key=self.keys.account, consensus_key=self.keys.consensus,
@@ -270,9 +270,6 @@ class Node:
         if result.accepted:
             return Verdict.ACCEPT
         return Verdict.REJECT if result.code in (6, 7) else Verdict.IGNORE
-
-    def _on_gossip_tx(self, peer: str, raw: bytes) -> None:
-        return None
 
     def _on_committed(self, committed: BlockCommitted) -> None:
         self._last_commit_mono = time.monotonic()

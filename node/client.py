@@ -7,7 +7,6 @@ node answers with a JSON-RPC error.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
 import os
@@ -139,13 +138,3 @@ class RPCClient:
             except RPCCallError as exc:
                 out.append(exc)
         return out
-
-
-def call_sync(url: str, method: str, params: Any = None, *, timeout: float = 10.0) -> Any:
-    """Call one method from synchronous code."""
-
-    async def run() -> Any:
-        async with RPCClient(url, timeout=timeout) as client:
-            return await client.call(method, params)
-
-    return asyncio.run(run())

@@ -62,13 +62,14 @@ penalises) messages over the size cap, over the sender's token bucket, or not
 a canonical envelope of the topic's kind. A validator that raises is a bug in
 the node: the message is ignored and counted as ``validator_error``.
 
-Transactions: ``p2p.txbatch.TxGossip(transport, tx_validator, tx_handler)``
+Transactions: ``p2p.txbatch.TxGossip(transport, tx_validator[, tx_handler])``
 subscribes to the tx topic. ``submit(tx_bytes)`` queues one encoded tx and
 returns at once; a batch is published at ``tx_batch_max_txs`` txs, at
 ``tx_batch_max_bytes`` (32 KiB, well under Yamux's 64 KiB frame) or
 ``tx_batch_delay`` (5 ms) after its first tx; ``await flush()``/``close()``.
 Received batches are split and ``tx_validator`` runs per tx; accepted txs go
-to ``tx_handler`` one by one. The batch is REJECTed (penalised, not relayed)
+to ``tx_handler`` one by one, if there is one (the node's validator admits
+them into its mempool itself). The batch is REJECTed (penalised, not relayed)
 if malformed or if any tx is REJECTed; otherwise ACCEPTed (relayed) if any tx
 was accepted, else IGNOREd.
 

@@ -52,7 +52,7 @@ class TxGossipStats:
 class TxGossip:
     """Batches outgoing transactions and splits incoming batches for the node."""
 
-    def __init__(self, transport: Transport, validator: Validator, handler: Handler) -> None:
+    def __init__(self, transport: Transport, validator: Validator, handler: Handler | None = None) -> None:
         cfg = transport.config
         self._transport = transport
         self._validator = validator
@@ -157,6 +157,8 @@ class TxGossip:
         accepted = pending.pop(0)
         if not pending:
             del self._stash[key]
+        if self._handler is None:
+            return  # the validator already took the transactions in (the node's mempool)
         for tx in accepted:
             res = self._handler(peer_id, tx)
             if inspect.isawaitable(res):

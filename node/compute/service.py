@@ -180,7 +180,6 @@ class ComputeService:
         self._scanned_boundary = -1
         self._resumed = False
         self._wake = asyncio.Event()
-        self.overclaim_units: int | None = None
 
     # -- wiring ------------------------------------------------------------------------------
 
@@ -439,7 +438,6 @@ class ComputeService:
         self._provers.pop(-1, None)
         units = max(1, int(gflops))
         claimed = units * OVERCLAIM_FACTOR
-        self.overclaim_units = units
         log.warning("poc-overclaim: measured %d units, registering an NFT claiming %d", units, claimed)
         spec = HardwareSpec(DeviceKind.CPU, read_cpu_model()[:128], os.cpu_count() or 1,
                             read_memory_bytes() >> 20)

@@ -4,8 +4,8 @@ Everything that changes the driver's state enters one queue: proposals, votes
 and evidence from the network, expired timeouts, and blocks fetched by block
 sync. Only the driver's own task takes them out (``process_inputs``; ``run``
 is an asyncio loop around it), so no other task ever writes the round state or
-the evidence pool, or starts a height. (Messages for heights ahead of ours
-wait beside the queue until that height starts.)
+the evidence pool, or starts a height. The queue and the messages waiting for
+heights ahead of ours are bounded (``node.engine.inbox``).
 
 Each consensus input (``node.engine.inputs``) is appended to the WAL (height
 starts and our own signed messages with fsync), handed to the pure round
@@ -25,7 +25,6 @@ through the same executor; then the height after them starts.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections import deque
@@ -65,6 +64,7 @@ from consensus.validator_set import ValidatorSet
 from consensus.votes import Commit, Proposal, SignatureVerifier, Vote
 from node.clock import Clock, TimerHandle
 from node.engine.executor import BlockCommitted, BlockExecutor
+from node.engine.inbox import Inbox
 from node.engine.inputs import (
     InBuilt,
     InProposal,
@@ -83,14 +83,6 @@ from node.engine.signer import PersistentSigner
 from node.errors import DoubleSignRefused
 
 log = logging.getLogger(__name__)
-
-#: Inputs waiting for the driver; a full queue drops network votes (they are re-gossiped).
-MAX_QUEUE = 20_000
-#: Messages kept for heights ahead of ours (a lagging node catches up through them or sync).
-MAX_FUTURE = 2_000
-#: Heights ahead of ours whose messages are kept for later.
-MAX_FUTURE_HEIGHTS = 4
-
 
 class Network(Protocol):
     """Where the driver's broadcasts go (the p2p adapter, or nothing for a solo node)."""
@@ -175,11 +167,8 @@ class ConsensusDriver:
         self.rejected_inputs = 0
         self.refused_signatures = 0
         self.replay_refusals = 0
-        self._inbox: deque[Input | SyncedBlocks | Evidence] = deque()
-        self._wakeup = asyncio.Event()
+        self._inbox: Inbox[Input | SyncedBlocks | Evidence, Input] = Inbox()
         self._pending: deque[Input] = deque()
-        self._future: dict[int, list[Input]] = {}
-        self._future_count = 0
         self._timers: set[TimerHandle] = set()
         self._replaying = False
         self._deferred_request: tuple[int, int] | None = None
@@ -198,7 +187,7 @@ class ConsensusDriver:
             self.state.round,
             self.state.step,
             len(self._inbox),
-            self.dropped_inputs,
+            self.dropped_inputs + self._inbox.dropped,
             self.rejected_inputs,
             self.refused_signatures,
         )
@@ -241,8 +230,7 @@ class ConsensusDriver:
         propagates and leaves the driver unusable, as a crash would.
         """
         taken = 0
-        while self._inbox:
-            item = self._inbox.popleft()
+        while (item := self._inbox.take()) is not None:
             taken += 1
             if isinstance(item, SyncedBlocks):
                 self._apply_synced(item)
@@ -257,8 +245,7 @@ class ConsensusDriver:
     async def run(self) -> None:
         """Handle inputs as they arrive, until cancelled (between inputs, never inside one)."""
         while True:
-            await self._wakeup.wait()
-            self._wakeup.clear()
+            await self._inbox.wait()
             self.process_inputs()
 
     def stop(self) -> None:
@@ -341,24 +328,16 @@ class ConsensusDriver:
     # -- the queue -------------------------------------------------------------------
 
     def _enqueue(self, item: Input | SyncedBlocks | Evidence, *, bounded: bool = True) -> None:
-        if bounded and len(self._inbox) >= MAX_QUEUE:
-            self.dropped_inputs += 1
-            return
-        self._inbox.append(item)
-        self._wakeup.set()
+        self._inbox.put(item, bounded=bounded)
 
     def _offer(self, height: int, inp: Input) -> None:
         st = self.state
         if height < st.height:
             return
         if height > st.height or not st.started:
-            if height > st.height + MAX_FUTURE_HEIGHTS or self._future_count >= MAX_FUTURE:
-                self.dropped_inputs += 1
-                return
-            self._future.setdefault(height, []).append(inp)
-            self._future_count += 1
+            self._inbox.keep_for(height, st.height, inp)
             return
-        self._enqueue(inp)
+        self._inbox.put(inp)
 
     def _watch_late_vote(self, vote: Vote) -> None:
         """A vote of a height we left: no use to the machine, but it may prove an equivocation."""
@@ -376,9 +355,7 @@ class ConsensusDriver:
             self._note_evidence(ev)
 
     def _release_future(self) -> None:
-        ready = self._future.pop(self.state.height, [])
-        self._future_count -= len(ready)
-        self._pending.extend(ready)
+        self._pending.extend(self._inbox.release(self.state.height))
 
     # -- input processing ------------------------------------------------------------
 
@@ -592,8 +569,6 @@ class ConsensusDriver:
             return
         self._cancel_timers()
         self.blocks.clear()
-        self._future = {h: v for h, v in self._future.items() if h >= height}
-        self._future_count = sum(len(v) for v in self._future.values())
         self._submit(InStart(height, self.clock.now_ms()))
 
     def _note_committed(self, committed: BlockCommitted) -> None:
