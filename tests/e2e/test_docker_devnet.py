@@ -23,11 +23,11 @@ from tests.kit.devnet import (
     REPO,
     cstake,
     http_get,
-    reserve_ports,
     start_node,
     stop_process,
     wait_until,
 )
+from tests.kit.ports import reserve_ports
 
 
 def test_compose_file_references_existing_files(tmp_path: Path) -> None:
