@@ -17,8 +17,8 @@ from node.mempool.pool import (
     CODE_SENDER_LIMIT,
     CODE_UNDERPRICED,
     Mempool,
-    SignatureCache,
 )
+from node.mempool.sigcache import SignatureCache
 from tests.kit.chain import TestChain
 
 
