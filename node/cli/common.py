@@ -12,8 +12,8 @@ Rules every command follows:
   ``consensus.errors.ConsensusError`` on failure; ``as_command`` turns those
   into one line on stderr and exit code 1.
 
-This module imports no other command module, so each of them (and the load
-generator in node/devtools/loadgen.py) can use it without an import cycle.
+This module imports no other command module, so each of them can use it
+without an import cycle.
 """
 
 from __future__ import annotations

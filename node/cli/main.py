@@ -8,7 +8,7 @@
 | ``tx ...`` | node/cli/tx.py |
 | ``query ...`` | node/cli/query.py |
 | ``keys show`` | node/cli/keys.py |
-| ``load`` | node/devtools/loadgen.py |
+| ``load`` | node/cli/load.py (the generator: node/devtools/loadgen.py) |
 
 What they share (home, RPC URL, passphrase, output, exit codes) is in
 node/cli/common.py. Human output by default, ``--json`` for scripts; a
@@ -24,7 +24,7 @@ import sys
 
 from node.cli import bench, devnet, keys, lifecycle, query, tx
 from node.cli.common import EXIT_INTERRUPTED
-from node.devtools.loadgen import add_load_command
+from node.cli.load import add_load_command
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -187,13 +187,13 @@ class StoreNodeView:
         return SubmitResult(tx_hash or tx.tx_hash, code, log)
 
     def attestations(self, validator: bytes | None) -> list[dict[str, Any]] | None:
-        from node.compute.service import list_attestations
+        from node.rpc.compute_format import list_attestations
 
         state = State(self._store.state)
         return list_attestations(state, self._attestation_pool, validator)
 
     def challenges(self, height: int | None, nft_id: int | None) -> list[dict[str, Any]] | None:
-        from node.compute.service import list_challenges
+        from node.rpc.compute_format import list_challenges
 
         state = State(self._store.state)
         return list_challenges(state, self.latest_height(), height, nft_id)

@@ -21,9 +21,8 @@ from node.compute.service import (
     REGOSSIP_BLOCKS,
     AttestationPool,
     ComputeService,
-    list_attestations,
-    list_challenges,
 )
+from node.rpc.compute_format import list_attestations, list_challenges
 from p2p.interface import Verdict
 from tests.kit.chain import TestChain
 from tests.kit.compute_host import MemoryComputeHost
