@@ -27,6 +27,7 @@ from consensus.errors import ConsensusError, GenesisError, ValidationError
 from consensus.hashing import ZERO_HASH, hash32
 from consensus.params import PRESETS, Params
 from consensus.records import (
+    NO_ADDRESS,
     Account,
     ChainHead,
     ChainInfo,
@@ -287,6 +288,7 @@ def compute_genesis_state(genesis: Genesis) -> dict[bytes, bytes | None]:
                     status=NFTStatus.ACTIVE if n.verified_units > 0 else NFTStatus.UNVERIFIED,
                     last_verified_height=0,
                     registered_height=0,
+                    pending_validator=NO_ADDRESS,
                 )
             )
             state.set_nft_binding(gv.address, next_nft, True)

@@ -21,7 +21,9 @@ Life of a challenge (``ChallengeRecord`` under ``Keys.challenge(id)``):
    be included at ``s + 1 .. s + poc_open_deadline_blocks``.
 4. **Passed** (openings verify): the NFT becomes ACTIVE with the pending units
    as its verified units; reputation up. **Failed** (a wrong row in the
-   openings, or a fraud proof): faulty-computation slash. **Missed** (no
+   openings, or a fraud proof): faulty-computation slash, charged to the
+   validator's stake only when its operator signed the commitment
+   (``liable_validator``); an owner's garbage root costs the collateral only. **Missed** (no
    commitment by the deadline, or no well-formed openings by theirs): 1% of
    the collateral, verified units zero until a later challenge passes.
 
@@ -112,6 +114,12 @@ class ChallengeRecord(Encodable):
     sample_hash: bytes
     #: Height at which the challenge passed, failed or was missed (0 while open).
     resolved_height: int
+    #: Validator whose stake answers for the committed root: the commitment's
+    #: sender when it was the NFT's bound validator then (an owner that is its
+    #: own validator's operator included); b"" when the owner committed for
+    #: another validator, or before a commitment. A faulty root then costs the
+    #: collateral only.
+    liable_validator: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,7 +233,7 @@ def process_poc_epoch(state: State, block: Block, params: Params, events: list[o
         rec = ChallengeRecord(
             challenge=challenge, nft_id=nft.id, status=ChallengeStatus.PENDING,
             challenge_time_ms=h.time_ms, root=b"", commit_height=0, pending_units=0,
-            sample_hash=b"", resolved_height=0,
+            sample_hash=b"", resolved_height=0, liable_validator=NO_ADDRESS,
         )
         _put(state, rec)
         state.put_record(Keys.challenge_by_nft(nft.id), ChallengeRef(challenge.id))
@@ -263,6 +271,13 @@ def _offender(nft: ComputeNFT) -> tuple[bytes, bool]:
     return nft.owner, False
 
 
+def _liable(nft: ComputeNFT, rec: ChallengeRecord) -> tuple[bytes, bool]:
+    """Return (address charged for a faulty root, whether its stake is liable)."""
+    if rec.liable_validator != NO_ADDRESS:
+        return rec.liable_validator, True
+    return nft.owner, False
+
+
 def _process_missed(
     state: State, rec: ChallengeRecord, height: int, params: Params, events: list[object]
 ) -> None:
@@ -289,7 +304,8 @@ def _process_missed(
 def _process_faulty(
     state: State, rec: ChallengeRecord, height: int, params: Params, whistleblower: bytes
 ) -> None:
-    """Faulty computation: the stake slash, the whole collateral, NFT FAULTY, reputation down."""
+    """Faulty computation: the whole collateral, NFT FAULTY; the stake slash and
+    reputation loss only for the validator that signed the commitment."""
     evidence_hash = tagged_hash(FAULTY_TAG, rec.challenge.id)
     if state.is_fault_slashed(evidence_hash):
         raise FaultAlreadySlashed("this challenge's faulty computation was already punished")
@@ -302,7 +318,9 @@ def _process_faulty(
     if nft is not None:
         nft, cut = process_slash_collateral(state, nft, BPS)
         state.set_nft(dataclasses.replace(nft, verified_units=0, status=NFTStatus.FAULTY))
-        offender, bound = _offender(nft)
+        # Liability follows the signature on the root: a validator's stake answers only
+        # for a commitment its operator signed as the NFT's (consenting) validator.
+        offender, bound = _liable(nft, rec)
     process_slash(
         state, validator_address=offender, fault=Fault.FAULTY_COMPUTE,
         slash_bps=params.faulty_compute_slash_bps if bound else 0,
@@ -346,9 +364,11 @@ def process_poc_commit(state: State, ctx: TxContext, sender: bytes, body: PocCom
             f"{rec.challenge.deadline_height}]"
         )
     units = compute_verified_units(rec.challenge, rec.challenge_time_ms, ctx.time_ms)
+    nft = state.get_nft(rec.nft_id)
+    liable = sender if nft is not None and sender == nft.bound_validator else NO_ADDRESS
     _put(state, dataclasses.replace(
         rec, status=ChallengeStatus.COMMITTED, root=body.root, commit_height=ctx.height,
-        pending_units=units,
+        pending_units=units, liable_validator=liable,
     ))
     _schedule(state, get_sample_height(ctx.height, get_poc_params(ctx.params)), body.challenge_id)
 

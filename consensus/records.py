@@ -173,7 +173,9 @@ class ComputeNFT(Encodable):
 
     id: int
     owner: bytes
-    #: Validator address this NFT counts toward, or b"" when unbound.
+    #: Validator address this NFT counts toward, or b"" when unbound. Set only
+    #: with the validator's consent: its operator's ``accept_nft`` (or its own
+    #: ``bind_nft`` when the owner is that operator), or at genesis.
     bound_validator: bytes
     spec: HardwareSpec
     #: Units the owner claimed from its local benchmark (never counts toward power).
@@ -188,6 +190,10 @@ class ComputeNFT(Encodable):
     last_verified_height: int
     #: Height at which the NFT was minted.
     registered_height: int
+    #: Validator the owner asked to bind to (``bind_nft``), awaiting that validator's
+    #: ``accept_nft``; b"" when no request is pending. A pending request has no
+    #: effect: no power, no challenge answers or liability, no jobs.
+    pending_validator: bytes
 
 
 @dataclass(frozen=True, slots=True)

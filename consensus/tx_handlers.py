@@ -63,6 +63,7 @@ from consensus.staking import (
 from consensus.state import Keys, State, _Marker
 from consensus.tx_context import TxContext as TxContext  # re-exported: node/ imports it from here
 from consensus.txs import (
+    AcceptNFT,
     BindNFT,
     Bond,
     CreateValidator,
@@ -206,38 +207,85 @@ def process_register_compute(
         status=NFTStatus.UNVERIFIED,
         last_verified_height=0,
         registered_height=ctx.height,
+        pending_validator=NO_ADDRESS,
     )
     state.set_meta(dataclasses.replace(meta, next_nft_id=meta.next_nft_id + 1))
     state.set_nft(nft)
 
 
 def process_transfer_nft(state: State, ctx: TxContext, sender: bytes, body: TransferNFT) -> None:
-    """Change a compute NFT's owner (its binding stays)."""
+    """Change a compute NFT's owner (its binding stays; a pending request is dropped)."""
     nft = _require_own_nft(state, body.nft_id, sender)
-    state.set_nft(dataclasses.replace(nft, owner=body.to))
+    state.set_nft(dataclasses.replace(nft, owner=body.to, pending_validator=NO_ADDRESS))
 
 
-def process_bind_nft(state: State, ctx: TxContext, sender: bytes, body: BindNFT) -> None:
-    """Bind a compute NFT to a validator (counts from the next epoch)."""
-    nft = _require_own_nft(state, body.nft_id, sender)
+def _require_bindable(nft: ComputeNFT) -> None:
     if nft.bound_validator != NO_ADDRESS:
         raise NFTBindingError(f"compute NFT {nft.id} is already bound; unbind it first")
     if nft.status in (NFTStatus.FAULTY, NFTStatus.RETIRED):
         raise NFTBindingError(f"compute NFT {nft.id} is {NFTStatus.NAMES[nft.status]}")
+
+
+def _bind(state: State, nft: ComputeNFT, validator: bytes) -> None:
+    state.set_nft(dataclasses.replace(nft, bound_validator=validator, pending_validator=NO_ADDRESS))
+    state.set_nft_binding(validator, nft.id, True)
+
+
+def process_bind_nft(state: State, ctx: TxContext, sender: bytes, body: BindNFT) -> None:
+    """Ask to bind a compute NFT to a validator; binding one's own validator is immediate.
+
+    A binding makes the validator answer for the NFT (power, challenges, jobs),
+    so it needs the validator's consent: the request waits in
+    ``pending_validator`` until the validator's operator accepts it
+    (``process_accept_nft``). An owner that is the validator's operator
+    consents by sending the request. Counts from the next epoch once bound.
+    """
+    nft = _require_own_nft(state, body.nft_id, sender)
+    _require_bindable(nft)
+    if nft.pending_validator != NO_ADDRESS:
+        raise NFTBindingError(
+            f"compute NFT {nft.id} already has a binding request pending; cancel it with unbind_nft first"
+        )
     v = _require_validator(state, body.validator)
     if v.tombstoned:
         raise ValidatorTombstoned("cannot bind compute to a tombstoned validator")
-    state.set_nft(dataclasses.replace(nft, bound_validator=body.validator))
-    state.set_nft_binding(body.validator, nft.id, True)
+    if body.validator == sender:
+        _bind(state, nft, body.validator)
+        return
+    state.set_nft(dataclasses.replace(nft, pending_validator=body.validator))
+
+
+def process_accept_nft(state: State, ctx: TxContext, sender: bytes, body: AcceptNFT) -> None:
+    """The sender's validator accepts a pending binding request: the NFT is bound to it."""
+    nft = state.get_nft(body.nft_id)
+    if nft is None or nft.pending_validator != sender:
+        raise NFTBindingError(f"compute NFT {body.nft_id} has no binding request to the sender's validator")
+    _require_bindable(nft)
+    v = _require_validator(state, sender)
+    if v.tombstoned:
+        raise ValidatorTombstoned("a tombstoned validator cannot accept compute")
+    _bind(state, nft, sender)
 
 
 def process_unbind_nft(state: State, ctx: TxContext, sender: bytes, body: UnbindNFT) -> None:
-    """Unbind a compute NFT from its validator (counts until the next epoch)."""
-    nft = _require_own_nft(state, body.nft_id, sender)
-    if nft.bound_validator == NO_ADDRESS:
-        raise NFTBindingError(f"compute NFT {nft.id} is not bound")
-    state.set_nft_binding(nft.bound_validator, nft.id, False)
-    state.set_nft(dataclasses.replace(nft, bound_validator=NO_ADDRESS))
+    """Unbind a compute NFT (its owner, or the validator releasing it), or cancel its request.
+
+    A bound NFT counts until the next epoch. An unbound NFT with a pending
+    request has the request cancelled (owner only).
+    """
+    nft = state.get_nft(body.nft_id)
+    if nft is None:
+        raise UnknownNFT(f"no compute NFT with id {body.nft_id}")
+    if nft.bound_validator != NO_ADDRESS and sender in (nft.owner, nft.bound_validator):
+        state.set_nft_binding(nft.bound_validator, nft.id, False)
+        state.set_nft(dataclasses.replace(nft, bound_validator=NO_ADDRESS))
+        return
+    if nft.owner != sender:
+        raise NotNFTOwner(f"compute NFT {nft.id} is not owned by the sender")
+    if nft.pending_validator != NO_ADDRESS:
+        state.set_nft(dataclasses.replace(nft, pending_validator=NO_ADDRESS))
+        return
+    raise NFTBindingError(f"compute NFT {nft.id} is not bound and has no pending request")
 
 
 def process_unjail(state: State, ctx: TxContext, sender: bytes, body: Unjail) -> None:
@@ -327,6 +375,7 @@ HANDLERS: dict[int, Handler] = {
     TxKind.TRANSFER_NFT: process_transfer_nft,
     TxKind.BIND_NFT: process_bind_nft,
     TxKind.UNBIND_NFT: process_unbind_nft,
+    TxKind.ACCEPT_NFT: process_accept_nft,
     TxKind.UNJAIL: process_unjail,
     TxKind.SUBMIT_EVIDENCE: process_submit_evidence,
     TxKind.SUBMIT_JOB: process_submit_job,

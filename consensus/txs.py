@@ -55,6 +55,7 @@ class TxKind:
     JOB_CHALLENGE = 18
     CANCEL_JOB = 19
     SET_PRICE = 20
+    ACCEPT_NFT = 21
 
     NAMES: ClassVar[dict[int, str]] = {
         1: "transfer",
@@ -77,6 +78,7 @@ class TxKind:
         18: "job_challenge",
         19: "cancel_job",
         20: "set_price",
+        21: "accept_nft",
     }
 
 
@@ -202,7 +204,11 @@ class TransferNFT(Encodable):
 
 @dataclass(frozen=True, slots=True)
 class BindNFT(Encodable):
-    """Bind compute NFT ``nft_id`` to ``validator`` (its verified units count there)."""
+    """Ask to bind compute NFT ``nft_id`` to ``validator``.
+
+    The request takes effect when the validator's operator sends ``AcceptNFT``;
+    an owner that is the validator's operator binds at once.
+    """
 
     nft_id: int
     validator: bytes
@@ -214,12 +220,22 @@ class BindNFT(Encodable):
 
 @dataclass(frozen=True, slots=True)
 class UnbindNFT(Encodable):
-    """Unbind compute NFT ``nft_id`` from its validator."""
+    """Unbind compute NFT ``nft_id`` (owner or bound validator), or cancel its pending request (owner)."""
 
     nft_id: int
 
     def validate_basic(self) -> None:
         validate_amount(self.nft_id, "unbind_nft.nft_id", positive=False)
+
+
+@dataclass(frozen=True, slots=True)
+class AcceptNFT(Encodable):
+    """The sender's validator accepts the pending binding of compute NFT ``nft_id``."""
+
+    nft_id: int
+
+    def validate_basic(self) -> None:
+        validate_amount(self.nft_id, "accept_nft.nft_id", positive=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,6 +293,7 @@ BODY_TYPES: dict[int, type[Encodable]] = {
     TxKind.JOB_CHALLENGE: JobChallenge,
     TxKind.CANCEL_JOB: CancelJob,
     TxKind.SET_PRICE: SetPrice,
+    TxKind.ACCEPT_NFT: AcceptNFT,
 }
 KIND_OF_BODY: dict[type[Encodable], int] = {v: k for k, v in BODY_TYPES.items()}
 

@@ -135,7 +135,8 @@ def process_job_result(state: State, ctx: TxContext, sender: bytes, body: JobRes
         if slot.status != SlotStatus.ASSIGNED:
             raise JobError(f"the result of NFT {body.nft_id} is already committed")
         slot = dataclasses.replace(
-            slot, status=SlotStatus.COMMITTED, result_root=body.result_root, committed_height=ctx.height
+            slot, status=SlotStatus.COMMITTED, result_root=body.result_root, committed_height=ctx.height,
+            committer=sender,
         )
         _save(state, replace_slot(job, slot))
         return

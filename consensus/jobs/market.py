@@ -107,7 +107,7 @@ def empty_slot(index: int) -> JobSlot:
     return JobSlot(
         index=index, status=SlotStatus.EMPTY, nft_id=0, provider=NO_ADDRESS, validator=NO_ADDRESS,
         price=0, assigned_height=0, deadline_height=0, result_root=b"", committed_height=0,
-        sample_seed=b"", openings=(), window_end=0, dispute=None,
+        sample_seed=b"", openings=(), window_end=0, dispute=None, committer=NO_ADDRESS,
     )
 
 
@@ -152,8 +152,11 @@ def process_job_fault(
     """A proven wrong result: slash per the table, pay the challenger, re-open the slot.
 
     The NFT loses its whole collateral and is marked faulty with zero verified
-    units; its validator (at assignment) loses ``faulty_compute_slash_bps`` of its
-    stake and reputation; the challenger is the whistleblower.
+    units; its validator (at assignment, so bound with its consent) loses
+    ``faulty_compute_slash_bps`` of its stake and reputation only if its
+    operator signed the result commitment; a result committed by the NFT's
+    owner costs the collateral only (the owner is named in the record). The
+    challenger is the whistleblower.
     """
     evidence_hash = tagged_hash(FAULT_TAG, job.id + be64(slot.nft_id) + be64(slot.assigned_height))
     if state.is_fault_slashed(evidence_hash):
@@ -163,7 +166,11 @@ def process_job_fault(
     if nft is not None:
         nft, cut = process_slash_collateral(state, nft, BPS)
         state.set_nft(dataclasses.replace(nft, verified_units=0, status=NFTStatus.FAULTY))
-    bound = slot.validator != NO_ADDRESS and state.get_validator(slot.validator) is not None
+    bound = (
+        slot.validator != NO_ADDRESS
+        and slot.committer == slot.validator
+        and state.get_validator(slot.validator) is not None
+    )
     offender = slot.validator if bound else slot.provider
     process_slash(
         state, validator_address=offender, fault=Fault.JOB_FAULT,

@@ -299,6 +299,9 @@ class JobSlot(Encodable):
     #: Last height at which the opened result may be challenged.
     window_end: int
     dispute: Dispute | None
+    #: Account that signed the result commitment (b"" before it): the slot's
+    #: validator's stake answers for the result only if this is the validator.
+    committer: bytes
 
 
 @dataclass(frozen=True, slots=True)

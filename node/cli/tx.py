@@ -23,6 +23,7 @@ from consensus.crypto import PrivateKey, encode_address
 from consensus.errors import ConsensusError
 from consensus.records import DeviceKind, HardwareSpec
 from consensus.txs import (
+    AcceptNFT,
     BindNFT,
     Bond,
     Delegate,
@@ -140,6 +141,10 @@ def _b_bind_nft(args: argparse.Namespace, key: PrivateKey) -> Encodable:
 
 def _b_unbind_nft(args: argparse.Namespace, key: PrivateKey) -> Encodable:
     return UnbindNFT(_nft_id(args.id))
+
+
+def _b_accept_nft(args: argparse.Namespace, key: PrivateKey) -> Encodable:
+    return AcceptNFT(_nft_id(args.id))
 
 
 def _b_unjail(args: argparse.Namespace, key: PrivateKey) -> Encodable:
@@ -293,11 +298,29 @@ def add_commands(sub: Any) -> None:
     p.add_argument("id")
     p.add_argument("to")
     p.set_defaults(func=tx_command(_b_transfer_nft))
-    p = tx.add_parser("bind-nft", help="bind a compute NFT to a validator")
+    p = tx.add_parser(
+        "bind-nft",
+        help="ask a validator to take a compute NFT (binds at once to your own validator)",
+        description="Request that compute NFT ID be bound to VALIDATOR. The binding takes effect "
+        "when the validator's operator runs `cstake tx accept-nft ID`; until then `query nft` "
+        "shows it as pending_validator. Binding to your own validator takes effect at once.",
+    )
     p.add_argument("id")
     p.add_argument("validator")
     p.set_defaults(func=tx_command(_b_bind_nft))
-    p = tx.add_parser("unbind-nft", help="unbind a compute NFT")
+    p = tx.add_parser(
+        "accept-nft",
+        help="accept a pending request to bind a compute NFT to your validator",
+        description="As the validator's operator, accept the pending binding of compute NFT ID: "
+        "it then counts toward your power from the next epoch and your node answers its "
+        "challenges. Your stake answers for the proofs your node signs for it.",
+    )
+    p.add_argument("id")
+    p.set_defaults(func=tx_command(_b_accept_nft))
+    p = tx.add_parser(
+        "unbind-nft",
+        help="unbind a compute NFT (owner or its validator), or cancel a pending request (owner)",
+    )
     p.add_argument("id")
     p.set_defaults(func=tx_command(_b_unbind_nft))
     p = tx.add_parser("unjail", help="return your validator from jail")

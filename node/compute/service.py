@@ -1,7 +1,8 @@
 """The node's compute service: answers proof-of-compute challenges and gossips attestations.
 
 After every committed block the service looks at the challenges of the NFTs
-this node serves (owned by its account, or bound to its validator):
+this node serves (bound to its validator, which takes the operator's consent:
+``accept_nft``; or owned by its account and bound to no validator):
 
 - a pending challenge: ``Prover.prove`` computes C = A·B with BLAS in a worker
   process (one prover, hence one worker, per NFT; the event loop never blocks),
@@ -21,7 +22,8 @@ per NFT bound to this validator (consensus key, ``consensus.attestation``)
 with the units measured on its last proof, gossips it on the ``attestation``
 topic and keeps it in the pool; the pool keeps the freshest valid one per NFT
 from gossip (REJECT for bad signatures or shape, IGNORE for stale) and the
-proposer includes them in blocks.
+proposer includes at most ``MAX_ATTESTATIONS_PER_BLOCK`` of them, freshest
+first, in each block.
 
 Test-only modes: ``poc-cheat`` proves with ``POC_CHEAT_FRACTION`` of the rows
 corrupted (consistently in commitment and openings); ``poc-overclaim``
@@ -47,6 +49,7 @@ from concurrent.futures import ProcessPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from consensus.attestation import (
+    MAX_ATTESTATIONS_PER_BLOCK,
     Attestation,
     AttestationError,
     decode_attestation,
@@ -144,9 +147,14 @@ class AttestationPool:
         return [self._by_nft[k] for k in sorted(self._by_nft)]
 
     def select(self, state: State, chain_id: str, height: int) -> tuple[bytes, ...]:
-        """Return the encoded attestations a block at ``height`` may carry; drop stale ones."""
+        """Return the encoded attestations a block at ``height`` may carry; drop stale ones.
+
+        At most ``MAX_ATTESTATIONS_PER_BLOCK`` (a block with more is invalid): the
+        freshest first (higher height), ties by NFT id, so every proposer with the
+        same pool and state picks the same ones; the rest wait for a later block.
+        """
         params = state.get_params()
-        out = []
+        valid: list[Attestation] = []
         for nft_id in sorted(self._by_nft):
             att = self._by_nft[nft_id]
             try:
@@ -155,8 +163,9 @@ class AttestationPool:
                 if exc.stale or att.height + params.attestation_max_age_blocks < height:
                     self._by_nft.pop(nft_id, None)
                 continue
-            out.append(att.encode())
-        return tuple(out)
+            valid.append(att)
+        valid.sort(key=lambda a: (-a.height, a.nft_id))
+        return tuple(att.encode() for att in valid[:MAX_ATTESTATIONS_PER_BLOCK])
 
 
 class ComputeService:
@@ -229,8 +238,20 @@ class ComputeService:
     # -- what this node serves ----------------------------------------------------------------
 
     def _serves(self, nft: ComputeNFT | None) -> bool:
+        """Whether this node answers ``nft``'s challenges.
+
+        NFTs bound to this validator (a binding exists only with its operator's
+        consent: ``accept_nft``, or its own ``bind_nft``), and NFTs this account
+        owns that no validator serves (unbound, or with a request still pending).
+        A stranger's request to bind to us is never served until we accept it:
+        each served NFT costs a prover process and commitment fees.
+        """
         me = self.host.address
-        return nft is not None and (nft.owner == me or nft.bound_validator == me)
+        if nft is None:
+            return False
+        if nft.bound_validator != NO_ADDRESS:
+            return nft.bound_validator == me
+        return nft.owner == me
 
     def _served_nfts(self, state: State) -> list[ComputeNFT]:
         return [nft for _, nft in state.iter_records(Keys.NFT, ComputeNFT) if self._serves(nft)]

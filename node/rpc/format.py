@@ -173,6 +173,8 @@ def format_nft(nft: ComputeNFT) -> dict[str, Any]:
         "id": nft.id,
         "owner": encode_address(nft.owner),
         "bound_validator": addr(nft.bound_validator),
+        # A binding request awaiting the validator's accept_nft (null when none).
+        "pending_validator": addr(nft.pending_validator),
         "spec": format_spec(nft.spec),
         "claimed_units": nft.claimed_units,
         "verified_units": nft.verified_units,

@@ -15,6 +15,7 @@ from consensus.records import Account, ComputeNFT, Delegation, HardwareSpec, Unb
 from consensus.staking import compute_voting_power, get_validator_compute
 from consensus.state import Keys, State
 from consensus.txs import (
+    AcceptNFT,
     BindNFT,
     Bond,
     CreateValidator,
@@ -42,6 +43,7 @@ OPS = [
     "undelegate",
     "register",
     "bind",
+    "accept_nft",
     "unbind",
     "transfer_nft",
     "unjail",
@@ -118,6 +120,8 @@ def run_op(chain: TestChain, op: tuple[str, int, int, int], evidence_used: set[i
     nft_id = amount % max(nft_count, 1)
     if kind == "bind":
         return [chain.tx(actor, BindNFT(nft_id, target.address()))]
+    if kind == "accept_nft":
+        return [chain.tx(actor, AcceptNFT(nft_id))]
     if kind == "unbind":
         return [chain.tx(actor, UnbindNFT(nft_id))]
     if kind == "transfer_nft":

@@ -39,6 +39,7 @@ from consensus.poc_state import get_challenge, get_latest_challenge
 from consensus.records import HardwareSpec, NFTStatus
 from consensus.transition import state_transition
 from consensus.txs import (
+    AcceptNFT,
     BindNFT,
     Bond,
     CancelJob,
@@ -181,9 +182,13 @@ def test_process_compute_nft_lifecycle(chain: TestChain) -> None:
     nft = chain.view().get_nft(nft_id)
     assert nft is not None and nft.status == NFTStatus.UNVERIFIED and nft.verified_units == 0
     r = chain.next_block(
-        [chain.tx(owner, BindNFT(nft_id, validator)), chain.tx(owner, TransferNFT(nft_id, other.address()))]
+        [
+            chain.tx(owner, BindNFT(nft_id, validator)),  # a request: the validator must accept it
+            chain.tx(chain.operator_keys[0], AcceptNFT(nft_id)),
+            chain.tx(owner, TransferNFT(nft_id, other.address())),
+        ]
     )
-    assert [t.code for t in r.tx_results] == [0, 0]
+    assert [t.code for t in r.tx_results] == [0, 0, 0]
     nft = chain.view().get_nft(nft_id)
     assert nft is not None and nft.owner == other.address() and nft.bound_validator == validator
     assert nft_id in list(chain.view().iter_validator_nft_ids(validator))

@@ -220,3 +220,67 @@ async def test_scan_signs_and_publishes_an_attestation_per_bound_nft() -> None:
     assert [(a.nft_id, a.validator, a.height) for a in published] == [(n, host.address, 4) for n in nft_ids]
     # The attestation the proposer would include is the one published.
     assert service.select_attestations(chain.height + 1) == tuple(a.encode() for a in published)
+
+
+def _register_bound(chain: TestChain, i: int, count: int) -> list[int]:
+    """Validator ``i`` registers ``count`` NFTs and binds them to itself (at once: its own)."""
+    from consensus.txs import BindNFT, RegisterCompute
+
+    op = chain.operator_keys[i]
+    first = chain.view().get_meta().next_nft_id
+    ids = list(range(first, first + count))
+    for start in range(0, count, 100):
+        txs = []
+        for nft_id in ids[start:start + 100]:
+            txs.append(chain.tx(op, RegisterCompute(SPEC, 1, 100)))
+            txs.append(chain.tx(op, BindNFT(nft_id, op.address())))
+        result = chain.next_block(txs)
+        assert all(r.code == 0 for r in result.tx_results), [r.log for r in result.tx_results][:3]
+    return ids
+
+
+def test_select_returns_at_most_a_block_limit_freshest_first() -> None:
+    from consensus.attestation import MAX_ATTESTATIONS_PER_BLOCK
+
+    chain = TestChain(params={"attestation_max_age_blocks": 20, "attestation_min_interval_blocks": 3,
+                              "epoch_blocks": 50, "max_block_txs": 1000})
+    ids = _register_bound(chain, 0, MAX_ATTESTATIONS_PER_BLOCK + 44)
+    op, cons = chain.operator_keys[0].address(), chain.consensus_keys[0]
+    pool = AttestationPool()
+    h = chain.height
+    # Older reports for the low ids, fresher ones for the high ids.
+    for n, nft_id in enumerate(ids):
+        height = h - 1 if n < 100 else h
+        pool.add(make_attestation(cons, chain.chain_id, nft_id=nft_id, validator=op, spec=SPEC,
+                                  measured_units=1, height=height))
+    selected = [Attestation.decode(raw) for raw in pool.select(chain.view(), chain.chain_id, h + 1)]
+    assert len(selected) == MAX_ATTESTATIONS_PER_BLOCK
+    assert [(a.height, a.nft_id) for a in selected] == sorted(
+        ((a.height, a.nft_id) for a in selected), key=lambda x: (-x[0], x[1]))
+    # Every fresh one first (200 of them), then the oldest ids up to the cap.
+    assert [a.nft_id for a in selected] == ids[100:] + ids[:MAX_ATTESTATIONS_PER_BLOCK - 200]
+    # Deterministic: the same pool selects the same list again, and the rest stay pooled.
+    assert pool.select(chain.view(), chain.chain_id, h + 1) == tuple(a.encode() for a in selected)
+    assert len(pool) == len(ids)
+
+
+def test_service_serves_a_strangers_nft_only_once_accepted() -> None:
+    from consensus.txs import AcceptNFT, BindNFT, RegisterCompute
+
+    chain = make_chain(1)
+    stranger, operator = chain.account_keys[0], chain.operator_keys[0]
+    nft_id = chain.view().get_meta().next_nft_id
+    chain.next_block([chain.tx(stranger, RegisterCompute(SPEC, 1, 100)),
+                      chain.tx(stranger, BindNFT(nft_id, operator.address()))])
+    service = ComputeService(MemoryComputeHost(chain, 0))
+    nft = chain.view().get_nft(nft_id)
+    assert nft is not None and nft.pending_validator == operator.address()
+    served = {n.id for n in service._served_nfts(chain.view())}
+    assert nft_id not in served and served  # its own genesis NFT only
+    # Not served by another validator's node either, nor attested.
+    assert nft_id not in {n.id for n in ComputeService(MemoryComputeHost(chain, 1))._served_nfts(chain.view())}
+    chain.next_block([chain.tx(operator, AcceptNFT(nft_id))])
+    assert nft_id in {n.id for n in service._served_nfts(chain.view())}
+    # Once bound to node0's validator, node1 never serves it, even if it owned it.
+    assert not ComputeService(MemoryComputeHost(chain, 1))._serves(
+        dataclasses.replace(chain.view().get_nft(nft_id), owner=chain.operator_keys[1].address()))  # type: ignore[arg-type]
