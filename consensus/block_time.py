@@ -13,6 +13,18 @@ choice gives a time inside the honest range.
 
 The first block has no last commit; its time is the genesis time plus 1 ms.
 Proof-of-compute deadlines, jail terms and unbonding all rest on this time.
+
+``validate_block`` requires a header's time to equal ``compute_block_time``
+of the block's own last commit, to be later than the parent's and no later
+than year 9999. The timestamps of the commit's signatures are not checked one
+by one (a precommit stamped before the parent is still a valid signature in
+the commit). Requiring every one to be later than the parent would let a
+byzantine validator halt the chain: if the decision of a height needed its
+early-stamped precommit to reach +2/3 (the other honest validators precommitted
+nil in that round), no valid last commit would exist for the next height. The
+honest-majority bound above already gives monotonic time; a median at or before
+the parent needs faulty signers holding half of a commit, i.e. at least 1/3 of
+the power, the same power that can halt the chain anyway.
 """
 
 from __future__ import annotations

@@ -3,8 +3,10 @@
 Executing a block, in order:
 
 1. ``validate_block``: the header against the state (chain id, height, parent,
-   time, proposer for the round, validator set hash) and the last commit
-   against the set that decided the previous height.
+   proposer for the round, validator set hash, size), the last commit
+   against the set that decided the previous height, and the time: exactly
+   the BFT time of the last commit (``consensus.block_time``), after the
+   parent's and no later than year 9999.
 2. Evidence carried by the block: each double-sign is verified, slashed once
    and tombstoned; the proposer is the whistleblower.
 3. Transactions, in block order: ``check_tx`` authenticates (signature, chain
@@ -25,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from consensus.attestation import process_block_attestations
+from consensus.block_time import compute_block_time
 from consensus.blocks import MAX_BLOCK_EVIDENCE, MAX_BLOCK_TIME_MS, Block
 from consensus.crypto import Domain, is_valid_signature, sign_bytes
 from consensus.errors import (
@@ -158,6 +161,7 @@ def validate_block(state: State, block: Block, chain_id: str) -> None:
         raise InvalidBlock(f"block height {h.height} does not follow head height {head.height}")
     if head.height > 0 and h.parent_hash != head.block_hash:
         raise InvalidBlock("block parent is not the head block")
+    # Time moves forward and stays representable (the exact time is checked below).
     if h.time_ms <= head.time_ms:
         raise InvalidBlock(f"block time {h.time_ms} ms is not after the head's {head.time_ms} ms")
     if h.time_ms > MAX_BLOCK_TIME_MS:
@@ -185,6 +189,17 @@ def validate_block(state: State, block: Block, chain_id: str) -> None:
             verify_commit(chain_id, last_vset, block.last_commit)
         except ConsensusError as exc:
             raise InvalidBlock(f"last commit does not verify: {exc}") from exc
+    else:
+        last_vset = None
+    # BFT time: the proposer does not choose the time, the last commit's signers do.
+    # Their timestamps are not checked one by one: with less than 1/3 of the power
+    # faulty the median lies between two honest precommits, both after the parent.
+    expected_time = compute_block_time(block.last_commit, last_vset, head.time_ms)
+    if h.time_ms != expected_time:
+        raise InvalidBlock(
+            f"block time {h.time_ms} ms is not the BFT time {expected_time} ms "
+            "(the weighted median of the last commit's timestamps)"
+        )
 
 
 def state_transition(

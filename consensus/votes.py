@@ -136,6 +136,10 @@ class Vote(Encodable):
         """Return this vote carrying ``signature``."""
         return replace(self, signature=signature)
 
+    def with_timestamp(self, timestamp_ms: int) -> Vote:
+        """Return this vote dated ``timestamp_ms``, unsigned (the signature covers the time)."""
+        return replace(self, timestamp_ms=timestamp_ms, signature=b"")
+
     def validate_basic(self) -> None:
         """Raise VoteError unless the vote is well formed (no state needed)."""
         _check_height_round("vote", self.height, self.round)

@@ -50,6 +50,7 @@ from consensus.bft.evidence_pool import EvidencePool
 from consensus.bft.machine import MachineContext
 from consensus.bft.state import RoundState, new_round_state
 from consensus.bft.validation import validate_vote
+from consensus.block_time import compute_vote_time
 from consensus.blocks import Block
 from consensus.crypto import verify_signature
 from consensus.errors import ConsensusError
@@ -468,6 +469,11 @@ class ConsensusDriver:
     def _sign_vote(self, vote: Vote, now: int) -> None:
         if self.signer is None:
             return
+        block = None if vote.is_nil() else self.blocks.get(vote.block_hash)
+        if block is not None:
+            # BFT time: a vote for a block is dated after it, so the next block's time
+            # (the median of its commit) is too. A nil vote keeps the clock's time.
+            vote = vote.with_timestamp(compute_vote_time(vote.timestamp_ms, block.header.time_ms))
         try:
             signed = self.signer.sign_vote(vote)
         except DoubleSignRefused as exc:

@@ -1,15 +1,19 @@
 """Block building: the block this validator proposes when the round machine asks for one.
 
 The block follows the committed head: its parent, state root and validator
-set hash are the head's, its time is the handling time (never before the
-head's), and its last commit is the stored commit of the previous height
-with every precommit for that block that arrived during the commit wait, so
-a validator that signed a little late is not counted as absent. It carries
-pending evidence the state still punishes (a double-sign tombstones its
-validator, so one piece per validator at most), compute attestations from
-the compute service, and mempool transactions dry-run on the head state. A
-block that turns out invalid (a mempool transaction went stale) is replaced
-by one without transactions: our own proposal is always valid.
+set hash are the head's, and its last commit is the stored commit of the
+previous height with every precommit for that block that arrived during the
+commit wait, so a validator that signed a little late is not counted as
+absent. Its time is the BFT time of that last commit (the weighted median of
+its timestamps, ``consensus.block_time``), not our clock. It carries pending
+evidence the state still punishes (a double-sign tombstones its validator, so
+one piece per validator at most), compute attestations from the compute
+service, and mempool transactions dry-run on the head state, all within
+``params.max_block_bytes``: the header, last commit, evidence and
+attestations are measured first (attestations, then evidence, give way if
+they alone would not fit) and the transactions get the rest. A block that
+turns out invalid (a mempool transaction went stale) is replaced by one
+without transactions: our own proposal is always valid.
 """
 
 from __future__ import annotations
@@ -17,12 +21,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from consensus.bft.evidence_pool import EvidencePool
 from consensus.bft.machine import MachineContext
 from consensus.bft.state import RoundState
 from consensus.bft.validation import validate_vote
+from consensus.block_time import compute_block_time
 from consensus.blocks import Block, EvidenceItem, make_block
 from consensus.errors import ConsensusError
 from consensus.evidence import encode_evidence
@@ -35,12 +40,12 @@ from node.engine.executor import BlockExecutor
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 #: Most evidence a proposer puts in one block.
 MAX_BLOCK_EVIDENCE = 16
 #: Most pending evidence looked through for a block.
 MAX_PENDING_EVIDENCE = 1_024
-#: Bytes of a block kept free of transactions (header, last commit, evidence, attestations).
-BLOCK_HEADROOM_BYTES = 64 * 1024
 
 
 class Mempool(Protocol):
@@ -119,6 +124,13 @@ class BlockProposer:
             chosen.append(EvidenceItem(*encode_evidence(e)))
         return tuple(chosen)
 
+    def compute_time(self, head_state: State, last_commit: Commit | None, now_ms: int) -> int:
+        """Return the time of the block we build: the BFT time of its last commit (``now_ms`` is unused).
+
+        A test fault (``node.engine.faults``) overrides this to date blocks wrongly.
+        """
+        return compute_block_time(last_commit, head_state.get_last_validator_set(), head_state.get_head().time_ms)
+
     def build_block(
         self, height: int, round_: int, now_ms: int, validator_set: ValidatorSet, pool: EvidencePool
     ) -> Block:
@@ -126,22 +138,11 @@ class BlockProposer:
         t0 = time.perf_counter()
         ex = self.executor
         head_state = ex.head_state()
-        head = head_state.get_head()
         params = head_state.get_params()
         last_commit = self.get_last_commit(height - 1)
-        time_ms = max(now_ms, head.time_ms + 1)
+        time_ms = self.compute_time(head_state, last_commit, now_ms)
         evidence = self._select_evidence(head_state, pool, height)
-        # Dry-run each candidate on the head state so the block never carries a
-        # transaction that fails authentication (that would make the block invalid).
-        ctx = TxContext(
-            chain_id=ex.chain_id,
-            height=height,
-            time_ms=time_ms,
-            proposer=self.address or bytes(20),
-            params=params,
-        )
-        txs = self.mempool.reap(params.max_block_txs, params.max_block_bytes - BLOCK_HEADROOM_BYTES,
-                                state=head_state, ctx=ctx)
+        attestations = tuple(self.attestation_source(height)) if self.attestation_source else ()
 
         def assemble(
             txs: list[SignedTx], evidence: tuple[EvidenceItem, ...], attestations: tuple[bytes, ...]
@@ -161,8 +162,33 @@ class BlockProposer:
                 validators_hash=validator_set.hash(),
             )
 
-        attestations = self.attestation_source(height) if self.attestation_source else ()
-        block = assemble(txs, evidence, tuple(attestations))
+        # Everything but the transactions first: if that alone exceeds the size limit,
+        # attestations give way, then evidence (both can wait for a later block).
+        max_bytes = params.max_block_bytes
+        base = assemble([], evidence, attestations)
+        excess = len(base.encode()) - max_bytes
+        if excess > 0:
+            attestations, excess = _drop_to_fit(attestations, excess, len)
+            evidence, excess = _drop_to_fit(evidence, excess, lambda e: len(e.encode()))
+            base = assemble([], evidence, attestations)
+            log.warning("block %d: attestations and evidence cut to fit %d bytes", height, max_bytes)
+        # Dry-run each candidate on the head state so the block never carries a
+        # transaction that fails authentication (that would make the block invalid).
+        ctx = TxContext(
+            chain_id=ex.chain_id,
+            height=height,
+            time_ms=time_ms,
+            proposer=self.address or bytes(20),
+            params=params,
+        )
+        txs = self.mempool.reap(params.max_block_txs, max_bytes - len(base.encode()), state=head_state, ctx=ctx)
+        block = assemble(txs, evidence, attestations)
+        # The reaped bytes count the transactions, not their framing in the block:
+        # drop the last ones (no kept transaction depends on a later one) until it fits.
+        while txs and (excess := len(block.encode()) - max_bytes) > 0:
+            kept, _ = _drop_to_fit(tuple(t.raw for t in txs), excess, len)
+            txs = txs[: len(kept)]
+            block = assemble(txs, evidence, attestations)
         try:
             ex.validate_block(block, txs)
         except ConsensusError as exc:
@@ -171,3 +197,15 @@ class BlockProposer:
         log.debug("built block %d/%d: %d txs in %.0f ms", height, round_, len(block.txs),
                   (time.perf_counter() - t0) * 1000)
         return block
+
+
+def _drop_to_fit(items: tuple[T, ...], excess: int, size: Callable[[T], int]) -> tuple[tuple[T, ...], int]:
+    """Drop trailing ``items`` until their sizes add up to ``excess``; return the rest and the excess left.
+
+    Removing an item from an encoded list shortens it by at least the item's size.
+    """
+    end = len(items)
+    while end > 0 and excess > 0:
+        end -= 1
+        excess -= size(items[end])
+    return items[:end], excess

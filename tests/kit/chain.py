@@ -5,12 +5,20 @@ blocks exactly as a network would: the right proposer for the round, the
 state root the caller supplies, and a last commit of real Ed25519 precommit
 signatures from enough validators. It keeps the committed state in a
 ``DictStateReader``, so it needs no storage.
+
+Block time is BFT time (``consensus.block_time``): a block's time is the
+weighted median of its last commit's timestamps, so the builder signs the
+commit of a block lazily, when the next block is built, with every precommit
+stamped at the parent's time + ``time_step_ms``: the next block is dated
+exactly that. (The first block is dated genesis + 1 ms, whatever the step.)
+Which validators sign is fixed when the block is applied (``absent`` then).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from consensus.block_time import compute_block_time
 from consensus.blocks import Block, EvidenceItem, make_block
 from consensus.codec import Encodable
 from consensus.crypto import Domain, PrivateKey, encode_address
@@ -21,6 +29,9 @@ from consensus.transition import SigCache, TransitionResult, state_transition
 from consensus.txs import SignedTx, build_tx
 from consensus.validator_set import ValidatorSet
 from consensus.votes import Commit, Vote, VoteType, compute_commit
+
+#: The default time between two blocks the builder makes.
+DEFAULT_TIME_STEP_MS = 1_000
 
 
 def derive_key(seed: bytes, label: str) -> PrivateKey:
@@ -83,7 +94,10 @@ class TestChain:
         self.state.apply(compute_genesis_state(self.genesis))
         self.height = 0
         self.time_ms = self.genesis_time_ms
-        self.last_commit: Commit | None = None
+        #: A commit of the head block set by a test (None: sign one when the next block is built).
+        self._last_commit: Commit | None = None
+        #: The head block with the set that decided it and the validators that sign its commit.
+        self._head: tuple[Block, ValidatorSet, list[int]] | None = None
         self.last_hash = ZERO_HASH
         self.nonces: dict[bytes, int] = {}
         self.blocks: list[Block] = []
@@ -113,26 +127,48 @@ class TestChain:
         """Return a fresh overlay over the committed state (for reads)."""
         return State(self.state)
 
+    @property
+    def last_commit(self) -> Commit | None:
+        """The commit of the head block: the one a test set, else one dated the default step later."""
+        return self.get_last_commit(DEFAULT_TIME_STEP_MS)
+
+    @last_commit.setter
+    def last_commit(self, commit: Commit | None) -> None:
+        self._last_commit = commit
+
+    def get_last_commit(self, time_step_ms: int) -> Commit | None:
+        """Return the commit the next block carries: a test's, else signed ``time_step_ms`` after the head."""
+        if self._last_commit is not None or self._head is None:
+            return self._last_commit
+        block, vset, signers = self._head
+        return self.sign_commit(block, signers, vset, time_ms=self.time_ms + time_step_ms)
+
     def build_block(
         self,
         txs: list[SignedTx] | tuple[SignedTx, ...] = (),
         *,
         evidence: tuple[EvidenceItem, ...] = (),
         round: int = 0,
-        time_step_ms: int = 1_000,
+        time_step_ms: int = DEFAULT_TIME_STEP_MS,
         state_root: bytes = ZERO_HASH,
     ) -> Block:
-        """Return the next block, proposed by the right validator for ``round``."""
-        vset = self.view().get_validator_set()
+        """Return the next block, proposed by the right validator for ``round``.
+
+        Its time is the BFT time of its last commit: the head's time +
+        ``time_step_ms`` unless a test set ``last_commit``.
+        """
+        view = self.view()
+        vset = view.get_validator_set()
         proposer = vset.compute_proposer(round).address
+        last_commit = self.get_last_commit(time_step_ms)
         return make_block(
             chain_id=self.chain_id,
             height=self.height + 1,
             round=round,
-            time_ms=self.time_ms + time_step_ms,
+            time_ms=compute_block_time(last_commit, view.get_last_validator_set(), self.time_ms),
             proposer=proposer,
             parent_hash=self.last_hash,
-            last_commit=self.last_commit,
+            last_commit=last_commit,
             txs=tuple(t.raw for t in txs),
             attestations=(),
             evidence=evidence,
@@ -141,13 +177,24 @@ class TestChain:
         )
 
     def sign_commit(
-        self, block: Block, signers: list[int] | None = None, vset: ValidatorSet | None = None
+        self,
+        block: Block,
+        signers: list[int] | None = None,
+        vset: ValidatorSet | None = None,
+        *,
+        time_ms: int | None = None,
     ) -> Commit:
-        """Return a commit of ``block`` by ``signers`` (default: all members of its set)."""
+        """Return a commit of ``block`` by ``signers`` (default: all members of its set but ``absent``).
+
+        Every precommit is stamped ``time_ms`` (default: the block's time + the
+        default step), which is then the BFT time of the block after it.
+        """
         if vset is None:
             vset = self.view().get_last_validator_set()
         if vset is None:
             raise ValueError("no validator set is known for the block")
+        if time_ms is None:
+            time_ms = block.header.time_ms + DEFAULT_TIME_STEP_MS
         chosen = [i for i in range(self.n_validators) if i not in self.absent] if signers is None else signers
         precommits = []
         for i in chosen:
@@ -160,7 +207,7 @@ class TestChain:
                 vote_type=VoteType.PRECOMMIT,
                 block_hash=block.hash(),
                 validator=op.address(),
-                timestamp_ms=block.header.time_ms + 1,
+                timestamp_ms=time_ms,
                 signature=b"",
             )
             sig = self.consensus_keys[i].sign(Domain.VOTE, self.chain_id, vote.sign_payload())
@@ -168,14 +215,18 @@ class TestChain:
         return compute_commit(block.header.height, block.header.round, block.hash(), precommits)
 
     def apply(self, block: Block, *, sig_cache: SigCache | None = None) -> TransitionResult:
-        """Execute and commit ``block`` (raises InvalidBlock if it is invalid)."""
+        """Execute and commit ``block`` (raises InvalidBlock if it is invalid).
+
+        Its commit is signed by the validators not ``absent`` now, when the next block is built.
+        """
         vset = self.view().get_validator_set()
         result = state_transition(self.state, block, sig_cache=sig_cache)
         self.state.apply(result.changes)
         self.height = block.header.height
         self.time_ms = block.header.time_ms
         self.last_hash = block.hash()
-        self.last_commit = self.sign_commit(block, vset=vset)
+        self._last_commit = None
+        self._head = (block, vset, [i for i in range(self.n_validators) if i not in self.absent])
         self.blocks.append(block)
         return result
 

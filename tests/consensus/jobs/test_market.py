@@ -360,16 +360,21 @@ def _play_descent(chain: TestChain, job_id: bytes, challenger: PrivateKey, provi
 
 def test_unsampled_wrong_matrix_row_is_found_by_merkle_descent() -> None:
     rows = 200
-    chain = _chain(job_sample_count=4, job_challenge_window_blocks=5, job_response_blocks=3)
-    job_id = _submit(chain, chain.account_keys[0], matmul_body(m=rows, n=32, deadline=20))
-    job = job_of(chain, job_id)
-    nft = job.slots[0].nft_id
-    wrong = cheat_leaves(job)  # the last row is wrong
-    c, _ = commit(chain, job_id, nft, wrong)
-    chain.next_block()
-    open_samples(chain, job_id, nft, c)
-    slot = job_of(chain, job_id).slots[0]
-    assert rows - 1 not in [o.index for o in slot.openings]  # the samples missed it
+    # The sample seed comes from a commit's signatures, which cover the block
+    # time: try a few block intervals until the samples miss the wrong row.
+    for step_ms in range(1_000, 1_020):
+        chain = _chain(job_sample_count=4, job_challenge_window_blocks=5, job_response_blocks=3)
+        job_id = _submit(chain, chain.account_keys[0], matmul_body(m=rows, n=32, deadline=20))
+        job = job_of(chain, job_id)
+        nft = job.slots[0].nft_id
+        wrong = cheat_leaves(job)  # the last row is wrong
+        c, _ = commit(chain, job_id, nft, wrong)
+        chain.next_block(time_step_ms=step_ms)
+        open_samples(chain, job_id, nft, c)
+        slot = job_of(chain, job_id).slots[0]
+        if rows - 1 not in [o.index for o in slot.openings]:
+            break  # the samples missed it
+    assert rows - 1 not in [o.index for o in slot.openings]
     from consensus.jobs.kinds import build_fraud_proof
 
     kind = get_kind(1)
