@@ -30,7 +30,7 @@ from node.compute.service import ComputeService
 from node.config import NodeConfig, parse_multiaddr_tcp
 from node.engine.driver import ConsensusDriver, Network
 from node.engine.executor import BlockCommitted, BlockExecutor
-from node.engine.faults import DoubleSigningNetwork
+from node.engine.faults import DoubleSigningNetwork, TimeWarpProposer, TimeWarpSigner
 from node.engine.gossip import GossipAdapter
 from node.engine.signer import FileSignerStore, PersistentSigner
 from node.engine.sync import BlockSyncer
@@ -51,7 +51,7 @@ from storage import NodeStore
 
 log = logging.getLogger("node")
 
-BYZANTINE_MODES = ("double-sign", "poc-cheat", "poc-overclaim", "job-cheat")
+BYZANTINE_MODES = ("double-sign", "poc-cheat", "poc-overclaim", "job-cheat", "time-warp")
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,13 +163,17 @@ class Node:
         self.executor.init_genesis()
         self.wal = WriteAheadLog(self.home.wal_file)
         self.signer_store = FileSignerStore(self.home.signer_state_file)
-        self.signer = PersistentSigner(self.keys.consensus, self.chain_id, self.signer_store, self.address)
+        signer_cls = TimeWarpSigner if self.byzantine == "time-warp" else PersistentSigner
+        self.signer = signer_cls(self.keys.consensus, self.chain_id, self.signer_store, self.address)
         self.transport: Transport = self._transport_override or Libp2pTransport(self._p2p_config())
         self.gossip = GossipAdapter(self.transport, self.chain_id, part_key=self.keys.consensus)
         params = self.executor.head_state().get_params()
         network: Network = self.gossip
         if self.byzantine == "double-sign":
             network = DoubleSigningNetwork(self.gossip, self.keys.consensus, self.chain_id)
+        proposer = None
+        if self.byzantine == "time-warp":
+            proposer = TimeWarpProposer(self.executor, self.mempool, self.address)
         self.driver = ConsensusDriver(
             executor=self.executor,
             wal=self.wal,
@@ -179,6 +183,7 @@ class Node:
             timeouts=compute_timeouts(params, self.config),
             signer=self.signer,
             address=self.address,
+            proposer=proposer,
         )
         self.driver.committed_listeners.append(self._on_committed)
         self.gossip.attach(self.driver)

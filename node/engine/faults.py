@@ -9,6 +9,12 @@ branch. The daemon refuses every mode unless the chain's genesis sets
   prevotes, a second prevote for another block signed with the raw consensus
   key, bypassing the persistent signer's protection. Honest peers must turn
   the pair into duplicate-vote evidence and commit it.
+- ``time-warp``: ``TimeWarpProposer`` dates the blocks we propose one hour
+  ahead of our clock instead of the BFT time of their last commit, and
+  ``TimeWarpSigner`` dates every vote we sign one hour ahead. Honest peers
+  must find those blocks invalid (prevote nil, move to the next round), and
+  our votes' timestamps must not move the chain's time while we hold less
+  than 1/3 of the power.
 """
 
 from __future__ import annotations
@@ -20,10 +26,16 @@ from consensus.blocks import Block
 from consensus.crypto import Domain, PrivateKey
 from consensus.evidence import Evidence
 from consensus.hashing import hash32
-from consensus.votes import Proposal, Vote, VoteType
+from consensus.state import State
+from consensus.votes import Commit, Proposal, Vote, VoteType
 from node.engine.driver import Network
+from node.engine.proposer import BlockProposer
+from node.engine.signer import PersistentSigner
 
 log = logging.getLogger(__name__)
+
+#: How far ahead of its clock the ``time-warp`` mode dates its blocks and votes.
+TIME_WARP_MS = 3_600_000
 
 
 def sign_conflicting_vote(vote: Vote, block_hash: bytes, key: PrivateKey, chain_id: str) -> Vote:
@@ -65,3 +77,18 @@ class DoubleSigningNetwork:
 
     def report_peer(self, peer: str, reason: str) -> None:
         self.inner.report_peer(peer, reason)
+
+
+class TimeWarpProposer(BlockProposer):
+    """The ``time-warp`` mode's block builder: our blocks are dated an hour ahead of our clock."""
+
+    def compute_time(self, head_state: State, last_commit: Commit | None, now_ms: int) -> int:
+        log.warning("test fault: dating the block we propose %d ms ahead of the clock", TIME_WARP_MS)
+        return now_ms + TIME_WARP_MS
+
+
+class TimeWarpSigner(PersistentSigner):
+    """The ``time-warp`` mode's signer: every vote is dated an hour later than asked."""
+
+    def sign_vote(self, vote: Vote) -> Vote:
+        return super().sign_vote(vote.with_timestamp(vote.timestamp_ms + TIME_WARP_MS))

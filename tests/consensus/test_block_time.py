@@ -1,15 +1,23 @@
-"""BFT time: the weighted median of a commit's timestamps, and its bound under byzantine signers."""
+"""BFT time: the weighted median of a commit's timestamps, its bound under byzantine signers, and the rule."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from consensus.block_time import compute_block_time, compute_median_time, compute_vote_time
+from consensus.blocks import MAX_BLOCK_TIME_MS, Block
 from consensus.errors import InvalidBlock
+from consensus.state import State
+from consensus.transition import state_transition, validate_block
 from consensus.validator_set import compute_genesis_validator_set
 from consensus.votes import Commit, CommitSig
+from tests.kit.chain import TestChain
+
+HOUR_MS = 3_600_000
 
 
 def _set(powers: list[int]):  # type: ignore[no-untyped-def]
@@ -76,3 +84,102 @@ def test_median_time_stays_within_honest_clocks(
     median = compute_median_time(_commit(dict(enumerate(times))), vset)
     honest_times = [t for _, t in honest]
     assert min(honest_times) <= median <= max(honest_times)
+
+
+# -- the rule: validate_block ----------------------------------------------------------
+
+
+def _redated(block: Block, time_ms: int) -> Block:
+    return dataclasses.replace(block, header=dataclasses.replace(block.header, time_ms=time_ms))
+
+
+def _validate(chain: TestChain, block: Block) -> None:
+    validate_block(State(chain.state), block, chain.chain_id)
+
+
+@pytest.fixture
+def chain() -> TestChain:
+    # Powers 1000, 1414, 1732, 2000 of 6146: validator 3 alone holds less than 1/3.
+    c = TestChain(n_validators=4)
+    c.next_block()
+    c.next_block(time_step_ms=2_500)
+    return c
+
+
+def test_test_chain_blocks_carry_the_bft_time(chain: TestChain) -> None:
+    assert chain.blocks[0].header.time_ms == chain.genesis_time_ms + 1
+    assert chain.blocks[1].header.time_ms == chain.blocks[0].header.time_ms + 2_500
+    block = chain.build_block(time_step_ms=7_000)
+    assert block.header.time_ms == chain.time_ms + 7_000
+    _validate(chain, block)
+
+
+def test_invalid_block_time_other_than_the_median(chain: TestChain) -> None:
+    """A proposer cannot pick the time: one millisecond either way is invalid, an hour ahead too."""
+    block = chain.build_block()
+    for time_ms in (block.header.time_ms - 1, block.header.time_ms + 1, block.header.time_ms + HOUR_MS):
+        with pytest.raises(InvalidBlock, match="not the BFT time"):
+            _validate(chain, _redated(block, time_ms))
+
+
+def test_invalid_block_time_past_year_9999(chain: TestChain) -> None:
+    block = chain.build_block()
+    for time_ms in (MAX_BLOCK_TIME_MS + 1, 2**64 - 1):
+        with pytest.raises(InvalidBlock, match="last representable"):
+            _validate(chain, _redated(block, time_ms))
+
+
+def test_warped_blocks_are_never_committed(chain: TestChain) -> None:
+    """A block dated an hour ahead, or at 2^64-1, does not execute; the honest one after it does."""
+    block = chain.build_block()
+    head = chain.view().get_head()
+    for time_ms in (block.header.time_ms + HOUR_MS, 2**64 - 1):
+        with pytest.raises(InvalidBlock):
+            chain.apply(_redated(block, time_ms))
+        assert chain.view().get_head() == head
+    chain.apply(block)
+    assert chain.view().get_head().time_ms == block.header.time_ms
+
+
+def test_invalid_first_block_not_dated_genesis_plus_one() -> None:
+    chain = TestChain(n_validators=4)
+    block = chain.build_block(time_step_ms=5_000)
+    assert block.header.time_ms == chain.genesis_time_ms + 1
+    _validate(chain, block)
+    with pytest.raises(InvalidBlock, match="not the BFT time"):
+        _validate(chain, _redated(block, chain.genesis_time_ms + 5_000))
+
+
+def test_block_time_is_the_power_weighted_median_of_the_last_commit(chain: TestChain) -> None:
+    t = chain.time_ms
+    # Sorted by time: powers 1000, 1414 (2414 <= 3073, half of 6146), then 1732 reaches past half.
+    chain.last_commit = chain.sign_commit(chain.blocks[-1], times={0: t + 10, 1: t + 20, 2: t + 30, 3: t + 40})
+    block = chain.build_block()
+    assert block.header.time_ms == t + 30
+    _validate(chain, block)
+    with pytest.raises(InvalidBlock, match="not the BFT time"):
+        _validate(chain, _redated(block, t + 40))
+
+
+@pytest.mark.parametrize("byzantine_ms", [0, 2**62 - 1])
+def test_byzantine_precommit_time_cannot_move_the_block_time(chain: TestChain, byzantine_ms: int) -> None:
+    """Validator 3 (under 1/3) stamps its precommit at 0 or at the last timestamp: the median stays honest.
+
+    Such a precommit is not refused: the commit stays valid (see consensus/block_time.py for why).
+    """
+    t = chain.time_ms
+    honest = {0: t + 1_000, 1: t + 1_100, 2: t + 1_200}
+    chain.last_commit = chain.sign_commit(chain.blocks[-1], times={**honest, 3: byzantine_ms})
+    block = chain.build_block()
+    assert min(honest.values()) <= block.header.time_ms <= max(honest.values())
+    chain.apply(block)
+
+
+def test_invalid_block_when_the_commit_median_is_not_after_the_parent(chain: TestChain) -> None:
+    """Only signers holding half of a commit (1/3 of the power or more) can date it at or before the parent."""
+    t = chain.time_ms
+    chain.last_commit = chain.sign_commit(chain.blocks[-1], times={0: t + 5, 1: t, 2: t - 7, 3: t - 9})
+    block = chain.build_block()
+    assert block.header.time_ms <= t
+    with pytest.raises(InvalidBlock, match="not after the head"):
+        state_transition(chain.state, block)

@@ -183,11 +183,13 @@ class TestChain:
         vset: ValidatorSet | None = None,
         *,
         time_ms: int | None = None,
+        times: dict[int, int] | None = None,
     ) -> Commit:
         """Return a commit of ``block`` by ``signers`` (default: all members of its set but ``absent``).
 
         Every precommit is stamped ``time_ms`` (default: the block's time + the
-        default step), which is then the BFT time of the block after it.
+        default step), which is then the BFT time of the block after it;
+        ``times`` stamps chosen validators (by index) otherwise.
         """
         if vset is None:
             vset = self.view().get_last_validator_set()
@@ -207,7 +209,7 @@ class TestChain:
                 vote_type=VoteType.PRECOMMIT,
                 block_hash=block.hash(),
                 validator=op.address(),
-                timestamp_ms=time_ms,
+                timestamp_ms=(times or {}).get(i, time_ms),
                 signature=b"",
             )
             sig = self.consensus_keys[i].sign(Domain.VOTE, self.chain_id, vote.sign_payload())
