@@ -10,6 +10,7 @@ votes an hour ahead too.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
@@ -193,3 +194,21 @@ def test_votes_for_a_block_are_dated_after_it_and_nil_votes_keep_the_clock(recor
     assert clock.run_next()  # the propose timeout: prevote nil
     driver.process_inputs()
     assert [(v.is_nil(), v.timestamp_ms) for v in recorder.votes] == [(True, clock.now_ms())]
+
+
+@pytest.mark.parametrize("allowed", [0, 1])
+def test_time_warp_mode_is_refused_unless_the_genesis_allows_test_faults(tmp_path: Path, allowed: int) -> None:
+    from node.app import Node
+    from node.config import load_config
+    from node.errors import InvalidConfig
+    from node.init import init_home, make_genesis, write_genesis
+
+    made = init_home(tmp_path / "home", moniker="n0", passphrase=None)
+    write_genesis(made.home, make_genesis("cstake-warp", [made], monikers=["n0"],
+                                          params={"allow_test_faults": allowed}))
+    cfg = load_config(made.home.config_file)
+    if allowed:
+        assert Node(made.home, cfg, byzantine="time-warp").byzantine == "time-warp"
+    else:
+        with pytest.raises(InvalidConfig, match="allow_test_faults"):
+            Node(made.home, cfg, byzantine="time-warp")
