@@ -1,8 +1,10 @@
 """The node's compute service: answers proof-of-compute challenges and gossips attestations.
 
 After every committed block the service looks at the challenges of the NFTs
-this node serves (bound to its validator, which takes the operator's consent:
-``accept_nft``; or owned by its account and bound to no validator):
+this node serves: those bound to its validator (a binding takes the
+operator's consent, ``accept_nft``; an owner must bind its NFT, and a
+stranger's pending request or an NFT transferred to this account is not
+served):
 
 - a pending challenge: ``Prover.prove`` computes C = A·B with BLAS in a worker
   process (one prover, hence one worker, per NFT; the event loop never blocks),
@@ -238,20 +240,14 @@ class ComputeService:
     # -- what this node serves ----------------------------------------------------------------
 
     def _serves(self, nft: ComputeNFT | None) -> bool:
-        """Whether this node answers ``nft``'s challenges.
+        """Whether this node answers ``nft``'s challenges: only NFTs bound to its validator.
 
-        NFTs bound to this validator (a binding exists only with its operator's
-        consent: ``accept_nft``, or its own ``bind_nft``), and NFTs this account
-        owns that no validator serves (unbound, or with a request still pending).
-        A stranger's request to bind to us is never served until we accept it:
-        each served NFT costs a prover process and commitment fees.
+        A binding exists only with the operator's consent (``accept_nft``, or its
+        own ``bind_nft``), and each served NFT costs a prover process and
+        commitment fees from this account: so neither a stranger's pending
+        request nor an NFT a stranger transferred to this account is served.
         """
-        me = self.host.address
-        if nft is None:
-            return False
-        if nft.bound_validator != NO_ADDRESS:
-            return nft.bound_validator == me
-        return nft.owner == me
+        return nft is not None and nft.bound_validator == self.host.address
 
     def _served_nfts(self, state: State) -> list[ComputeNFT]:
         return [nft for _, nft in state.iter_records(Keys.NFT, ComputeNFT) if self._serves(nft)]
@@ -269,13 +265,17 @@ class ComputeService:
         height = host.height
         params = state.get_params()
         boundary = height - height % params.epoch_blocks
-        if not self._resumed:
-            # First scan since start: challenges issued before a restart are still ours.
-            self._resumed = True
-            for nft in self._served_nfts(state):
-                latest = get_latest_challenge(state, nft.id)
-                if latest is not None and latest.status in ChallengeStatus.OPEN:
-                    self._tracked[latest.challenge.id] = nft.id
+        # Open challenges of the NFTs bound to us that we do not track yet: issued
+        # before a restart, or before the binding was accepted (the index of our
+        # bindings, so a stranger's NFTs are never even looked at).
+        self._resumed = True
+        for nft_id in state.iter_validator_nft_ids(host.address):
+            latest = get_latest_challenge(state, nft_id)
+            if (latest is not None and latest.status in ChallengeStatus.OPEN
+                    and latest.challenge.id not in self._tracked):
+                self._tracked[latest.challenge.id] = nft_id
+                log.info("challenge %s for NFT %d at height %d: open, taken up",
+                         latest.challenge.id.hex()[:12], nft_id, latest.challenge.height)
         if boundary > 0 and boundary != self._scanned_boundary:
             self._scanned_boundary = boundary
             for issued in iter_challenges_at(state, boundary):

@@ -265,7 +265,7 @@ def test_select_returns_at_most_a_block_limit_freshest_first() -> None:
 
 
 def test_service_serves_a_strangers_nft_only_once_accepted() -> None:
-    from consensus.txs import AcceptNFT, BindNFT, RegisterCompute
+    from consensus.txs import AcceptNFT, BindNFT, RegisterCompute, TransferNFT
 
     chain = make_chain(1)
     stranger, operator = chain.account_keys[0], chain.operator_keys[0]
@@ -281,6 +281,34 @@ def test_service_serves_a_strangers_nft_only_once_accepted() -> None:
     assert nft_id not in {n.id for n in ComputeService(MemoryComputeHost(chain, 1))._served_nfts(chain.view())}
     chain.next_block([chain.tx(operator, AcceptNFT(nft_id))])
     assert nft_id in {n.id for n in service._served_nfts(chain.view())}
+    # An NFT a stranger gives node0's account is not served either: only bindings are.
+    gift = chain.view().get_meta().next_nft_id
+    chain.next_block([chain.tx(stranger, RegisterCompute(SPEC, 1, 100)),
+                      chain.tx(stranger, TransferNFT(gift, operator.address()))])
+    assert chain.view().get_nft(gift).owner == operator.address()  # type: ignore[union-attr]
+    assert gift not in {n.id for n in service._served_nfts(chain.view())}
     # Once bound to node0's validator, node1 never serves it, even if it owned it.
     assert not ComputeService(MemoryComputeHost(chain, 1))._serves(
         dataclasses.replace(chain.view().get_nft(nft_id), owner=chain.operator_keys[1].address()))  # type: ignore[arg-type]
+
+
+def test_a_challenge_issued_before_acceptance_is_taken_once_accepted() -> None:
+    from consensus.txs import AcceptNFT, BindNFT, RegisterCompute
+
+    chain = TestChain(params={"epoch_blocks": 5, "poc_commit_deadline_blocks": 30,
+                              "poc_open_deadline_blocks": 30})
+    stranger, operator = chain.account_keys[0], chain.operator_keys[0]
+    nft_id = chain.view().get_meta().next_nft_id
+    chain.next_block([chain.tx(stranger, RegisterCompute(SPEC, 1, 100)),
+                      chain.tx(stranger, BindNFT(nft_id, operator.address()))])
+    service = ComputeService(MemoryComputeHost(chain, 0))
+    service._last_attested = 1 << 40
+    service._spawn = lambda coro: coro.close()  # type: ignore[method-assign,assignment,return-value]
+    while chain.height < 6:
+        chain.next_block()
+        service._scan()
+    (issued,) = [c for c in iter_challenges_at(chain.view(), 5) if c.nft_id == nft_id]
+    assert issued.challenge.id not in service._tracked  # pending: not ours
+    chain.next_block([chain.tx(operator, AcceptNFT(nft_id))])
+    service._scan()
+    assert service._tracked[issued.challenge.id] == nft_id
