@@ -31,6 +31,7 @@ from node.config import NodeConfig, parse_multiaddr_tcp
 from node.engine.driver import ConsensusDriver, Network
 from node.engine.executor import BlockCommitted, BlockExecutor
 from node.engine.faults import DoubleSigningNetwork, TimeWarpProposer, TimeWarpSigner
+from node.engine.forge import Forger, ForgeService
 from node.engine.gossip import GossipAdapter
 from node.engine.signer import FileSignerStore, PersistentSigner
 from node.engine.sync import BlockSyncer
@@ -51,7 +52,7 @@ from storage import NodeStore
 
 log = logging.getLogger("node")
 
-BYZANTINE_MODES = ("double-sign", "poc-cheat", "poc-overclaim", "job-cheat", "time-warp")
+BYZANTINE_MODES = ("double-sign", "poc-cheat", "poc-overclaim", "job-cheat", "time-warp", "forge")
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +188,9 @@ class Node:
         )
         self.driver.committed_listeners.append(self._on_committed)
         self.gossip.attach(self.driver)
+        if self.byzantine == "forge":
+            self.forge = ForgeService(self.transport, self.driver, self.gossip, Forger(self.chain_id, self.address))
+            self.forge.attach()
         self.tx_gossip = TxGossip(self.transport, self._validate_gossip_tx)
         # Proof of compute, attestations and jobs see the node through node/compute/ports.py.
         host = DaemonHost(
@@ -229,6 +233,8 @@ class Node:
         self.jobs = JobProvider(host, cheat=self.byzantine == "job-cheat")
         self.driver.committed_listeners.append(self.jobs.on_committed)
         self._spawn("jobs", self.jobs.run())
+        if self.byzantine == "forge":
+            self._spawn("forge", self.forge.run())
         log.info(
             "node %s started: chain %s, height %d, validator %s, p2p %s",
             self.config.node.moniker, self.chain_id, self.executor.height,

@@ -50,14 +50,16 @@ Lifecycle::
     ...
     await t.stop()                         # no thread or task left behind
 
-Gossip validation: ``validator(peer_id: str, payload: bytes) -> Verdict`` (plain
+Gossip validation: ``validator(peer_id: str, payload: bytes) -> Verdict | Reject`` (plain
 or ``async``; runs on the node's asyncio loop; async ones time out after 5 s).
 ``Verdict.ACCEPT``: delivered to ``handler(peer_id, payload)`` (plain or async,
 one task per topic, in arrival order) and relayed. ``IGNORE``: dropped, not
 relayed, no penalty (stale, duplicate, not yet useful). ``REJECT``: dropped,
 not relayed, and the forwarding peer is penalised: use it only for faults an
 honest peer never relays (bad signature, malformed), never for state-dependent
-failures. Before any validator runs, the gate drops (and counts, and
+failures. A validator may name the fault with ``Reject(reason)`` instead,
+``reason`` an entry of the penalty table ``p2p.scoring.PENALTY`` (a plain
+REJECT counts as ``"rejected"``). Before any validator runs, the gate drops (and counts, and
 penalises) messages over the size cap, over the sender's token bucket, or not
 a canonical envelope of the topic's kind. A validator that raises is a bug in
 the node: the message is ignored and counted as ``validator_error``.

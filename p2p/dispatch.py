@@ -16,10 +16,11 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from p2p import scoring
 from p2p.config import GOSSIP_KINDS, P2PConfig
 from p2p.envelope import decode_envelope
 from p2p.errors import ConfigError, MalformedMessage
-from p2p.interface import Handler, Validator, Verdict
+from p2p.interface import GossipVerdict, Handler, Reject, Validator, Verdict
 from p2p.ratelimit import PeerRateLimiter
 from p2p.stats import P2PStats
 
@@ -114,7 +115,7 @@ class Dispatcher:
         for s in self._subs.values():
             s.task = None
 
-    def validate(self, kind: str, peer_id: str, payload: bytes, done: Callable[[Verdict], None]) -> None:
+    def validate(self, kind: str, peer_id: str, payload: bytes, done: Callable[[GossipVerdict], None]) -> None:
         """Run ``kind``'s validator and call ``done(verdict)`` (now, or when an async one ends)."""
         sub = self._subs.get(kind)
         if sub is None or not self._running:
@@ -134,11 +135,11 @@ class Dispatcher:
             return
         done(self._settle(sub, peer_id, payload, result))
 
-    async def validate_async(self, kind: str, peer_id: str, payload: bytes) -> Verdict:
+    async def validate_async(self, kind: str, peer_id: str, payload: bytes) -> GossipVerdict:
         """Awaitable form of ``validate`` (used by the in-memory transport)."""
-        fut: asyncio.Future[Verdict] = asyncio.get_running_loop().create_future()
+        fut: asyncio.Future[GossipVerdict] = asyncio.get_running_loop().create_future()
 
-        def done(v: Verdict) -> None:
+        def done(v: GossipVerdict) -> None:
             if not fut.done():
                 fut.set_result(v)
 
@@ -146,7 +147,7 @@ class Dispatcher:
         return await fut
 
     async def _await_verdict(
-        self, sub: _Subscription, peer_id: str, payload: bytes, aw: object, done: Callable[[Verdict], None]
+        self, sub: _Subscription, peer_id: str, payload: bytes, aw: object, done: Callable[[GossipVerdict], None]
     ) -> None:
         try:
             result: object = await asyncio.wait_for(aw, VALIDATOR_TIMEOUT)  # type: ignore[arg-type]
@@ -160,7 +161,16 @@ class Dispatcher:
             return
         done(self._settle(sub, peer_id, payload, result))
 
-    def _settle(self, sub: _Subscription, peer_id: str, payload: bytes, result: object) -> Verdict:
+    def _settle(self, sub: _Subscription, peer_id: str, payload: bytes, result: object) -> GossipVerdict:
+        """The verdict the transport acts on: ACCEPT, IGNORE or a ``Reject`` naming a penalty."""
+        if result is Verdict.REJECT:
+            result = Reject()
+        if isinstance(result, Reject):
+            self._stats.drop("rejected")
+            if result.reason not in scoring.PENALTY:
+                log.error("validator for %s rejected for unknown reason %r", sub.kind, result.reason)
+                return Reject()
+            return result
         if not isinstance(result, Verdict):
             log.error("validator for %s returned %r, not a Verdict; message ignored", sub.kind, result)
             self._stats.drop("validator_error")
@@ -174,8 +184,6 @@ class Dispatcher:
                 # The node is behind: do not relay what we could not process ourselves.
                 self._stats.drop("queue_full")
                 return Verdict.IGNORE
-        elif result is Verdict.REJECT:
-            self._stats.drop("rejected")
         else:
             self._stats.drop("ignored")
         return result

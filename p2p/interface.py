@@ -29,8 +29,21 @@ class Verdict(enum.Enum):
     """Invalid in a way an honest peer never sends: drop and penalise the sender."""
 
 
-#: ``(peer_id, payload) -> Verdict``, plain or async; runs on the node's asyncio loop.
-Validator = Callable[[str, bytes], "Verdict | Awaitable[Verdict]"]
+@dataclass(frozen=True, slots=True)
+class Reject:
+    """REJECT naming why: the forwarder is penalised under ``p2p.scoring.PENALTY[reason]``.
+
+    A validator may answer ``Verdict.REJECT`` (penalised as ``"rejected"``) or a
+    ``Reject`` with one of the table's names; an unknown name counts as ``"rejected"``.
+    """
+
+    reason: str = "rejected"
+
+
+#: What a validator answers: ACCEPT, IGNORE, REJECT, or a named ``Reject``.
+GossipVerdict = Verdict | Reject
+#: ``(peer_id, payload) -> GossipVerdict``, plain or async; runs on the node's asyncio loop.
+Validator = Callable[[str, bytes], "GossipVerdict | Awaitable[GossipVerdict]"]
 #: ``(peer_id, payload) -> None``, plain or async; receives accepted messages in order.
 Handler = Callable[[str, bytes], "None | Awaitable[None]"]
 #: ``(peer_id, request) -> response frames``, plain or async; raise to refuse.

@@ -41,6 +41,7 @@ from p2p.interface import (
     PeerDisconnected,
     PeerEvent,
     PeerPenalised,
+    Reject,
     RequestHandler,
     Transport,
     Validator,
@@ -218,7 +219,7 @@ class MemoryTransport(Transport):
         return self._score.get(peer_id, 0.0)
 
     def report_peer(self, peer_id: str, reason: str, *, disconnect: bool = False) -> None:
-        self._penalise(peer_id, reason, scoring.PENALTY.get(reason, scoring.PENALTY["bad_data"]), disconnect)
+        self._penalise(peer_id, reason, scoring.get_penalty(reason), disconnect)
 
     def _penalise(self, peer_id: str, reason: str, amount: float, force: bool = False) -> None:
         score = self._score.get(peer_id, 0.0) - amount
@@ -289,8 +290,8 @@ class MemoryTransport(Transport):
         if verdict is Verdict.ACCEPT:
             origin = msg_id.split(b"/", 1)[0].decode()
             self._forward(kind, data, msg_id, exclude=(src, origin))
-        elif verdict is Verdict.REJECT:
-            self._penalise(src, "rejected", scoring.INVALID_MESSAGE_WEIGHT)
+        elif isinstance(verdict, Reject):
+            self._penalise(src, verdict.reason, scoring.get_penalty(verdict.reason))
 
     # -- requests ----------------------------------------------------------------
 

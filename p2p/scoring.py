@@ -28,7 +28,8 @@ TIME_IN_MESH_CAP = 10.0
 BEHAVIOUR_WEIGHT = 1.0
 BEHAVIOUR_THRESHOLD = 10.0
 BEHAVIOUR_DECAY = 0.95
-#: Penalty units for one event of each kind.
+#: Penalty units for one event of each kind. Every penalty names one of these entries
+#: (a gate drop, a validator's ``Reject(reason)``, or ``report_peer``).
 PENALTY = {
     "rate": 1.0,
     "malformed": 20.0,
@@ -38,7 +39,19 @@ PENALTY = {
     "malformed_frame": 250.0,
     "bad_data": 100.0,
     "rejected": 20.0,
+    # Consensus messages a forwarder could have checked against the same validator
+    # set before relaying (node/engine/gossip.py): no honest node relays them.
+    "bad_signature": 50.0,
+    "not_validator": 50.0,
+    "wrong_proposer": 50.0,
+    # A proposal whose inline block is not the block it signs.
+    "bad_block": 50.0,
 }
+
+
+def get_penalty(reason: str) -> float:
+    """Units for one penalty of ``reason`` (an unknown reason counts as bad data)."""
+    return PENALTY.get(reason, PENALTY["bad_data"])
 #: Per-second decay of the penalty ledger (half-life about 70 s).
 LEDGER_DECAY = 0.99
 #: Below this we stop gossiping to / accepting gossip from the peer.

@@ -6,11 +6,20 @@ conflicting vote may arrive after this node moved on), keeps each fault once
 by its evidence hash, hands pending evidence to the proposer, and forgets it
 once a committed block carries it or it expires.
 
+Only verified messages may enter: a forged vote or proposal remembered here
+would turn an honest validator's real one into "evidence" that no block can
+carry. The owner passes ``is_authentic`` (the driver checks the signature
+against the set of the message's height, through its signature cache), and
+the pool consults it before it remembers a vote or proposal or takes a piece
+of evidence; without it, callers must pass verified messages only.
+
 It is a mutable store (one per node, owned by the consensus driver), but does
 no I/O: every method is a plain function of its arguments and the pool.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from consensus.evidence import (
     Evidence,
@@ -23,11 +32,21 @@ from consensus.votes import Proposal, Vote
 class EvidencePool:
     """Pending and committed evidence of one node."""
 
-    def __init__(self, max_age_blocks: int, watch_window: int = 4) -> None:
+    def __init__(
+        self,
+        max_age_blocks: int,
+        watch_window: int = 4,
+        *,
+        is_authentic: Callable[[Vote | Proposal | Evidence], bool] | None = None,
+    ) -> None:
         self.max_age_blocks = max_age_blocks
         """Evidence older than this many blocks is dropped (it could not be committed)."""
         self.watch_window = watch_window
         """Votes and proposals are remembered for this many heights below the current one."""
+        self.is_authentic = is_authentic
+        """Whether a message's signatures verify; what fails it never enters the pool."""
+        self.refused = 0
+        """Messages refused because ``is_authentic`` said no."""
         self._votes: dict[tuple[int, int, int, bytes], Vote] = {}
         self._proposals: dict[tuple[int, int, bytes], Proposal] = {}
         self._pending: dict[bytes, Evidence] = {}
@@ -39,6 +58,8 @@ class EvidencePool:
         The evidence is returned even when it is already pending or committed
         (this node still saw the fault itself); ``add`` it to make it pending.
         """
+        if not self._admits(vote):
+            return None
         key = (vote.height, vote.round, vote.vote_type, vote.validator)
         first = self._votes.get(key)
         if first is None:
@@ -53,6 +74,8 @@ class EvidencePool:
 
         As for votes, ``add`` the evidence to make it pending.
         """
+        if not self._admits(proposal):
+            return None
         key = (proposal.height, proposal.round, proposal.proposer)
         first = self._proposals.get(key)
         if first is None:
@@ -67,8 +90,16 @@ class EvidencePool:
         digest = evidence.evidence_hash()
         if digest in self._pending or digest in self._committed:
             return False
+        if not self._admits(evidence):
+            return False
         self._pending[digest] = evidence
         return True
+
+    def _admits(self, message: Vote | Proposal | Evidence) -> bool:
+        if self.is_authentic is None or self.is_authentic(message):
+            return True
+        self.refused += 1
+        return False
 
     def is_committed(self, digest: bytes) -> bool:
         """Return True when a committed block already carried the evidence ``digest``."""

@@ -59,13 +59,13 @@ from consensus.evidence import (
     DuplicateVoteEvidence,
     Evidence,
     decode_evidence,
-    verify_evidence,
 )
 from consensus.validator_set import ValidatorSet
 from consensus.votes import Commit, Proposal, SignatureVerifier, Vote
 from node.clock import Clock, TimerHandle
+from node.engine.auth import Authenticator, AuthResult
 from node.engine.executor import BlockCommitted, BlockExecutor
-from node.engine.inbox import Inbox
+from node.engine.inbox import MAX_FUTURE_HEIGHTS, Inbox
 from node.engine.inputs import (
     InBuilt,
     InProposal,
@@ -80,13 +80,24 @@ from node.engine.inputs import (
     is_durable,
 )
 from node.engine.proposer import BlockProposer, Mempool
+from node.engine.sigcache import SignatureCache
 from node.engine.signer import PersistentSigner
-from node.errors import DoubleSignRefused
+from node.errors import DoubleSignRefused, WalError
 
 log = logging.getLogger(__name__)
 
+#: Bytes a proposal block may exceed ``params.max_block_bytes`` by when it comes from the network
+#: (a commit signed a little late); far below every frame and WAL record limit.
+COMMIT_ALLOWANCE_BYTES = 64 * 1024
+
 class Network(Protocol):
-    """Where the driver's broadcasts go (the p2p adapter, or nothing for a solo node)."""
+    """Where the driver's broadcasts go (the p2p adapter, or nothing for a solo node).
+
+    The driver never blames a peer (it never calls ``report_peer``): what
+    reaches it was authenticated by the network adapter (and again, through
+    the signature cache, on delivery), so a later refusal is a matter of
+    state, not a fault of the forwarder.
+    """
 
     def broadcast_proposal(self, proposal: Proposal, block: Block) -> None: ...
 
@@ -94,7 +105,9 @@ class Network(Protocol):
 
     def broadcast_evidence(self, evidence: Evidence) -> None: ...
 
-    def report_peer(self, peer: str, reason: str) -> None: ...
+    def report_peer(self, peer: str, reason: str) -> None:
+        """Penalise a peer for a fault of its own (the adapter's request path); the driver never calls it."""
+        ...
 
 
 class ConsensusLog(Protocol):
@@ -129,6 +142,7 @@ class DriverStats:
     dropped_inputs: int
     rejected_inputs: int
     refused_signatures: int
+    unauthenticated_inputs: int
 
 
 class ConsensusDriver:
@@ -154,11 +168,19 @@ class ConsensusDriver:
         self.network = network
         self.signer = signer
         self.address = address if signer is not None else None
-        self.ctx = MachineContext(executor.chain_id, self.address, timeouts, verify)
+        #: Every consensus signature this node checks, checked once (``node.engine.sigcache``).
+        self.sigcache = verify if isinstance(verify, SignatureCache) else SignatureCache(verify)
+        self.ctx = MachineContext(executor.chain_id, self.address, timeouts, self.sigcache)
         self.proposer = proposer if proposer is not None else BlockProposer(executor, mempool, self.address)
         params = executor.head_state().get_params()
-        self.pool = EvidencePool(max_age_blocks=params.unbonding_blocks)
+        #: Largest proposal block taken from the network: the chain's block limit, plus room for the commit.
+        self.max_block_bytes = params.max_block_bytes + COMMIT_ALLOWANCE_BYTES
         self.state: RoundState = new_round_state(executor.height + 1, executor.validator_set())
+        self.pool = EvidencePool(max_age_blocks=params.unbonding_blocks, is_authentic=self._is_signed)
+        self.auth = Authenticator(
+            executor.chain_id, self.sigcache, executor, self, past_heights=self.pool.watch_window,
+            future_heights=MAX_FUTURE_HEIGHTS,
+        )
         #: The sets that decided the last few heights, to check late votes of them.
         self._recent_sets: dict[int, ValidatorSet] = {self.state.height: self.state.validator_set}
         self.blocks: dict[bytes, Block] = {}
@@ -167,6 +189,8 @@ class ConsensusDriver:
         self.dropped_inputs = 0
         self.rejected_inputs = 0
         self.refused_signatures = 0
+        #: Network inputs refused on delivery because they did not authenticate.
+        self.unauthenticated_inputs = 0
         self.replay_refusals = 0
         self._inbox: Inbox[Input | SyncedBlocks | Evidence, Input] = Inbox()
         self._pending: deque[Input] = deque()
@@ -191,6 +215,7 @@ class ConsensusDriver:
             self.dropped_inputs + self._inbox.dropped,
             self.rejected_inputs,
             self.refused_signatures,
+            self.unauthenticated_inputs,
         )
 
     def recover(self) -> None:
@@ -254,41 +279,75 @@ class ConsensusDriver:
         self._stopped = True
         self._cancel_timers()
 
-    def deliver_proposal(self, peer: str, proposal: Proposal, block: Block) -> None:
-        """A proposal and its block from the network (signature checked by the machine)."""
+    # Authentication: the network adapter asks before it accepts or relays a message;
+    # delivery asks again (a signature-cache hit), so only authenticated messages are ever
+    # queued, kept for a later height, logged or shown to the evidence pool.
+
+    def check_vote(self, vote: Vote) -> AuthResult:
+        """Authenticate a vote from the network (``node.engine.auth``)."""
+        return self.auth.check_vote(vote)
+
+    def check_proposal(self, proposal: Proposal) -> AuthResult:
+        """Authenticate a proposal from the network, before its block is looked at."""
+        return self.auth.check_proposal(proposal)
+
+    def check_part(self, height: int, round_: int, payload: bytes, signature: bytes) -> AuthResult:
+        """Authenticate a block part: ``signature`` over ``payload`` by the proposer of (height, round)."""
+        return self.auth.check_part(height, round_, payload, signature)
+
+    def check_evidence(self, evidence: Evidence) -> AuthResult:
+        """Authenticate evidence from the network: new, punishable, signed by a member."""
+        return self.auth.check_evidence(evidence)
+
+    def get_recent_set(self, height: int) -> ValidatorSet | None:
+        """The set that decided ``height``, a height this driver left (None if too old to know)."""
+        if self.state.height - height > self.pool.watch_window:
+            return None
+        vset = self._recent_sets.get(height)
+        return vset if vset is not None else self.executor.head_state().get_validator_set_at(height)
+
+    def is_known_evidence(self, digest: bytes) -> bool:
+        return self.pool.is_known(digest)
+
+    def _is_signed(self, message: Vote | Proposal | Evidence) -> bool:
+        return self.auth.is_signed(message)
+
+    def _refuse(self, what: str, result: AuthResult) -> None:
+        self.unauthenticated_inputs += 1
+        log.debug("%s refused on delivery: %s", what, result.detail)
+
+    def deliver_proposal(self, peer: str, proposal: Proposal, block: Block, size: int = 0) -> None:
+        """An authenticated proposal and its block (``size`` bytes encoded, when known) from the network."""
         if block.hash() != proposal.block_hash or block.header.height != proposal.height:
-            self.rejected_inputs += 1
-            self.network.report_peer(peer, "proposal block does not match the proposal")
+            self._refuse("proposal", AuthResult(False, "", "its block is not the proposed one"))
             return
-        self._offer(proposal.height, InProposal(proposal, block, False, 0, peer=peer))
+        if size > self.max_block_bytes:
+            self._refuse("proposal", AuthResult(False, "", f"block of {size} bytes"))
+            return
+        result = self.auth.check_proposal(proposal)
+        if not result.ok:
+            self._refuse("proposal", result)
+            return
+        self._offer(proposal.height, InProposal(proposal, block, False, 0, peer=peer), peer, size)
 
     def deliver_vote(self, peer: str, vote: Vote) -> None:
-        """A vote from the network (one of a height we left may still prove an equivocation)."""
-        if vote.height < self.state.height:
-            self._enqueue(InVote(vote, 0, peer=peer))
+        """An authenticated vote from the network (one of a height we left may still prove an equivocation)."""
+        result = self.auth.check_vote(vote)
+        if not result.ok:
+            self._refuse("vote", result)
             return
-        self._offer(vote.height, InVote(vote, 0, peer=peer))
+        if vote.height < self.state.height:
+            self._enqueue(InVote(vote, 0, peer=peer), peer=peer)
+            return
+        self._offer(vote.height, InVote(vote, 0, peer=peer), peer)
 
-    def is_admissible_evidence(self, evidence: Evidence) -> bool:
-        """Return True when ``evidence`` is new here, verifies, and is not punished yet."""
-        if self.pool.is_known(evidence.evidence_hash()):
-            return False
-        state = self.executor.head_state()
-        vset = state.get_validator_set_at(evidence.height)
-        if vset is None:
-            return False
-        try:
-            verify_evidence(
-                self.ctx.chain_id, evidence, vset, self.executor.height + 1,
-                state.get_params().unbonding_blocks, verify=self.ctx.verify,
-            )
-        except ConsensusError:
-            return False
-        return not state.is_fault_slashed(evidence.evidence_hash())
-
-    def deliver_evidence(self, evidence: Evidence) -> None:
-        """Evidence from the network that ``is_admissible_evidence`` accepted: it joins the pool."""
-        self._enqueue(evidence)
+    def deliver_evidence(self, evidence: Evidence, peer: str = "") -> None:
+        """Authenticated evidence from the network: it joins the pool."""
+        result = self.auth.check_evidence(evidence)
+        if not result.ok:
+            self._refuse("evidence", result)
+            return
+        self._enqueue(evidence, peer=peer)
 
     def deliver_synced_blocks(
         self,
@@ -328,17 +387,17 @@ class ConsensusDriver:
 
     # -- the queue -------------------------------------------------------------------
 
-    def _enqueue(self, item: Input | SyncedBlocks | Evidence, *, bounded: bool = True) -> None:
-        self._inbox.put(item, bounded=bounded)
+    def _enqueue(self, item: Input | SyncedBlocks | Evidence, *, bounded: bool = True, peer: str = "") -> None:
+        self._inbox.put(item, bounded=bounded, peer=peer)
 
-    def _offer(self, height: int, inp: Input) -> None:
+    def _offer(self, height: int, inp: Input, peer: str, size: int = 0) -> None:
         st = self.state
         if height < st.height:
             return
         if height > st.height or not st.started:
-            self._inbox.keep_for(height, st.height, inp)
+            self._inbox.keep_for(height, st.height, inp, peer=peer, size=size)
             return
-        self._inbox.put(inp)
+        self._inbox.put(inp, peer=peer)
 
     def _watch_late_vote(self, vote: Vote) -> None:
         """A vote of a height we left: no use to the machine, but it may prove an equivocation."""
@@ -376,6 +435,16 @@ class ConsensusDriver:
             return self.state.started
         return inp.height != self.executor.height + 1
 
+    def _is_worth_handling(self, inp: Input) -> bool:
+        """A peer's proposal is executed only while it authenticates here and now: its round near ours."""
+        if not isinstance(inp, InProposal) or inp.own:
+            return True
+        result = self.auth.check_proposal(inp.proposal)  # a signature-cache hit
+        if not result.ok:
+            self.dropped_inputs += 1
+            log.debug("proposal %d/%d not handled: %s", inp.proposal.height, inp.proposal.round, result.detail)
+        return result.ok
+
     def _stamp(self, inp: Input) -> Input:
         """Give a network input its handling time and the block verdict (recorded in the WAL)."""
         now = self.clock.now_ms()
@@ -396,17 +465,17 @@ class ConsensusDriver:
 
     def _handle(self, inp: Input, *, log_input: bool = True) -> None:
         if log_input:
-            if self._is_stale_start(inp):
+            if self._is_stale_start(inp) or not self._is_worth_handling(inp):
                 return
             inp = self._stamp(inp)
+            if not self._log(inp):
+                return
         if isinstance(inp, InProposal | InBuilt):
             self.blocks[inp.block.hash()] = inp.block
         if isinstance(inp, InProposal) and not inp.own:
             ev = self.pool.check_proposal(inp.proposal)
             if ev is not None:
                 self._note_evidence(ev)
-        if log_input:
-            self.wal.append(encode_input(inp), sync=is_durable(inp))
         if isinstance(inp, InBuilt) and self._deferred_request == (inp.height, inp.round):
             self._deferred_request = None
         if isinstance(inp, InVote) and self.state.is_decided():
@@ -430,13 +499,33 @@ class ConsensusDriver:
             ev = self.pool.check_vote(inp.vote)
             if ev is not None:
                 self._note_evidence(ev)
-        self._execute(effects, inp.now_ms, getattr(inp, "peer", ""))
+        self._execute(effects, inp.now_ms)
         if isinstance(inp, InStart) and log_input:
             self._release_future()
 
+    def _log(self, inp: Input) -> bool:
+        """Append ``inp`` to the WAL; False when a peer's input cannot be logged (it is then dropped).
+
+        A record the log refuses (``WalError``: over its size limit) is checked
+        before anything is written, so dropping the input leaves the log and
+        the round state as they were. Our own inputs and height starts must be
+        logged: their failure propagates, as does anything the log raises
+        while writing.
+        """
+        try:
+            self.wal.append(encode_input(inp), sync=is_durable(inp))
+        except WalError as exc:
+            if is_durable(inp):
+                raise
+            self.dropped_inputs += 1
+            log.warning("a %s from %s was not logged, so not handled: %s", type(inp).__name__,
+                        getattr(inp, "peer", "") or "a peer", exc)
+            return False
+        return True
+
     # -- effects -------------------------------------------------------------------------
 
-    def _execute(self, effects: tuple[Effect, ...] | list[Effect], now: int, peer: str = "") -> None:
+    def _execute(self, effects: tuple[Effect, ...] | list[Effect], now: int) -> None:
         for eff in effects:
             if isinstance(eff, SignVote):
                 self._sign_vote(eff.vote, now)
@@ -462,9 +551,9 @@ class ConsensusDriver:
             elif isinstance(eff, EquivocationDetected):
                 self._note_evidence(eff.evidence)
             elif isinstance(eff, InputRejected):
+                # Not the forwarder's fault: it authenticated, so only state makes it useless.
                 self.rejected_inputs += 1
-                if peer:
-                    self.network.report_peer(peer, eff.reason)
+                log.debug("input rejected by the round machine: %s", eff.reason)
 
     def _sign_vote(self, vote: Vote, now: int) -> None:
         if self.signer is None:

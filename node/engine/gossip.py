@@ -7,11 +7,27 @@ most 32 KiB (gossip messages stay well under Yamux's 64 KiB frame), each
 signed by the proposer's consensus key so a peer cannot poison an assembly
 with a forged part; the assembled block must hash to the signed proposal's
 block hash. If parts do not arrive in time, receivers fetch the whole block by
-hash over the ``proposal-block`` request protocol. Votes travel as their canonical bytes, evidence as
-``[kind, evidence_bytes]``. Validators answer REJECT only for messages an
-honest peer never sends (malformed, bad signature on evidence), IGNORE for
-messages that are merely useless now (far-away heights), so only the first
-penalises the sender.
+hash over the ``proposal-block`` request protocol. Votes travel as their
+canonical bytes, evidence as ``[kind, evidence_bytes]``.
+
+Authentication first: each topic validator decodes the message (REJECT
+``malformed`` if it cannot), then asks the driver to authenticate it against
+the validator set of its height (``node.engine.auth``, signatures through the
+node's signature cache) before it is ACCEPTed, relayed or handed on. A fault
+the forwarder could have checked itself is a ``Reject`` naming its entry of
+``p2p.scoring.PENALTY`` (``bad_signature``, ``not_validator``,
+``wrong_proposer``, ``malformed``, ``bad_block`` for an inline block that is
+not the signed one, ``oversize`` for more parts than the chain's block size
+allows); a message of no use here (unknown height or set, round far ahead,
+known evidence) is IGNOREd: not relayed, not penalised.
+
+Proposal blocks from the network are capped at the driver's
+``max_block_bytes`` (``params.max_block_bytes`` plus a commit allowance, far
+under every frame and WAL record limit): more parts than that announces are
+refused, an assembly or a fetched block larger than that is dropped, and a
+peer serving one is penalised (``oversize``, or ``bad_data`` for a block
+that is malformed or not the one asked for). Assemblies are bounded in
+number and bytes.
 """
 
 from __future__ import annotations
@@ -25,27 +41,29 @@ from typing import Any
 
 from consensus.blocks import Block
 from consensus.codec import pack_raw, unpack_raw
-from consensus.crypto import Domain, PrivateKey, is_valid_signature, sign_bytes
+from consensus.crypto import Domain, PrivateKey
 from consensus.errors import ConsensusError
 from consensus.evidence import Evidence, decode_evidence, encode_evidence
 from consensus.hashing import hash32
 from consensus.votes import Proposal, Vote
+from node.engine.auth import AuthResult
 from node.engine.driver import ConsensusDriver
-from p2p.errors import P2PError
-from p2p.interface import Transport, Verdict
+from p2p.errors import BadPeerData, P2PError
+from p2p.interface import GossipVerdict, Reject, Transport, Verdict
 
 log = logging.getLogger(__name__)
 
 INLINE_BLOCK_BYTES = 48 * 1024
-#: Heights around ours for which consensus messages are still useful.
-HEIGHT_WINDOW = 4
 FETCH_TIMEOUT_S = 3.0
 
 
 #: Blocks larger than the inline limit are gossiped in parts of this size, signed by the proposer.
 PART_BYTES = 32 * 1024
+#: Most parts any message may announce (the chain's block size allows fewer: ``max_parts``).
 MAX_PARTS = 2048
 MAX_ASSEMBLIES = 16
+#: Bytes of parts held in assemblies, in multiples of the largest block.
+MAX_ASSEMBLY_BLOCKS = 4
 #: How long a proposal waits for its parts before fetching the whole block instead.
 PART_WAIT_S = 1.5
 PART_PACE_S = 0.003
@@ -75,10 +93,42 @@ class _Assembly:
     parts: dict[int, bytes] = field(default_factory=dict)
     proposal: Proposal | None = None
     peer: str = ""
+    size: int = 0
 
 
 def proposal_block_protocol(chain_id: str) -> str:
     return f"/cstake/{chain_id}/proposal-block/1"
+
+
+def encode_proposal_messages(
+    chain_id: str, proposal: Proposal, block: Block, part_key: PrivateKey | None
+) -> list[bytes]:
+    """The proposal-topic payloads announcing ``proposal``: inline block, or the announcement then signed parts."""
+    block_bytes = block.encode()
+    if len(block_bytes) <= INLINE_BLOCK_BYTES or part_key is None:
+        inline = block_bytes if len(block_bytes) <= INLINE_BLOCK_BYTES else b""
+        return [pack_raw([MSG_PROPOSAL, proposal.encode(), inline, 0])]
+    parts = [block_bytes[i : i + PART_BYTES] for i in range(0, len(block_bytes), PART_BYTES)]
+    total = len(parts)
+    messages = [pack_raw([MSG_PROPOSAL, proposal.encode(), b"", total])]
+    for index, data in enumerate(parts):
+        sig = part_key.sign(
+            Domain.PROPOSAL_PART, chain_id,
+            part_sign_payload(proposal.height, proposal.round, proposal.block_hash, index, total, data),
+        )
+        messages.append(pack_raw([MSG_PART, proposal.height, proposal.round, proposal.block_hash, index, total, data, sig]))
+    return messages
+
+
+def encode_vote_message(vote: Vote) -> bytes:
+    """The vote-topic payload of ``vote``."""
+    return vote.encode()
+
+
+def encode_evidence_message(evidence: Evidence) -> bytes:
+    """The evidence-topic payload of ``evidence``."""
+    kind, data = encode_evidence(evidence)
+    return pack_raw([kind, data])
 
 
 class GossipAdapter:
@@ -91,19 +141,35 @@ class GossipAdapter:
         self.driver: ConsensusDriver | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._assembly: OrderedDict[tuple[int, int, bytes], _Assembly] = OrderedDict()
-        self._proposers: dict[tuple[int, int], bytes] = {}
+        self._assembly_bytes = 0
         self.blocks_fetched = 0
         self.blocks_assembled = 0
         self.fetch_failures = 0
+        #: Messages refused, by penalty name (``""``: ignored, no penalty).
+        self.refused: dict[str, int] = {}
+
+    def bind(self, driver: ConsensusDriver) -> None:
+        """Feed ``driver`` (without subscribing: a simulation calls the validators and handlers itself)."""
+        self.driver = driver
 
     def attach(self, driver: ConsensusDriver) -> None:
         """Subscribe the consensus topics and serve proposal blocks for ``driver``."""
-        self.driver = driver
+        self.bind(driver)
         t = self.transport
-        t.subscribe("proposal", self._validate_proposal, self._on_proposal)
-        t.subscribe("vote", self._validate_vote, self._on_vote)
-        t.subscribe("evidence", self._validate_evidence, self._on_evidence)
-        t.set_request_handler(proposal_block_protocol(self.chain_id), self._serve_block)
+        t.subscribe("proposal", self.validate_proposal, self._on_proposal)
+        t.subscribe("vote", self.validate_vote, self.receive_vote)
+        t.subscribe("evidence", self.validate_evidence, self.receive_evidence)
+        t.set_request_handler(proposal_block_protocol(self.chain_id), self.serve_block)
+
+    @property
+    def max_block_bytes(self) -> int:
+        """The largest proposal block taken from the network."""
+        return Block.MAX_BYTES if self.driver is None else self.driver.max_block_bytes
+
+    @property
+    def max_parts(self) -> int:
+        """The most parts a proposal block of at most ``max_block_bytes`` needs."""
+        return min(MAX_PARTS, -(-self.max_block_bytes // PART_BYTES))
 
     # -- outgoing (the driver's Network) -------------------------------------------------
 
@@ -119,36 +185,24 @@ class GossipAdapter:
             log.warning("publishing %s failed: %s", kind, exc)
 
     def broadcast_proposal(self, proposal: Proposal, block: Block) -> None:
-        block_bytes = block.encode()
-        if len(block_bytes) <= INLINE_BLOCK_BYTES or self.part_key is None:
-            inline = block_bytes if len(block_bytes) <= INLINE_BLOCK_BYTES else b""
-            self._spawn(self._publish("proposal", pack_raw([MSG_PROPOSAL, proposal.encode(), inline, 0])))
-            return
-        parts = [block_bytes[i : i + PART_BYTES] for i in range(0, len(block_bytes), PART_BYTES)]
-        total = len(parts)
-        messages = [pack_raw([MSG_PROPOSAL, proposal.encode(), b"", total])]
-        for index, data in enumerate(parts):
-            sig = self.part_key.sign(
-                Domain.PROPOSAL_PART, self.chain_id,
-                part_sign_payload(proposal.height, proposal.round, proposal.block_hash, index, total, data),
-            )
-            messages.append(
-                pack_raw([MSG_PART, proposal.height, proposal.round, proposal.block_hash, index, total, data, sig])
-            )
-        self._spawn(self._publish_all("proposal", messages))
+        messages = encode_proposal_messages(self.chain_id, proposal, block, self.part_key)
+        if len(messages) == 1:
+            self._spawn(self._publish("proposal", messages[0]))
+        else:
+            self._spawn(self._publish_all("proposal", messages))
 
     async def _publish_all(self, kind: str, payloads: list[bytes]) -> None:
         for payload in payloads:
             await self._publish(kind, payload)
 
     def broadcast_vote(self, vote: Vote) -> None:
-        self._spawn(self._publish("vote", vote.encode()))
+        self._spawn(self._publish("vote", encode_vote_message(vote)))
 
     def broadcast_evidence(self, evidence: Evidence) -> None:
-        kind, data = encode_evidence(evidence)
-        self._spawn(self._publish("evidence", pack_raw([kind, data])))
+        self._spawn(self._publish("evidence", encode_evidence_message(evidence)))
 
     def report_peer(self, peer: str, reason: str) -> None:
+        """Penalise ``peer`` under ``reason``, a name of ``p2p.scoring.PENALTY``."""
         if peer:
             self.transport.report_peer(peer, reason)
 
@@ -157,10 +211,22 @@ class GossipAdapter:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    # -- incoming ---------------------------------------------------------------------------
+    # -- verdicts ---------------------------------------------------------------------------
 
-    def _height(self) -> int:
-        return 0 if self.driver is None else self.driver.state.height
+    def _verdict(self, result: AuthResult) -> GossipVerdict:
+        if result.ok:
+            return Verdict.ACCEPT
+        self.refused[result.fault] = self.refused.get(result.fault, 0) + 1
+        if result.fault:
+            log.debug("refused: %s", result.detail)
+            return Reject(result.fault)
+        return Verdict.IGNORE
+
+    def _malformed(self) -> Reject:
+        self.refused["malformed"] = self.refused.get("malformed", 0) + 1
+        return Reject("malformed")
+
+    # -- proposals and parts ------------------------------------------------------------------
 
     @staticmethod
     def _decode_message(payload: bytes) -> tuple[Proposal, bytes, int] | _Part:
@@ -189,51 +255,54 @@ class GossipAdapter:
             return _Part(height, round_, block_hash, index, total, data, sig)
         raise ConsensusError("unknown proposal-topic message")
 
-    def _validate_proposal(self, peer: str, payload: bytes) -> Verdict:
+    def validate_proposal(self, peer: str, payload: bytes) -> GossipVerdict:
+        """Proposal topic: decode, bound the parts, authenticate, then check an inline block is the signed one."""
+        driver = self.driver
+        if driver is None:
+            return Verdict.IGNORE
         try:
             msg = self._decode_message(payload)
         except ConsensusError:
-            return Verdict.REJECT
-        height = msg.height if isinstance(msg, _Part) else msg[0].height
-        if abs(height - self._height()) > HEIGHT_WINDOW:
-            return Verdict.IGNORE
+            return self._malformed()
         if isinstance(msg, _Part):
-            pubkey = self._proposer_pubkey(msg.height, msg.round)
-            if pubkey is not None and not is_valid_signature(
-                pubkey,
-                sign_bytes(Domain.PROPOSAL_PART, self.chain_id, part_sign_payload(
-                    msg.height, msg.round, msg.block_hash, msg.index, msg.total, msg.data)),
-                msg.signature,
-            ):
-                return Verdict.REJECT
+            if msg.total > self.max_parts:
+                return self._verdict(AuthResult(False, "oversize", f"a block of {msg.total} parts"))
+            signed = part_sign_payload(msg.height, msg.round, msg.block_hash, msg.index, msg.total, msg.data)
+            return self._verdict(driver.check_part(msg.height, msg.round, signed, msg.signature))
+        proposal, block_bytes, total = msg
+        if total > self.max_parts:
+            return self._verdict(AuthResult(False, "oversize", f"a block of {total} parts"))
+        result = driver.check_proposal(proposal)
+        if not result.ok or not block_bytes:
+            return self._verdict(result)
+        try:
+            block = Block.decode(block_bytes, max_bytes=INLINE_BLOCK_BYTES)
+        except ConsensusError:
+            return self._malformed()
+        if block.hash() != proposal.block_hash or block.header.height != proposal.height:
+            return self._verdict(AuthResult(False, "bad_block", "the inline block is not the proposed one"))
         return Verdict.ACCEPT
 
-    def _proposer_pubkey(self, height: int, round_: int) -> bytes | None:
-        """The consensus key of the proposer of (height, round), when this node knows the set."""
-        if self.driver is None or self.driver.state.height != height or round_ > 1_000:
-            return None
-        key = (height, round_)
-        if key not in self._proposers:
-            if len(self._proposers) > 64:
-                self._proposers.clear()
-            self._proposers[key] = self.driver.state.validator_set.compute_proposer(round_).pubkey
-        return self._proposers[key]
-
     async def _on_proposal(self, peer: str, payload: bytes) -> None:
+        wanted = self.receive_proposal(peer, payload)
+        if wanted is not None:
+            proposal, total = wanted
+            # Handlers run in delivery order: never wait here, or the parts queued
+            # behind this message would wait too.
+            self._spawn(self._fetch_unless_assembled(peer, proposal, PART_WAIT_S if total else 0.0))
+
+    def receive_proposal(self, peer: str, payload: bytes) -> tuple[Proposal, int] | None:
+        """Handle an accepted proposal-topic message; return (proposal, parts) when its block must be fetched."""
         msg = self._decode_message(payload)
         if isinstance(msg, _Part):
             self._on_part(peer, msg)
-            return
+            return None
         proposal, block_bytes, total = msg
         if block_bytes:
-            try:
-                block = Block.decode(block_bytes)
-            except ConsensusError:
-                self.report_peer(peer, "malformed proposal block")
-                return
             if self.driver is not None:
-                self.driver.deliver_proposal(peer, proposal, block)
-            return
+                block = Block.decode(block_bytes, max_bytes=INLINE_BLOCK_BYTES)
+                self.driver.deliver_proposal(peer, proposal, block, len(block_bytes))
+            return None
         log.debug("proposal %d/%d announced by %s: %d parts", proposal.height, proposal.round,
                   peer[-8:], total)
         if total:
@@ -241,23 +310,42 @@ class GossipAdapter:
             if asm is not None:
                 asm.proposal, asm.peer = proposal, peer
                 if self._try_complete(proposal.height, proposal.round, proposal.block_hash):
-                    return
-        # Handlers run in delivery order: never wait here, or the parts queued
-        # behind this message would wait too.
-        self._spawn(self._fetch_unless_assembled(peer, proposal, PART_WAIT_S if total else 0.0))
+                    return None
+        return proposal, total
+
+    def is_assembling(self, proposal: Proposal) -> bool:
+        """Whether parts of ``proposal``'s block are still awaited (not assembled, not given up)."""
+        return (proposal.height, proposal.round, proposal.block_hash) in self._assembly
+
+    def is_wanted(self, proposal: Proposal) -> bool:
+        """Whether ``proposal``'s block is still worth fetching (it still authenticates here and now)."""
+        return self.driver is not None and self.driver.check_proposal(proposal).ok
 
     async def _fetch_unless_assembled(self, peer: str, proposal: Proposal, delay: float) -> None:
         """Parts may be lost or late: fall back to fetching the whole block by hash."""
-        key = (proposal.height, proposal.round, proposal.block_hash)
         if delay:
             await asyncio.sleep(delay)
-            if key not in self._assembly:
+            if not self.is_assembling(proposal):
                 return  # assembled meanwhile
+        if not self.is_wanted(proposal):
+            self._drop_assembly((proposal.height, proposal.round, proposal.block_hash))
+            return
         log.debug("proposal %d/%d: fetching its block", proposal.height, proposal.round)
         fetched = await self._fetch_block(peer, proposal.block_hash)
-        if fetched is not None and self.driver is not None:
-            self._assembly.pop(key, None)
-            self.driver.deliver_proposal(peer, proposal, fetched)
+        if fetched is not None:
+            self.deliver_fetched(fetched[0], proposal, fetched[1])
+
+    def deliver_fetched(self, peer: str, proposal: Proposal, block: Block) -> None:
+        """Hand the driver a proposal whose block was fetched from ``peer`` (checked by ``accept_fetched``)."""
+        self._drop_assembly((proposal.height, proposal.round, proposal.block_hash))
+        if self.driver is not None:
+            self.driver.deliver_proposal(peer, proposal, block)
+
+    def _drop_assembly(self, key: tuple[int, int, bytes]) -> _Assembly | None:
+        asm = self._assembly.pop(key, None)
+        if asm is not None:
+            self._assembly_bytes -= asm.size
+        return asm
 
     def _get_assembly(self, height: int, round_: int, block_hash: bytes, total: int) -> _Assembly | None:
         key = (height, round_, block_hash)
@@ -266,16 +354,27 @@ class GossipAdapter:
             asm = _Assembly(total)
             self._assembly[key] = asm
             while len(self._assembly) > MAX_ASSEMBLIES:
-                self._assembly.popitem(last=False)
+                self._drop_assembly(next(iter(self._assembly)))
         return asm if asm.total == total else None
 
     def _on_part(self, peer: str, part: _Part) -> None:
-        if part.height < self._height():
-            return
+        """An authenticated part (signed by the round's proposer): add it to its block's assembly."""
         asm = self._get_assembly(part.height, part.round, part.block_hash, part.total)
         if asm is None or part.index in asm.parts:
             return
+        limit = MAX_ASSEMBLY_BLOCKS * self.max_block_bytes
+        while self._assembly_bytes + len(part.data) > limit and len(self._assembly) > 1:
+            oldest = next(iter(self._assembly))
+            if oldest == (part.height, part.round, part.block_hash):
+                break
+            self._drop_assembly(oldest)
+        if self._assembly_bytes + len(part.data) > limit or asm.size + len(part.data) > self.max_block_bytes:
+            log.warning("block parts for %s exceed the block size limit", part.block_hash.hex()[:16])
+            self._drop_assembly((part.height, part.round, part.block_hash))
+            return
         asm.parts[part.index] = part.data
+        asm.size += len(part.data)
+        self._assembly_bytes += len(part.data)
         self._try_complete(part.height, part.round, part.block_hash)
 
     def _try_complete(self, height: int, round_: int, block_hash: bytes) -> bool:
@@ -283,21 +382,24 @@ class GossipAdapter:
         asm = self._assembly.get(key)
         if asm is None or asm.proposal is None or len(asm.parts) < asm.total:
             return False
-        del self._assembly[key]
+        self._drop_assembly(key)
         data = b"".join(asm.parts[i] for i in range(asm.total))
         try:
-            block = Block.decode(data, max_bytes=Block.MAX_BYTES)
+            block = Block.decode(data, max_bytes=self.max_block_bytes)
         except ConsensusError:
             block = None
         if block is None or block.hash() != block_hash:
+            # Every part was signed by the proposer: the proposer is at fault, not the forwarders.
             log.warning("block parts for %s do not form the proposed block", block_hash.hex()[:16])
             return False
         self.blocks_assembled += 1
         if self.driver is not None:
-            self.driver.deliver_proposal(asm.peer, asm.proposal, block)
+            self.driver.deliver_proposal(asm.peer, asm.proposal, block, len(data))
         return True
 
-    async def _fetch_block(self, first_peer: str, block_hash: bytes) -> Block | None:
+    # -- fetching and serving proposal blocks ---------------------------------------------------
+
+    async def _fetch_block(self, first_peer: str, block_hash: bytes) -> tuple[str, Block] | None:
         protocol = proposal_block_protocol(self.chain_id)
         peers = [first_peer] + [p for p in self.transport.peers() if p != first_peer]
         for attempt in range(3):
@@ -305,28 +407,41 @@ class GossipAdapter:
                 try:
                     frames = await self.transport.request(
                         peer, protocol, block_hash, timeout=FETCH_TIMEOUT_S, max_frames=1,
-                        max_frame_bytes=Block.MAX_BYTES,
+                        max_frame_bytes=self.max_block_bytes,
                     )
+                except BadPeerData as exc:
+                    log.info("peer %s served an oversize proposal block: %s", peer[-8:], exc)
+                    self.report_peer(peer, "oversize")
+                    continue
                 except P2PError:
                     continue
-                if not frames or not frames[0]:
-                    continue
-                try:
-                    block = Block.decode(frames[0], max_bytes=Block.MAX_BYTES)
-                except ConsensusError:
-                    self.report_peer(peer, "served a malformed proposal block")
-                    continue
-                if block.hash() != block_hash:
-                    self.report_peer(peer, "served a block with the wrong hash")
-                    continue
-                self.blocks_fetched += 1
-                return block
+                block = self.accept_fetched(peer, block_hash, frames)
+                if block is not None:
+                    return peer, block
             await asyncio.sleep(0.2 * (attempt + 1))
         self.fetch_failures += 1
         log.info("could not fetch proposal block %s", block_hash.hex()[:16])
         return None
 
-    def _serve_block(self, peer: str, request: bytes) -> list[bytes]:
+    def accept_fetched(self, peer: str, block_hash: bytes, frames: list[bytes]) -> Block | None:
+        """The block ``peer`` served for ``block_hash``, or None (penalising a peer that served a bad one)."""
+        if not frames or not frames[0]:
+            return None
+        if len(frames[0]) > self.max_block_bytes:
+            self.report_peer(peer, "oversize")
+            return None
+        try:
+            block = Block.decode(frames[0], max_bytes=self.max_block_bytes)
+        except ConsensusError:
+            self.report_peer(peer, "bad_data")
+            return None
+        if block.hash() != block_hash:
+            self.report_peer(peer, "bad_data")
+            return None
+        self.blocks_fetched += 1
+        return block
+
+    def serve_block(self, peer: str, request: bytes) -> list[bytes]:
         if self.driver is None or len(request) != 32:
             return [b""]
         block = self.driver.get_block(request)
@@ -336,17 +451,19 @@ class GossipAdapter:
         stored = self.driver.executor.store.blocks.load_block_by_hash(request)
         return [stored if stored is not None else b""]
 
-    def _validate_vote(self, peer: str, payload: bytes) -> Verdict:
+    # -- votes and evidence ---------------------------------------------------------------------
+
+    def validate_vote(self, peer: str, payload: bytes) -> GossipVerdict:
+        """Vote topic: decode, then authenticate against the set of the vote's height."""
+        if self.driver is None:
+            return Verdict.IGNORE
         try:
             vote = Vote.decode(payload)
-            vote.validate_basic()
         except ConsensusError:
-            return Verdict.REJECT
-        if abs(vote.height - self._height()) > HEIGHT_WINDOW:
-            return Verdict.IGNORE
-        return Verdict.ACCEPT
+            return self._malformed()
+        return self._verdict(self.driver.check_vote(vote))
 
-    def _on_vote(self, peer: str, payload: bytes) -> None:
+    def receive_vote(self, peer: str, payload: bytes) -> None:
         if self.driver is not None:
             self.driver.deliver_vote(peer, Vote.decode(payload))
 
@@ -356,17 +473,16 @@ class GossipAdapter:
             raise ConsensusError("an evidence message is [kind, evidence]")
         return decode_evidence(raw[0], raw[1])
 
-    def _validate_evidence(self, peer: str, payload: bytes) -> Verdict:
+    def validate_evidence(self, peer: str, payload: bytes) -> GossipVerdict:
+        """Evidence topic: decode, then authenticate (new, punishable, both signatures a member's)."""
         if self.driver is None:
             return Verdict.IGNORE
         try:
             evidence = self._decode_evidence(payload)
         except ConsensusError:
-            return Verdict.REJECT
-        # Age and membership depend on our own height: a failed check is not proof of a bad peer.
-        return Verdict.ACCEPT if self.driver.is_admissible_evidence(evidence) else Verdict.IGNORE
+            return self._malformed()
+        return self._verdict(self.driver.check_evidence(evidence))
 
-    def _on_evidence(self, peer: str, payload: bytes) -> None:
+    def receive_evidence(self, peer: str, payload: bytes) -> None:
         if self.driver is not None:
-            self.driver.deliver_evidence(self._decode_evidence(payload))
-
+            self.driver.deliver_evidence(self._decode_evidence(payload), peer)

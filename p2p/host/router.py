@@ -43,13 +43,13 @@ from libp2p.pubsub.validators import signature_validator
 from libp2p.utils.varint import read_varint_prefixed_bytes_limited
 
 from p2p import scoring
-from p2p.interface import Verdict
+from p2p.interface import GossipVerdict, Reject, Verdict
 from p2p.stats import P2PStats
 
 log = logging.getLogger("p2p.host.router")
 
-#: ``(forwarder, topic, data) -> Verdict``, run in the trio thread.
-GossipHook = Callable[[ID, str, bytes], Awaitable[Verdict]]
+#: ``(forwarder, topic, data) -> GossipVerdict``, run in the trio thread.
+GossipHook = Callable[[ID, str, bytes], Awaitable[GossipVerdict]]
 #: ``(peer, reason)``: a fault of a peer; ``reason`` is a key of ``scoring.PENALTY``.
 FaultHook = Callable[[ID, str], None]
 
@@ -243,9 +243,9 @@ class GuardedPubsub(Pubsub):
         if verdict is Verdict.ACCEPT:
             scorer.on_first_delivery(msg_forwarder, topic)
             await self.router.publish(msg_forwarder, msg)
-        elif verdict is Verdict.REJECT:
+        elif isinstance(verdict, Reject):
             scorer.on_invalid_message(msg_forwarder, topic)
-            self._on_fault(msg_forwarder, "rejected")
+            self._on_fault(msg_forwarder, verdict.reason)
 
     # -- outbound ---------------------------------------------------------------
 

@@ -41,7 +41,14 @@ from p2p.host.reqresp import RequestServer, send_request, serve_request
 from p2p.host.reqresp import reset_stream as _reset
 from p2p.host.router import CstakeGossipSub, GuardedPubsub
 from p2p.host.streams import FrameReader, frame, write_frames
-from p2p.interface import PeerConnected, PeerDisconnected, PeerEvent, PeerPenalised, Verdict
+from p2p.interface import (
+    GossipVerdict,
+    PeerConnected,
+    PeerDisconnected,
+    PeerEvent,
+    PeerPenalised,
+    Verdict,
+)
 from p2p.ratelimit import PeerRateLimiter
 from p2p.stats import P2PStats
 
@@ -58,7 +65,7 @@ _PX_MAX_BYTES = 64 * 1024
 class AsyncioSide(RequestServer, Protocol):
     """What the trio side calls on the transport (each runs on the asyncio loop): ``serve`` and these."""
 
-    def validate_item(self, item: tuple[str, str, bytes], done: Callable[[Verdict], None]) -> None: ...
+    def validate_item(self, item: tuple[str, str, bytes], done: Callable[[GossipVerdict], None]) -> None: ...
 
     def on_event(self, event: PeerEvent) -> None: ...
 
@@ -213,7 +220,7 @@ class HostService:
 
     # -- gossip --------------------------------------------------------------------
 
-    async def _on_gossip(self, forwarder: ID, topic: str, data: bytes) -> Verdict:
+    async def _on_gossip(self, forwarder: ID, topic: str, data: bytes) -> GossipVerdict:
         kind = self.kind_by_topic.get(topic)
         if kind is None or self.validations is None:
             return Verdict.IGNORE
@@ -231,7 +238,7 @@ class HostService:
             self.on_fault(forwarder, drop.reason)
             return Verdict.IGNORE
         try:
-            verdict: Verdict = await self.validations.call((kind, peer, payload), timeout=VALIDATOR_TIMEOUT + 1)
+            verdict: GossipVerdict = await self.validations.call((kind, peer, payload), timeout=VALIDATOR_TIMEOUT + 1)
         except TimeoutError:
             self.stats.drop("validator_error")
             return Verdict.IGNORE
@@ -268,7 +275,7 @@ class HostService:
         peer whenever its pubsub stream ends (which a bad frame causes).
         """
         pid = peer.to_base58()
-        amount = scoring.PENALTY.get(reason, scoring.PENALTY["bad_data"])
+        amount = scoring.get_penalty(reason)
         self.ledger.add(pid, amount)
         if reason == "rate" and self.gossipsub is not None and self.gossipsub.scorer is not None:
             self.gossipsub.scorer.penalize_behavior(peer, amount)

@@ -26,6 +26,7 @@ from p2p.host.logs import install_libp2p_logging
 from p2p.host.service import HostService
 from p2p.interface import (
     EventHandler,
+    GossipVerdict,
     Handler,
     PeerConnected,
     PeerDisconnected,
@@ -33,7 +34,6 @@ from p2p.interface import (
     RequestHandler,
     Transport,
     Validator,
-    Verdict,
 )
 from p2p.keys import load_or_create_peer_key, peer_id_from_seed
 from p2p.stats import P2PStats
@@ -145,7 +145,7 @@ class Libp2pTransport(Transport):
         return await self._thread.call(svc.mesh_peers, self.config.topic(kind))
 
     # Called from the trio thread through the bridge (runs on this loop):
-    def validate_item(self, item: tuple[str, str, bytes], done: Callable[[Verdict], None]) -> None:
+    def validate_item(self, item: tuple[str, str, bytes], done: Callable[[GossipVerdict], None]) -> None:
         """Run the validator for one (kind, peer, payload) handed over from the trio side."""
         self._dispatcher.validate(*item, done)
 

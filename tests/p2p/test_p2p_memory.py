@@ -6,10 +6,11 @@ import asyncio
 
 import pytest
 
+from p2p import scoring
 from p2p.config import P2PConfig, RateLimit
 from p2p.envelope import encode_envelope
 from p2p.errors import BadPeerData, MessageTooLarge, PeerUnavailable, RequestFailed, RequestTimeout
-from p2p.interface import PeerConnected, PeerDisconnected, PeerPenalised, Verdict
+from p2p.interface import PeerConnected, PeerDisconnected, PeerPenalised, Reject, Verdict
 from p2p.memory import MemoryHub, MemoryTransport
 
 
@@ -101,6 +102,27 @@ async def test_rejected_message_is_dropped_and_penalises_the_sender(tmp_path):
     assert b.t.get_peer_score("p0") < 0
     assert b.t.stats.dropped["rejected"] == 1
     assert PeerPenalised("p0", "rejected", False) in events
+
+
+async def test_a_named_reject_penalises_under_its_entry_of_the_penalty_table(tmp_path):
+    def verdict(payload: bytes) -> Verdict | Reject:
+        return {b"S": Reject("bad_signature"), b"U": Reject("no-such-entry")}.get(payload[:1], Verdict.ACCEPT)
+
+    _, (a, b, c) = await _line(tmp_path, 3, verdict_of=verdict)
+    events = []
+    b.t.add_event_handler(events.append)
+    await a.t.publish("vote", b"S-forged")
+    await _settle()
+    assert b.t.get_peer_score("p0") == -scoring.PENALTY["bad_signature"]
+    assert PeerPenalised("p0", "bad_signature", False) in events
+    # An unknown name counts as a plain REJECT.
+    await a.t.publish("vote", b"U-odd")
+    await a.t.publish("vote", b"A-fine")
+    await c.wait_got(1)
+    assert b.t.get_peer_score("p0") == -scoring.PENALTY["bad_signature"] - scoring.PENALTY["rejected"]
+    assert PeerPenalised("p0", "rejected", False) in events
+    assert c.seen == [b"A-fine"]  # neither rejected message was relayed
+    assert b.t.stats.dropped["rejected"] == 2
 
 
 async def test_repeated_rejects_cut_the_peer_off_and_ban_it(tmp_path):

@@ -12,6 +12,19 @@ Behaviours (per node, switched off from ``SimConfig.byzantine_until_height``):
   (``node.engine.faults.sign_conflicting_*``), bypassing the signer.
 - ``invalid-proposer``: ``InvalidBlockProposer`` builds blocks with a wrong
   state root, so honest validators judge them invalid and prevote nil.
+- ``forge``: the node behaves honestly and also gossips, on every gossip tick
+  and right after each of its commits, messages made up by the shipped
+  ``node.engine.forge.Forger`` in the name of the other validators (votes,
+  inline and parted proposals, a proposal for round ``MAX_ROUND``, evidence,
+  votes of the height just decided), every signature noise.
+- ``forge-huge``: as ``forge``, plus a proposal of the round's proposer
+  announced without its block, which the forger serves by hash padded to
+  just under ``Block.MAX_BYTES``, and one for the next height in unsigned
+  parts of that size.
+- ``oversize-fetch`` / ``oversize-parts``: a real proposer whose proposals
+  (correctly signed) point at a block padded to just under
+  ``Block.MAX_BYTES``: announced without the block and served by hash, or
+  sent in that many signed parts.
 
 Crash points: ``CrashingWal``, ``CrashingSigner`` and ``CrashingExecutor``
 are the real WAL, signer and executor with a ``CrashSwitch`` consulted at
@@ -53,7 +66,11 @@ HONEST = "honest"
 SILENT = "silent"
 EQUIVOCATE = "equivocate"
 INVALID_PROPOSER = "invalid-proposer"
-BEHAVIOURS = (HONEST, SILENT, EQUIVOCATE, INVALID_PROPOSER)
+FORGE = "forge"
+FORGE_HUGE = "forge-huge"
+OVERSIZE_FETCH = "oversize-fetch"
+OVERSIZE_PARTS = "oversize-parts"
+BEHAVIOURS = (HONEST, SILENT, EQUIVOCATE, INVALID_PROPOSER, FORGE, FORGE_HUGE, OVERSIZE_FETCH, OVERSIZE_PARTS)
 
 CRASH_POINTS = ("wal-appended", "handled", "signed", "committed")
 
@@ -84,12 +101,16 @@ class SimExecutor(BlockExecutor):
     """
 
     def __init__(
-        self, store: NodeStore, genesis: Genesis, executions: dict[tuple[bytes, bytes], TransitionResult]
+        self, store: NodeStore, genesis: Genesis, executions: dict[tuple[bytes, bytes], TransitionResult],
+        attempted: set[bytes] | None = None,
     ) -> None:
         super().__init__(store, genesis)
         self.executions = executions
+        #: Hashes of every block this executor was asked to execute (executed or refused).
+        self.attempted = attempted if attempted is not None else set()
 
     def validate_block(self, block: Block, txs: list[SignedTx] | None = None) -> TransitionResult:
+        self.attempted.add(block.hash())
         key = (self.store.state_root, block.hash())
         result = self.executions.get(key)
         if result is None:
@@ -136,9 +157,9 @@ class CrashingExecutor(SimExecutor):
 
     def __init__(
         self, store: NodeStore, genesis: Genesis, executions: dict[tuple[bytes, bytes], TransitionResult],
-        switch: CrashSwitch,
+        switch: CrashSwitch, attempted: set[bytes] | None = None,
     ) -> None:
-        super().__init__(store, genesis, executions)
+        super().__init__(store, genesis, executions, attempted)
         self.switch = switch
 
     def commit_block(self, block: Block, commit: Commit) -> BlockCommitted:

@@ -39,11 +39,12 @@ from consensus.txs import Bond, SignedTx, Unbond
 from consensus.validator_set import ValidatorSet
 from consensus.votes import Commit, Proposal, Vote
 from node.engine.executor import BlockCommitted
+from p2p.interface import Verdict
 from tests.kit.chain import TestChain
 
 from .faults import HONEST, SILENT, SimCrash
 from .network import ManualClock, Network, NetworkRules
-from .simnode import SimNode
+from .simnode import GossipMsg, SimNode
 
 #: Simulation timeouts: the devnet shape, scaled down so runs stay short.
 FAST_TIMEOUTS = TimeoutConfig(
@@ -130,6 +131,10 @@ class SimResult:
     replay_checks: int
     refused_signatures: int
     torn_tails_repaired: int
+    penalties: list[tuple[int, int, str]]
+    """(penalising node, penalised peer, reason) of every penalty."""
+    forged_verdicts: list[tuple[int, int, str, Verdict]]
+    """(validating node, forwarding peer, kind, verdict) for every forged payload a node validated."""
 
     def block_hashes(self, node: int) -> list[bytes]:
         return [e.block.hash() for e in self.chains[node]]
@@ -181,6 +186,10 @@ class Simulation:
         self._sig_cache: dict[tuple[bytes, bytes, bytes], bool] = {}
         #: Block executions by (state root before, block hash), shared by the nodes' executors.
         self.executions: dict[tuple[bytes, bytes], TransitionResult] = {}
+        #: Payloads a forging node made up, and the verdict of every node that validated one.
+        self.forged: set[bytes] = set()
+        #: Hashes of the blocks byzantine nodes made up (forged, or padded past every limit).
+        self.forged_blocks: set[bytes] = set()
         self._committed_since_check = True
         self.nodes: list[SimNode] = []
         for i in range(self.n):
@@ -193,7 +202,9 @@ class Simulation:
         self.equivocations: dict[bytes, str] = {}
         self.equivocators: dict[bytes, bytes] = {}
         self.sent_votes: dict[tuple[bytes, int, int, int], bytes] = {}
-        self.reported_peers = 0
+        #: (penalising node, penalised peer, reason) for every penalty a node gave a peer.
+        self.penalties: list[tuple[int, int, str]] = []
+        self.forged_verdicts: list[tuple[int, int, str, Verdict]] = []
         self._decided: dict[int, bytes] = {}
         self._valsets: dict[int, ValidatorSet] = {}
         self._heal_watch: list[tuple[int, int, int]] = []
@@ -266,6 +277,15 @@ class Simulation:
     def _deliver(self, src: int, dst: int, msg: object) -> None:
         node = self.nodes[dst]
         node.run(lambda: node.peer.receive(src, msg))
+
+    def record_penalty(self, by: int, peer: int, reason: str) -> None:
+        """Node ``by`` penalised ``peer`` (a REJECT verdict, or a fault the adapter or driver reported)."""
+        self.penalties.append((by, peer, reason))
+
+    def record_verdict(self, by: int, peer: int, msg: GossipMsg, verdict: Verdict) -> None:
+        """Node ``by`` validated ``msg`` from ``peer``: remembered when the payload was forged."""
+        if msg.payload in self.forged:
+            self.forged_verdicts.append((by, peer, msg.kind, verdict))
 
     def record_vote_sent(self, node: SimNode, vote: Vote) -> None:
         """Safety: an honest validator never lets two conflicting votes out."""
@@ -363,7 +383,9 @@ class Simulation:
             heal_checks=list(self.heal_checks),
             end_ms=self.now,
             reached_target=self._at_target(),
-            rejected_inputs=self.reported_peers + sum(n.rejected_inputs for n in self.nodes),
+            rejected_inputs=len(self.penalties) + sum(n.rejected_inputs for n in self.nodes),
+            penalties=list(self.penalties),
+            forged_verdicts=list(self.forged_verdicts),
             messages_sent=self.network.sent,
             crashes=sum(len(n.crashes) for n in self.nodes),
             replay_checks=sum(n.replay_checks for n in self.nodes),

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING
 
 from consensus.bft.state import RoundState
 from consensus.blocks import Block
+from consensus.codec import pack_raw
 from consensus.evidence import Evidence
 from consensus.hashing import hash32
 from consensus.votes import NIL_HASH, Commit, Proposal, Vote
@@ -39,17 +40,33 @@ from node.clock import TimerHandle
 from node.engine.driver import ConsensusDriver
 from node.engine.executor import BlockCommitted, BlockExecutor
 from node.engine.faults import sign_conflicting_proposal, sign_conflicting_vote
-from node.engine.gossip import HEIGHT_WINDOW
+from node.engine.forge import HUGE_BLOCK_BYTES, Forger
+from node.engine.gossip import (
+    MSG_PART,
+    MSG_PROPOSAL,
+    PART_BYTES,
+    PART_WAIT_S,
+    GossipAdapter,
+    encode_evidence_message,
+    encode_proposal_messages,
+    encode_vote_message,
+)
 from node.engine.inputs import apply_input, decode_input, fold_wal
 from node.engine.proposer import BlockProposer
 from node.engine.signer import FileSignerStore, MemorySignerStore, PersistentSigner, SignerStore
-from node.engine.wal import WriteAheadLog
+from node.engine.wal import MAX_RECORD_BYTES, WriteAheadLog
+from node.errors import WalError
+from p2p.interface import GossipVerdict, Reject, Verdict
 from storage import MemoryKV, NodeStore
 
 from .faults import (
     EQUIVOCATE,
+    FORGE,
+    FORGE_HUGE,
     HONEST,
     INVALID_PROPOSER,
+    OVERSIZE_FETCH,
+    OVERSIZE_PARTS,
     SILENT,
     CrashingExecutor,
     CrashingSigner,
@@ -72,19 +89,27 @@ SYNC_BLOCKS = 8
 
 
 @dataclass(frozen=True, slots=True)
-class ProposalMsg:
-    proposal: Proposal
-    block: Block
+class GossipMsg:
+    """One gossip message: its topic kind and its payload, the bytes the p2p adapter publishes."""
+
+    kind: str
+    payload: bytes
 
 
 @dataclass(frozen=True, slots=True)
-class VoteMsg:
-    vote: Vote
+class FetchRequest:
+    """Ask a peer for a proposal block by hash (the adapter's ``proposal-block`` request)."""
+
+    request_id: int
+    block_hash: bytes
 
 
 @dataclass(frozen=True, slots=True)
-class EvidenceMsg:
-    evidence: Evidence
+class FetchReply:
+    """The frames a peer's adapter served for a ``FetchRequest``."""
+
+    request_id: int
+    frames: tuple[bytes, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +136,7 @@ class CrashRecord:
 
 
 class MemoryWal:
-    """The WAL's in-memory twin, for nodes that never crash."""
+    """The WAL's in-memory twin, for nodes that never crash (same record limit as the real one)."""
 
     def __init__(self) -> None:
         self._records: list[bytes] = []
@@ -120,6 +145,8 @@ class MemoryWal:
         return list(self._records)
 
     def append(self, payload: bytes, *, sync: bool = False) -> None:
+        if not payload or len(payload) > MAX_RECORD_BYTES:
+            raise WalError(f"record of {len(payload)} bytes is empty or exceeds {MAX_RECORD_BYTES}")
         self._records.append(payload)
 
     def reset(self) -> None:
@@ -150,6 +177,8 @@ class SimNode:
         self.behaviour = behaviour
         self.data_dir = data_dir
         self.kv = MemoryKV()  # the disk: survives crashes
+        #: Hashes of every block this node's executor was asked to execute.
+        self.attempted_blocks: set[bytes] = set()
         self.peer = SimPeer(self)
         self.alive = False
         self.crash_countdown: int | None = None
@@ -182,9 +211,9 @@ class SimNode:
         sim = self.sim
         executor: BlockExecutor
         if self.data_dir is None:
-            executor = SimExecutor(store, sim.genesis, sim.executions)
+            executor = SimExecutor(store, sim.genesis, sim.executions, self.attempted_blocks)
         else:
-            executor = CrashingExecutor(store, sim.genesis, sim.executions, self)
+            executor = CrashingExecutor(store, sim.genesis, sim.executions, self, self.attempted_blocks)
         executor.init_genesis()
         return executor
 
@@ -221,6 +250,7 @@ class SimNode:
             proposer=proposer,
         )
         self.driver.committed_listeners.append(self._on_committed)
+        self.peer.bind(self.driver)
         self.alive = True
         self._check_replay()
         self.driver.recover()
@@ -306,6 +336,9 @@ class SimNode:
         self.mempool.remove(committed.tx_hashes)
         self.peer.forget_below(committed.height - 1)
         self.sim.on_commit(self, committed)
+        if self.behaviour in (FORGE, FORGE_HUGE) and self.is_byzantine_active():
+            # Peers are deciding this height too: votes of it may reach them after their decision.
+            self.peer.forge_decided(committed)
 
     def gossip_tick(self) -> None:
         """Re-send our messages of this height; ask peers for blocks when stalled."""
@@ -315,20 +348,61 @@ class SimNode:
         if stalled:
             self.peer.send_status(self.driver.state.height)
         self.driver.rebroadcast_own()
+        if self.behaviour in (FORGE, FORGE_HUGE) and self.is_byzantine_active():
+            self.peer.forge_tick()
+
+
+class SimTransport:
+    """What the real gossip adapter asks of its transport in the simulation: peers and penalties."""
+
+    def __init__(self, peer: SimPeer) -> None:
+        self.peer = peer
+
+    def peers(self) -> list[str]:
+        me = self.peer.node.index
+        return [str(i) for i in range(self.peer.sim.n) if i != me]
+
+    def report_peer(self, peer_id: str, reason: str, *, disconnect: bool = False) -> None:
+        self.peer.sim.record_penalty(self.peer.node.index, int(peer_id), reason)
+
+
+@dataclass
+class _Fetch:
+    proposal: Proposal
+    peers: list[int]
 
 
 class SimPeer:
-    """The node's gossip layer: the driver's ``Network`` over the simulated network."""
+    """The node's gossip layer: the real p2p adapter's encoding, validators and handlers over the simulated network.
+
+    Outgoing messages are the payloads ``node.engine.gossip`` publishes; each
+    received payload goes through the adapter's topic validator first, and
+    only an ACCEPT is relayed (once) and handed to the adapter's handler, as
+    the p2p transports do. A REJECT penalises the forwarding peer (recorded by
+    the simulation). Proposal blocks that do not ride inline are fetched by
+    hash from the announcing peer (then the others), through the adapter's
+    serving and checking code.
+    """
 
     def __init__(self, node: SimNode) -> None:
         self.node = node
         self.sim = node.sim
+        self.gossip = GossipAdapter(SimTransport(self), node.sim.chain_id, part_key=node.key)  # type: ignore[arg-type]
         self._seen: dict[object, int] = {}
         self._split: set[tuple[int, int, int]] = set()
+        self._fetches: dict[int, _Fetch] = {}
+        self._next_request = 0
+        self.forger = Forger(node.sim.chain_id, node.address, seed=b"sim-forge-%d" % node.index)
+        self._huge_sent: set[tuple[int, int]] = set()
 
     def reset(self) -> None:
         """Forget what a crash forgets."""
         self._seen = {}
+        self._fetches = {}
+        self.gossip = GossipAdapter(SimTransport(self), self.sim.chain_id, part_key=self.node.key)  # type: ignore[arg-type]
+
+    def bind(self, driver: ConsensusDriver) -> None:
+        self.gossip.bind(driver)
 
     def forget_below(self, height: int) -> None:
         self._seen = {m: h for m, h in self._seen.items() if h >= height}
@@ -349,26 +423,41 @@ class SimPeer:
         cut = len(peers) // 2
         return peers[:cut], peers[cut:]
 
-    def _send_split(self, first: object, second: object) -> None:
+    def _send_split(self, first: list[GossipMsg], second: list[GossipMsg]) -> None:
         a, b = self._halves()
         for dst in a:
-            self.sim.network.send(self.node.index, dst, first)
+            for m in first:
+                self.sim.network.send(self.node.index, dst, m)
         for dst in b:
-            self.sim.network.send(self.node.index, dst, second)
+            for m in second:
+                self.sim.network.send(self.node.index, dst, m)
+
+    def _proposal_msgs(self, proposal: Proposal, block: Block) -> list[GossipMsg]:
+        payloads = encode_proposal_messages(self.sim.chain_id, proposal, block, self.node.key)
+        return [GossipMsg("proposal", p) for p in payloads]
+
+    def publish(self, msg: GossipMsg) -> None:
+        """Gossip ``msg`` to every peer (what the transport's ``publish`` does)."""
+        self._seen[msg] = self.node.height + 1  # our own: never validated or relayed back
+        self.sim.network.broadcast(self.node.index, msg)
 
     # --- outgoing: the driver's Network ------------------------------------------------
 
     def broadcast_proposal(self, proposal: Proposal, block: Block) -> None:
         if not self._sends():
             return
-        msg = ProposalMsg(proposal, block)
+        if self.node.behaviour in (OVERSIZE_FETCH, OVERSIZE_PARTS) and self.node.is_byzantine_active():
+            self._propose_huge(proposal, block)
+            return
+        msgs = self._proposal_msgs(proposal, block)
         if proposal.pol_round == -1 and self._equivocates((proposal.height, proposal.round, 0)):
             twin = make_twin_block(block)
             other = sign_conflicting_proposal(proposal, twin.hash(), self.node.key, self.sim.chain_id)
             self.sim.record_proposal_equivocation(proposal, other)
-            self._send_split(msg, ProposalMsg(other, twin))
+            self._send_split(msgs, self._proposal_msgs(other, twin))
             return
-        self.sim.network.broadcast(self.node.index, msg)
+        for m in msgs:
+            self.publish(m)
 
     def broadcast_vote(self, vote: Vote) -> None:
         if not self._sends():
@@ -378,16 +467,84 @@ class SimPeer:
             other_hash = NIL_HASH if vote.block_hash != NIL_HASH else hash32(b"fork" + vote.sign_payload())
             other = sign_conflicting_vote(vote, other_hash, self.node.key, self.sim.chain_id)
             self.sim.record_equivocation(vote, other)
-            self._send_split(VoteMsg(vote), VoteMsg(other))
+            self._send_split(
+                [GossipMsg("vote", encode_vote_message(vote))], [GossipMsg("vote", encode_vote_message(other))]
+            )
             return
-        self.sim.network.broadcast(self.node.index, VoteMsg(vote))
+        self.publish(GossipMsg("vote", encode_vote_message(vote)))
 
     def broadcast_evidence(self, evidence: Evidence) -> None:
         if self._sends():
-            self.sim.network.broadcast(self.node.index, EvidenceMsg(evidence))
+            self.publish(GossipMsg("evidence", encode_evidence_message(evidence)))
 
     def report_peer(self, peer: str, reason: str) -> None:
-        self.sim.reported_peers += 1
+        self.sim.record_penalty(self.node.index, int(peer), reason)
+
+    # --- byzantine: oversize blocks and forged messages -----------------------------------
+
+    def _propose_huge(self, proposal: Proposal, block: Block) -> None:
+        """Our signed proposal, pointing at our block padded to just under ``Block.MAX_BYTES``."""
+        if (proposal.height, proposal.round) in self._huge_sent:
+            return  # a rebroadcast: once is enough
+        self._huge_sent.add((proposal.height, proposal.round))
+        huge = self.forger.huge_block(block, block.header.height, block.header.round,
+                                      block.header.proposer, HUGE_BLOCK_BYTES, same_header=True)
+        self.sim.forged_blocks.add(huge.hash())
+        if self.node.behaviour == OVERSIZE_FETCH:
+            self.forger.served = {huge.hash(): huge.encode()}
+            self.publish(GossipMsg("proposal", pack_raw([MSG_PROPOSAL, proposal.encode(), b"", 0])))
+            return
+        for m in self._proposal_msgs(proposal, huge):
+            self.publish(m)
+
+    def _forge(self, kind: str, payload: bytes) -> None:
+        self.sim.forged.add(payload)
+        self.publish(GossipMsg(kind, payload))
+
+    def _template(self) -> Block | None:
+        head = self.node.executor.height
+        if head < 1:
+            return None
+        raw = self.node.executor.store.blocks.load_block(head)
+        return None if raw is None else Block.decode(raw, max_bytes=Block.MAX_BYTES)
+
+    def forge_tick(self) -> None:
+        """Gossip one of each forged message for the height and round we are in."""
+        driver, template = self.node.driver, self._template()
+        if driver is None or template is None or not self._sends():
+            return
+        st = driver.state
+        for kind, payloads in self.forger.batch(st.height, st.round, st.validator_set, template).items():
+            for payload in payloads:
+                self._forge(kind, payload)
+        self.sim.forged_blocks.update(self.forger.made)
+        if self.node.behaviour == FORGE_HUGE and (st.height, st.round) not in self._huge_sent:
+            self._huge_sent.add((st.height, st.round))
+            announce = self.forger.huge_fetch_proposal(st.height, st.round, st.validator_set, template)
+            self.sim.forged_blocks.update(self.forger.served)
+            self._forge("proposal", announce)
+            # The next height's proposal in unsigned parts of the same size.
+            huge = self.forger.huge_block(template, st.height + 1, 0, self.forger.victims(st.validator_set)[0].address,
+                                          HUGE_BLOCK_BYTES)
+            self.sim.forged_blocks.add(huge.hash())
+            proposal = self.forger.proposal(huge, huge.header.proposer)
+            data = huge.encode()
+            chunks = [data[i : i + PART_BYTES] for i in range(0, len(data), PART_BYTES)]
+            self._forge("proposal", pack_raw([MSG_PROPOSAL, proposal.encode(), b"", len(chunks)]))
+            for index, chunk in enumerate(chunks):
+                self._forge("proposal", pack_raw([MSG_PART, huge.header.height, 0, huge.hash(), index,
+                                                  len(chunks), chunk, bytes(64)]))
+
+    def forge_decided(self, committed: BlockCommitted) -> None:
+        """Votes of the height we just committed, in the other validators' names, conflicting with theirs."""
+        driver = self.node.driver
+        if driver is None or not self._sends():
+            return
+        vset = self.node.executor.head_state().get_last_validator_set()
+        if vset is None:
+            return
+        for payload in self.forger.votes(committed.height, committed.commit.round, vset):
+            self._forge("vote", payload)
 
     def send_status(self, height: int) -> None:
         if self._sends():
@@ -395,30 +552,48 @@ class SimPeer:
 
     # --- incoming ------------------------------------------------------------------------
 
+    def _validate(self, peer: str, msg: GossipMsg) -> GossipVerdict:
+        g = self.gossip
+        validator = {"proposal": g.validate_proposal, "vote": g.validate_vote, "evidence": g.validate_evidence}
+        return validator[msg.kind](peer, msg.payload)
+
     def receive(self, src: int, msg: object) -> None:
         """Handle a message from peer ``src`` (the node's task drains the driver afterwards)."""
         driver = self.node.driver
-        if driver is None or msg in self._seen:
+        if driver is None:
             return
         peer = str(src)
-        if isinstance(msg, VoteMsg | ProposalMsg):
-            height = msg.vote.height if isinstance(msg, VoteMsg) else msg.proposal.height
-            if abs(height - driver.state.height) > HEIGHT_WINDOW:
+        if isinstance(msg, GossipMsg):
+            if msg in self._seen:
+                return
+            verdict = self._validate(peer, msg)
+            if verdict is Verdict.REJECT:
+                verdict = Reject()
+            self.sim.record_verdict(self.node.index, src, msg,
+                                    Verdict.REJECT if isinstance(verdict, Reject) else verdict)
+            if isinstance(verdict, Reject):
+                self.sim.record_penalty(self.node.index, src, verdict.reason)
+                return
+            if verdict is not Verdict.ACCEPT:
                 return  # not remembered: a resend may matter once we get there
-            self._seen[msg] = height
+            self._seen[msg] = driver.state.height
             if self.sim.config.relay and self._sends():
                 self.sim.network.broadcast(self.node.index, msg, exclude=src)
-            if isinstance(msg, VoteMsg):
-                driver.deliver_vote(peer, msg.vote)
+            if msg.kind == "vote":
+                self.gossip.receive_vote(peer, msg.payload)
+            elif msg.kind == "evidence":
+                self.gossip.receive_evidence(peer, msg.payload)
             else:
-                driver.deliver_proposal(peer, msg.proposal, msg.block)
-        elif isinstance(msg, EvidenceMsg):
-            digest = msg.evidence.evidence_hash()
-            if digest not in self._seen and driver.is_admissible_evidence(msg.evidence):
-                self._seen[digest] = msg.evidence.height
-                driver.deliver_evidence(msg.evidence)
-                if self.sim.config.relay and self._sends():
-                    self.sim.network.broadcast(self.node.index, msg, exclude=src)
+                wanted = self.gossip.receive_proposal(peer, msg.payload)
+                if wanted is not None:
+                    self._fetch_later(src, *wanted)
+        elif isinstance(msg, FetchRequest):
+            forged = self.forger.serve(msg.block_hash)
+            frames = (forged,) if forged is not None else tuple(self.gossip.serve_block(peer, msg.block_hash))
+            if self._sends():
+                self.sim.network.send(self.node.index, src, FetchReply(msg.request_id, frames))
+        elif isinstance(msg, FetchReply):
+            self._on_fetched(src, msg)
         elif isinstance(msg, StatusMsg):
             head = self.node.executor.height
             if msg.height <= head and self._sends():
@@ -427,3 +602,40 @@ class SimPeer:
                 self.sim.network.send(self.node.index, src, SyncMsg(blocks))
         elif isinstance(msg, SyncMsg):
             driver.deliver_synced_blocks(msg.blocks)
+
+    # --- fetching proposal blocks by hash ---------------------------------------------------
+
+    def _fetch_later(self, src: int, proposal: Proposal, total: int) -> None:
+        """Fetch the block now (no parts announced) or after the part wait if the parts do not complete it."""
+        if not total:
+            self._fetch(src, proposal)
+            return
+        at = self.sim.now + int(PART_WAIT_S * 1000)
+
+        def check() -> None:
+            if self.gossip.is_assembling(proposal):
+                self._fetch(src, proposal)
+
+        self.sim.clock.call_at(at, lambda: self.node.run(check))
+
+    def _fetch(self, src: int, proposal: Proposal) -> None:
+        others = [i for i in range(self.sim.n) if i not in (src, self.node.index)]
+        self._next_request += 1
+        self._fetches[self._next_request] = _Fetch(proposal, others)
+        self.sim.network.send(self.node.index, src, FetchRequest(self._next_request, proposal.block_hash))
+
+    def _on_fetched(self, src: int, reply: FetchReply) -> None:
+        pending = self._fetches.pop(reply.request_id, None)
+        if pending is None:
+            return
+        block = self.gossip.accept_fetched(str(src), pending.proposal.block_hash, list(reply.frames))
+        if block is not None:
+            self.gossip.deliver_fetched(str(src), pending.proposal, block)
+            return
+        if pending.peers:
+            nxt = pending.peers.pop(0)
+            self._next_request += 1
+            self._fetches[self._next_request] = pending
+            self.sim.network.send(
+                self.node.index, nxt, FetchRequest(self._next_request, pending.proposal.block_hash)
+            )

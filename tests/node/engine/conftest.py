@@ -16,6 +16,7 @@ class Recorder:
         self.votes: list[Vote] = []
         self.proposals: list[Proposal] = []
         self.evidence: list[Evidence] = []
+        self.reports: list[tuple[str, str]] = []
 
     def broadcast_proposal(self, proposal: Proposal, block: Block) -> None:
         self.proposals.append(proposal)
@@ -27,7 +28,7 @@ class Recorder:
         self.evidence.append(evidence)
 
     def report_peer(self, peer: str, reason: str) -> None:
-        pass
+        self.reports.append((peer, reason))
 
 
 @pytest.fixture

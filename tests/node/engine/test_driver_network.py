@@ -130,9 +130,9 @@ async def test_four_validators_commit_identical_blocks(chain: TestChain, tmp_pat
         # it is served from the store; an unknown hash or a malformed request gets nothing.
         h2 = nodes[1].store.blocks.load_block_hash(2)
         assert h2 is not None
-        assert nodes[1].gossip._serve_block("n0", h2) == [nodes[1].store.blocks.load_block(2)]
-        assert nodes[1].gossip._serve_block("n0", bytes(32)) == [b""]
-        assert nodes[1].gossip._serve_block("n0", b"short") == [b""]
+        assert nodes[1].gossip.serve_block("n0", h2) == [nodes[1].store.blocks.load_block(2)]
+        assert nodes[1].gossip.serve_block("n0", bytes(32)) == [b""]
+        assert nodes[1].gossip.serve_block("n0", b"short") == [b""]
     finally:
         for n in nodes:
             await n.stop()

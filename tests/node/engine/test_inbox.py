@@ -46,3 +46,26 @@ async def test_inbox_wait_returns_when_something_is_queued() -> None:
     await asyncio.wait_for(waiter, 1.0)
     # Something queued: no wait at all.
     await asyncio.wait_for(inbox.wait(), 0.1)
+
+
+def test_inbox_bounds_what_one_peer_can_queue() -> None:
+    inbox: Inbox[str, str] = Inbox(max_queue=10, max_queue_per_peer=2)
+    assert inbox.put("a1", peer="a") and inbox.put("a2", peer="a")
+    assert not inbox.put("a3", peer="a")
+    assert inbox.put("b1", peer="b") and inbox.put("timeout")
+    assert inbox.take() == "a1"
+    assert inbox.put("a3", peer="a")  # room again once one of a's is taken
+    assert [inbox.take() for _ in range(4)] == ["a2", "b1", "timeout", "a3"]
+    assert inbox.dropped == 1
+
+
+def test_inbox_bounds_future_messages_per_peer_and_block_bytes() -> None:
+    inbox: Inbox[str, str] = Inbox(max_future=10, max_future_per_peer=2, max_future_bytes=100)
+    assert inbox.keep_for(11, 10, "a1", peer="a") and inbox.keep_for(12, 10, "a2", peer="a")
+    assert not inbox.keep_for(11, 10, "a3", peer="a")
+    assert inbox.keep_for(11, 10, "p1", peer="b", size=80)
+    assert not inbox.keep_for(11, 10, "p2", peer="c", size=30)  # over the block bytes
+    assert inbox.future_bytes == 80 and inbox.dropped == 2
+    assert inbox.release(11) == ["a1", "p1"]
+    assert inbox.future_bytes == 0 and inbox.future_count == 1
+    assert inbox.keep_for(12, 11, "a3", peer="a") and inbox.keep_for(12, 11, "p2", peer="c", size=30)
