@@ -14,6 +14,7 @@ from consensus.poc_state import (
     get_poc_params,
     iter_challenges_at,
 )
+from consensus.records import NO_ADDRESS
 from consensus.state import Keys, State
 from node.compute.service import AttestationPool
 from node.rpc.format import format_spec
@@ -37,6 +38,8 @@ def format_challenge(rec: ChallengeRecord, poc_deadlines: tuple[int, int] | None
         "openings_deadline": poc_deadlines[1] if poc_deadlines else None,
         "pending_units": rec.pending_units,
         "resolved_height": rec.resolved_height or None,
+        # Whose stake answers for the commitment: the bound validator if its operator signed it, else none.
+        "liable_validator": encode_address(rec.liable_validator) if rec.liable_validator != NO_ADDRESS else None,
     }
 
 

@@ -53,6 +53,7 @@ def format_slot(slot: JobSlot, detail: bool) -> dict[str, Any]:
         "provider": _addr(slot.provider), "validator": _addr(slot.validator), "price": slot.price,
         "assigned_height": slot.assigned_height, "deadline_height": slot.deadline_height,
         "result_root": _hex(slot.result_root), "committed_height": slot.committed_height,
+        "committer": _addr(slot.committer),
         "window_end": slot.window_end, "opened": len(slot.openings), "dispute": format_dispute(slot.dispute),
     }
     if detail:

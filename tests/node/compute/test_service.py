@@ -91,6 +91,8 @@ def test_rpc_json_of_challenges_and_attestations() -> None:
     issued = list_challenges(state, chain.height, None, None)
     assert len(issued) == 4 and {c["status"] for c in issued} == {"pending"}
     assert all(c["height"] == 5 and c["commit_deadline"] == 5 + 12 and c["root"] is None for c in issued)
+    # Nobody has committed yet: no validator is liable for any of them.
+    assert all(c["liable_validator"] is None for c in issued)
     one = list_challenges(state, chain.height, None, issued[0]["nft_id"])
     assert one == [issued[0]]
     assert list_challenges(state, chain.height, 4, None) == []

@@ -128,8 +128,8 @@ async def test_validators_nfts_params_and_feature_methods(server: RPCServer, vie
     assert at1["height"] == 1 and len(at1["validators"]) == 4
 
     nft = await result(http, server, "nft", {"id": 0})
-    for key in ("id", "owner", "bound_validator", "spec", "claimed_units", "verified_units",
-                "collateral", "status", "last_verified_height"):
+    for key in ("id", "owner", "bound_validator", "pending_validator", "spec", "claimed_units",
+                "verified_units", "collateral", "status", "last_verified_height"):
         assert key in nft
     assert nft["owner"].startswith("cs1") and nft["status"] == "active"
     nfts = await result(http, server, "nfts", {"owner": nft["owner"]})
