@@ -198,7 +198,8 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--dir", default=".devnet")
     p.add_argument("--base-port", type=int, default=26600)
     p.add_argument("--detach", action="store_true", help="return once every node answers RPC")
-    p.add_argument("--byzantine", action="append", metavar="NODE=MODE")
+    p.add_argument("--byzantine", action="append", metavar="NODE=MODE",
+                   help="start NODE (e.g. node1) with a test-only mode: double-sign, poc-cheat, poc-overclaim, job-cheat, time-warp, forge")
     p.add_argument("--timeout", type=float, default=90.0)
     p.add_argument("--params", help="genesis parameter overrides as a JSON object (new devnets only)")
     p.add_argument("--json", action="store_true")

@@ -170,5 +170,6 @@ def add_commands(sub: Any) -> None:
 
     p = sub.add_parser("start", help="run the node in the foreground")
     p.add_argument("--home", default=DEFAULT_HOME)
-    p.add_argument("--byzantine", help="test-only misbehaviour (refused unless genesis allows test faults)")
+    p.add_argument("--byzantine", metavar="MODE", help="test-only misbehaviour, refused unless genesis allows test faults: "
+                   "double-sign, poc-cheat, poc-overclaim, job-cheat, time-warp, forge")
     p.set_defaults(func=as_command(cmd_start))

@@ -34,3 +34,18 @@ def test_command_modules_share_only_common() -> None:
 def test_every_module_states_its_concept() -> None:
     for path in sorted(CLI.glob("*.py")):
         assert ast.get_docstring(ast.parse(path.read_text())), f"{path.name} has no docstring"
+
+
+def test_byzantine_help_lists_every_mode_the_daemon_knows() -> None:
+    import contextlib
+    import io
+
+    from node.app import BYZANTINE_MODES
+    from node.cli.main import build_parser
+
+    for argv in (["start", "--help"], ["devnet", "up", "--help"]):
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):
+            build_parser().parse_args(argv)
+        text = " ".join(out.getvalue().split())
+        assert all(mode in text for mode in BYZANTINE_MODES), (argv, text)
