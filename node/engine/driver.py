@@ -2,7 +2,13 @@
 
 Everything that changes the driver's state enters one queue: proposals, votes
 and evidence from the network, expired timeouts, and blocks fetched by block
-sync. Only the driver's own task takes them out (``process_inputs``; ``run``
+sync. Network messages are authenticated before they enter (``check_*`` for
+the gossip adapter's validators, again on ``deliver_*``, both through the
+node's signature cache, ``node.engine.auth``): the queue, the buffer of
+messages for later heights, the WAL and the evidence pool hold only messages
+signed by a member of their height's set, and a peer's proposal is executed
+only while its round is near ours. The driver never blames a peer for an
+input: faults a forwarder could see are the gossip layer's to penalise. Only the driver's own task takes them out (``process_inputs``; ``run``
 is an asyncio loop around it), so no other task ever writes the round state or
 the evidence pool, or starts a height. The queue and the messages waiting for
 heights ahead of ours are bounded (``node.engine.inbox``).
@@ -506,16 +512,16 @@ class ConsensusDriver:
     def _log(self, inp: Input) -> bool:
         """Append ``inp`` to the WAL; False when a peer's input cannot be logged (it is then dropped).
 
-        A record the log refuses (``WalError``: over its size limit) is checked
-        before anything is written, so dropping the input leaves the log and
-        the round state as they were. Our own inputs and height starts must be
-        logged: their failure propagates, as does anything the log raises
-        while writing.
+        A record the log refuses (``WalError``: empty or over its size limit)
+        is refused before anything is written, so dropping a peer's proposal or
+        vote leaves the log and the round state as they were. Every other
+        input (ours, starts, timeouts) must be logged: its failure propagates,
+        as does anything else the log raises (a full disk, a crash point).
         """
         try:
             self.wal.append(encode_input(inp), sync=is_durable(inp))
         except WalError as exc:
-            if is_durable(inp):
+            if not isinstance(inp, InProposal | InVote) or inp.own:
                 raise
             self.dropped_inputs += 1
             log.warning("a %s from %s was not logged, so not handled: %s", type(inp).__name__,

@@ -65,6 +65,7 @@ class Forger:
         self.served: dict[bytes, bytes] = {}
         #: Hashes of the blocks made since the last ``batch`` began.
         self.made: list[bytes] = []
+        self._huge: tuple[Block, bytes] | None = None
 
     def _noise(self, n: int = 32) -> bytes:
         out = b""
@@ -172,12 +173,20 @@ class Forger:
     def huge_fetch_proposal(
         self, height: int, round_: int, vset: ValidatorSet, template: Block, size: int = HUGE_BLOCK_BYTES
     ) -> bytes:
-        """A proposal announced without its block, which this node serves near ``Block.MAX_BYTES``."""
+        """A proposal for (height, round) announced without its block, which this node serves by hash.
+
+        The block, ``size`` bytes, is made once and served for every such
+        announcement (building 64 MiB per round would cost this node more
+        than it costs the peers that refuse the announcement).
+        """
         proposer = self._proposer(vset, round_)
-        block = self.huge_block(template, height, round_, proposer, size)
-        block_hash = block.hash()
-        self.served = {block_hash: block.encode()}
-        return pack_raw([MSG_PROPOSAL, self.proposal(block, proposer).encode(), b"", 0])
+        if self._huge is None or len(self._huge[1]) != size:
+            block = self.huge_block(template, height, round_, proposer, size)
+            self._huge = (block, block.encode())
+            self.served = {block.hash(): self._huge[1]}
+        block = self._huge[0]
+        proposal = Proposal(height, round_, -1, block.hash(), proposer, block.header.time_ms, self._signature())
+        return pack_raw([MSG_PROPOSAL, proposal.encode(), b"", 0])
 
     def serve(self, request: bytes) -> bytes | None:
         """The forged block this node serves for ``request`` (a block hash), if it made one."""

@@ -333,13 +333,13 @@ class GossipAdapter:
         log.debug("proposal %d/%d: fetching its block", proposal.height, proposal.round)
         fetched = await self._fetch_block(peer, proposal.block_hash)
         if fetched is not None:
-            self.deliver_fetched(fetched[0], proposal, fetched[1])
+            self.deliver_fetched(*fetched, proposal=proposal)
 
-    def deliver_fetched(self, peer: str, proposal: Proposal, block: Block) -> None:
-        """Hand the driver a proposal whose block was fetched from ``peer`` (checked by ``accept_fetched``)."""
+    def deliver_fetched(self, peer: str, block: Block, size: int, *, proposal: Proposal) -> None:
+        """Hand the driver a proposal whose block (``size`` bytes) came from ``peer``, checked by ``accept_fetched``."""
         self._drop_assembly((proposal.height, proposal.round, proposal.block_hash))
         if self.driver is not None:
-            self.driver.deliver_proposal(peer, proposal, block)
+            self.driver.deliver_proposal(peer, proposal, block, size)
 
     def _drop_assembly(self, key: tuple[int, int, bytes]) -> _Assembly | None:
         asm = self._assembly.pop(key, None)
@@ -399,7 +399,7 @@ class GossipAdapter:
 
     # -- fetching and serving proposal blocks ---------------------------------------------------
 
-    async def _fetch_block(self, first_peer: str, block_hash: bytes) -> tuple[str, Block] | None:
+    async def _fetch_block(self, first_peer: str, block_hash: bytes) -> tuple[str, Block, int] | None:
         protocol = proposal_block_protocol(self.chain_id)
         peers = [first_peer] + [p for p in self.transport.peers() if p != first_peer]
         for attempt in range(3):
@@ -417,7 +417,7 @@ class GossipAdapter:
                     continue
                 block = self.accept_fetched(peer, block_hash, frames)
                 if block is not None:
-                    return peer, block
+                    return peer, block, len(frames[0])
             await asyncio.sleep(0.2 * (attempt + 1))
         self.fetch_failures += 1
         log.info("could not fetch proposal block %s", block_hash.hex()[:16])

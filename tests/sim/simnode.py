@@ -630,7 +630,7 @@ class SimPeer:
             return
         block = self.gossip.accept_fetched(str(src), pending.proposal.block_hash, list(reply.frames))
         if block is not None:
-            self.gossip.deliver_fetched(str(src), pending.proposal, block)
+            self.gossip.deliver_fetched(str(src), block, len(reply.frames[0]), proposal=pending.proposal)
             return
         if pending.peers:
             nxt = pending.peers.pop(0)
