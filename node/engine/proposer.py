@@ -30,7 +30,7 @@ from consensus.bft.validation import validate_vote
 from consensus.block_time import compute_block_time
 from consensus.blocks import Block, EvidenceItem, make_block
 from consensus.errors import ConsensusError
-from consensus.evidence import encode_evidence
+from consensus.evidence import encode_evidence, verify_evidence
 from consensus.state import State
 from consensus.tx_handlers import TxContext
 from consensus.txs import SignedTx
@@ -120,6 +120,18 @@ class BlockProposer:
             validator = head_state.get_validator(e.validator)
             if validator is not None and validator.tombstoned:
                 continue
+            # Each piece is checked as the block's validation will check it, so one
+            # piece the state would refuse is left out alone, never the whole block.
+            vset = head_state.get_validator_set_at(e.height)
+            try:
+                if vset is None:
+                    raise ConsensusError(f"no validator set is known for height {e.height}")
+                verify_evidence(head_state.get_chain_info().chain_id, e, vset, height,
+                                head_state.get_params().unbonding_blocks)
+            except ConsensusError as exc:
+                log.warning("pending evidence against %s at height %d left out: %s",
+                            e.validator.hex()[:8], e.height, exc)
+                continue
             accused.add(e.validator)
             chosen.append(EvidenceItem(*encode_evidence(e)))
         return tuple(chosen)
@@ -130,6 +142,32 @@ class BlockProposer:
         A test fault (``node.engine.faults``) overrides this to date blocks wrongly.
         """
         return compute_block_time(last_commit, head_state.get_last_validator_set(), head_state.get_head().time_ms)
+
+    def _first_valid(
+        self, height: int, candidates: list[tuple[str, Callable[[], tuple[Block, list[SignedTx]]]]]
+    ) -> Block:
+        """Return the first candidate block the executor finds valid, dropping contents step by step.
+
+        Our own block must be valid. Evidence is checked piece by piece before
+        it is chosen and transactions are dry-run, so the first candidate is
+        valid unless something slipped through; then evidence goes first,
+        attestations next, and only as a last resort the transactions.
+        """
+        block: Block | None = None
+        for what, build in candidates:
+            block, txs = build()
+            try:
+                self.executor.validate_block(block, txs)
+            except ConsensusError as exc:
+                log.warning("built block %d %s is invalid: %s", height, what, exc)
+                continue
+            return block
+        if block is None:
+            raise ConsensusError("no candidate block to propose")
+        # Not even the empty block is valid (our head is broken): propose it anyway,
+        # the others prevote nil and the round moves on to another proposer.
+        log.error("no valid block could be built at height %d; proposing the empty one", height)
+        return block
 
     def build_block(
         self, height: int, round_: int, now_ms: int, validator_set: ValidatorSet, pool: EvidencePool
@@ -189,11 +227,12 @@ class BlockProposer:
             kept, _ = _drop_to_fit(tuple(t.raw for t in txs), excess, len)
             txs = txs[: len(kept)]
             block = assemble(txs, evidence, attestations)
-        try:
-            ex.validate_block(block, txs)
-        except ConsensusError as exc:
-            log.warning("built block %d is invalid (%s); proposing it without transactions", height, exc)
-            block = assemble([], (), ())
+        block = self._first_valid(height, [
+            ("as built", lambda: (block, txs)),
+            ("without evidence", lambda: (assemble(txs, (), attestations), txs)),
+            ("without evidence and attestations", lambda: (assemble(txs, (), ()), txs)),
+            ("empty", lambda: (assemble([], (), ()), [])),
+        ])
         log.debug("built block %d/%d: %d txs in %.0f ms", height, round_, len(block.txs),
                   (time.perf_counter() - t0) * 1000)
         return block

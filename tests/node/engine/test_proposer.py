@@ -112,3 +112,36 @@ def test_attestations_that_do_not_fit_wait_for_a_later_block() -> None:
     assert block.attestations == attestations[:3]
     assert len(block.encode()) <= limit
     ex.validate_block(block)
+
+
+def _double_sign(chain: TestChain, index: int, height: int, *, forged: bool = False):  # type: ignore[no-untyped-def]
+    from consensus.crypto import Domain
+    from consensus.evidence import compute_duplicate_vote_evidence
+    from consensus.hashing import hash32
+    from consensus.votes import Vote, VoteType
+
+    op, cons = chain.operator_keys[index], chain.consensus_keys[index]
+    votes = []
+    for tag in (b"a", b"b"):
+        v = Vote(height, 0, VoteType.PREVOTE, hash32(tag), op.address(), 1, b"")
+        sig = bytes(64) if forged else cons.sign(Domain.VOTE, chain.chain_id, v.sign_payload())
+        votes.append(v.with_signature(sig))
+    return compute_duplicate_vote_evidence(votes[0], votes[1])
+
+
+def test_one_bad_evidence_piece_is_left_out_alone_not_the_whole_block() -> None:
+    from consensus.evidence import encode_evidence
+
+    chain = TestChain(n_validators=4)
+    ex = _node_at(chain, 2)
+    sender, to = chain.account_keys[0], chain.account_keys[1].address()
+    txs = [chain.tx(sender, Transfer(to, 1 + i)) for i in range(5)]
+    pool = EvidencePool(100)  # no authentication hook: the pool takes what it is given
+    good, bad = _double_sign(chain, 1, 1), _double_sign(chain, 2, 2, forged=True)
+    assert pool.add(bad) and pool.add(good)
+    block = _proposer(ex, ListMempool(txs)).build_block(3, 0, chain.time_ms, ex.validator_set(), pool)
+    # The forged piece would make the block invalid: it alone stays out; the
+    # transactions, and the real evidence, are proposed.
+    assert [(e.kind, e.data) for e in block.evidence] == [encode_evidence(good)]
+    assert len(block.txs) == len(txs)
+    ex.validate_block(block)
