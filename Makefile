@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install lint test bench devnet clean
+.PHONY: install lint test fuzz bench devnet clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,15 @@ lint: install
 
 test: lint
 	$(BIN)/python -m pytest -q
+
+# Coverage-guided fuzzing of every decoder and input boundary (tests/fuzz), FUZZ_RUNS inputs per target.
+# Not part of `make test`, which runs a smoke of each target. Findings land in tests/fuzz/crashes/.
+FUZZ_RUNS ?= 1000000
+FUZZ_ARGS ?=
+
+fuzz: install
+	$(BIN)/python -c 'import atheris' 2>/dev/null || $(BIN)/python -m pip install -q 'atheris==3.0.0'
+	$(BIN)/python -m tests.fuzz all --runs $(FUZZ_RUNS) $(FUZZ_ARGS)
 
 bench: install
 	$(BIN)/python -m bench
