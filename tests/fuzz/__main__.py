@@ -83,17 +83,23 @@ class _Stats:
 
 
 def _write_dict(name: str, work: Path) -> Path | None:
-    """A libFuzzer dictionary of the JSON-RPC words (methods, parameters, keys) for the rpc target."""
-    if name != "rpc":
-        return None
-    from node.rpc.methods import METHODS
+    """A libFuzzer dictionary: JSON-RPC words for rpc, container names for codec; None for the rest."""
+    if name == "rpc":
+        from node.rpc.methods import METHODS
 
-    words = {"jsonrpc", "2.0", "id", "method", "params", "null", "true", "false", "0x", "sync", "async", "commit",
-             "full", "hashes", "cstake1", "-1", "9223372036854775807", "18446744073709551616", "1e309", "[", "{"}
-    for method, (_, names) in METHODS.items():
-        words.add(method)
-        words.update(names)
-    path = work / "rpc.dict"
+        words = {"jsonrpc", "2.0", "id", "method", "params", "null", "true", "false", "0x", "sync", "async",
+                 "commit", "full", "hashes", "cstake1", "-1", "9223372036854775807", "18446744073709551616",
+                 "1e309", "[", "{"}
+        for method, (_, names) in METHODS.items():
+            words.add(method)
+            words.update(names)
+    elif name == "codec":
+        from tests.fuzz.targets import ENCODABLES, codec_name
+
+        words = {codec_name(cls).decode() + ":" for cls in ENCODABLES}
+    else:
+        return None
+    path = work / f"{name}.dict"
     path.write_text("".join(json.dumps(w) + "\n" for w in sorted(words)))
     return path
 

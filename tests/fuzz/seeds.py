@@ -126,7 +126,7 @@ def build_seeds() -> dict[str, list[bytes]]:
             break
     for obj in objects:
         if type(obj) in T.ENCODABLES:
-            seeds["codec"].append(bytes([T.ENCODABLES.index(type(obj))]) + obj.encode())  # type: ignore[attr-defined]
+            seeds["codec"].append(T.codec_name(type(obj)) + b":" + obj.encode())  # type: ignore[attr-defined]
     seeds["codec"] += [pack_raw([1, b"x", [2, [3]]]), pack_raw(-(1 << 63)), pack_raw((1 << 64) - 1)]
 
     seeds["tx"] = [t.raw for t in txs]

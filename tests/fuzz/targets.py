@@ -119,19 +119,30 @@ def _all_encodables() -> list[type[Encodable]]:
 
 
 ENCODABLES: list[type[Encodable]] = []
+ENCODABLES_BY_NAME: dict[bytes, type[Encodable]] = {}
 
 
 def _setup_codec() -> None:
     ENCODABLES[:] = _all_encodables()
+    ENCODABLES_BY_NAME.update((codec_name(cls), cls) for cls in ENCODABLES)
+
+
+def codec_name(cls: type) -> bytes:
+    """The name a codec input starts with to pick ``cls`` (stable when classes are added)."""
+    return cls.__qualname__.encode()
 
 
 def fuzz_codec(data: bytes) -> None:
-    """Raw canonical msgpack, then the first byte picks a container to decode the rest as."""
+    """Raw canonical msgpack, then decoded as the container the input names (``Name:`` prefix).
+
+    Without a known name before the first ``:``, the first byte picks a container.
+    """
     if not data:
         return
-    fi = FuzzInput(data)
-    cls = ENCODABLES[fi.byte() % len(ENCODABLES)]
-    body = fi.rest()
+    name, sep, body = data.partition(b":")
+    cls = ENCODABLES_BY_NAME.get(name) if sep else None
+    if cls is None:
+        cls, body = ENCODABLES[data[0] % len(ENCODABLES)], data[1:]
     raw = unpack_raw(body)
     if pack_raw(raw) != body:
         raise FuzzFinding("unpack_raw accepted a non-canonical encoding")
