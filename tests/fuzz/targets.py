@@ -558,15 +558,22 @@ def fuzz_gossip(data: bytes) -> None:
         adapter.validate_vote("peer", signed.encode())
     else:
         # A transaction payload signed by a TestChain key: the mempool's checks past the signature.
+        # The pick byte's top bit keeps the payload's chain id, when a signer could sign it at all.
         pf = FuzzInput(payload)
-        key = fx.chain.account_keys[pf.byte() % len(fx.chain.account_keys)]
-        body = pf.rest()
+        pick = pf.byte()
+        key = fx.chain.account_keys[pick % len(fx.chain.account_keys)]
         try:
-            p = TxPayload.decode(body)
+            p = TxPayload.decode(pf.rest())
         except ConsensusError:
             return
-        p = dataclasses.replace(p, sender=key.address(), pubkey=key.public_key.raw)
+        chain_id = p.chain_id if pick & 0x80 and _is_signable_chain_id(p.chain_id) else fx.chain.chain_id
+        p = dataclasses.replace(p, chain_id=chain_id, sender=key.address(), pubkey=key.public_key.raw)
         _gossip_tx(fx, SignedTx.create(key, p).raw)
+
+
+def _is_signable_chain_id(chain_id: str) -> bool:
+    """Whether ``sign_bytes`` can frame this chain id (ASCII, under 256 bytes); a wallet signs no other."""
+    return chain_id.isascii() and len(chain_id) < 256
 
 
 # --- JSON-RPC request handler --------------------------------------------------------------
