@@ -47,7 +47,12 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--work", type=Path, default=WORK, help="working folder: new inputs, logs, stats (default tests/fuzz/.work)")
     ap.add_argument("--merge", action="store_true", help="add the working inputs that add coverage to the repo corpus")
     ap.add_argument("--reproduce", nargs="+", type=Path, metavar="FILE", help="run these inputs once, without atheris")
-    return ap.parse_args(argv)
+    ap.add_argument("--libfuzzer", action="store_true", help="pass the other arguments to libFuzzer as they are")
+    args, extra = ap.parse_known_args(argv)
+    if extra and not args.libfuzzer:
+        ap.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.extra = extra
+    return args
 
 
 # --- one target under atheris -----------------------------------------------------------
@@ -144,10 +149,19 @@ def run_one(args: argparse.Namespace) -> int:
     if dictionary is not None:
         flags.append(f"-dict={dictionary}")
     folders = [str(work), str(seeds)]
+    program = sys.argv[0]
     if args.merge:
+        # libFuzzer merges in a child process it starts from argv[0]: give it a command that can.
+        program = str(args.work / f"{target.name}-libfuzzer.sh")
+        Path(program).write_text(
+            f"#!/bin/sh\ncd {REPO}\nexec {sys.executable} -m tests.fuzz {target.name} --libfuzzer \"$@\"\n"
+        )
+        Path(program).chmod(0o755)
         flags = ["-merge=1", f"-max_len={args.max_len or target.max_len}", "-timeout=1"]
         folders = [str(seeds), str(work)]
-    atheris.Setup([sys.argv[0], *flags, *folders], test_one_input)
+    if args.libfuzzer:
+        flags, folders = args.extra, []
+    atheris.Setup([program, *flags, *folders], test_one_input)
     atheris.Fuzz()
     return 0
 
