@@ -122,7 +122,7 @@ def run_one(args: argparse.Namespace) -> int:
     work = args.work / target.name
     work.mkdir(exist_ok=True)
     seeds = args.corpus or CORPUS / target.name
-    stats = _Stats(target.name, args.work)
+    stats = _Stats(f"{target.name}.merge" if args.merge else target.name, args.work)
     atexit.register(stats.save)
     declared = target.declared
     func = target.func
