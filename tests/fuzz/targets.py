@@ -39,7 +39,7 @@ from node.engine.inputs import InBuilt, InProposal, InVote, decode_input
 from node.engine.wal import _scan
 from node.errors import WalError
 from p2p.blocksync import BlockSyncClient, BlockSyncServer
-from p2p.config import GOSSIP_KINDS
+from p2p.config import GOSSIP_KINDS, blocks_protocol
 from p2p.envelope import (
     Envelope,
     PeerExchange,
@@ -295,7 +295,7 @@ def fuzz_sync(data: bytes) -> None:
     mode = fi.byte() % 3
     rest = fi.rest()
     if mode == 0:
-        handler = fx.transport.handlers[f"/cstake/{fx.transport.config.chain_id}/blocks/1"]
+        handler = fx.transport.handlers[blocks_protocol(fx.transport.config.chain_id)]
         fx.loop.run_until_complete(handler("peer", rest))
         return
     if mode == 1:
