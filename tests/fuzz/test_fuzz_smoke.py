@@ -18,8 +18,9 @@ from pathlib import Path
 
 import pytest
 
+from consensus.errors import ConsensusError, DecodeError
 from tests.fuzz.mutate import smoke_inputs
-from tests.fuzz.targets import TARGETS, input_id
+from tests.fuzz.targets import TARGETS, Target, input_id
 
 CORPUS = Path(__file__).parent / "corpus"
 REPO = Path(__file__).parent.parent.parent
@@ -37,6 +38,27 @@ def _seeds(name: str) -> list[bytes]:
 def test_every_target_has_a_seed_corpus() -> None:
     for name in TARGETS:
         assert _seeds(name), f"tests/fuzz/corpus/{name} is empty: run python -m tests.fuzz seed"
+
+
+def test_a_target_refuses_declared_exceptions_and_reports_the_rest() -> None:
+    def planted(data: bytes) -> None:
+        if not data:
+            raise DecodeError("empty")
+        raise KeyError(data)
+
+    target = Target("planted", planted, (ConsensusError,), 16, "a target with a planted bug")
+    target.run(b"")
+    with pytest.raises(KeyError):
+        target.run(b"x")
+
+
+def test_runner_reproduces_an_input_without_atheris(tmp_path: Path) -> None:
+    seed = next(p for p in sorted((CORPUS / "vote").iterdir()) if p.name.startswith("seed-"))
+    proc = subprocess.run(
+        [sys.executable, "-m", "tests.fuzz", "vote", "--reproduce", str(seed)],
+        cwd=REPO, capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 0 and "ok" in proc.stdout, proc.stdout + proc.stderr
 
 
 @pytest.mark.parametrize("name", list(TARGETS))
