@@ -45,6 +45,11 @@ def peers_protocol(chain_id: str) -> str:
     return f"/cstake/{chain_id}/peers/1"
 
 
+def ping_protocol(chain_id: str) -> str:
+    """Return the keep-alive ping protocol id."""
+    return f"/cstake/{chain_id}/ping/1"
+
+
 @dataclass(frozen=True, slots=True)
 class RateLimit:
     """A token bucket: ``rate`` tokens per second, at most ``burst`` saved up."""
@@ -111,7 +116,15 @@ class P2PConfig:
     reconnect_min: float = 0.5
     """First redial delay for a lost bootstrap or exchanged peer (doubles each try)."""
     reconnect_max: float = 30.0
-    """Longest redial delay."""
+    """Longest redial delay for an exchanged peer."""
+    persistent_reconnect_max: float = 3.0
+    """Longest redial delay for a persistent (bootstrap) peer: they are always redialled, soon."""
+    keepalive_interval: float = 1.0
+    """Seconds between keep-alive pings to each connected peer."""
+    keepalive_timeout: float = 2.5
+    """Seconds a ping may take before it counts as missed."""
+    keepalive_misses: int = 3
+    """Missed pings in a row after which the connection is closed as dead (and redialled)."""
     peer_exchange_interval: float = 5.0
     """Seconds between peer-exchange rounds."""
     heartbeat_interval: int = 1
@@ -158,6 +171,10 @@ class P2PConfig:
             raise ConfigError("tx_batch_max_bytes must be >= 256 and below max_message_bytes")
         if not 0 < self.reconnect_min <= self.reconnect_max:
             raise ConfigError("need 0 < reconnect_min <= reconnect_max")
+        if not self.reconnect_min <= self.persistent_reconnect_max:
+            raise ConfigError("need reconnect_min <= persistent_reconnect_max")
+        if not (self.keepalive_interval > 0 and self.keepalive_timeout > 0 and self.keepalive_misses >= 1):
+            raise ConfigError("keepalive_interval > 0, keepalive_timeout > 0 and keepalive_misses >= 1")
         if self.peer_exchange_interval <= 0 or self.heartbeat_interval < 1:
             raise ConfigError("peer_exchange_interval > 0 and heartbeat_interval >= 1")
         if self.delivery_queue < 1:

@@ -1,4 +1,4 @@
-"""The trio side of the libp2p transport: host, pubsub, dialing, peer exchange, requests.
+"""The trio side of the libp2p transport: host, pubsub, dialing, keep-alive, peer exchange, requests.
 
 Everything in this module runs in the libp2p thread under trio. It talks to
 the asyncio side only through the ``TrioThread`` hand-offs and the callbacks
@@ -32,11 +32,12 @@ from libp2p.stream_muxer.yamux.yamux import Yamux
 from libp2p.tools.anyio_service import background_trio_service
 
 from p2p import scoring
-from p2p.config import P2PConfig, peers_protocol
+from p2p.config import P2PConfig, peers_protocol, ping_protocol
 from p2p.dispatch import VALIDATOR_TIMEOUT, GateDrop, GossipGate
 from p2p.envelope import PeerExchange, PeerRecord
 from p2p.errors import BadPeerData, PeerUnavailable, TransportClosed
 from p2p.host.bridge import BatchedHandOff, TrioThread
+from p2p.host.liveness import KeepAlive, abort_connection, serve_ping
 from p2p.host.reqresp import RequestServer, send_request, serve_request
 from p2p.host.reqresp import reset_stream as _reset
 from p2p.host.router import CstakeGossipSub, GuardedPubsub
@@ -57,6 +58,8 @@ log = logging.getLogger("p2p.host")
 DIAL_TIMEOUT = 5.0
 #: A connection that lived this long resets its peer's redial backoff.
 STABLE_CONNECTION = 10.0
+#: A connection older than this loses to a new one from the same peer (the peer gave it up).
+REPLACE_OLDER_THAN = 2.0
 _PX_MAX_RECORDS = 64
 _PX_MAX_ADDRS = 4
 _PX_MAX_BYTES = 64 * 1024
@@ -98,6 +101,7 @@ class _Notifee(INotifee):
         await trio.lowlevel.checkpoint()
 
     async def connected(self, network: Any, conn: Any) -> None:
+        self._svc.on_new_connection(conn)
         self._svc.on_connected(conn.muxed_conn.peer_id)
         await trio.lowlevel.checkpoint()
 
@@ -139,6 +143,8 @@ class HostService:
         self.host: Any = None
         self.pubsub: GuardedPubsub | None = None
         self.gossipsub: CstakeGossipSub | None = None
+        self.keepalive: KeepAlive | None = None
+        self._last_backoff_reset = -1e9
         self.kind_by_topic = {config.topic(k): k for k in kinds}
         for addr in config.bootstrap:
             pid = addr.rsplit("/p2p/", 1)[-1]
@@ -168,6 +174,16 @@ class HostService:
         )
         self.host.get_network().register_notifee(_Notifee(self))
         self.host.set_stream_handler(TProtocol(peers_protocol(cfg.chain_id)), self._serve_px)
+        self.host.set_stream_handler(TProtocol(ping_protocol(cfg.chain_id)), serve_ping)
+        self.keepalive = KeepAlive(
+            self.host,
+            ping_protocol(cfg.chain_id),
+            interval=cfg.keepalive_interval,
+            timeout=cfg.keepalive_timeout,
+            misses=cfg.keepalive_misses,
+            peers=lambda: self.connected,
+            on_dead=self._drop_dead,
+        )
         for proto in self.protocols:
             self._register(proto)
         listen = [multiaddr.Multiaddr(f"/ip4/{cfg.listen_host}/tcp/{cfg.listen_port}")]
@@ -190,6 +206,7 @@ class HostService:
                     nursery.start_soon(self._dial_loop)
                     nursery.start_soon(self._px_loop)
                     nursery.start_soon(self._score_loop)
+                    nursery.start_soon(self.keepalive.run)
                     bridge.ready(nursery)
                     await bridge.wait_stop()
                     nursery.cancel_scope.cancel()
@@ -361,6 +378,62 @@ class HostService:
         if self.nursery is not None:
             self.nursery.start_soon(self._exchange_with, peer, 0.2)
 
+    def on_new_connection(self, conn: Any) -> None:
+        """Notifee, for every new connection: it replaces older ones to the same peer; links are back.
+
+        A peer that connects again while we still hold a connection to it has
+        given that one up (its keep-alive found it dead, or it restarted): the
+        old one is half-open and would swallow whatever we send. The new one
+        wins; the old one is aborted. Connections younger than
+        ``REPLACE_OLDER_THAN`` are left alone, so two peers dialling each other
+        at the same moment do not close each other's connection.
+        """
+        peer = conn.muxed_conn.peer_id
+        if self.keepalive is not None:
+            self.keepalive.alive(peer)
+            self.keepalive.watch(conn)
+        self._links_are_back()
+        if self.host is None or self.nursery is None:
+            return
+        now = time.time()
+        stale = [
+            old
+            for old in self.host.get_network().get_connections(peer)
+            if old is not conn and now - float(getattr(old, "_created_at", 0.0) or 0.0) > REPLACE_OLDER_THAN
+        ]
+        if stale:
+            log.info("peer %s connected again: replacing %d older connection(s)", peer, len(stale))
+            if self.keepalive is not None:
+                self.keepalive.replaced_total += len(stale)
+            self.nursery.start_soon(self._replace, peer, stale)
+
+    async def _replace(self, peer: ID, stale: list[Any]) -> None:
+        for old in stale:
+            await abort_connection(old)
+        # Our pubsub stream to the peer ran over an old connection: open a new one.
+        if self.pubsub is not None and peer in self.pubsub.peers:
+            stream = self.pubsub.peers[peer]
+            if any(getattr(stream, "muxed_conn", None) is old.muxed_conn for old in stale):
+                self.pubsub._handle_dead_peer(peer)
+
+    async def _drop_dead(self, peer: ID) -> None:
+        """Keep-alive verdict: every connection to ``peer`` is dead; abort them (the dialer redials)."""
+        if self.host is None:
+            return
+        for conn in list(self.host.get_network().get_connections(peer)):
+            await abort_connection(conn)
+
+    def _links_are_back(self) -> None:
+        """A connection came up: redial the persistent peers we are not connected to now, not at their backoff."""
+        now = trio.current_time()
+        if now - self._last_backoff_reset < 1.0:
+            return
+        self._last_backoff_reset = now
+        for target in self.state.targets.values():
+            if target.keep and not target.dialing and target.next_try > now:
+                target.delay = 0.0
+                target.next_try = now
+
     def on_disconnected(self, peer: ID) -> None:
         """Notifee: forget per-peer state and tell the node."""
         if peer not in self.connected:
@@ -373,6 +446,8 @@ class HostService:
         self.stats.peers_disconnected_total += 1
         self.gate.limiter.forget(pid)
         self.req_limiter.forget(pid)
+        if self.keepalive is not None:
+            self.keepalive.forget(peer)
         target = self.state.targets.get(pid)
         if target is not None:
             # A connection that lasted resets the backoff; one cut at once (peer
@@ -439,9 +514,11 @@ class HostService:
             target.dialing = False
 
     def _back_off(self, target: _Target) -> None:
-        # Exponential backoff with jitter, so restarted peers are not hammered in step.
+        # Exponential backoff with jitter, so restarted peers are not hammered in step;
+        # persistent peers are always redialled within persistent_reconnect_max.
         base = max(self.config.reconnect_min, target.delay * 2)
-        target.delay = min(self.config.reconnect_max, base)
+        cap = self.config.persistent_reconnect_max if target.keep else self.config.reconnect_max
+        target.delay = min(cap, base)
         target.next_try = trio.current_time() + target.delay * random.uniform(0.8, 1.2)
 
     # -- peer exchange ---------------------------------------------------------------
