@@ -19,9 +19,13 @@ Run at the end of every block, in this order:
    their power — and the remainder to compute-NFT owners in proportion to
    ``verified_units × reputation`` of the NFT's validator (active NFTs bound to
    validators that are not jailed). A validator's reward pays its commission
-   to the operator and the rest to its delegators (self-bond included) pro
-   rata. Integer division leaves dust; all dust goes to the proposer, so every
-   minted and collected unit is paid out exactly.
+   to the operator and credits the rest to its delegators (self-bond
+   included) pro rata, lazily: the validator's cumulative reward ratio rises
+   and each delegation is paid on withdrawal or change (``consensus.staking``;
+   the operator's own bond is settled every block). Integer division in the
+   split leaves dust; it goes to the proposer. Dust of the lazy ratio stays in
+   the validator's outstanding reward pool, so every minted and collected unit
+   is either paid or tracked there.
 """
 
 from __future__ import annotations
@@ -34,7 +38,13 @@ from consensus.codec import Encodable
 from consensus.hashing import tagged_hash
 from consensus.params import BPS, Params
 from consensus.records import NO_ADDRESS, Fault, NFTStatus, Validator
-from consensus.staking import add_balance, process_jail, process_slash
+from consensus.staking import (
+    add_balance,
+    process_allocate_rewards,
+    process_jail,
+    process_settle_rewards,
+    process_slash,
+)
 from consensus.state import State, be64
 from consensus.validator_set import ValidatorSet
 
@@ -137,19 +147,20 @@ def process_liveness(
 
 
 def pay_validator_reward(state: State, validator: Validator, amount: int) -> None:
-    """Pay a validator's reward: commission to the operator, the rest to delegators pro rata."""
+    """Pay a validator's reward: commission to the operator, the rest to its delegators.
+
+    O(1) in the number of delegations: the delegators' part only raises the
+    validator's reward ratio (``process_allocate_rewards``); each delegation
+    collects it when withdrawn or changed. The operator's own bond is settled
+    at once, so the operator is paid every block as before.
+    """
     if amount <= 0:
         return
     commission = amount * validator.commission_bps // BPS
-    rest = amount - commission
-    paid = 0
-    if validator.stake > 0:
-        for d in state.iter_delegations(validator.address):
-            share = rest * d.amount // validator.stake
-            if share:
-                add_balance(state, d.delegator, share)
-                paid += share
-    add_balance(state, validator.address, commission + rest - paid)
+    add_balance(state, validator.address, commission)
+    process_allocate_rewards(state, validator, amount - commission)
+    if validator.self_bond > 0:
+        process_settle_rewards(state, validator, validator.address)
 
 
 def process_rewards(

@@ -124,6 +124,61 @@ class Delegation(Encodable):
     delegator: bytes
     validator: bytes
     amount: int
+    #: Bonded amount when rewards were last settled (``amount`` before the
+    #: validator's slashes since then; see ``consensus.incentives``).
+    start_amount: int = 0
+    #: The validator's cumulative reward ratio (``RATIO_BYTES`` big-endian,
+    #: scaled by ``REWARD_SCALE``) when rewards were last settled.
+    start_ratio: bytes = b""
+    #: Number of the validator's slash events when rewards were last settled.
+    start_slash: int = 0
+
+
+#: Fixed-point scale of reward ratios: tokens per bonded token, times 10^18.
+REWARD_SCALE = 10**18
+#: Width of an encoded ratio (unsigned big-endian).
+RATIO_BYTES = 32
+
+
+def encode_ratio(value: int) -> bytes:
+    """Return a non-negative ratio as ``RATIO_BYTES`` big-endian bytes."""
+    return value.to_bytes(RATIO_BYTES, "big")
+
+
+def decode_ratio(data: bytes) -> int:
+    """Return the ratio stored in ``data`` (b"" reads as 0)."""
+    if data and len(data) != RATIO_BYTES:
+        raise ValidationError(f"a reward ratio is {RATIO_BYTES} bytes")
+    return int.from_bytes(data, "big")
+
+
+@dataclass(frozen=True, slots=True)
+class ValidatorRewards(Encodable):
+    """A validator's lazy delegator-reward accounting (F1 distribution)."""
+
+    #: Cumulative delegator reward per bonded token, scaled by ``REWARD_SCALE``
+    #: (``RATIO_BYTES`` big-endian).
+    ratio: bytes
+    #: Allocated but not yet expressed in ``ratio``: scaled tokens (below the stake).
+    carry: bytes
+    #: Tokens allocated to the delegators and not yet withdrawn (part of supply).
+    outstanding: int
+    #: Number of slash events recorded for this validator.
+    slash_count: int
+
+
+EMPTY_VALIDATOR_REWARDS = ValidatorRewards(b"", b"", 0, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class SlashEvent(Encodable):
+    """A slash of a validator's delegations, as the reward computation needs it."""
+
+    #: The validator's cumulative ratio when the slash happened.
+    ratio: bytes
+    #: Fraction of every delegation taken (``amount * slash_bps // BPS``).
+    slash_bps: int
+    height: int
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,6 +5,15 @@ and by Cauchy-Schwarz never increased by splitting stake and compute over
 several identities (sqrt(a1*b1) + sqrt(a2*b2) <= sqrt((a1+a2)*(b1+b2))).
 
 There is one slashing routine, ``process_slash``; every fault goes through it.
+It touches the slashed validator's delegations and, through the
+``uv/`` index, only that validator's unbonding entries.
+
+Delegator rewards are lazy (F1 distribution, as in the Cosmos SDK): a block
+adds to the validator's cumulative reward-per-token ratio (scaled by
+``REWARD_SCALE``) in O(1); a delegation remembers the ratio, its amount and
+the validator's slash-event count when it was last settled, and is paid
+``amount x (ratio_now - ratio_then) / REWARD_SCALE`` (split at each slash
+event since) when it is withdrawn or changed. See docs/protocol.md.
 """
 
 from __future__ import annotations
@@ -15,15 +24,20 @@ from math import isqrt
 from consensus.params import BPS, Params
 from consensus.records import (
     NO_ADDRESS,
+    REWARD_SCALE,
     Account,
     ComputeNFT,
     Delegation,
     NFTStatus,
+    SlashEvent,
     SlashingRecord,
     UnbondingEntry,
     Validator,
+    ValidatorRewards,
+    decode_ratio,
+    encode_ratio,
 )
-from consensus.state import State
+from consensus.state import Keys, State
 
 
 def compute_voting_power(stake: int, verified_compute: int) -> int:
@@ -112,11 +126,82 @@ def process_burn(state: State, amount: int) -> None:
     )
 
 
+def compute_pending_rewards(state: State, delegation: Delegation, validator: Validator) -> int:
+    """Return the rewards ``delegation`` would be paid if settled now.
+
+    The scaled reward is summed over the intervals between the validator's
+    slash events since the delegation was settled (each slash cuts the amount
+    exactly as ``process_slash`` did), then floored once. When the delegation
+    is the validator's whole stake nobody else is owed anything, and it takes
+    the whole outstanding pool (the rounding dust included).
+    """
+    vr = state.get_validator_rewards(validator.address)
+    amount = delegation.start_amount
+    ratio = decode_ratio(delegation.start_ratio)
+    scaled = 0
+    for index in range(delegation.start_slash, vr.slash_count):
+        event = state.get_slash_event(validator.address, index)
+        event_ratio = decode_ratio(event.ratio)
+        scaled += amount * (event_ratio - ratio)
+        ratio = event_ratio
+        amount -= amount * event.slash_bps // BPS
+    scaled += amount * (decode_ratio(vr.ratio) - ratio)
+    if delegation.amount > 0 and delegation.amount == validator.stake:
+        return vr.outstanding
+    return min(scaled // REWARD_SCALE, vr.outstanding)
+
+
+def process_settle_rewards(state: State, validator: Validator, delegator: bytes) -> int:
+    """Pay ``delegator``'s pending rewards from ``validator`` and restart its accrual; return the amount."""
+    d = state.get_delegation(validator.address, delegator)
+    if d is None:
+        return 0
+    reward = compute_pending_rewards(state, d, validator)
+    vr = state.get_validator_rewards(validator.address)
+    if reward:
+        add_balance(state, delegator, reward)
+        vr = dataclasses.replace(vr, outstanding=vr.outstanding - reward)
+        state.set_validator_rewards(validator.address, vr)
+    state.set_delegation(
+        dataclasses.replace(d, start_amount=d.amount, start_ratio=encode_ratio(decode_ratio(vr.ratio)), start_slash=vr.slash_count)
+    )
+    return reward
+
+
+def process_allocate_rewards(state: State, validator: Validator, amount: int) -> None:
+    """Credit ``amount`` to ``validator``'s delegators (self-bond included), in O(1).
+
+    The ratio grows by ``floor((amount x REWARD_SCALE + carry) / stake)``; the
+    scaled remainder is carried to the next allocation, so the ratio never
+    promises more than was allocated. With no stake the operator is paid.
+    """
+    if amount <= 0:
+        return
+    if validator.stake <= 0:
+        add_balance(state, validator.address, amount)
+        return
+    vr = state.get_validator_rewards(validator.address)
+    scaled = amount * REWARD_SCALE + decode_ratio(vr.carry)
+    state.set_validator_rewards(
+        validator.address,
+        ValidatorRewards(
+            ratio=encode_ratio(decode_ratio(vr.ratio) + scaled // validator.stake),
+            carry=encode_ratio(scaled % validator.stake),
+            outstanding=vr.outstanding + amount,
+            slash_count=vr.slash_count,
+        ),
+    )
+
+
 def process_bond(state: State, validator: Validator, delegator: bytes, amount: int) -> Validator:
     """Move ``amount`` bonded tokens into ``delegator``'s delegation to ``validator``."""
+    process_settle_rewards(state, validator, delegator)
     d = state.get_delegation(validator.address, delegator)
     current = 0 if d is None else d.amount
-    state.set_delegation(Delegation(delegator, validator.address, current + amount))
+    vr = state.get_validator_rewards(validator.address)
+    state.set_delegation(
+        Delegation(delegator, validator.address, current + amount, current + amount, encode_ratio(decode_ratio(vr.ratio)), vr.slash_count)
+    )
     self_add = amount if delegator == validator.address else 0
     updated = dataclasses.replace(
         validator, stake=validator.stake + amount, self_bond=validator.self_bond + self_add
@@ -129,9 +214,13 @@ def process_begin_unbonding(
     state: State, validator: Validator, delegator: bytes, amount: int, height: int, params: Params
 ) -> UnbondingEntry:
     """Move ``amount`` from a delegation into the unbonding queue (caller checked it)."""
+    process_settle_rewards(state, validator, delegator)
     d = state.get_delegation(validator.address, delegator)
     current = 0 if d is None else d.amount
-    state.set_delegation(Delegation(delegator, validator.address, current - amount))
+    vr = state.get_validator_rewards(validator.address)
+    state.set_delegation(
+        Delegation(delegator, validator.address, current - amount, current - amount, encode_ratio(decode_ratio(vr.ratio)), vr.slash_count)
+    )
     self_sub = amount if delegator == validator.address else 0
     state.set_validator(
         dataclasses.replace(
@@ -208,9 +297,11 @@ def process_slash(
             )
         )
         total += taken_stake
-        for entry in list(state.iter_unbonding()):
-            if entry.validator != validator_address or entry.creation_height <= infraction_height:
-                continue
+        # The lazy reward computation splits at this event (the amounts change here).
+        vr = state.get_validator_rewards(validator_address)
+        state.put_record(Keys.slash_event(validator_address, vr.slash_count), SlashEvent(encode_ratio(decode_ratio(vr.ratio)), slash_bps, height))
+        state.set_validator_rewards(validator_address, dataclasses.replace(vr, slash_count=vr.slash_count + 1))
+        for entry in list(state.iter_validator_unbonding(validator_address, infraction_height)):
             cut = entry.amount * slash_bps // BPS
             if cut:
                 state.put_unbonding(dataclasses.replace(entry, amount=entry.amount - cut))

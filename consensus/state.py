@@ -23,15 +23,18 @@ from consensus.errors import ConsensusError, DecodeError
 from consensus.params import Params
 from consensus.records import (
     EMPTY_ACCOUNT,
+    EMPTY_VALIDATOR_REWARDS,
     Account,
     ChainHead,
     ChainInfo,
     ChainMeta,
     ComputeNFT,
     Delegation,
+    SlashEvent,
     SlashingRecord,
     UnbondingEntry,
     Validator,
+    ValidatorRewards,
 )
 from consensus.state_reader import StateReader
 from consensus.validator_set import ValidatorSet
@@ -73,6 +76,13 @@ class Keys:
     VALIDATOR = b"v/"
     DELEGATION = b"d/"
     UNBONDING = b"u/"
+    #: Index of unbonding entries by validator and creation height (slashing).
+    UNBONDING_BY_VALIDATOR = b"uv/"
+    #: Index of delegations by delegator (withdrawing every reward of an account).
+    DELEGATION_BY_DELEGATOR = b"dd/"
+    #: Lazy reward accounting per validator, and its slash events.
+    VALIDATOR_REWARDS = b"vr/"
+    SLASH_EVENT = b"vs/"
     NFT = b"n/"
     NFT_BY_VALIDATOR = b"nv/"
     SLASHING = b"s/"
@@ -107,6 +117,25 @@ class Keys:
     @staticmethod
     def unbonding(completion_height: int, seq: int) -> bytes:
         return Keys.UNBONDING + be64(completion_height) + be64(seq)
+
+    @staticmethod
+    def unbonding_by_validator(validator: bytes, creation_height: int = -1, completion_height: int = 0, seq: int = 0) -> bytes:
+        """Index key of an entry (or, with no height, the validator's prefix)."""
+        if creation_height < 0:
+            return Keys.UNBONDING_BY_VALIDATOR + validator
+        return Keys.UNBONDING_BY_VALIDATOR + validator + be64(creation_height) + be64(completion_height) + be64(seq)
+
+    @staticmethod
+    def delegation_by_delegator(delegator: bytes, validator: bytes = b"") -> bytes:
+        return Keys.DELEGATION_BY_DELEGATOR + delegator + validator
+
+    @staticmethod
+    def validator_rewards(validator: bytes) -> bytes:
+        return Keys.VALIDATOR_REWARDS + validator
+
+    @staticmethod
+    def slash_event(validator: bytes, index: int) -> bytes:
+        return Keys.SLASH_EVENT + validator + be64(index)
 
     @staticmethod
     def nft(nft_id: int) -> bytes:
@@ -271,15 +300,56 @@ class State:
 
     def set_delegation(self, delegation: Delegation) -> None:
         key = Keys.delegation(delegation.validator, delegation.delegator)
-        self.put_record(key, delegation if delegation.amount > 0 else None)
+        live = delegation.amount > 0
+        self.put_record(key, delegation if live else None)
+        index = Keys.delegation_by_delegator(delegation.delegator, delegation.validator)
+        if live != (self.get_record(index, _Marker) is not None):
+            self.put_record(index, _Marker() if live else None)
 
     def iter_delegations(self, validator: bytes) -> Iterator[Delegation]:
         for _, d in self.iter_records(Keys.DELEGATION + validator, Delegation):
             yield d
 
+    def iter_delegated_validators(self, delegator: bytes) -> Iterator[bytes]:
+        """Yield the validators ``delegator`` has a delegation to, in address order."""
+        prefix = Keys.delegation_by_delegator(delegator)
+        for key, _ in self.iter_records(prefix, _Marker):
+            yield key[len(prefix) :]
+
+    def get_validator_rewards(self, validator: bytes) -> ValidatorRewards:
+        rec = self.get_record(Keys.validator_rewards(validator), ValidatorRewards)
+        return EMPTY_VALIDATOR_REWARDS if rec is None else rec
+
+    def set_validator_rewards(self, validator: bytes, rewards: ValidatorRewards) -> None:
+        key = Keys.validator_rewards(validator)
+        self.put_record(key, None if rewards == EMPTY_VALIDATOR_REWARDS else rewards)
+
+    def get_slash_event(self, validator: bytes, index: int) -> SlashEvent:
+        event = self.get_record(Keys.slash_event(validator, index), SlashEvent)
+        if event is None:
+            raise StateCorrupt(f"slash event {index} of validator {validator.hex()} is missing")
+        return event
+
     def put_unbonding(self, entry: UnbondingEntry) -> None:
         key = Keys.unbonding(entry.completion_height, entry.seq)
-        self.put_record(key, entry if entry.amount > 0 else None)
+        live = entry.amount > 0
+        self.put_record(key, entry if live else None)
+        index = Keys.unbonding_by_validator(entry.validator, entry.creation_height, entry.completion_height, entry.seq)
+        if live != (self.get_record(index, _Marker) is not None):
+            self.put_record(index, _Marker() if live else None)
+
+    def iter_validator_unbonding(self, validator: bytes, created_after: int) -> Iterator[UnbondingEntry]:
+        """Yield ``validator``'s live unbonding entries created after height ``created_after``."""
+        prefix = Keys.unbonding_by_validator(validator)
+        for key, _ in self.iter_records(prefix, _Marker):
+            rest = key[len(prefix) :]
+            creation = int.from_bytes(rest[:8], "big")
+            if creation <= created_after:
+                continue
+            entry = self.get_record(Keys.unbonding(int.from_bytes(rest[8:16], "big"), int.from_bytes(rest[16:24], "big")), UnbondingEntry)
+            if entry is None:
+                raise StateCorrupt(f"unbonding index {key.hex()} points to no entry")
+            yield entry
 
     def iter_unbonding(self) -> Iterator[UnbondingEntry]:
         for _, e in self.iter_records(Keys.UNBONDING, UnbondingEntry):

@@ -58,6 +58,7 @@ from consensus.staking import (
     process_begin_unbonding,
     process_bond,
     process_jail,
+    process_settle_rewards,
     process_slash,
 )
 from consensus.state import Keys, State, _Marker
@@ -77,6 +78,7 @@ from consensus.txs import (
     Unbond,
     Undelegate,
     Unjail,
+    WithdrawRewards,
 )
 
 #: Reputation a new validator starts with (the middle of [0, 1,000,000]).
@@ -184,6 +186,18 @@ def process_undelegate(state: State, ctx: TxContext, sender: bytes, body: Undele
     if have < body.amount:
         raise InsufficientBond(f"undelegate of {body.amount} exceeds the delegation {have}")
     process_begin_unbonding(state, v, sender, body.amount, ctx.height, ctx.params)
+
+
+def process_withdraw_rewards(state: State, ctx: TxContext, sender: bytes, body: WithdrawRewards) -> None:
+    """Pay the sender's pending delegation rewards (from one validator, or all of them)."""
+    if body.validator:
+        v = _require_validator(state, body.validator)
+        if state.get_delegation(body.validator, sender) is None:
+            raise InsufficientBond(f"no delegation to validator {body.validator.hex()}")
+        process_settle_rewards(state, v, sender)
+        return
+    for address in list(state.iter_delegated_validators(sender)):
+        process_settle_rewards(state, _require_validator(state, address), sender)
 
 
 def process_register_compute(
@@ -377,6 +391,7 @@ HANDLERS: dict[int, Handler] = {
     TxKind.UNBIND_NFT: process_unbind_nft,
     TxKind.ACCEPT_NFT: process_accept_nft,
     TxKind.UNJAIL: process_unjail,
+    TxKind.WITHDRAW_REWARDS: process_withdraw_rewards,
     TxKind.SUBMIT_EVIDENCE: process_submit_evidence,
     TxKind.SUBMIT_JOB: process_submit_job,
     TxKind.JOB_RESULT: process_job_result,

@@ -56,6 +56,7 @@ class TxKind:
     CANCEL_JOB = 19
     SET_PRICE = 20
     ACCEPT_NFT = 21
+    WITHDRAW_REWARDS = 22
 
     NAMES: ClassVar[dict[int, str]] = {
         1: "transfer",
@@ -79,6 +80,7 @@ class TxKind:
         19: "cancel_job",
         20: "set_price",
         21: "accept_nft",
+        22: "withdraw_rewards",
     }
 
 
@@ -174,6 +176,17 @@ class Undelegate(Encodable):
     def validate_basic(self) -> None:
         validate_address(self.validator, "undelegate.validator")
         validate_amount(self.amount, "undelegate.amount")
+
+
+@dataclass(frozen=True, slots=True)
+class WithdrawRewards(Encodable):
+    """Withdraw the sender's pending delegation rewards from ``validator`` (b"": from all)."""
+
+    validator: bytes
+
+    def validate_basic(self) -> None:
+        if self.validator:
+            validate_address(self.validator, "withdraw_rewards.validator")
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,6 +307,7 @@ BODY_TYPES: dict[int, type[Encodable]] = {
     TxKind.CANCEL_JOB: CancelJob,
     TxKind.SET_PRICE: SetPrice,
     TxKind.ACCEPT_NFT: AcceptNFT,
+    TxKind.WITHDRAW_REWARDS: WithdrawRewards,
 }
 KIND_OF_BODY: dict[type[Encodable], int] = {v: k for k, v in BODY_TYPES.items()}
 

@@ -35,6 +35,7 @@ from consensus.txs import (
     Unbond,
     Undelegate,
     Unjail,
+    WithdrawRewards,
     build_tx,
 )
 from node.cli.common import (
@@ -149,6 +150,10 @@ def _b_accept_nft(args: argparse.Namespace, key: PrivateKey) -> Encodable:
 
 def _b_unjail(args: argparse.Namespace, key: PrivateKey) -> Encodable:
     return Unjail()
+
+
+def _b_withdraw_rewards(args: argparse.Namespace, key: PrivateKey) -> Encodable:
+    return WithdrawRewards(b"" if args.validator is None else parse_address(args.validator, "validator"))
 
 
 def _b_set_price(args: argparse.Namespace, key: PrivateKey) -> Encodable:
@@ -325,6 +330,14 @@ def add_commands(sub: Any) -> None:
     p.set_defaults(func=tx_command(_b_unbind_nft))
     p = tx.add_parser("unjail", help="return your validator from jail")
     p.set_defaults(func=tx_command(_b_unjail))
+    p = tx.add_parser(
+        "withdraw-rewards",
+        help="collect your pending delegation rewards",
+        description="Pay your pending delegation rewards to your balance: from VALIDATOR with "
+        "--validator, else from every validator you delegate to.",
+    )
+    p.add_argument("--validator", help="only the rewards of your delegation to this validator")
+    p.set_defaults(func=tx_command(_b_withdraw_rewards))
     p = tx.add_parser("submit-job", help="buy verified compute: submit a job with escrow")
     p.add_argument("--kind", required=True, help="matmul, iterate, or a kind code")
     p.add_argument("--rows", type=int, help="matmul: rows of A (m)")

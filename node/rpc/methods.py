@@ -14,8 +14,8 @@ from typing import Any
 
 from consensus.crypto import encode_address
 from consensus.errors import ConsensusError
-from consensus.records import ComputeNFT, Delegation, UnbondingEntry
-from consensus.staking import get_validator_compute
+from consensus.records import ComputeNFT, UnbondingEntry
+from consensus.staking import compute_pending_rewards, get_validator_compute
 from consensus.state import Keys, State
 from consensus.txs import SignedTx
 from node.rpc import format as fmt
@@ -153,10 +153,17 @@ async def rpc_account(ctx: MethodContext, p: dict[str, Any]) -> Any:
         acct = state.get_account(address)
         delegations: list[dict[str, Any]] = []
         bonded = 0
-        for _, d in state.iter_records(Keys.DELEGATION, Delegation):
-            if d.delegator == address and d.amount > 0:
-                bonded += d.amount
-                delegations.append({"validator": encode_address(d.validator), "amount": d.amount})
+        pending_rewards = 0
+        for validator_address in state.iter_delegated_validators(address):
+            d = state.get_delegation(validator_address, address)
+            validator = state.get_validator(validator_address)
+            if d is None or d.amount <= 0 or validator is None:
+                continue
+            bonded += d.amount
+            # Lazy rewards: what a withdraw-rewards transaction would pay now.
+            rewards = compute_pending_rewards(state, d, validator)
+            pending_rewards += rewards
+            delegations.append({"validator": encode_address(d.validator), "amount": d.amount, "rewards": rewards})
         unbonding = [
             {
                 "validator": encode_address(e.validator),
@@ -175,6 +182,7 @@ async def rpc_account(ctx: MethodContext, p: dict[str, Any]) -> Any:
         "next_nonce": ctx.view.mempool.next_nonce(address, acct.nonce),
         "bonded": bonded,
         "delegations": delegations,
+        "pending_rewards": pending_rewards,
         "unbonding": unbonding,
         "is_validator": is_validator,
     }

@@ -11,8 +11,15 @@ from consensus.crypto import Domain
 from consensus.evidence import compute_duplicate_vote_evidence, encode_evidence
 from consensus.hashing import hash32
 from consensus.jobs.store import get_total_escrow
-from consensus.records import Account, ComputeNFT, Delegation, HardwareSpec, UnbondingEntry
-from consensus.staking import compute_voting_power, get_validator_compute
+from consensus.records import (
+    Account,
+    ComputeNFT,
+    Delegation,
+    HardwareSpec,
+    UnbondingEntry,
+    ValidatorRewards,
+)
+from consensus.staking import compute_pending_rewards, compute_voting_power, get_validator_compute
 from consensus.state import Keys, State
 from consensus.txs import (
     AcceptNFT,
@@ -81,6 +88,10 @@ def check_invariants(chain: TestChain, genesis_supply: int) -> None:
     collateral = sum(ComputeNFT.decode(v).collateral for k, v in data.items() if k.startswith(Keys.NFT))
     # Job escrow is locked supply, like collateral (consensus/jobs).
     escrow = get_total_escrow(state)
+    # Delegator rewards allocated and not yet withdrawn (lazy accounting) are supply too.
+    outstanding = sum(
+        ValidatorRewards.decode(v).outstanding for k, v in data.items() if k.startswith(Keys.VALIDATOR_REWARDS)
+    )
     for v in state.iter_validators():
         # Bonded totals equal their sums.
         assert v.stake == delegated.get(v.address, 0)
@@ -88,9 +99,12 @@ def check_invariants(chain: TestChain, genesis_supply: int) -> None:
         compute = get_validator_compute(state, v.address)
         power = compute_voting_power(v.stake, compute)
         assert (power == 0) == (v.stake == 0 or compute == 0)
+        # The pool covers every delegation's pending rewards (rounding never overpays).
+        pending = sum(compute_pending_rewards(state, d, v) for d in state.iter_delegations(v.address))
+        assert pending <= state.get_validator_rewards(v.address).outstanding
     # Supply changes only by minting and burning, and every token is somewhere.
     assert meta.total_supply == genesis_supply + meta.minted - meta.burned
-    assert balances + sum(delegated.values()) + unbonding + collateral + escrow == meta.total_supply
+    assert balances + sum(delegated.values()) + unbonding + collateral + escrow + outstanding == meta.total_supply
     assert meta.minted == chain.height * state.get_params().block_reward
     # The validator set holds exactly the eligible validators' powers (after an epoch).
 
