@@ -43,6 +43,7 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--corpus", type=Path, default=None, help="seed corpus folder (default tests/fuzz/corpus/TARGET)")
     ap.add_argument("--max-len", type=int, default=None, help="longest input (default: the target's)")
     ap.add_argument("--max-time", type=int, default=0, help="stop after this many seconds (0: no limit)")
+    ap.add_argument("--timeout", type=int, default=1, help="seconds after which an input is a hang (default 1)")
     ap.add_argument("--seed", type=int, default=0, help="libFuzzer's random seed (0: its own)")
     ap.add_argument("--work", type=Path, default=WORK, help="working folder: new inputs, logs, stats (default tests/fuzz/.work)")
     ap.add_argument("--merge", action="store_true", help="add the working inputs that add coverage to the repo corpus")
@@ -138,7 +139,7 @@ def run_one(args: argparse.Namespace) -> int:
             stats.record(data, clock() - t0)
 
     flags = [
-        f"-runs={args.runs}", f"-max_len={args.max_len or target.max_len}", "-timeout=1",
+        f"-runs={args.runs}", f"-max_len={args.max_len or target.max_len}", f"-timeout={args.timeout}",
         f"-artifact_prefix={CRASHES}/{target.name}-", "-print_final_stats=1", "-rss_limit_mb=4096",
     ]
     if args.max_time:
@@ -157,7 +158,7 @@ def run_one(args: argparse.Namespace) -> int:
             f"#!/bin/sh\ncd {REPO}\nexec {sys.executable} -m tests.fuzz {target.name} --libfuzzer \"$@\"\n"
         )
         Path(program).chmod(0o755)
-        flags = ["-merge=1", f"-max_len={args.max_len or target.max_len}", "-timeout=1"]
+        flags = ["-merge=1", f"-max_len={args.max_len or target.max_len}", f"-timeout={args.timeout}"]
         folders = [str(seeds), str(work)]
     if args.libfuzzer:
         flags, folders = args.extra, []
@@ -201,7 +202,7 @@ def run_all(args: argparse.Namespace) -> int:
     summary = []
     failed = []
     for name in TARGET_NAMES:
-        cmd = [sys.executable, "-m", "tests.fuzz", name, f"--runs={args.runs}", f"--work={work}"]
+        cmd = [sys.executable, "-m", "tests.fuzz", name, f"--runs={args.runs}", f"--work={work}", f"--timeout={args.timeout}"]
         if args.max_time:
             cmd.append(f"--max-time={args.max_time}")
         if args.seed:
