@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from cryptography.exceptions import InvalidSignature as _CryptoInvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from consensus.errors import InvalidAddress, InvalidKey, InvalidSignature
+from consensus.errors import CryptoError, InvalidAddress, InvalidKey, InvalidSignature
 from consensus.hashing import tagged_hash
 
 PUBKEY_LEN = 32
@@ -42,8 +42,13 @@ class Domain:
 
 
 def sign_bytes(domain: bytes, chain_id: str, payload: bytes) -> bytes:
-    """Return the exact bytes a signature of ``payload`` covers."""
-    cid = chain_id.encode("ascii")
+    """Return the exact bytes a signature of ``payload`` covers (CryptoError for an unsignable chain id)."""
+    try:
+        cid = chain_id.encode("ascii")
+    except UnicodeEncodeError as exc:
+        raise CryptoError("a chain id is ASCII; this one cannot be signed over") from exc
+    if len(cid) > 255:
+        raise CryptoError(f"a chain id is at most 255 bytes, not {len(cid)}")
     return bytes((len(domain),)) + domain + bytes((len(cid),)) + cid + payload
 
 

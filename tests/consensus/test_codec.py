@@ -182,3 +182,15 @@ def test_encode_refuses_out_of_range_and_wrong_types() -> None:
         Transfer(b"x" * 20, 1 << 64).encode()
     with pytest.raises(EncodeError):
         Transfer("not bytes", 1).encode()  # type: ignore[arg-type]
+
+
+def test_invalid_chain_id_cannot_be_signed_over() -> None:
+    """A chain id that is not ASCII or is over 255 bytes gets a ConsensusError, not a Python error."""
+    from consensus.crypto import Domain, sign_bytes
+    from consensus.errors import CryptoError
+
+    assert sign_bytes(Domain.VOTE, "cstake-devnet", b"x").endswith(b"cstake-devnetx")
+    with pytest.raises(CryptoError, match="ASCII"):
+        sign_bytes(Domain.VOTE, "chäin", b"x")
+    with pytest.raises(CryptoError, match="255"):
+        sign_bytes(Domain.VOTE, "c" * 256, b"x")
