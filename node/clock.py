@@ -43,3 +43,23 @@ class SystemClock:
     def call_at(self, at_ms: int, callback: Callable[[], None]) -> TimerHandle:
         delay = max(0.0, (at_ms - self.now_ms()) / 1000)
         return asyncio.get_running_loop().call_later(delay, callback)
+
+
+class OffsetClock:
+    """Another clock shifted by a fixed offset: a node whose wall clock is wrong (test-only).
+
+    Only ``now_ms`` moves; a timer armed at ``at_ms`` on this clock fires when
+    this clock reads ``at_ms``, which is the inner clock's ``at_ms - offset``, so
+    timeouts keep their real durations while every timestamp the node makes or
+    compares is off by ``offset_ms``. Set by ``[test] clock_offset_ms``.
+    """
+
+    def __init__(self, inner: Clock, offset_ms: int) -> None:
+        self.inner = inner
+        self.offset_ms = offset_ms
+
+    def now_ms(self) -> int:
+        return self.inner.now_ms() + self.offset_ms
+
+    def call_at(self, at_ms: int, callback: Callable[[], None]) -> TimerHandle:
+        return self.inner.call_at(at_ms - self.offset_ms, callback)

@@ -108,6 +108,20 @@ class LogSection:
 
 
 @dataclass(frozen=True, slots=True)
+class TestSection:
+    """[test]: faults injected into this one node, for fault tests only.
+
+    Refused at start unless the chain's genesis sets ``params.allow_test_faults``
+    (node/cli/lifecycle.py). Left out of a rendered config while at its defaults.
+    """
+
+    __test__ = False  # not a pytest test class
+
+    clock_offset_ms: int = 0
+    """Shift of the node's wall clock in milliseconds (positive: ahead), as if the host clock were wrong."""
+
+
+@dataclass(frozen=True, slots=True)
 class NodeConfig:
     """The whole operator configuration of one node."""
 
@@ -117,6 +131,7 @@ class NodeConfig:
     mempool: MempoolSection = field(default_factory=MempoolSection)
     consensus: ConsensusSection = field(default_factory=ConsensusSection)
     log: LogSection = field(default_factory=LogSection)
+    test: TestSection = field(default_factory=TestSection)
 
     def validate(self) -> None:
         """Raise InvalidConfig naming the first bad value."""
@@ -178,8 +193,11 @@ _SECTIONS: dict[str, type[Any]] = {
     "mempool": MempoolSection,
     "consensus": ConsensusSection,
     "log": LogSection,
+    "test": TestSection,
 }
 LOG_LEVELS = ("debug", "info", "warning", "error")
+MAX_CLOCK_OFFSET_MS = 86_400_000
+"""Largest ``[test] clock_offset_ms`` either way: one day."""
 _MONIKER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$")
 _MULTIADDR_RE = re.compile(r"^/ip4/([0-9.]+)/tcp/([0-9]+)$")
 
@@ -295,6 +313,8 @@ def validate_config(cfg: NodeConfig) -> None:
         raise InvalidConfig(f"log.level: must be one of {', '.join(LOG_LEVELS)}, got {lg.level!r}")
     _check_str("log.file", lg.file)
 
+    _check_int("test.clock_offset_ms", cfg.test.clock_offset_ms, -MAX_CLOCK_OFFSET_MS, MAX_CLOCK_OFFSET_MS)
+
 
 # --- loading and writing ---------------------------------------------------------------
 
@@ -351,6 +371,8 @@ def config_to_dict(cfg: NodeConfig) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name in _SECTIONS:
         section = getattr(cfg, name)
+        if name == "test" and section == TestSection():
+            continue  # test-only faults appear in a config file only when set
         table: dict[str, Any] = {}
         for f in dataclasses.fields(section):
             value = getattr(section, f.name)

@@ -28,6 +28,7 @@ from node.cli.common import (
     emit,
     read_passphrase,
 )
+from node.clock import Clock, OffsetClock, SystemClock
 from node.config import NodeConfig, load_config
 from node.errors import CommandError, InvalidConfig
 from node.home import DEFAULT_HOME, NodeHome
@@ -92,6 +93,21 @@ def load_start_settings(home_arg: str) -> StartSettings:
     return StartSettings(cfg, cfg.home(home_arg), cfg.log_file(home_arg))
 
 
+def make_clock(cfg: NodeConfig) -> Clock:
+    """The node's clock: the system's, shifted by ``[test] clock_offset_ms`` when that is set."""
+    offset = cfg.test.clock_offset_ms
+    return OffsetClock(SystemClock(), offset) if offset else SystemClock()
+
+
+def check_test_faults(cfg: NodeConfig, allowed: bool) -> None:
+    """Refuse a config that injects test faults into a chain whose genesis does not allow them."""
+    if cfg.test.clock_offset_ms and not allowed:
+        raise CommandError(
+            f"config: test.clock_offset_ms = {cfg.test.clock_offset_ms} is refused: this chain's genesis "
+            "does not set params.allow_test_faults (test-only faults)"
+        )
+
+
 def cmd_start(args: argparse.Namespace) -> int:
     """Run the node of ``--home`` in the foreground until SIGINT or SIGTERM."""
     import uvloop
@@ -113,7 +129,8 @@ def cmd_start(args: argparse.Namespace) -> int:
     passphrase = read_passphrase(no_terminal=NO_TERMINAL) if encrypted else None
 
     async def run() -> int:
-        node = Node(home, cfg, passphrase=passphrase, byzantine=args.byzantine)
+        node = Node(home, cfg, passphrase=passphrase, byzantine=args.byzantine, clock=make_clock(cfg))
+        check_test_faults(cfg, bool(node.genesis.params.allow_test_faults))
         stop = asyncio.Event()
         signals = {"count": 0}
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from node.clock import SystemClock
+from node.clock import OffsetClock, SystemClock
 
 
 async def test_call_at_fires_on_the_loop_and_cancel_stops_it() -> None:
@@ -17,3 +17,20 @@ async def test_call_at_fires_on_the_loop_and_cancel_stops_it() -> None:
     cancelled.cancel()
     await asyncio.wait_for(done.wait(), timeout=5)
     assert fired == ["past", "later"]
+
+
+async def test_offset_clock_shifts_time_but_not_timer_durations() -> None:
+    inner = SystemClock()
+    ahead = OffsetClock(inner, 30_000)
+    before = inner.now_ms()
+    shifted = ahead.now_ms()
+    after = inner.now_ms()
+    assert before + 30_000 <= shifted <= after + 30_000
+    done = asyncio.Event()
+    t0 = inner.now_ms()
+    # A timer 20 ms ahead on the shifted clock fires after about 20 ms, not at once or 30 s later.
+    ahead.call_at(ahead.now_ms() + 20, done.set)
+    await asyncio.wait_for(done.wait(), timeout=5)
+    assert 15 <= inner.now_ms() - t0 < 5_000
+    behind = OffsetClock(inner, -5_000)
+    assert behind.now_ms() <= inner.now_ms() - 5_000 + 5
