@@ -8,7 +8,14 @@ import pytest
 
 from node.cli.lifecycle import check_test_faults, make_clock
 from node.clock import OffsetClock, SystemClock
-from node.config import NodeConfig, TestSection, load_config, parse_config, render_config, write_config
+from node.config import (
+    NodeConfig,
+    TestSection,
+    load_config,
+    parse_config,
+    render_config,
+    write_config,
+)
 from node.errors import CommandError, InvalidConfig
 
 
