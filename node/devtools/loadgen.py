@@ -174,9 +174,10 @@ class LoadRun:
         while True:
             try:
                 done = await self.main.call("tx", {"hash": last})
-                if done["result"]["code"] != 0:
-                    raise LoadError(f"funding transaction {last} failed: {done['result']['log']}")
-                return
+                if done.get("status") == "committed":
+                    if done["result"]["code"] != 0:
+                        raise LoadError(f"funding transaction {last} failed: {done['result']['log']}")
+                    return
             except RPCCallError as exc:
                 if exc.code != -32001:
                     raise

@@ -126,14 +126,16 @@ def format_result(result: TxResult) -> dict[str, Any]:
 
 
 def format_block(
-    block: Block, block_hash: bytes, commit: Commit | None, *, txs: str = "full"
+    block: Block, block_hash: bytes, commit: Commit | None, *, txs: str = "full",
+    results: list[TxResult | None] | None = None,
 ) -> dict[str, Any]:
     """The ``block`` result: hash, header, txs, attestations, evidence, last_commit, commit.
 
-    ``txs="hashes"`` lists only the transaction ids (cheap for large blocks).
+    ``txs="hashes"`` lists only the transaction ids (cheap for large blocks); with
+    ``results`` (one per tx, in order) each full tx carries its execution result.
     """
     items: list[Any] = []
-    for raw in block.txs:
+    for i, raw in enumerate(block.txs):
         if txs == "hashes":
             items.append(hex0x(hash32(raw)))
             continue
@@ -144,6 +146,9 @@ def format_block(
             continue
         item = format_tx_summary(tx)
         item["raw"] = hex0x(raw)
+        result = results[i] if results is not None and i < len(results) else None
+        if result is not None:
+            item["result"] = format_result(result)
         items.append(item)
     return {
         "hash": hex0x(block_hash),

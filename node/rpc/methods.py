@@ -14,6 +14,7 @@ from typing import Any
 
 from consensus.crypto import encode_address
 from consensus.errors import ConsensusError
+from consensus.hashing import hash32
 from consensus.records import ComputeNFT, UnbondingEntry
 from consensus.staking import compute_pending_rewards, get_validator_compute
 from consensus.state import Keys, State
@@ -35,6 +36,7 @@ from node.rpc.params import (
     get_str,
     parse_hex,
 )
+from node.rpc.spec import get_openrpc
 from node.rpc.view import NodeView
 
 MAX_LIST = 1000
@@ -125,7 +127,14 @@ async def rpc_block(ctx: MethodContext, p: dict[str, Any]) -> Any:
                 f"(earliest stored height: {view.earliest_height()})"
             )
     block, bhash = found
-    return fmt.format_block(block, bhash, view.get_commit(block.header.height), txs=txs_mode)
+    results = None
+    if txs_mode == "full":
+        # Each tx's execution result, from the tx index (None where the index does not keep it).
+        results = []
+        for raw in block.txs:
+            done = view.get_tx(hash32(raw))
+            results.append(None if done is None else done.result)
+    return fmt.format_block(block, bhash, view.get_commit(block.header.height), txs=txs_mode, results=results)
 
 
 async def rpc_tx(ctx: MethodContext, p: dict[str, Any]) -> Any:
@@ -134,9 +143,16 @@ async def rpc_tx(ctx: MethodContext, p: dict[str, Any]) -> Any:
         raise InvalidParams("missing parameter 'hash'")
     found = ctx.view.get_tx(tx_hash)
     if found is None:
-        raise NotFound(f"no committed transaction with hash {fmt.hex0x(tx_hash)}")
+        pending = ctx.view.mempool.get(tx_hash)
+        if pending is not None:
+            return {"hash": fmt.hex0x(tx_hash), "status": "pending", "tx": fmt.format_tx(pending)}
+        raise NotFound(
+            f"no transaction with hash {fmt.hex0x(tx_hash)} is committed or pending here",
+            data={"status": "unknown"},
+        )
     return {
         "hash": fmt.hex0x(found.tx.tx_hash),
+        "status": "committed",
         "height": found.height,
         "index": found.index,
         "tx": fmt.format_tx(found.tx),
@@ -400,7 +416,11 @@ async def rpc_broadcast_tx(ctx: MethodContext, p: dict[str, Any]) -> Any:
                 waiter.cancel()
 
 
-#: method name -> (handler, parameter names in positional order)
+async def rpc_discover(ctx: MethodContext, p: dict[str, Any]) -> Any:
+    return get_openrpc()
+
+
+#: method name -> (handler, parameter names in positional order; node.rpc.spec documents each)
 METHODS: dict[str, tuple[Method, tuple[str, ...]]] = {
     "status": (rpc_status, ()),
     "net_info": (rpc_net_info, ()),
@@ -418,4 +438,5 @@ METHODS: dict[str, tuple[Method, tuple[str, ...]]] = {
     "params": (rpc_params, ()),
     "mempool": (rpc_mempool, ("limit",)),
     "broadcast_tx": (rpc_broadcast_tx, ("tx", "mode")),
+    "rpc.discover": (rpc_discover, ()),
 }

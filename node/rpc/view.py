@@ -65,6 +65,9 @@ class MempoolView(Protocol):
 
     def next_nonce(self, sender: bytes, account_nonce: int) -> int: ...
 
+    def get(self, tx_hash: bytes) -> SignedTx | None:
+        """The pending transaction with this hash, or None."""
+
 
 class NodeView(Protocol):
     """Read-only access to a running node, for the RPC server."""
