@@ -20,16 +20,87 @@ command line, 130 on Ctrl-C). The ``cstake`` console script and
 from __future__ import annotations
 
 import argparse
+import platform
 import sys
+from collections.abc import Iterator
+from importlib import metadata
 
 from node.cli import bench, devnet, keys, lifecycle, query, tx
 from node.cli.common import EXIT_INTERRUPTED
 from node.cli.load import add_load_command
 
+#: Options every command that has them accepts before its name too (``cstake --home H query status``).
+GLOBAL_FLAGS = {"--home": True, "--rpc": True, "--json": False}
+"""Flag -> whether it takes a value."""
+
+#: Help for options that commands declare without any, so every ``--help`` explains them.
+_DEFAULT_HELP = {
+    "home": "node home directory: config.toml, keys/, data/, logs/",
+    "json": "print JSON (for scripts) instead of human-readable text",
+    "rpc": "node RPC URL (default: the home's rpc.listen, else http://127.0.0.1:26657)",
+    "timeout": "seconds to wait for the node's answer",
+}
+
+
+class _DefaultsFormatter(argparse.HelpFormatter):
+    """Appends ``(default: X)`` where an option has a meaningful default its help does not state."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        if (
+            default not in (None, False, argparse.SUPPRESS, "")
+            and "default" not in text
+            and action.option_strings
+        ):
+            text += f" (default: {default})"
+        return text
+
+
+def get_version() -> str:
+    """``cstake X.Y.Z (Python A.B.C)``: the installed package's version."""
+    try:
+        version = metadata.version("cstake")
+    except metadata.PackageNotFoundError:  # running from a source tree that was never installed
+        version = "unknown"
+    return f"cstake {version} (Python {platform.python_version()})"
+
+
+def _walk(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParser]:
+    yield parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in dict.fromkeys(action.choices.values()):
+                yield from _walk(child)
+
+
+def _explain(parser: argparse.ArgumentParser) -> None:
+    """Every (sub)command's help shows defaults, and shared options get a description."""
+    for p in _walk(parser):
+        p.formatter_class = _DefaultsFormatter
+        for action in p._actions:
+            if not action.help and action.dest in _DEFAULT_HELP:
+                action.help = _DEFAULT_HELP[action.dest]
+
+
+def hoist_global_flags(argv: list[str]) -> list[str]:
+    """Move global flags written before the command name to the end, where its parser reads them."""
+    lead: list[str] = []
+    i = 0
+    while i < len(argv) and argv[i].startswith("-"):
+        flag, eq, _ = argv[i].partition("=")
+        if flag not in GLOBAL_FLAGS:
+            return argv  # -h, --version or a typo: argparse answers it
+        takes_value = GLOBAL_FLAGS[flag] and not eq
+        lead.extend(argv[i : i + 1 + takes_value])
+        i += 1 + takes_value
+    return argv[i:] + lead if lead else argv
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``cstake`` parser with every command; each sets ``func`` to its handler."""
     parser = argparse.ArgumentParser(prog="cstake", description="compute-staking blockchain node")
+    parser.add_argument("--version", action="version", version=get_version())
     sub = parser.add_subparsers(dest="command", required=True)
     lifecycle.add_commands(sub)
     devnet.add_commands(sub)
@@ -38,12 +109,13 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_commands(sub)
     keys.add_commands(sub)
     add_load_command(sub)
+    _explain(parser)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run one ``cstake`` command line; return its exit code."""
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(hoist_global_flags(sys.argv[1:] if argv is None else list(argv)))
     try:
         return int(args.func(args))
     except KeyboardInterrupt:
