@@ -12,7 +12,19 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+import platform
+from importlib import metadata
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    disable_created_metrics,
+    generate_latest,
+)
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
@@ -23,6 +35,18 @@ BLOCK_INTERVAL_BUCKETS = (0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 3
 #: Seconds to execute and persist one block.
 COMMIT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 ROUND_BUCKETS = (1, 2, 3, 4, 5, 8, 13, 21)
+#: Seconds a proof-of-compute answer (commitment or openings) takes the prover.
+PROVER_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+# ``_created`` series double the exposition and nothing here reads them (process-wide switch).
+disable_created_metrics()
+
+
+def _package_version() -> str:
+    try:
+        return metadata.version("cstake")
+    except metadata.PackageNotFoundError:
+        return "unknown"
 
 
 class _StatsCollector(Collector):
@@ -123,6 +147,38 @@ class NodeMetrics:
             "cstake_ws_slow_consumers_dropped", "WebSocket subscribers dropped for falling behind",
             registry=r,
         )
+        self.build_info = Gauge(
+            "cstake_build_info", "always 1: the node's version and Python", ["version", "python"], registry=r
+        )
+        self.build_info.labels(version=_package_version(), python=platform.python_version()).set(1)
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        # Consensus progress of this node.
+        self.round = Gauge("cstake_consensus_round", "round of the height being decided", registry=r)
+        self.syncing = Gauge("cstake_syncing", "1 while block sync is catching the node up", registry=r)
+        # This node's own validator (absent from the set: active 0, power 0).
+        self.own_active = Gauge("cstake_validator_active", "1 if this node's validator is in the set", registry=r)
+        self.own_power = Gauge("cstake_validator_voting_power", "this node's validator's voting power", registry=r)
+        self.own_jailed = Gauge("cstake_validator_jailed", "1 if this node's validator is jailed", registry=r)
+        self.own_missed = Counter(
+            "cstake_validator_missed_blocks", "commits without this node's validator's precommit", registry=r
+        )
+        self.own_last_signed = Gauge(
+            "cstake_validator_last_signed_height", "latest commit holding this node's precommit", registry=r
+        )
+        # Proof of compute and jobs, for the NFTs this node's validator serves.
+        self.poc_challenges = Counter(
+            "cstake_poc_challenges", "challenges of this validator's NFTs resolved, by outcome",
+            ["outcome"], registry=r,
+        )
+        self.poc_verified_units = Gauge(
+            "cstake_poc_verified_units", "verified compute units of the NFTs bound to this validator", registry=r
+        )
+        self.prover_duration = Histogram(
+            "cstake_prover_duration_seconds", "time the prover took per answer, by phase", ["phase"],
+            buckets=PROVER_BUCKETS, registry=r,
+        )
+        self.jobs = Gauge("cstake_jobs", "marketplace jobs on chain, by status", ["status"], registry=r)
         self._stats = _StatsCollector()
         r.register(self._stats)
         self._last_block_time_ms: int | None = None
@@ -152,12 +208,43 @@ class NodeMetrics:
         if commit_seconds is not None:
             self.commit_duration.observe(commit_seconds)
 
-    def on_commit_signatures(self, validators: Iterable[bytes], signers: Iterable[bytes]) -> None:
-        """Count a missed block for every member of ``validators`` that did not sign."""
+    def on_commit_signatures(
+        self, validators: Iterable[bytes], signers: Iterable[bytes], *, height: int = 0, own: bytes | None = None
+    ) -> None:
+        """Count a missed block for every member of ``validators`` that did not sign (``own``: this node's)."""
         signed = set(signers)
-        for address in validators:
+        members = list(validators)
+        for address in members:
             if address not in signed:
                 self.missed_blocks.labels(validator=encode_address(address)).inc()
+        if own is not None and own in members:
+            if own in signed:
+                self.own_last_signed.set(height)
+            else:
+                self.own_missed.inc()
+
+    def set_own_validator(self, *, active: bool, power: int, jailed: bool) -> None:
+        """This node's validator as the latest committed state has it."""
+        self.own_active.set(1 if active else 0)
+        self.own_power.set(power)
+        self.own_jailed.set(1 if jailed else 0)
+
+    def set_consensus(self, *, round: int, syncing: bool) -> None:
+        self.round.set(round)
+        self.syncing.set(1 if syncing else 0)
+
+    def on_challenge_resolved(self, outcome: str) -> None:
+        """A challenge of an NFT this validator serves ended: ``passed``, ``failed`` or ``missed``."""
+        self.poc_challenges.labels(outcome=outcome).inc()
+
+    def on_prover_answer(self, phase: str, seconds: float) -> None:
+        """The prover answered (``phase``: commit or openings) in ``seconds``."""
+        self.prover_duration.labels(phase=phase).observe(seconds)
+
+    def set_compute(self, *, verified_units: int, jobs_by_status: Mapping[str, int]) -> None:
+        self.poc_verified_units.set(verified_units)
+        for status, n in jobs_by_status.items():
+            self.jobs.labels(status=status).set(n)
 
     def on_slashed(self, validator: bytes, fault: str) -> None:
         """A slash was committed (``fault`` as in slashing records: double_sign, downtime, ...)."""

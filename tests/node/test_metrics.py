@@ -70,3 +70,44 @@ def test_registries_are_per_node() -> None:
     one.on_block_committed(height=5, time_ms=1, n_txs=0)
     assert sample(one, "cstake_height") == 5 and sample(two, "cstake_height") == 0
     assert REGISTRY.get_sample_value("cstake_height") is None
+
+
+def test_own_validator_series_follow_its_commit_signatures() -> None:
+    m = NodeMetrics()
+    me, other = b"\x01" * 20, b"\x02" * 20
+    m.on_commit_signatures([me, other], [me, other], height=10, own=me)
+    m.on_commit_signatures([me, other], [other], height=11, own=me)
+    m.on_commit_signatures([me, other], [other], height=12, own=me)
+    assert sample(m, "cstake_validator_last_signed_height") == 10
+    assert sample(m, "cstake_validator_missed_blocks_total") == 2
+    m.on_commit_signatures([other], [other], height=13, own=me)  # not a member: not a miss
+    assert sample(m, "cstake_validator_missed_blocks_total") == 2
+    m.set_own_validator(active=True, power=40, jailed=False)
+    assert sample(m, "cstake_validator_active") == 1 and sample(m, "cstake_validator_voting_power") == 40
+    m.set_own_validator(active=False, power=0, jailed=True)
+    assert sample(m, "cstake_validator_jailed") == 1 and sample(m, "cstake_validator_active") == 0
+
+
+def test_compute_round_and_sync_series() -> None:
+    m = NodeMetrics()
+    m.on_challenge_resolved("passed")
+    m.on_challenge_resolved("passed")
+    m.on_challenge_resolved("failed")
+    m.on_prover_answer("commit", 0.2)
+    m.set_compute(verified_units=1950, jobs_by_status={"open": 2, "settled": 5})
+    m.set_consensus(round=3, syncing=True)
+    assert sample(m, "cstake_poc_challenges_total", {"outcome": "passed"}) == 2
+    assert sample(m, "cstake_poc_challenges_total", {"outcome": "failed"}) == 1
+    assert sample(m, "cstake_prover_duration_seconds_count", {"phase": "commit"}) == 1
+    assert sample(m, "cstake_poc_verified_units") == 1950
+    assert sample(m, "cstake_jobs", {"status": "settled"}) == 5
+    assert sample(m, "cstake_consensus_round") == 3 and sample(m, "cstake_syncing") == 1
+
+
+def test_exposition_has_build_and_process_info_and_no_created_series() -> None:
+    m = NodeMetrics()
+    m.on_block_committed(height=1, time_ms=1_000, n_txs=1)
+    text = m.render().decode()
+    assert "_created" not in text
+    assert 'cstake_build_info{python="' in text
+    assert sample(m, "process_resident_memory_bytes") is not None and sample(m, "process_resident_memory_bytes") > 0
