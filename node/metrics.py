@@ -9,11 +9,10 @@ paths of those layers pay nothing.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any
-
 import platform
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from importlib import metadata
+from typing import Any
 
 from prometheus_client import (
     CollectorRegistry,
