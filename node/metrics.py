@@ -38,7 +38,7 @@ ROUND_BUCKETS = (1, 2, 3, 4, 5, 8, 13, 21)
 PROVER_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 # ``_created`` series double the exposition and nothing here reads them (process-wide switch).
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 
 def _package_version() -> str:
