@@ -34,7 +34,7 @@ from node.engine.faults import DoubleSigningNetwork, TimeWarpProposer, TimeWarpS
 from node.engine.forge import Forger, ForgeService
 from node.engine.gossip import GossipAdapter
 from node.engine.signer import FileSignerStore, PersistentSigner
-from node.engine.sync import BlockSyncer
+from node.engine.sync import BlockSyncer, compute_sync_frame_bytes, compute_sync_response_bytes
 from node.engine.wal import WriteAheadLog
 from node.errors import HomeError, InvalidConfig, ServiceFailed
 from node.home import NodeHome
@@ -150,6 +150,10 @@ class Node:
             # Gossip must carry the chain's largest transaction (proof-of-compute openings),
             # within the transport's 4 MiB ceiling.
             max_message_bytes=min(4 << 20, max(1 << 20, self.genesis.params.max_tx_bytes + (64 << 10))),
+            # Block sync must carry the chain's largest block with its commit, and a
+            # response is capped as a whole (a few of those frames).
+            max_frame_bytes=compute_sync_frame_bytes(self.genesis.params),
+            max_request_bytes=compute_sync_response_bytes(self.genesis.params),
             # py-libp2p drops silently past 32 queued messages per peer: fewer, fuller
             # transaction batches leave room for consensus messages under load.
             tx_batch_delay=0.05,

@@ -3,14 +3,20 @@
 The server side answers ``/cstake/<chain>/status/1`` with a ``StatusMessage``
 and ``/cstake/<chain>/blocks/1`` with one ``BlockFrame`` per height, bounded
 by ``max_request_blocks`` and ``max_request_bytes``. The node supplies the
-data through a ``BlockProvider``.
+data through a ``BlockProvider``, and the frame cap derived from its chain's
+``max_block_bytes`` (``compute_max_frame_bytes``), so that every valid block
+can be served.
 
-The client asks peers for their status, then fetches a range in chunks; each
-chunk goes to a peer whose status covers it, with a timeout, and is retried
-on the next peer when a request fails or the answer is wrong. The node's
-``verify`` callback checks each block and commit (it raises ``ConsensusError``
-or ``BadPeerData`` on bad data); a peer that served bad data is penalised and
-disconnected, and the chunk is fetched elsewhere.
+The client asks peers for their status, then fetches a range in requests,
+each to a holder picked at random (a seeded ``random.Random`` the client
+owns: a fixed order would let one peer be asked first every time). Every
+frame is checked as it arrives: its size (one frame within the frame cap,
+one response within ``max_response``), its height, and the node's ``verify``
+callback (block, chain link and commit; it raises ``ConsensusError`` or
+``BadPeerData`` on bad data). The server of a bad frame is penalised and
+disconnected, the frames before it are kept, and the rest is fetched from
+another holder. An empty answer is no fault (the peer may have pruned the
+range since its status): statuses are asked again and another holder tried.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import random
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol, cast
 
@@ -31,6 +38,8 @@ log = logging.getLogger("p2p.blocksync")
 
 _STATUS_MAX_BYTES = 1024
 _REQUEST_MAX_BYTES = 64
+#: A BlockFrame's bytes beyond its block and commit: the msgpack array, height and two bin headers.
+FRAME_OVERHEAD_BYTES = 64
 
 
 class BlockProvider(Protocol):
@@ -43,6 +52,11 @@ class BlockProvider(Protocol):
         """Return (block bytes, commit bytes) for heights start..end that are stored, in order."""
 
 
+def compute_max_frame_bytes(max_block_bytes: int, max_commit_bytes: int) -> int:
+    """Return the largest block frame of a chain: its largest block, a commit, the frame's own fields."""
+    return max_block_bytes + max_commit_bytes + FRAME_OVERHEAD_BYTES
+
+
 async def _maybe_await(value: object) -> object:
     return await value if inspect.isawaitable(value) else value
 
@@ -50,12 +64,14 @@ async def _maybe_await(value: object) -> object:
 class BlockSyncServer:
     """Serves status and block ranges from the node's provider."""
 
-    def __init__(self, transport: Transport, provider: BlockProvider) -> None:
+    def __init__(self, transport: Transport, provider: BlockProvider, *, max_frame_bytes: int | None = None) -> None:
         self._provider = provider
         cfg = transport.config
         self.max_blocks = cfg.max_request_blocks
-        self.max_bytes = cfg.max_request_bytes
-        self.max_frame = cfg.max_frame_bytes
+        #: Largest frame served: the node passes the chain's largest block with its commit
+        #: (``compute_max_frame_bytes``), so no valid block is ever held back by the cap.
+        self.max_frame = max(cfg.max_frame_bytes, max_frame_bytes or 0)
+        self.max_bytes = max(cfg.max_request_bytes, self.max_frame)
         transport.set_request_handler(status_protocol(cfg.chain_id), self._on_status)
         transport.set_request_handler(blocks_protocol(cfg.chain_id), self._on_blocks)
 
@@ -93,14 +109,32 @@ Verifier = Callable[[BlockFrame], "None | Awaitable[None]"]
 class BlockSyncClient:
     """Asks peers for status and block ranges, with timeouts, retries and penalties."""
 
-    def __init__(self, transport: Transport, *, blocks_per_request: int | None = None, timeout: float | None = None) -> None:
+    def __init__(
+        self,
+        transport: Transport,
+        *,
+        blocks_per_request: int | None = None,
+        timeout: float | None = None,
+        max_frame_bytes: int | None = None,
+        max_response_bytes: int | None = None,
+        seed: int | None = None,
+    ) -> None:
         self._t = transport
         cfg = transport.config
         self._status_proto = status_protocol(cfg.chain_id)
         self._blocks_proto = blocks_protocol(cfg.chain_id)
         self.blocks_per_request = blocks_per_request or cfg.max_request_blocks
         self.timeout = timeout or cfg.request_timeout
-        self.max_frame = cfg.max_frame_bytes
+        #: Largest frame accepted: the chain's largest block with its commit (the node passes it).
+        self.max_frame = max_frame_bytes or cfg.max_frame_bytes
+        #: Most bytes one response may carry, all frames together.
+        self.max_response = max(max_response_bytes or cfg.max_request_bytes, self.max_frame)
+        #: Picks the holder each request goes to: never a fixed order, which one peer
+        #: with a low id could exploit to be asked first every time. Seeded by tests.
+        self.rng = random.Random(seed)
+        # Frames asked per request: shrinks after large blocks so that frames x the
+        # per-frame cap stays within the response cap (see fetch_blocks).
+        self._window = self.blocks_per_request
 
     async def fetch_status(self, peer_id: str) -> StatusMessage:
         """Ask one peer for its status."""
@@ -130,18 +164,27 @@ class BlockSyncClient:
         return out
 
     async def fetch_blocks(self, peer_id: str, start: int, end: int) -> list[BlockFrame]:
-        """Fetch ``start..end`` (at most ``blocks_per_request``) from one peer; checks heights only."""
-        end = min(end, start + self.blocks_per_request - 1)
-        frames = await self._t.request(
-            peer_id,
-            self._blocks_proto,
-            BlocksRequest(start, end).encode(),
-            timeout=self.timeout,
-            max_frames=end - start + 1,
-            max_frame_bytes=self.max_frame,
-        )
-        if not frames:
-            raise BadPeerData(f"{peer_id} returned no blocks for {start}..{end}")
+        """Fetch ``start..end`` (at most ``blocks_per_request``) from one peer; checks heights and sizes only.
+
+        An empty list means the peer holds none of them (it may have pruned).
+        Raises BadPeerData on malformed or oversized answers.
+        """
+        count = min(end - start + 1, self._window)
+        # The transports cap frames one by one; the response as a whole stays within
+        # max_response because each of ``count`` frames is capped at its share.
+        share = min(self.max_frame, self.max_response // count)
+        try:
+            frames = await self._request_blocks(peer_id, start, count, share)
+        except BadPeerData:
+            if share >= self.max_frame:
+                raise
+            # A frame may have been over its share yet within the chain's limit (a large
+            # block): ask for that one block alone, under the full frame cap.
+            self._window = 1
+            frames = await self._request_blocks(peer_id, start, 1, self.max_frame)
+        total = sum(len(f) for f in frames)
+        if total > self.max_response:
+            raise BadPeerData(f"{peer_id} answered {total} bytes, more than the {self.max_response} a response may carry")
         out = []
         for i, raw in enumerate(frames):
             try:
@@ -151,7 +194,38 @@ class BlockSyncClient:
             if frame.height != start + i:
                 raise BadPeerData(f"{peer_id} sent height {frame.height} where {start + i} was due")
             out.append(frame)
+        if frames:
+            # Next request: as many frames as fit the response cap at twice this answer's
+            # largest frame, so a run of large blocks costs no failed request each.
+            largest = max(len(f) for f in frames)
+            self._window = max(1, min(self.blocks_per_request, self.max_response // (2 * largest)))
         return out
+
+    async def _request_blocks(self, peer_id: str, start: int, count: int, frame_cap: int) -> list[bytes]:
+        return await self._t.request(
+            peer_id,
+            self._blocks_proto,
+            BlocksRequest(start, start + count - 1).encode(),
+            timeout=self.timeout,
+            max_frames=count,
+            max_frame_bytes=frame_cap,
+        )
+
+    def _holders(self, statuses: dict[str, StatusMessage], height: int, tried: set[str]) -> list[str]:
+        """Connected peers whose status covers ``height`` and not yet tried, in random order."""
+        connected = set(self._t.peers())
+        holders = sorted(
+            p
+            for p, s in statuses.items()
+            if s.earliest_height <= height <= s.height and p in connected and p not in tried
+        )
+        self.rng.shuffle(holders)
+        return holders
+
+    def _penalise(self, peer: str, statuses: dict[str, StatusMessage], why: Exception) -> None:
+        log.warning("peer %s served bad blocks: %s", peer, why)
+        self._t.report_peer(peer, "bad_data", disconnect=True)
+        statuses.pop(peer, None)
 
     async def fetch_range(
         self,
@@ -160,55 +234,70 @@ class BlockSyncClient:
         verify: Verifier | None = None,
         statuses: dict[str, StatusMessage] | None = None,
         attempts: int = 4,
+        sources: dict[int, str] | None = None,
     ) -> list[BlockFrame]:
         """Fetch and verify every block ``start..end`` from the peers that have them.
 
-        Each chunk is tried on up to ``attempts`` peers; a peer that serves bad
-        data is penalised and disconnected. Raises NoPeersAvailable when a chunk
-        cannot be had from anyone.
+        Each request goes to a holder picked at random. Every frame is verified
+        as it arrives, in height order: the frames before a bad one are kept,
+        the server of the bad one is penalised and disconnected, and the rest
+        is fetched from another holder. A peer that answers nothing (it pruned
+        the range since its status) is not penalised: statuses are asked again
+        and another holder tried. Up to ``attempts`` peers are tried per height;
+        NoPeersAvailable when a height cannot be had from anyone. ``sources``,
+        when given, is filled with the peer that served each height.
         """
         if statuses is None:
             statuses = await self.fetch_statuses()
         out: list[BlockFrame] = []
         next_height = start
-        turn = 0
+        tried: set[str] = set()
+        errors: list[str] = []
         refreshed = False
         while next_height <= end:
-            chunk_end = min(end, next_height + self.blocks_per_request - 1)
-            holders = sorted(
-                p for p, s in statuses.items() if s.earliest_height <= next_height <= s.height and p in self._t.peers()
-            )
-            if not holders and not refreshed:
-                # Statuses go stale (peers come and go, heads move): ask again once.
+            holders = self._holders(statuses, next_height, tried) if len(tried) < attempts else []
+            if not holders and not refreshed and len(tried) < attempts:
+                # Statuses go stale (peers come and go, heads move, ranges are pruned): ask again once.
                 statuses.update(await self.fetch_statuses())
                 refreshed = True
                 continue
             if not holders:
-                raise NoPeersAvailable(f"no connected peer has block {next_height}")
-            frames: list[BlockFrame] | None = None
-            errors: list[str] = []
-            for k in range(min(attempts, len(holders))):
-                peer = holders[(turn + k) % len(holders)]
-                try:
-                    got = await self.fetch_blocks(peer, next_height, min(chunk_end, statuses[peer].height))
-                    if verify is not None:
-                        for frame in got:
-                            await _maybe_await(verify(frame))
-                except (BadPeerData, ConsensusError) as exc:
-                    errors.append(f"{peer}: {exc}")
-                    log.warning("peer %s served bad blocks: %s", peer, exc)
-                    self._t.report_peer(peer, "bad_data", disconnect=True)
-                    statuses.pop(peer, None)
-                    continue
-                except RequestFailed as exc:
-                    errors.append(f"{peer}: {exc}")
-                    continue
-                frames = got
-                turn += 1
-                break
-            if frames is None:
-                raise NoPeersAvailable(f"blocks from {next_height} could not be fetched: {'; '.join(errors)}")
-            out.extend(frames)
-            next_height = frames[-1].height + 1
-            refreshed = False
+                detail = "; ".join(errors) if errors else "no connected peer has it"
+                raise NoPeersAvailable(f"block {next_height} could not be fetched: {detail}")
+            peer = holders[0]
+            tried.add(peer)
+            chunk_end = min(end, next_height + self.blocks_per_request - 1, statuses[peer].height)
+            try:
+                got = await self.fetch_blocks(peer, next_height, chunk_end)
+            except BadPeerData as exc:
+                errors.append(f"{peer}: {exc}")
+                self._penalise(peer, statuses, exc)
+                continue
+            except RequestFailed as exc:
+                errors.append(f"{peer}: {exc}")
+                continue
+            if not got:
+                # Not a fault: the peer may have pruned these heights after telling its status.
+                errors.append(f"{peer}: holds no block from {next_height}")
+                statuses.pop(peer, None)
+                refreshed = False
+                continue
+            kept = 0
+            for frame in got:
+                if verify is not None:
+                    try:
+                        await _maybe_await(verify(frame))
+                    except (BadPeerData, ConsensusError) as exc:
+                        errors.append(f"{peer}: {exc}")
+                        self._penalise(peer, statuses, exc)
+                        break
+                out.append(frame)
+                if sources is not None:
+                    sources[frame.height] = peer
+                kept += 1
+            if kept:
+                next_height = got[kept - 1].height + 1
+                tried.clear()
+                errors.clear()
+                refreshed = False
         return out

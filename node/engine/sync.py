@@ -1,13 +1,30 @@
 """Block sync: a node that is behind fetches blocks with their commits from peers.
 
-The fetched blocks go into the consensus driver's queue; the driver's task
-verifies each block's commit against the validator set the node already
-trusts for that height (its own state after the previous block), applies the
-block through the same executor as a consensus commit, and starts the height
-after the last one. So block sync never writes the store or the round state
-itself: the driver stays their one writer. The loop only asks peers when
-consensus has made no progress for a while, so a node that keeps up never
-pays for it.
+Each fetched frame is verified as it arrives (``FrameVerifier``): the block
+decodes within the chain's ``max_block_bytes`` and is well formed, it links
+to the block before it (the head, then the frame before), and its commit
+holds more than two thirds of the power of the validator set that decided
+it. That set is known ahead only until the next epoch boundary (the set of
+height h+1 is fixed once h is applied, and its members and powers change
+only after an epoch's last height), so one fetch never runs past the next
+boundary: every frame of it is checked against the head's set, and the set
+after the boundary is read from the state once the driver has applied it.
+A bad frame gets its server penalised and disconnected by the client, and
+the range is fetched from another holder.
+
+The verified blocks go into the consensus driver's queue; the driver's task
+checks each commit again against its own state, applies the block through
+the same executor as a consensus commit, and starts the height after the
+last one. So block sync never writes the store or the round state itself:
+the driver stays their one writer. Should the driver refuse a block whose
+commit does not verify, its server is penalised too. The loop only asks
+peers when consensus has made no progress for a while, so a node that keeps
+up never pays for it.
+
+Frame and response caps derive from the chain's parameters
+(``compute_sync_frame_bytes``, ``compute_sync_response_bytes``): the daemon
+puts them in the p2p config, and the syncer passes them to its client and
+server whatever the transport's config says.
 """
 
 from __future__ import annotations
@@ -16,16 +33,115 @@ import asyncio
 import logging
 
 from consensus.blocks import Block
-from consensus.errors import ConsensusError
-from consensus.votes import Commit
+from consensus.errors import ConsensusError, InvalidBlock
+from consensus.params import Params
+from consensus.validator_set import ValidatorSet
+from consensus.votes import Commit, verify_commit
 from node.engine.driver import ConsensusDriver
 from node.engine.executor import BlockExecutor
-from p2p.blocksync import BlockSyncClient, BlockSyncServer
+from p2p.blocksync import BlockSyncClient, BlockSyncServer, compute_max_frame_bytes
 from p2p.envelope import BlockFrame
 from p2p.errors import P2PError
 from p2p.interface import Transport
 
 log = logging.getLogger(__name__)
+
+#: A commit's bytes besides its signatures (height, round, block hash, msgpack headers), generously.
+COMMIT_BASE_BYTES = 1024
+#: One commit signature: a 20-byte address, a timestamp and a 64-byte signature (98 bytes encoded).
+COMMIT_SIG_BYTES = 128
+#: A response carries at most this many of the chain's largest frames.
+RESPONSE_FRAMES = 4
+#: The smallest response cap (the p2p default), so that small blocks travel many to a request.
+MIN_RESPONSE_BYTES = 16 << 20
+
+
+def compute_max_commit_bytes(params: Params) -> int:
+    """Return the most bytes a commit of this chain takes: one signature per validator at most."""
+    return COMMIT_BASE_BYTES + COMMIT_SIG_BYTES * params.max_validators
+
+
+def compute_sync_frame_bytes(params: Params) -> int:
+    """Return the largest block-sync frame of this chain: its largest block with a commit."""
+    return compute_max_frame_bytes(params.max_block_bytes, compute_max_commit_bytes(params))
+
+
+def compute_sync_response_bytes(params: Params) -> int:
+    """Return the most bytes one block-sync response may carry, all frames together."""
+    return max(MIN_RESPONSE_BYTES, RESPONSE_FRAMES * compute_sync_frame_bytes(params))
+
+
+def compute_last_verifiable_height(start: int, epoch_blocks: int) -> int:
+    """Return the last height from ``start`` whose commit the set deciding ``start`` verifies.
+
+    Members and powers change only after an epoch's last height (a multiple of
+    ``epoch_blocks``), so the set deciding ``start`` decides every height up to
+    and including the next such multiple.
+    """
+    return -(-start // epoch_blocks) * epoch_blocks
+
+
+class FrameVerifier:
+    """Verifies fetched frames in height order from the head; keeps the decoded blocks.
+
+    Called once per frame by the client as the frame arrives. Raises
+    InvalidBlock (a ConsensusError) naming what is wrong; a frame that
+    verifies is kept in ``verified`` by height, so that the blocks are decoded
+    once.
+    """
+
+    def __init__(
+        self,
+        chain_id: str,
+        validator_set: ValidatorSet,
+        head_height: int,
+        head_hash: bytes,
+        last_height: int,
+        *,
+        max_block_bytes: int,
+        max_commit_bytes: int,
+    ) -> None:
+        self.chain_id = chain_id
+        self.validator_set = validator_set
+        self.head_height = head_height
+        self.head_hash = head_hash
+        self.last_height = last_height
+        self.max_block_bytes = max_block_bytes
+        self.max_commit_bytes = max_commit_bytes
+        #: Verified blocks with their commits, by height (at most last_height - head_height).
+        self.verified: dict[int, tuple[Block, Commit]] = {}
+
+    def __call__(self, frame: BlockFrame) -> None:
+        h = frame.height
+        if not self.head_height < h <= self.last_height:
+            raise InvalidBlock(f"block {h} is outside the range {self.head_height + 1}..{self.last_height} asked")
+        if h - 1 == self.head_height:
+            parent_hash = self.head_hash
+        elif h - 1 in self.verified:
+            parent_hash = self.verified[h - 1][0].hash()
+        else:
+            raise InvalidBlock(f"block {h} arrived before block {h - 1} was verified")
+        try:
+            block = Block.decode(frame.block, max_bytes=self.max_block_bytes)
+            commit = Commit.decode(frame.commit, max_bytes=self.max_commit_bytes)
+            # The commit signs the header's hash; the header's hashes bind the body.
+            block.validate_basic()
+        except ConsensusError as exc:
+            raise InvalidBlock(f"block {h}: {exc}") from exc
+        if block.header.chain_id != self.chain_id:
+            raise InvalidBlock(f"block {h} is for chain {block.header.chain_id!r}")
+        if block.header.height != h or commit.height != h:
+            raise InvalidBlock(f"block {h}: the block or its commit is for another height")
+        if block.header.parent_hash != parent_hash:
+            raise InvalidBlock(f"block {h} does not link to block {h - 1}")
+        block_hash = block.hash()
+        if commit.block_hash != block_hash:
+            raise InvalidBlock(f"the commit of block {h} is for another block")
+        try:
+            verify_commit(self.chain_id, self.validator_set, commit)
+        except ConsensusError as exc:
+            raise InvalidBlock(f"block {h}: {exc}") from exc
+        self.verified[h] = (block, commit)
 
 
 class StoreBlockProvider:
@@ -63,21 +179,24 @@ class BlockSyncer:
         *,
         stall_ms: int = 1_500,
         poll_s: float = 0.5,
+        seed: int | None = None,
     ) -> None:
         self.transport = transport
         self.executor = executor
         self.driver = driver
         self.stall_ms = stall_ms
         self.poll_s = poll_s
-        self.client = BlockSyncClient(transport)
-        self.server = BlockSyncServer(transport, StoreBlockProvider(executor))
+        self.params = executor.head_state().get_params()
+        frame_cap = compute_sync_frame_bytes(self.params)
+        self.client = BlockSyncClient(
+            transport,
+            max_frame_bytes=frame_cap,
+            max_response_bytes=compute_sync_response_bytes(self.params),
+            seed=seed,
+        )
+        self.server = BlockSyncServer(transport, StoreBlockProvider(executor), max_frame_bytes=frame_cap)
         self.catching_up = False
         self.blocks_synced = 0
-
-    def _verify(self, frame: BlockFrame) -> None:
-        # Decoding only: the commit is checked against our own validator set when applied.
-        Block.decode(frame.block, max_bytes=Block.MAX_BYTES)
-        Commit.decode(frame.commit)
 
     async def run(self) -> None:
         while True:
@@ -92,6 +211,17 @@ class BlockSyncer:
             finally:
                 self.catching_up = False
 
+    def _verifier(self, start: int, end: int) -> FrameVerifier:
+        return FrameVerifier(
+            self.executor.chain_id,
+            self.executor.validator_set(),
+            start - 1,
+            self.executor.last_block_hash(),
+            end,
+            max_block_bytes=self.params.max_block_bytes,
+            max_commit_bytes=compute_max_commit_bytes(self.params),
+        )
+
     async def sync_once(self) -> int:
         """Fetch every block peers have beyond ours and have the driver apply them; return how many it applied."""
         statuses = await self.client.fetch_statuses()
@@ -100,21 +230,46 @@ class BlockSyncer:
         while best > self.executor.height:
             self.catching_up = True
             start = self.executor.height + 1
-            end = min(best, start + self.client.blocks_per_request - 1)
-            frames = await self.client.fetch_range(start, end, verify=self._verify, statuses=statuses)
-            blocks = [
-                (Block.decode(f.block, max_bytes=Block.MAX_BYTES), Commit.decode(f.commit))
-                for f in frames
-                if f.height >= start
-            ]
+            end = min(
+                best,
+                start + self.client.blocks_per_request - 1,
+                compute_last_verifiable_height(start, self.params.epoch_blocks),
+            )
+            verifier = self._verifier(start, end)
+            sources: dict[int, str] = {}
+            frames = await self.client.fetch_range(start, end, verify=verifier, statuses=statuses, sources=sources)
+            blocks = [verifier.verified[f.height] for f in frames]
             if not blocks:
                 break
-            count = await self._apply(blocks)
+            try:
+                count = await self._apply(blocks)
+            except ConsensusError as exc:
+                self._on_refused(verifier, sources, exc)
+                raise
             applied += count
             self.blocks_synced += count
             if count == 0:
                 break  # consensus committed these heights meanwhile; look again next time
         return applied
+
+    def _on_refused(self, verifier: FrameVerifier, sources: dict[int, str], error: ConsensusError) -> None:
+        """Penalise the server of the block the driver refused, if that block's commit is bad."""
+        height = self.executor.height + 1  # the driver stops at the first block it refuses
+        peer = sources.get(height)
+        fetched = verifier.verified.get(height)
+        if peer is None or fetched is None:
+            return
+        block, commit = fetched
+        try:
+            if commit.block_hash != block.hash():
+                raise InvalidBlock("the commit is not for this block")
+            verify_commit(self.executor.chain_id, self.executor.validator_set(), commit)
+        except ConsensusError as exc:
+            log.warning("peer %s served block %d with a bad commit: %s", peer, height, exc)
+            self.transport.report_peer(peer, "bad_data", disconnect=True)
+            return
+        # A block with a valid commit is the chain's block: refusing it is not the peer's doing.
+        log.error("block %d has a valid commit but was refused: %s", height, error)
 
     async def _apply(self, blocks: list[tuple[Block, Commit]]) -> int:
         """Hand ``blocks`` to the driver's queue and wait until its task has applied them."""
