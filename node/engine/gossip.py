@@ -5,9 +5,11 @@ to ``INLINE_BLOCK_BYTES`` rides inline; a larger one is gossiped as ``n_parts``
 parts ``[1, height, round, block_hash, index, total, data, signature]`` of at
 most 32 KiB (gossip messages stay well under Yamux's 64 KiB frame), each
 signed by the proposer's consensus key so a peer cannot poison an assembly
-with a forged part; the assembled block must hash to the signed proposal's
-block hash. If parts do not arrive in time, receivers fetch the whole block by
-hash over the ``proposal-block`` request protocol. Votes travel as their
+with a forged part, and assembled by ``node.engine.parts`` (bounded per peer
+and in all, expiring with the driver's height). Whenever the parts do not
+form the block (not in time, evicted, not decodable, not the proposed block),
+receivers fetch the whole block by hash over the ``proposal-block`` request
+protocol, as long as the proposal is still wanted. Votes travel as their
 canonical bytes, evidence as ``[kind, evidence_bytes]``.
 
 Authentication first: each topic validator decodes the message (REJECT
@@ -19,24 +21,23 @@ the forwarder could have checked itself is a ``Reject`` naming its entry of
 ``wrong_proposer``, ``malformed``, ``bad_block`` for an inline block that is
 not the signed one, ``oversize`` for more parts than the chain's block size
 allows); a message of no use here (unknown height or set, round far ahead,
-known evidence) is IGNOREd: not relayed, not penalised.
+known evidence, a part the assembler would not keep) is IGNOREd: not
+relayed, not penalised. A part the assembler would not keep is ignored
+before its signature is checked.
 
 Proposal blocks from the network are capped at the driver's
 ``max_block_bytes`` (``params.max_block_bytes`` plus a commit allowance, far
 under every frame and WAL record limit): more parts than that announces are
 refused, an assembly or a fetched block larger than that is dropped, and a
 peer serving one is penalised (``oversize``, or ``bad_data`` for a block
-that is malformed or not the one asked for). Assemblies are bounded in
-number and bytes.
+that is malformed or not the one asked for).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections import OrderedDict
 from collections.abc import Coroutine
-from dataclasses import dataclass, field
 from typing import Any
 
 from consensus.blocks import Block
@@ -44,56 +45,36 @@ from consensus.codec import pack_raw, unpack_raw
 from consensus.crypto import Domain, PrivateKey
 from consensus.errors import ConsensusError
 from consensus.evidence import Evidence, decode_evidence, encode_evidence
-from consensus.hashing import hash32
 from consensus.votes import Proposal, Vote
 from node.engine.auth import AuthResult
 from node.engine.driver import ConsensusDriver
+from node.engine.parts import (
+    MAX_PARTS,
+    PART_BYTES,
+    Assembled,
+    AssemblyKey,
+    AssemblyState,
+    Part,
+    PartAssembler,
+    part_sign_payload,
+)
 from p2p.errors import BadPeerData, P2PError
 from p2p.interface import GossipVerdict, Reject, Transport, Verdict
+
+__all__ = [
+    "FETCH_TIMEOUT_S", "INLINE_BLOCK_BYTES", "MAX_PARTS", "MSG_PART", "MSG_PROPOSAL", "PART_BYTES", "PART_WAIT_S",
+    "GossipAdapter", "encode_evidence_message", "encode_proposal_messages", "encode_vote_message",
+    "part_sign_payload", "proposal_block_protocol",
+]
 
 log = logging.getLogger(__name__)
 
 INLINE_BLOCK_BYTES = 48 * 1024
 FETCH_TIMEOUT_S = 3.0
-
-
-#: Blocks larger than the inline limit are gossiped in parts of this size, signed by the proposer.
-PART_BYTES = 32 * 1024
-#: Most parts any message may announce (the chain's block size allows fewer: ``max_parts``).
-MAX_PARTS = 2048
-MAX_ASSEMBLIES = 16
-#: Bytes of parts held in assemblies, in multiples of the largest block.
-MAX_ASSEMBLY_BLOCKS = 4
 #: How long a proposal waits for its parts before fetching the whole block instead.
 PART_WAIT_S = 1.5
-PART_PACE_S = 0.003
 MSG_PROPOSAL = 0
 MSG_PART = 1
-
-
-def part_sign_payload(height: int, round_: int, block_hash: bytes, index: int, total: int, data: bytes) -> bytes:
-    """The bytes a block part's signature covers (the part's data by its hash)."""
-    return pack_raw([height, round_, block_hash, index, total, hash32(data)])
-
-
-@dataclass(frozen=True, slots=True)
-class _Part:
-    height: int
-    round: int
-    block_hash: bytes
-    index: int
-    total: int
-    data: bytes
-    signature: bytes
-
-
-@dataclass
-class _Assembly:
-    total: int
-    parts: dict[int, bytes] = field(default_factory=dict)
-    proposal: Proposal | None = None
-    peer: str = ""
-    size: int = 0
 
 
 def proposal_block_protocol(chain_id: str) -> str:
@@ -140,10 +121,10 @@ class GossipAdapter:
         self.part_key = part_key
         self.driver: ConsensusDriver | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        self._assembly: OrderedDict[tuple[int, int, bytes], _Assembly] = OrderedDict()
-        self._assembly_bytes = 0
+        self.assembler = PartAssembler(Block.MAX_BYTES)
+        #: Blocks being fetched by hash (one fetch at a time per assembly key).
+        self._fetching: set[AssemblyKey] = set()
         self.blocks_fetched = 0
-        self.blocks_assembled = 0
         self.fetch_failures = 0
         #: Messages refused, by penalty name (``""``: ignored, no penalty).
         self.refused: dict[str, int] = {}
@@ -151,6 +132,8 @@ class GossipAdapter:
     def bind(self, driver: ConsensusDriver) -> None:
         """Feed ``driver`` (without subscribing: a simulation calls the validators and handlers itself)."""
         self.driver = driver
+        self.assembler = PartAssembler(driver.max_block_bytes)
+        self._follow_driver()
 
     def attach(self, driver: ConsensusDriver) -> None:
         """Subscribe the consensus topics and serve proposal blocks for ``driver``."""
@@ -160,6 +143,11 @@ class GossipAdapter:
         t.subscribe("vote", self.validate_vote, self.receive_vote)
         t.subscribe("evidence", self.validate_evidence, self.receive_evidence)
         t.set_request_handler(proposal_block_protocol(self.chain_id), self.serve_block)
+
+    @property
+    def blocks_assembled(self) -> int:
+        """Proposal blocks formed from their parts and handed to the driver."""
+        return self.assembler.assembled
 
     @property
     def max_block_bytes(self) -> int:
@@ -229,7 +217,7 @@ class GossipAdapter:
     # -- proposals and parts ------------------------------------------------------------------
 
     @staticmethod
-    def _decode_message(payload: bytes) -> tuple[Proposal, bytes, int] | _Part:
+    def _decode_message(payload: bytes) -> tuple[Proposal, bytes, int] | Part:
         raw = unpack_raw(payload, max_bytes=INLINE_BLOCK_BYTES + 4096)
         if type(raw) is not list or not raw or type(raw[0]) is not int:
             raise ConsensusError("a proposal-topic message is [type, ...]")
@@ -252,8 +240,14 @@ class GossipAdapter:
                 and 0 <= index < total <= MAX_PARTS and height >= 1 and round_ >= 0
             ):
                 raise ConsensusError("malformed block part")
-            return _Part(height, round_, block_hash, index, total, data, sig)
+            return Part(height, round_, block_hash, index, total, data, sig)
         raise ConsensusError("unknown proposal-topic message")
+
+    def _follow_driver(self) -> None:
+        """Move the assembler to the driver's (height, round): assemblies of past heights expire."""
+        if self.driver is not None:
+            st = self.driver.state
+            self.assembler.advance(st.height, st.round)
 
     def validate_proposal(self, peer: str, payload: bytes) -> GossipVerdict:
         """Proposal topic: decode, bound the parts, authenticate, then check an inline block is the signed one."""
@@ -264,11 +258,14 @@ class GossipAdapter:
             msg = self._decode_message(payload)
         except ConsensusError:
             return self._malformed()
-        if isinstance(msg, _Part):
+        if isinstance(msg, Part):
             if msg.total > self.max_parts:
                 return self._verdict(AuthResult(False, "oversize", f"a block of {msg.total} parts"))
-            signed = part_sign_payload(msg.height, msg.round, msg.block_hash, msg.index, msg.total, msg.data)
-            return self._verdict(driver.check_part(msg.height, msg.round, signed, msg.signature))
+            self._follow_driver()
+            # Before the signature: a part that would not be kept is not worth a verification.
+            if not self.assembler.is_admissible(peer, msg):
+                return self._verdict(AuthResult(False, "", "a block part this node would not keep"))
+            return self._verdict(driver.check_part(msg.height, msg.round, msg.sign_payload(), msg.signature))
         proposal, block_bytes, total = msg
         if total > self.max_parts:
             return self._verdict(AuthResult(False, "oversize", f"a block of {total} parts"))
@@ -290,12 +287,21 @@ class GossipAdapter:
             # Handlers run in delivery order: never wait here, or the parts queued
             # behind this message would wait too.
             self._spawn(self._fetch_unless_assembled(peer, proposal, PART_WAIT_S if total else 0.0))
+        for gone in self.assembler.pop_abandoned():
+            log.info("block parts of %d/%d %s: fetching the block", gone.proposal.height, gone.proposal.round,
+                     gone.state.value)
+            self._spawn(self._fetch_unless_assembled(gone.peer, gone.proposal, 0.0))
 
     def receive_proposal(self, peer: str, payload: bytes) -> tuple[Proposal, int] | None:
-        """Handle an accepted proposal-topic message; return (proposal, parts) when its block must be fetched."""
+        """Handle an accepted proposal-topic message; return (proposal, parts) when its block must be fetched.
+
+        ``parts`` is 0 when the block is to be fetched at once (none announced,
+        or its assembly already ended without it), else the parts it waits for.
+        """
         msg = self._decode_message(payload)
-        if isinstance(msg, _Part):
-            self._on_part(peer, msg)
+        self._follow_driver()
+        if isinstance(msg, Part):
+            self._deliver(self.assembler.add_part(peer, msg))
             return None
         proposal, block_bytes, total = msg
         if block_bytes:
@@ -306,96 +312,57 @@ class GossipAdapter:
         log.debug("proposal %d/%d announced by %s: %d parts", proposal.height, proposal.round,
                   peer[-8:], total)
         if total:
-            asm = self._get_assembly(proposal.height, proposal.round, proposal.block_hash, total)
-            if asm is not None:
-                asm.proposal, asm.peer = proposal, peer
-                if self._try_complete(proposal.height, proposal.round, proposal.block_hash):
-                    return None
+            assembled = self.assembler.add_proposal(peer, proposal, total)
+            if assembled is not None:
+                self._deliver(assembled)
+                return None
+            state = self.assembler.get_state(_key(proposal))
+            if state is AssemblyState.COMPLETE:
+                return None
+            if state is not AssemblyState.PENDING:
+                return proposal, 0  # evicted, failed or refused: the parts will not form it here
         return proposal, total
+
+    def _deliver(self, assembled: Assembled | None) -> None:
+        if assembled is not None and self.driver is not None:
+            self.driver.deliver_proposal(assembled.peer, assembled.proposal, assembled.block, assembled.size)
 
     def is_assembling(self, proposal: Proposal) -> bool:
         """Whether parts of ``proposal``'s block are still awaited (not assembled, not given up)."""
-        return (proposal.height, proposal.round, proposal.block_hash) in self._assembly
+        return self.assembler.get_state(_key(proposal)) is AssemblyState.PENDING
+
+    def is_fetch_needed(self, proposal: Proposal) -> bool:
+        """Whether ``proposal``'s block must be fetched: not assembled here (any other outcome) and still wanted."""
+        return self.assembler.get_state(_key(proposal)) is not AssemblyState.COMPLETE and self.is_wanted(proposal)
 
     def is_wanted(self, proposal: Proposal) -> bool:
         """Whether ``proposal``'s block is still worth fetching (it still authenticates here and now)."""
         return self.driver is not None and self.driver.check_proposal(proposal).ok
 
     async def _fetch_unless_assembled(self, peer: str, proposal: Proposal, delay: float) -> None:
-        """Parts may be lost or late: fall back to fetching the whole block by hash."""
+        """Parts may be lost, late, evicted or bad: fall back to fetching the whole block by hash."""
         if delay:
             await asyncio.sleep(delay)
-            if not self.is_assembling(proposal):
-                return  # assembled meanwhile
+        key = _key(proposal)
+        if key in self._fetching or self.assembler.get_state(key) is AssemblyState.COMPLETE:
+            return  # assembled meanwhile, or already being fetched
         if not self.is_wanted(proposal):
-            self._drop_assembly((proposal.height, proposal.round, proposal.block_hash))
+            self.assembler.drop(key)
             return
         log.debug("proposal %d/%d: fetching its block", proposal.height, proposal.round)
-        fetched = await self._fetch_block(peer, proposal.block_hash)
-        if fetched is not None:
+        self._fetching.add(key)
+        try:
+            fetched = await self._fetch_block(peer, proposal.block_hash)
+        finally:
+            self._fetching.discard(key)
+        if fetched is not None and self.assembler.get_state(key) is not AssemblyState.COMPLETE:
             self.deliver_fetched(*fetched, proposal=proposal)
 
     def deliver_fetched(self, peer: str, block: Block, size: int, *, proposal: Proposal) -> None:
         """Hand the driver a proposal whose block (``size`` bytes) came from ``peer``, checked by ``accept_fetched``."""
-        self._drop_assembly((proposal.height, proposal.round, proposal.block_hash))
+        self.assembler.mark_complete(_key(proposal))
         if self.driver is not None:
             self.driver.deliver_proposal(peer, proposal, block, size)
-
-    def _drop_assembly(self, key: tuple[int, int, bytes]) -> _Assembly | None:
-        asm = self._assembly.pop(key, None)
-        if asm is not None:
-            self._assembly_bytes -= asm.size
-        return asm
-
-    def _get_assembly(self, height: int, round_: int, block_hash: bytes, total: int) -> _Assembly | None:
-        key = (height, round_, block_hash)
-        asm = self._assembly.get(key)
-        if asm is None:
-            asm = _Assembly(total)
-            self._assembly[key] = asm
-            while len(self._assembly) > MAX_ASSEMBLIES:
-                self._drop_assembly(next(iter(self._assembly)))
-        return asm if asm.total == total else None
-
-    def _on_part(self, peer: str, part: _Part) -> None:
-        """An authenticated part (signed by the round's proposer): add it to its block's assembly."""
-        asm = self._get_assembly(part.height, part.round, part.block_hash, part.total)
-        if asm is None or part.index in asm.parts:
-            return
-        limit = MAX_ASSEMBLY_BLOCKS * self.max_block_bytes
-        while self._assembly_bytes + len(part.data) > limit and len(self._assembly) > 1:
-            oldest = next(iter(self._assembly))
-            if oldest == (part.height, part.round, part.block_hash):
-                break
-            self._drop_assembly(oldest)
-        if self._assembly_bytes + len(part.data) > limit or asm.size + len(part.data) > self.max_block_bytes:
-            log.warning("block parts for %s exceed the block size limit", part.block_hash.hex()[:16])
-            self._drop_assembly((part.height, part.round, part.block_hash))
-            return
-        asm.parts[part.index] = part.data
-        asm.size += len(part.data)
-        self._assembly_bytes += len(part.data)
-        self._try_complete(part.height, part.round, part.block_hash)
-
-    def _try_complete(self, height: int, round_: int, block_hash: bytes) -> bool:
-        key = (height, round_, block_hash)
-        asm = self._assembly.get(key)
-        if asm is None or asm.proposal is None or len(asm.parts) < asm.total:
-            return False
-        self._drop_assembly(key)
-        data = b"".join(asm.parts[i] for i in range(asm.total))
-        try:
-            block = Block.decode(data, max_bytes=self.max_block_bytes)
-        except ConsensusError:
-            block = None
-        if block is None or block.hash() != block_hash:
-            # Every part was signed by the proposer: the proposer is at fault, not the forwarders.
-            log.warning("block parts for %s do not form the proposed block", block_hash.hex()[:16])
-            return False
-        self.blocks_assembled += 1
-        if self.driver is not None:
-            self.driver.deliver_proposal(asm.peer, asm.proposal, block, len(data))
-        return True
 
     # -- fetching and serving proposal blocks ---------------------------------------------------
 
@@ -486,3 +453,7 @@ class GossipAdapter:
     def receive_evidence(self, peer: str, payload: bytes) -> None:
         if self.driver is not None:
             self.driver.deliver_evidence(self._decode_evidence(payload), peer)
+
+
+def _key(proposal: Proposal) -> AssemblyKey:
+    return (proposal.height, proposal.round, proposal.block_hash)
