@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import random
 import threading
+from collections import Counter
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -67,6 +68,7 @@ class TxLoad:
         self._thread = threading.Thread(target=self._run, name="tx-load", daemon=True)
         self._lock = threading.Lock()
         self.errors: list[str] = []
+        self._url = ""
 
     def start(self) -> None:
         self._thread.start()
@@ -116,7 +118,11 @@ class TxLoad:
         urls = self._urls()
         if not urls:
             return
-        url = self.rng.choice(urls)
+        # One node at a time (the first live one after the last that answered): a node that has
+        # not yet seen nonce n by gossip would refuse n + 1 as out of order.
+        if self._url not in urls:
+            self._url = urls[self.attempt % len(urls)]
+        url = self._url
         self.attempt += 1
         tx = build_tx(self.key, CHAIN_ID, self.next_nonce, FEE, Transfer(self.to, self.attempt))
         raw = "0x" + tx.raw.hex()
@@ -131,6 +137,7 @@ class TxLoad:
             rec.fate, rec.reason = "refused", str(exc)[:80]
         except TRANSIENT_ERRORS as exc:
             rec.reason = f"no answer: {str(exc)[:80]}"
+            self._url = ""
         if rec.fate != "refused":
             self.next_nonce += 1
         with self._lock:
@@ -166,4 +173,7 @@ class TxLoad:
         return len(self.pending())
 
     def summary(self) -> dict[str, Any]:
-        return {"attempts": len(self.records), **self.counts(), "pending": len(self.pending())}
+        with self._lock:
+            reasons = Counter(r.reason.split(":")[0] for r in self.records if r.fate == "refused")
+        return {"attempts": len(self.records), **self.counts(), "pending": len(self.pending()),
+                "refusals": dict(reasons.most_common(3))}

@@ -216,8 +216,14 @@ def run_scenario(sc: Scenario, workdir: Path | None = None, *, out: TextIO = sys
         if left:
             say(f"{left} transactions still pending after {DRAIN_S:g} s")
 
-        top = min(h for h in (cluster.height(i) for i in nodes) if h is not None)
-        chains = {cluster.nodes[i].name: checks.collect_chain(cluster.nodes[i].url, top) for i in nodes}
+        # Every node reaches the highest height any node reports now, so the chains compared
+        # include the block of the last transaction the drain saw committed.
+        top = _max_height(cluster)
+        deadline = time.monotonic() + DRAIN_S
+        while time.monotonic() < deadline and not all((cluster.height(i) or 0) >= top for i in nodes):
+            time.sleep(0.5)
+        chains = {cluster.nodes[i].name: checks.collect_chain(cluster.nodes[i].url, min(top, cluster.height(i) or 0))
+                  for i in nodes}
         report.heights = {cluster.nodes[i].name: cluster.height(i) or 0 for i in nodes}
         slashing = checks.fetch_slashing_records(cluster.nodes[nodes[0]].url)
         faulted: dict[str, set[str]] = {}
@@ -225,7 +231,7 @@ def run_scenario(sc: Scenario, workdir: Path | None = None, *, out: TextIO = sys
             for i in f.nodes:
                 if cluster.nodes[i].validator and f.kind != "join":
                     faulted.setdefault(cluster.nodes[i].address, set()).add(f.kind)
-        ref = chains[cluster.nodes[nodes[0]].name]
+        ref = max(chains.values(), key=len)
         report.checks = [
             checks.check_no_fork(chains),
             checks.check_no_block_lost(injector.restarts),
