@@ -8,6 +8,7 @@ the transport gives it (``AsyncioSide``).
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import random
 import time
@@ -34,14 +35,13 @@ from libp2p.tools.anyio_service import background_trio_service
 from p2p import scoring
 from p2p.config import P2PConfig, peers_protocol, ping_protocol
 from p2p.dispatch import VALIDATOR_TIMEOUT, GateDrop, GossipGate
-from p2p.envelope import PeerExchange, PeerRecord
-from p2p.errors import BadPeerData, PeerUnavailable, TransportClosed
+from p2p.errors import PeerUnavailable, TransportClosed
 from p2p.host.bridge import BatchedHandOff, TrioThread
 from p2p.host.liveness import KeepAlive, abort_connection, serve_ping
 from p2p.host.reqresp import RequestServer, send_request, serve_request
-from p2p.host.reqresp import reset_stream as _reset
 from p2p.host.router import CstakeGossipSub, GuardedPubsub
-from p2p.host.streams import FrameReader, frame, write_frames
+from p2p.host.slots import exchange_with, px_loop, serve_px
+from p2p.host.streams import frame
 from p2p.interface import (
     GossipVerdict,
     PeerConnected,
@@ -50,6 +50,7 @@ from p2p.interface import (
     PeerPenalised,
     Verdict,
 )
+from p2p.peers import ConnectionSlots, DialTarget, PeerBook, compute_backoff
 from p2p.ratelimit import PeerRateLimiter
 from p2p.stats import P2PStats
 
@@ -60,9 +61,6 @@ DIAL_TIMEOUT = 5.0
 STABLE_CONNECTION = 10.0
 #: A connection older than this loses to a new one from the same peer (the peer gave it up).
 REPLACE_OLDER_THAN = 2.0
-_PX_MAX_RECORDS = 64
-_PX_MAX_ADDRS = 4
-_PX_MAX_BYTES = 64 * 1024
 
 
 class AsyncioSide(RequestServer, Protocol):
@@ -74,20 +72,9 @@ class AsyncioSide(RequestServer, Protocol):
 
 
 @dataclass(slots=True)
-class _Target:
-    """A peer we keep (bootstrap) or may (exchanged) dial, with its backoff."""
-
-    addrs: list[str]
-    keep: bool
-    delay: float = 0.0
-    next_try: float = 0.0
-    connected_at: float = 0.0
-    dialing: bool = False
-
-
-@dataclass(slots=True)
 class _State:
-    targets: dict[str, _Target] = field(default_factory=dict)
+    targets: dict[str, DialTarget] = field(default_factory=dict)
+    """The persistent (bootstrap) peers; exchanged ones live in ``HostService.book``."""
 
 
 class _Notifee(INotifee):
@@ -102,7 +89,7 @@ class _Notifee(INotifee):
 
     async def connected(self, network: Any, conn: Any) -> None:
         self._svc.on_new_connection(conn)
-        self._svc.on_connected(conn.muxed_conn.peer_id)
+        self._svc.on_connected(conn.muxed_conn.peer_id, _is_outbound(conn))
         await trio.lowlevel.checkpoint()
 
     async def disconnected(self, network: Any, conn: Any) -> None:
@@ -119,7 +106,16 @@ class _Notifee(INotifee):
 class HostService:
     """Owns the py-libp2p host, pubsub and the background loops, inside the trio thread."""
 
-    def __init__(self, config: P2PConfig, seed: bytes, stats: P2PStats, side: AsyncioSide, kinds: list[str]) -> None:
+    def __init__(
+        self,
+        config: P2PConfig,
+        seed: bytes,
+        stats: P2PStats,
+        side: AsyncioSide,
+        kinds: list[str],
+        *,
+        outbound_slots: int | None = None,
+    ) -> None:
         self.config = config
         self.stats = stats
         self.side = side
@@ -148,7 +144,15 @@ class HostService:
         self.kind_by_topic = {config.topic(k): k for k in kinds}
         for addr in config.bootstrap:
             pid = addr.rsplit("/p2p/", 1)[-1]
-            self.state.targets[pid] = _Target([addr], keep=True)
+            self.state.targets.setdefault(pid, DialTarget([], keep=True)).addrs.append(addr)
+        # Eclipse resistance (p2p.peers): inbound peers capped below max_peers, persistent peers always in.
+        self.slots = ConnectionSlots(config.max_peers, self.state.targets, outbound_slots)
+        self.book = PeerBook()
+
+    @property
+    def persistent(self) -> dict[str, DialTarget]:
+        """The persistent (bootstrap) peers' dial targets, by peer id."""
+        return self.state.targets
 
     # -- main ----------------------------------------------------------------------
 
@@ -163,6 +167,10 @@ class HostService:
             muxer_opt={TProtocol(YAMUX_PROTOCOL_ID): Yamux},
             connection_config=ConnectionConfig(max_connections_per_peer=1, dial_timeout=DIAL_TIMEOUT),
         )
+        # The swarm's auto-connector dials peers from its peerstore (addresses any peer
+        # can plant through identify) up to 150 connections, around our slots. Our
+        # dialer alone decides whom we dial: never start it.
+        self.host.get_network().auto_connector.start = _never_start
         self.gossipsub = CstakeGossipSub(self.stats, cfg.heartbeat_interval)
         self.pubsub = GuardedPubsub(
             self.host,
@@ -173,7 +181,7 @@ class HostService:
             on_fault=self.on_fault,
         )
         self.host.get_network().register_notifee(_Notifee(self))
-        self.host.set_stream_handler(TProtocol(peers_protocol(cfg.chain_id)), self._serve_px)
+        self.host.set_stream_handler(TProtocol(peers_protocol(cfg.chain_id)), functools.partial(serve_px, self))
         self.host.set_stream_handler(TProtocol(ping_protocol(cfg.chain_id)), serve_ping)
         self.keepalive = KeepAlive(
             self.host,
@@ -204,7 +212,7 @@ class HostService:
                     self.nursery = nursery
                     nursery.start_soon(self.validations.run)
                     nursery.start_soon(self._dial_loop)
-                    nursery.start_soon(self._px_loop)
+                    nursery.start_soon(px_loop, self)
                     nursery.start_soon(self._score_loop)
                     nursery.start_soon(self.keepalive.run)
                     bridge.ready(nursery)
@@ -294,6 +302,7 @@ class HostService:
         pid = peer.to_base58()
         amount = scoring.get_penalty(reason)
         self.ledger.add(pid, amount)
+        self.book.on_source_penalised(pid)
         if reason == "rate" and self.gossipsub is not None and self.gossipsub.scorer is not None:
             self.gossipsub.scorer.penalize_behavior(peer, amount)
         self.stats.peers_penalised += 1
@@ -327,9 +336,7 @@ class HostService:
         self.bans.ban(pid, time.monotonic())
         if self.pubsub is not None:
             self.pubsub.blacklisted_peers.add(peer)
-        target = self.state.targets.get(pid)
-        if target is not None and not target.keep:
-            del self.state.targets[pid]
+        self.book.forget(pid)
         if self.nursery is not None:
             self.nursery.start_soon(self._disconnect, peer)
 
@@ -356,27 +363,37 @@ class HostService:
 
     # -- connections ---------------------------------------------------------------
 
-    def on_connected(self, peer: ID) -> None:
-        """Notifee: gate the connection, then tell the node and exchange peers."""
+    def on_connected(self, peer: ID, outbound: bool = False) -> None:
+        """Notifee: gate the connection (bans, then slots), then tell the node and exchange peers."""
         pid = peer.to_base58()
-        over = len(self.connected) >= self.config.max_peers and peer not in self.connected
-        if self.bans.is_banned(pid, time.monotonic()) or over:
+        if pid in self.slots:
+            return  # another connection of a peer we keep
+        now = trio.current_time()
+        admission = None
+        if not self.bans.is_banned(pid, time.monotonic()):
+            admission = self.slots.on_connected(pid, outbound, now, self._score_of)
+        if admission is None or not admission.accepted:
             self.stats.peers_refused += 1
             if self.nursery is not None:
                 self.nursery.start_soon(self._disconnect, peer)
             return
+        if admission.evict is not None:
+            log.info("evicting inbound peer %s to make room for persistent peer %s", admission.evict, pid)
+            if self.nursery is not None:
+                self.nursery.start_soon(self._disconnect, ID.from_base58(admission.evict))
+        self.book.on_connected(pid, now)
         if peer in self.connected:
-            return
+            return  # it was being evicted and got a slot back
         self.connected.add(peer)
         self.stats.peers = len(self.connected)
         self.stats.peers_connected_total += 1
-        target = self.state.targets.get(pid)
+        target = self._target(pid)
         if target is not None:
-            target.connected_at = trio.current_time()
+            target.connected_at = now
         if self.bridge is not None:
             self.bridge.post(self.side.on_event, PeerConnected(pid))
         if self.nursery is not None:
-            self.nursery.start_soon(self._exchange_with, peer, 0.2)
+            self.nursery.start_soon(exchange_with, self, peer, 0.2)
 
     def on_new_connection(self, conn: Any) -> None:
         """Notifee, for every new connection: it replaces older ones to the same peer; links are back.
@@ -442,13 +459,14 @@ class HostService:
             return
         self.connected.discard(peer)
         pid = peer.to_base58()
+        self.slots.on_disconnected(pid)
         self.stats.peers = len(self.connected)
         self.stats.peers_disconnected_total += 1
         self.gate.limiter.forget(pid)
         self.req_limiter.forget(pid)
         if self.keepalive is not None:
             self.keepalive.forget(peer)
-        target = self.state.targets.get(pid)
+        target = self._target(pid)
         if target is not None:
             # A connection that lasted resets the backoff; one cut at once (peer
             # full, or it banned us) backs off further, so we never redial in a loop.
@@ -483,25 +501,37 @@ class HostService:
         """Close the connection to a peer."""
         await self._disconnect(ID.from_base58(peer_id))
 
+    def _target(self, pid: str) -> DialTarget | None:
+        target = self.state.targets.get(pid)
+        if target is None and (entry := self.book.get(pid)) is not None:
+            target = entry.target
+        return target
+
+    def _score_of(self, pid: str) -> float:
+        return self.score(ID.from_base58(pid))
+
+    def _due_dials(self, now: float) -> list[tuple[str, DialTarget]]:
+        """Targets to dial now: persistent ones even when full (they evict), exchanged ones into free slots."""
+        connected = {p.to_base58() for p in self.connected}
+
+        def skip(pid: str) -> bool:
+            return pid in connected or self.bans.is_banned(pid, time.monotonic())
+
+        due = [(p, t) for p, t in self.state.targets.items() if not t.dialing and t.next_try <= now and not skip(p)]
+        in_flight = sum(1 for e in self.book.entries.values() if e.target.dialing)
+        room = self.slots.get_outbound_room() - in_flight
+        candidates = self.book.get_dial_candidates(now, lambda p: skip(p) or p in self.state.targets, room)
+        return due + [(e.peer_id, e.target) for e in candidates]
+
     async def _dial_loop(self) -> None:
         while True:
-            now = trio.current_time()
-            connected = {p.to_base58() for p in self.connected}
-            room = self.config.max_peers - len(connected)
-            for pid, target in list(self.state.targets.items()):
-                if pid in connected or target.dialing or target.next_try > now:
-                    continue
-                if room <= 0:
-                    continue  # full: we would refuse the connection ourselves
-                if self.bans.is_banned(pid, time.monotonic()):
-                    continue
+            for pid, target in self._due_dials(trio.current_time()):
                 target.dialing = True
-                room -= 1
                 if self.nursery is not None:
                     self.nursery.start_soon(self._dial, pid, target)
             await trio.sleep(0.25)
 
-    async def _dial(self, pid: str, target: _Target) -> None:
+    async def _dial(self, pid: str, target: DialTarget) -> None:
         try:
             for addr in target.addrs:
                 try:
@@ -510,85 +540,17 @@ class HostService:
                 except PeerUnavailable as exc:
                     log.debug("dial %s: %s", pid, exc)
             self._back_off(target)
+            if not target.keep:
+                self.book.on_dial_failed(pid)
         finally:
             target.dialing = False
 
-    def _back_off(self, target: _Target) -> None:
+    def _back_off(self, target: DialTarget) -> None:
         # Exponential backoff with jitter, so restarted peers are not hammered in step;
         # persistent peers are always redialled within persistent_reconnect_max.
-        base = max(self.config.reconnect_min, target.delay * 2)
         cap = self.config.persistent_reconnect_max if target.keep else self.config.reconnect_max
-        target.delay = min(cap, base)
+        target.delay = compute_backoff(target.delay, self.config.reconnect_min, cap)
         target.next_try = trio.current_time() + target.delay * random.uniform(0.8, 1.2)
-
-    # -- peer exchange ---------------------------------------------------------------
-
-    def _own_record(self) -> PeerRecord:
-        return PeerRecord(self.my_id.to_base58(), tuple(self.own_addrs[:_PX_MAX_ADDRS]))
-
-    def _known_records(self, exclude: str) -> tuple[PeerRecord, ...]:
-        out = []
-        for peer in sorted(self.connected, key=lambda p: p.to_base58()):
-            pid = peer.to_base58()
-            addrs = self.known_addrs.get(pid)
-            if pid != exclude and addrs:
-                out.append(PeerRecord(pid, tuple(addrs[:_PX_MAX_ADDRS])))
-        return tuple(out[:_PX_MAX_RECORDS])
-
-    def _learn(self, source: ID, msg: PeerExchange) -> None:
-        if msg.sender.peer_id == source.to_base58():
-            self.known_addrs.pop(msg.sender.peer_id, None)
-            self.known_addrs[msg.sender.peer_id] = _valid_addrs(msg.sender.addrs, msg.sender.peer_id)
-            while len(self.known_addrs) > 4 * self.config.max_peers:
-                self.known_addrs.pop(next(iter(self.known_addrs)))
-        for rec in msg.peers[:_PX_MAX_RECORDS]:
-            if rec.peer_id == self.my_id.to_base58() or rec.peer_id in self.state.targets:
-                continue
-            addrs = _valid_addrs(rec.addrs, rec.peer_id)
-            if addrs and len(self.state.targets) < 4 * self.config.max_peers:
-                self.state.targets[rec.peer_id] = _Target(addrs, keep=False)
-
-    async def _serve_px(self, stream: Any) -> None:
-        peer = stream.muxed_conn.peer_id
-        if not self.req_limiter.allow(peer.to_base58(), "request", time.monotonic()):
-            self.stats.drop("rate")
-            self.on_fault(peer, "rate")
-            await _reset(stream)
-            return
-        try:
-            with trio.fail_after(5):
-                raw = await FrameReader(stream, _PX_MAX_BYTES).read_frame()
-                if raw is None:
-                    raise BadPeerData("empty peer exchange request")
-                msg = PeerExchange.decode(raw, max_bytes=_PX_MAX_BYTES)
-                self._learn(peer, msg)
-                reply = PeerExchange(self._own_record(), self._known_records(peer.to_base58()))
-                await write_frames(stream, [reply.encode()])
-                await stream.close()
-        except Exception as exc:
-            log.debug("peer exchange with %s failed: %s", peer, exc)
-            await _reset(stream)
-
-    async def _exchange_with(self, peer: ID, delay: float = 0.0) -> None:
-        await trio.sleep(delay)
-        if peer not in self.connected:
-            return
-        req = PeerExchange(self._own_record(), ()).encode()
-        try:
-            frames = await self.request(peer.to_base58(), peers_protocol(self.config.chain_id), req, 5.0, 1, _PX_MAX_BYTES)
-            if frames:
-                self._learn(peer, PeerExchange.decode(frames[0], max_bytes=_PX_MAX_BYTES))
-        except Exception as exc:
-            log.debug("peer exchange with %s failed: %s", peer, exc)
-
-    async def _px_loop(self) -> None:
-        while True:
-            await trio.sleep(self.config.peer_exchange_interval)
-            peers = list(self.connected)
-            random.shuffle(peers)
-            for peer in peers[:4]:
-                if self.nursery is not None:
-                    self.nursery.start_soon(self._exchange_with, peer, 0.0)
 
     # -- request / response (p2p.host.reqresp) ------------------------------------------
 
@@ -602,19 +564,14 @@ class HostService:
         await serve_request(self, protocol, stream)
 
 
-def _valid_addrs(addrs: tuple[str, ...], peer_id: str) -> list[str]:
-    out = []
-    for a in addrs[:_PX_MAX_ADDRS]:
-        try:
-            m = multiaddr.Multiaddr(a)
-        except Exception:
-            continue
-        text = str(m)
-        if not text.startswith("/ip4/") or "/tcp/" not in text:
-            continue
-        if "/p2p/" not in text:
-            text = f"{text}/p2p/{peer_id}"
-        elif not text.endswith(f"/p2p/{peer_id}"):
-            continue
-        out.append(text)
-    return out
+async def _never_start() -> None:
+    """Stands in for the swarm auto-connector's ``start``, which then never dials."""
+    await trio.lowlevel.checkpoint()
+
+
+def _is_outbound(conn: Any) -> bool:
+    """Whether we dialled ``conn`` (the swarm records its direction; the muxer knows who initiated)."""
+    direction = getattr(getattr(conn, "direction", None), "name", "")
+    if direction in ("INBOUND", "OUTBOUND"):
+        return bool(direction == "OUTBOUND")
+    return bool(getattr(conn.muxed_conn, "is_initiator", False))

@@ -36,6 +36,7 @@ from p2p.interface import (
     Validator,
 )
 from p2p.keys import load_or_create_peer_key, peer_id_from_seed
+from p2p.peers import compute_reserved_outbound
 from p2p.stats import P2PStats
 
 log = logging.getLogger("p2p.transport")
@@ -44,9 +45,12 @@ log = logging.getLogger("p2p.transport")
 class Libp2pTransport(Transport):
     """Transport over py-libp2p: TCP, Noise, Yamux, GossipSub 1.1, stream request/response."""
 
-    def __init__(self, config: P2PConfig) -> None:
+    def __init__(self, config: P2PConfig, *, outbound_slots: int | None = None) -> None:
+        """``outbound_slots``: connections kept free of inbound peers (default: ``p2p.peers.compute_reserved_outbound``)."""
         config.validate()
+        compute_reserved_outbound(config.max_peers, outbound_slots)  # ConfigError now, not at start
         self.config = config
+        self._outbound_slots = outbound_slots
         self.stats = P2PStats()
         self._dispatcher = Dispatcher(config, self.stats)
         self._handlers: dict[str, RequestHandler] = {}
@@ -75,7 +79,7 @@ class Libp2pTransport(Transport):
         if self.config.gil_switch_interval is not None:
             # Process-wide, on purpose: see P2PConfig.gil_switch_interval.
             sys.setswitchinterval(min(sys.getswitchinterval(), self.config.gil_switch_interval))
-        svc = HostService(self.config, self._seed, self.stats, self, self._dispatcher.kinds)
+        svc = HostService(self.config, self._seed, self.stats, self, self._dispatcher.kinds, outbound_slots=self._outbound_slots)
         for proto in self._handlers:
             svc.add_protocol(proto)
         self._service = svc
