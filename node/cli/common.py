@@ -107,9 +107,16 @@ def read_passphrase(
     return first
 
 
-def load_account_key(home: NodeHome) -> PrivateKey:
-    """Load the home's account key (asking for the passphrase only if it is encrypted)."""
-    path = home.account_key_file
+def load_account_key(home: NodeHome, name: str = "account") -> PrivateKey:
+    """Load the signing key ``name`` of the home's keyring (``account``: the home's own key).
+
+    The passphrase is asked only if the keystore is encrypted.
+    """
+    from node.keyring import Keyring
+
+    path = Keyring(home.keys_dir).path(name)
+    if name != "account" and not path.exists():
+        raise CommandError(f"no key named {name!r} in {path.parent} (see `cstake keys list`)")
     try:
         text = read_private_file(path).decode("utf-8")
         passphrase = read_passphrase() if is_encrypted_keystore(text) else None
