@@ -10,7 +10,14 @@ import pytest
 
 from consensus.crypto import encode_address
 from node.errors import CommandError
-from node.keyring import HARDENED, Keyring, compute_slip10_ed25519, derive_key, get_derivation_path, new_mnemonic
+from node.keyring import (
+    HARDENED,
+    Keyring,
+    compute_slip10_ed25519,
+    derive_key,
+    get_derivation_path,
+    new_mnemonic,
+)
 
 ABANDON = "abandon " * 11 + "about"
 
