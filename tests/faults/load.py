@@ -22,8 +22,8 @@ from __future__ import annotations
 import contextlib
 import random
 import threading
-from collections import Counter
 import time
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,6 +67,7 @@ class TxLoad:
         self._sending.set()
         self._thread = threading.Thread(target=self._run, name="tx-load", daemon=True)
         self._lock = threading.Lock()
+        self._send_lock = threading.Lock()
         self.errors: list[str] = []
         self._url = ""
 
@@ -76,6 +77,8 @@ class TxLoad:
     def stop_sending(self) -> None:
         """Stop making new transactions; pending ones are still sent again until committed."""
         self._sending.clear()
+        with self._send_lock:
+            pass  # a send under way has finished and is recorded
 
     def stop(self) -> None:
         self._stop.set()
@@ -104,8 +107,9 @@ class TxLoad:
         while not self._stop.is_set():
             t0 = time.monotonic()
             try:
-                if self._sending.is_set() and len(self.pending()) < MAX_PENDING and self.rate > 0:
-                    self._send_new()
+                with self._send_lock:
+                    if self._sending.is_set() and len(self.pending()) < MAX_PENDING and self.rate > 0:
+                        self._send_new()
                 if time.monotonic() - last_check > 1.0:
                     last_check = time.monotonic()
                     self._follow_up()
