@@ -6,18 +6,25 @@ subscriber owns a bounded queue; a subscriber whose queue is full is marked
 with a reason), so a slow consumer never holds memory or slows the node.
 ``watch_tx`` gives a future resolved when a transaction is committed
 (broadcast_tx mode=commit uses it).
+
+A subscription names an event kind and, optionally, an address: ``tx`` events
+of transactions that address sends or appears in, chain events (slashing,
+jailing, challenges, attestations, jobs, epochs; node.rpc.chain_events) that
+concern it. ``new_block`` takes no address.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from consensus.blocks import Block
 from consensus.records import TxResult
 from consensus.txs import SignedTx
+from node.rpc.chain_events import CHAIN_EVENT_KINDS, ChainEvent, get_tx_addresses
 
-EVENT_KINDS = ("new_block", "tx")
+EVENT_KINDS = ("new_block", "tx", *CHAIN_EVENT_KINDS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,16 +48,29 @@ class TxCommitted:
     block_time_ms: int
 
 
+Event = BlockCommitted | TxCommitted | ChainEvent
+
+
 class Subscription:
-    """One subscriber's bounded queue of events and the kinds it wants."""
+    """One subscriber's bounded queue of events and the (kind, address or None) filters it asked for."""
 
     def __init__(self, maxsize: int) -> None:
-        self.queue: asyncio.Queue[BlockCommitted | TxCommitted] = asyncio.Queue(maxsize)
-        self.kinds: set[str] = set()
+        self.queue: asyncio.Queue[Event] = asyncio.Queue(maxsize)
+        self.filters: set[tuple[str, bytes | None]] = set()
         self.overflowed = False
         self.overflow_event = asyncio.Event()
 
-    def offer(self, event: BlockCommitted | TxCommitted) -> None:
+    @property
+    def kinds(self) -> set[str]:
+        return {kind for kind, _ in self.filters}
+
+    def wants(self, kind: str, addresses: Sequence[bytes] = ()) -> bool:
+        """Whether an event of ``kind`` concerning ``addresses`` passes one of this subscriber's filters."""
+        if (kind, None) in self.filters:
+            return True
+        return any((kind, a) in self.filters for a in addresses)
+
+    def offer(self, event: Event) -> None:
         if self.overflowed:
             return
         try:
@@ -101,15 +121,19 @@ class EventBus:
         block_hash: bytes,
         txs: list[SignedTx] | tuple[SignedTx, ...],
         tx_results: list[TxResult] | tuple[TxResult, ...],
+        chain_events: Sequence[ChainEvent] = (),
     ) -> None:
-        """Announce a committed block and its transactions (call on the event loop)."""
+        """Announce a committed block, its transactions and chain events (call on the event loop)."""
         self.blocks_published += 1
         event = BlockCommitted(block, block_hash, tuple(t.tx_hash for t in txs), tuple(tx_results))
         want_tx = False
         for sub in list(self._subs):
-            if "new_block" in sub.kinds:
+            if sub.wants("new_block"):
                 sub.offer(event)
             want_tx = want_tx or "tx" in sub.kinds
+            for chain_event in chain_events:
+                if sub.wants(chain_event.kind, chain_event.addresses):
+                    sub.offer(chain_event)
         if not want_tx and not self._tx_waiters:
             return
         h = block.header
@@ -119,8 +143,9 @@ class EventBus:
                 continue
             tx_event = TxCommitted(tx, h.height, index, result, h.time_ms)
             if want_tx:
+                addresses = get_tx_addresses(tx)
                 for sub in list(self._subs):
-                    if "tx" in sub.kinds:
+                    if sub.wants("tx", addresses):
                         sub.offer(tx_event)
             if waiters is not None:
                 del self._tx_waiters[tx.tx_hash]

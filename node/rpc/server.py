@@ -28,9 +28,9 @@ from node.config import RPCSection
 from node.metrics import NodeMetrics
 from node.rpc import errors as E
 from node.rpc import format as fmt
-from node.rpc.events import EVENT_KINDS, BlockCommitted, Subscription, TxCommitted
+from node.rpc.events import EVENT_KINDS, BlockCommitted, Event, Subscription, TxCommitted
 from node.rpc.methods import METHODS, MethodContext
-from node.rpc.params import bind_params
+from node.rpc.params import bind_params, get_address
 from node.rpc.view import NodeView
 
 log = logging.getLogger("node.rpc")
@@ -47,7 +47,7 @@ def _valid_id(value: Any) -> bool:
     return value is None or type(value) in (str, int) or (type(value) is float and math.isfinite(value))
 
 
-def encode_event(event: BlockCommitted | TxCommitted) -> dict[str, Any]:
+def encode_event(event: Event) -> dict[str, Any]:
     """Return the JSON of an event pushed to WebSocket subscribers."""
     if isinstance(event, BlockCommitted):
         h = event.block.header
@@ -60,7 +60,7 @@ def encode_event(event: BlockCommitted | TxCommitted) -> dict[str, Any]:
             "num_txs": len(event.tx_hashes),
         }
         kind = "new_block"
-    else:
+    elif isinstance(event, TxCommitted):
         data = {
             **fmt.format_tx_summary(event.tx),
             "height": event.height,
@@ -70,6 +70,9 @@ def encode_event(event: BlockCommitted | TxCommitted) -> dict[str, Any]:
             "block_time": event.block_time_ms,
         }
         kind = "tx"
+    else:
+        data = {"name": event.name, "height": event.height, **event.data}
+        kind = event.kind
     return {"jsonrpc": "2.0", "method": "event", "params": {"event": kind, "data": data}}
 
 
@@ -335,19 +338,26 @@ class RPCServer:
         return await self.process_body(text.encode())
 
     def _ws_subscription(self, sub: Subscription, call: dict[str, Any]) -> Any:
-        params = bind_params(call["method"], ("event",), call.get("params"))
+        params = bind_params(call["method"], ("event", "address"), call.get("params"))
         event = params.get("event")
         if event not in EVENT_KINDS:
             raise E.InvalidParams(f"'event' must be one of {', '.join(EVENT_KINDS)}, got {event!r}")
+        address = get_address(params, "address", required=False)
+        if address is not None and event == "new_block":
+            raise E.InvalidParams("new_block events take no 'address' filter")
+        key = (event, address)
+        answer: dict[str, Any] = {}
+        if address is not None:
+            answer["address"] = params["address"]
         if call["method"] == "subscribe":
-            if event not in sub.kinds and len(sub.kinds) >= self.config.ws_max_subscriptions:
+            if key not in sub.filters and len(sub.filters) >= self.config.ws_max_subscriptions:
                 raise E.InvalidRequest(
                     f"at most {self.config.ws_max_subscriptions} subscriptions per connection"
                 )
-            sub.kinds.add(event)
-            return {"subscribed": event}
-        sub.kinds.discard(event)
-        return {"unsubscribed": event}
+            sub.filters.add(key)
+            return {"subscribed": event, **answer}
+        sub.filters.discard(key)
+        return {"unsubscribed": event, **answer}
 
     async def _pump_events(self, ws: web.WebSocketResponse, sub: Subscription) -> None:
         overflow = asyncio.ensure_future(sub.overflow_event.wait())

@@ -399,11 +399,24 @@ def render_markdown() -> str:
     return "\n".join(out) + "\n"
 
 
-_WS_TEXT = """Connect to `/ws` and send `{"jsonrpc": "2.0", "id": 1, "method": "subscribe", "params": {"event": KIND}}`
-(`unsubscribe` with the same params stops it). Events arrive as notifications
-`{"jsonrpc": "2.0", "method": "event", "params": {"event": KIND, "data": {...}}}`. Kinds: `new_block`
-(height, hash, time, round, proposer, num_txs) and `tx` (the tx summary with height, index, code, log,
-block_time). A subscriber that falls behind its bounded queue is disconnected with close code 1008."""
+_WS_TEXT = """Connect to `/ws` and send `{"jsonrpc": "2.0", "id": 1, "method": "subscribe", "params": {"event": KIND}}`,
+optionally with `"address": "cs1..."` to receive only the events that concern that address (`unsubscribe`
+with the same params stops it; each (kind, address) pair counts against the per-connection limit).
+Events arrive as notifications `{"jsonrpc": "2.0", "method": "event", "params": {"event": KIND, "data": {...}}}`.
+
+| kind | data | address filter matches |
+|---|---|---|
+| `new_block` | height, hash, time, round, proposer, num_txs | (no filter) |
+| `tx` | the tx summary with height, index, code, log, block_time | sender, or an address in the body |
+| `slashing` | name validator_slashed, the slashing record (validator, fault, amount, whistleblower...) | validator, whistleblower |
+| `jailing` | name validator_jailed, validator, missed, amount | validator |
+| `challenge` | name challenge_issued / challenge_sampled / challenge_resolved, challenge_id, nft_id, status... | (none: use no filter) |
+| `attestation` | name attestation_included, nft_id, validator, measured_units, spec | validator |
+| `job` | name job_assigned / job_deadline_missed / job_fault_proven / job_dispute_dismissed / job_settled, job_id... | challenger (job_fault_proven) |
+| `epoch` | name epoch_ended, validators_hash, total_power | (none) |
+
+Every chain event's data also has `name` and `height`. A subscriber that falls behind its bounded queue
+is disconnected with close code 1008."""
 
 
 def main(argv: list[str]) -> int:
