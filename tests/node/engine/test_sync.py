@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hashlib
+import threading
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,7 @@ from node.engine.wal import WriteAheadLog
 from p2p.blocksync import BlockSyncServer
 from p2p.config import DEFAULT_MAX_FRAME_BYTES, P2PConfig
 from p2p.envelope import BlockFrame
+from p2p.interface import Transport
 from p2p.memory import MemoryHub, MemoryTransport
 from storage import MemoryKV, NodeStore
 from tests.kit.chain import TestChain
@@ -103,16 +105,15 @@ class RowsProvider:
 
 
 class Node:
-    """A follower: store, executor, WAL, driver (no signer) and block syncer over the memory transport."""
+    """A follower: store, executor, WAL, driver (no signer) and block syncer over ``transport``."""
 
-    def __init__(self, chain: TestChain, hub: MemoryHub, home: Path, peer_id: str) -> None:
+    def __init__(self, chain: TestChain, home: Path, transport: Transport) -> None:
         home.mkdir(parents=True, exist_ok=True)
         self.store = NodeStore.open_memory(MemoryKV())
         self.executor = BlockExecutor(self.store, chain.genesis)
         self.executor.init_genesis()
         self.wal = WriteAheadLog(home / "cs.wal")
-        cfg = P2PConfig(chain_id=chain.chain_id, key_path=str(home / "node_key"))
-        self.transport = MemoryTransport(cfg, hub, peer_id=peer_id)
+        self.transport = transport
         self.driver = ConsensusDriver(
             executor=self.executor, wal=self.wal, clock=SystemClock(), mempool=ListMempool(),
             network=_Quiet(), timeouts=FAST,
@@ -120,10 +121,15 @@ class Node:
         self.syncer = BlockSyncer(self.transport, self.executor, self.driver, seed=7)
         self.task: asyncio.Task[None] | None = None
 
+    @classmethod
+    def in_memory(cls, chain: TestChain, hub: MemoryHub, home: Path, peer_id: str) -> Node:
+        cfg = P2PConfig(chain_id=chain.chain_id, key_path=str(home / "node_key"))
+        return cls(chain, home, MemoryTransport(cfg, hub, peer_id=peer_id))
+
     async def start(self, peers: list[str]) -> None:
         await self.transport.start()
         for p in peers:
-            await self.transport.connect(f"/memory/{p}/p2p/{p}")
+            await self.transport.connect(p if p.startswith("/") else f"/memory/{p}/p2p/{p}")
         self.driver.recover()
         self.task = asyncio.create_task(self.driver.run())
 
@@ -167,7 +173,7 @@ async def test_peer_serving_forged_commits_is_penalised_and_the_node_syncs_from_
     hub = MemoryHub()
     liar, liar_prov = await serving_peer(chain, hub, tmp_path, "a", forge(rows))  # the lowest peer id
     honest, honest_prov = await serving_peer(chain, hub, tmp_path, "b", rows)
-    node = Node(chain, hub, tmp_path / "me", "me")
+    node = Node.in_memory(chain, hub, tmp_path / "me", "me")
     await node.start(["a", "b"])
     node.syncer.client.rng = SortedOrder()  # type: ignore[assignment]  # "a" is asked first, every time
     try:
@@ -254,7 +260,7 @@ async def test_sync_across_an_epoch_where_the_validator_set_changes(tmp_path: Pa
         verify_commit(chain.chain_id, genesis_set, after)
     hub = MemoryHub()
     peer, prov = await serving_peer(chain, hub, tmp_path, "a", rows)
-    node = Node(chain, hub, tmp_path / "me", "me")
+    node = Node.in_memory(chain, hub, tmp_path / "me", "me")
     await node.start(["a"])
     try:
         assert await node.syncer.sync_once() == len(rows)
@@ -303,12 +309,12 @@ async def test_block_over_8_mib_syncs_under_the_mainnet_preset(tmp_path: Path) -
     assert params.max_block_bytes == MAINNET.max_block_bytes == 16 << 20
     hub = MemoryHub()
     # The server is a node too: its store holds the chain, served by its own syncer's server.
-    server = Node(chain, hub, tmp_path / "srv", "a")
+    server = Node.in_memory(chain, hub, tmp_path / "srv", "a")
     producer = Producer(chain)
     producer.executor = server.executor
     rows = build_big_block(producer)
     assert len(rows[1][0]) > DEFAULT_MAX_FRAME_BYTES  # over the 8 MiB transport default
-    node = Node(chain, hub, tmp_path / "me", "me")
+    node = Node.in_memory(chain, hub, tmp_path / "me", "me")
     await server.start([])
     await node.start(["a"])
     try:
@@ -319,3 +325,32 @@ async def test_block_over_8_mib_syncs_under_the_mainnet_preset(tmp_path: Path) -
     finally:
         await node.stop()
         await server.stop()
+
+
+@pytest.mark.slow
+async def test_block_over_8_mib_syncs_under_the_mainnet_preset_over_libp2p(tmp_path: Path) -> None:
+    from p2p.host import Libp2pTransport
+
+    chain = mainnet_chain()
+    before = {t.name for t in threading.enumerate()}
+
+    def host(name: str) -> Libp2pTransport:
+        # The transports' own frame cap stays at the 8 MiB default: the syncer passes the chain's.
+        return Libp2pTransport(P2PConfig(chain_id=chain.chain_id, key_path=str(tmp_path / f"{name}.key"), listen_port=0))
+
+    server = Node(chain, tmp_path / "srv", host("srv"))
+    producer = Producer(chain)
+    producer.executor = server.executor
+    rows = build_big_block(producer)
+    assert len(rows[1][0]) > DEFAULT_MAX_FRAME_BYTES
+    node = Node(chain, tmp_path / "me", host("me"))
+    try:
+        await server.start([])
+        await node.start(server.transport.listen_addrs())
+        assert await node.syncer.sync_once() == 3
+        assert node.store.blocks.load_block(2) == rows[1][0]
+        assert node.transport.get_peer_score(server.transport.peer_id) == 0.0
+    finally:
+        await node.stop()
+        await server.stop()
+    assert {t.name for t in threading.enumerate()} <= before
