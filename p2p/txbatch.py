@@ -9,12 +9,32 @@ when it holds ``tx_batch_max_txs`` transactions, would pass
 On receipt the batch is split and the node's validator runs per transaction.
 The batch, as one gossip message, is then judged:
 
-* malformed (not a canonical batch, empty, too many txs): REJECT;
+* oversize (over ``BATCH_SLACK`` times our own batch limits in transactions,
+  or in bytes while holding more than one transaction; the sender could have
+  checked): REJECT as ``oversize``;
+* malformed (not a canonical batch, empty, an empty tx, over the object
+  budget of its size): REJECT;
 * any transaction REJECTed (stateless-invalid, which an honest relay would
   have refused to relay): REJECT;
+* the forwarder's validation budget ran out during the batch: IGNORE (the
+  transactions after that point were not checked, so nothing is relayed);
 * otherwise ACCEPT (and relayed) if any transaction was accepted, else IGNORE.
 
 Accepted transactions are handed to the node's handler one by one.
+
+**Validation budget.** Checking a transaction costs the node a signature
+check and state reads; a peer can forward batches of transactions that cost
+that work and are then IGNOREd (unfunded sender, bad nonce, duplicate), which
+GossipSub does not penalise. So every forwarding peer has a token bucket of
+checks (``TxValidationBudget``: ``budget_rate`` per second, ``budget_burst``
+saved up). Each transaction costs one token before its check runs; one that
+is ACCEPTed (new, valid, now in our mempool: work worth doing) gets its token
+back, one IGNOREd or REJECTed does not. A batch that arrives while the peer's
+bucket is empty is IGNOREd before it is decoded, and a batch that empties it
+stops being checked at that transaction. So the checks wasted on one peer
+stay at most ``budget_burst + budget_rate * seconds``, while an honest peer,
+whose transactions are nearly all accepted, keeps a full bucket. IGNORE is
+not penalised: a peer over its budget loses only our attention.
 """
 
 from __future__ import annotations
@@ -22,18 +42,91 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from consensus.errors import DecodeError
 from consensus.hashing import hash32
-from p2p.envelope import decode_tx_batch, encode_tx_batch
-from p2p.errors import MalformedMessage, MessageTooLarge
-from p2p.interface import Handler, Transport, Validator, Verdict
+from p2p.envelope import TxBatch, encode_tx_batch
+from p2p.errors import MessageTooLarge
+from p2p.interface import GossipVerdict, Handler, Reject, Transport, Validator, Verdict
 
 log = logging.getLogger("p2p.txbatch")
 
 # Per-batch overhead of the envelope and batch arrays (generous).
 _ENVELOPE_SLACK = 64
 _STASH_MAX = 4096
+#: A received batch may exceed our own batch limits (txs, bytes) this many times over:
+#: peers may run other settings; beyond it no honest batcher sends it.
+BATCH_SLACK = 4
+#: Checked-but-not-accepted transactions per second each forwarding peer may cost us.
+#: The load generator's whole 1,000 tx/s passes through one peer at most, so even if
+#: every one of them were wasted (we are a block behind: all nonces look ahead) an
+#: honest peer stays within it; a flooding peer gets at most this many checks a second.
+DEFAULT_BUDGET_RATE = 1000.0
+#: Checks saved up after idling: five seconds of the rate (a burst after a stall).
+DEFAULT_BUDGET_BURST = 5000.0
+#: Forwarding peers whose buckets are kept (least recently used dropped first).
+_BUDGET_PEERS = 4096
+
+
+class TxValidationBudget:
+    """Per-peer token buckets of transaction checks; time comes in as an argument.
+
+    A peer may start a check while it has a token; a check takes one token and
+    an accepted transaction returns it. The table holds at most ``max_peers``
+    buckets (least recently used dropped: a new bucket starts full, which a
+    peer cannot exploit faster than it can rotate peer ids past the table).
+    """
+
+    __slots__ = ("_buckets", "burst", "max_peers", "rate")
+
+    def __init__(self, rate: float, burst: float, max_peers: int = _BUDGET_PEERS) -> None:
+        if not (rate > 0 and burst >= 1 and max_peers >= 1):
+            raise ValueError(f"budget rate must be > 0, burst >= 1, max_peers >= 1 (got {rate}, {burst}, {max_peers})")
+        self.rate = rate
+        self.burst = burst
+        self.max_peers = max_peers
+        # peer -> [tokens, stamp]
+        self._buckets: OrderedDict[str, list[float]] = OrderedDict()
+
+    def _bucket(self, peer_id: str, now: float) -> list[float]:
+        b = self._buckets.get(peer_id)
+        if b is None:
+            b = [self.burst, now]
+            self._buckets[peer_id] = b
+            if len(self._buckets) > self.max_peers:
+                self._buckets.popitem(last=False)
+        else:
+            self._buckets.move_to_end(peer_id)
+            elapsed = now - b[1]
+            if elapsed > 0:
+                b[0] = min(self.burst, b[0] + elapsed * self.rate)
+                b[1] = now
+        return b
+
+    def get_tokens(self, peer_id: str, now: float) -> float:
+        """Checks ``peer_id`` may still start at ``now``."""
+        return self._bucket(peer_id, now)[0]
+
+    def try_take(self, peer_id: str, now: float) -> bool:
+        """Take one token for a check if the peer has one."""
+        b = self._bucket(peer_id, now)
+        if b[0] < 1:
+            return False
+        b[0] -= 1
+        return True
+
+    def refund(self, peer_id: str) -> None:
+        """Give back the token of a check that accepted its transaction."""
+        b = self._buckets.get(peer_id)
+        if b is not None:
+            b[0] = min(self.burst, b[0] + 1)
+
+    def __len__(self) -> int:
+        return len(self._buckets)
 
 
 @dataclass(slots=True)
@@ -47,12 +140,26 @@ class TxGossipStats:
     txs_accepted: int = 0
     txs_ignored: int = 0
     txs_rejected: int = 0
+    batches_oversize: int = 0
+    #: Batches IGNOREd unchecked (or partly checked) because the forwarder's budget ran out.
+    batches_over_budget: int = 0
+    #: Transactions of those batches left unchecked.
+    txs_unchecked: int = 0
 
 
 class TxGossip:
     """Batches outgoing transactions and splits incoming batches for the node."""
 
-    def __init__(self, transport: Transport, validator: Validator, handler: Handler | None = None) -> None:
+    def __init__(
+        self,
+        transport: Transport,
+        validator: Validator,
+        handler: Handler | None = None,
+        *,
+        budget_rate: float = DEFAULT_BUDGET_RATE,
+        budget_burst: float = DEFAULT_BUDGET_BURST,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         cfg = transport.config
         self._transport = transport
         self._validator = validator
@@ -61,6 +168,11 @@ class TxGossip:
         self.max_bytes = cfg.tx_batch_max_bytes
         self.delay = cfg.tx_batch_delay
         self._max_message = cfg.max_message_bytes
+        # What a received batch may hold before it is oversize (see BATCH_SLACK).
+        self.max_batch_txs = self.max_txs * BATCH_SLACK
+        self.max_batch_bytes = min(self._max_message, self.max_bytes * BATCH_SLACK + _ENVELOPE_SLACK)
+        self.budget = TxValidationBudget(budget_rate, budget_burst)
+        self._clock = clock
         self._buf: list[bytes] = []
         self._buf_bytes = 0
         self._timer: asyncio.TimerHandle | None = None
@@ -116,22 +228,31 @@ class TxGossip:
 
     # -- receiving -------------------------------------------------------------
 
-    async def _validate_batch(self, peer_id: str, payload: bytes) -> Verdict:
+    async def _validate_batch(self, peer_id: str, payload: bytes) -> GossipVerdict:
         self.stats.batches_received += 1
-        try:
-            txs = decode_tx_batch(payload, self._max_message, self.max_txs * 4)
-        except MalformedMessage as exc:
-            self.stats.batches_malformed += 1
-            log.debug("malformed tx batch from %s: %s", peer_id, exc)
-            return Verdict.REJECT
+        # Out of budget: nothing is decoded or checked until the peer's bucket refills.
+        if self.budget.get_tokens(peer_id, self._clock()) < 1:
+            self.stats.batches_over_budget += 1
+            return Verdict.IGNORE
+        txs = self._decode_batch(peer_id, payload)
+        if not isinstance(txs, tuple):
+            return txs
         accepted: list[bytes] = []
         rejected = False
-        for tx in txs:
+        for i, tx in enumerate(txs):
+            if not self.budget.try_take(peer_id, self._clock()):
+                # The rest goes unchecked, so the batch cannot be vouched for: not relayed.
+                self.stats.batches_over_budget += 1
+                self.stats.txs_unchecked += len(txs) - i
+                log.debug("tx batch from %s: validation budget spent after %d of %d txs", peer_id, i, len(txs))
+                self.stats.txs_accepted += len(accepted)
+                return Reject() if rejected else Verdict.IGNORE
             res = self._validator(peer_id, tx)
             verdict = await res if inspect.isawaitable(res) else res
             if verdict is Verdict.ACCEPT:
                 accepted.append(tx)
-            elif verdict is Verdict.REJECT:
+                self.budget.refund(peer_id)
+            elif verdict is Verdict.REJECT or isinstance(verdict, Reject):
                 rejected = True
                 self.stats.txs_rejected += 1
             else:
@@ -149,6 +270,30 @@ class TxGossip:
             self._stash.pop(next(iter(self._stash)))
         return Verdict.ACCEPT
 
+    def _decode_batch(self, peer_id: str, payload: bytes) -> tuple[bytes, ...] | Reject:
+        """Return the batch's transactions, or the Reject of an oversize or malformed batch.
+
+        Cheapest first: the declared transaction count and the byte size, then a
+        decode whose object budget is the largest batch allowed.
+        """
+        count = _declared_tx_count(payload)
+        if count is not None and (
+            count > self.max_batch_txs or (count > 1 and len(payload) > self.max_batch_bytes)
+        ):
+            self.stats.batches_oversize += 1
+            log.debug("oversize tx batch from %s: %d txs, %d bytes", peer_id, count, len(payload))
+            return Reject("oversize")
+        try:
+            batch = TxBatch.decode(payload, max_bytes=self._max_message, max_objects=self.max_batch_txs + 2)
+        except DecodeError as exc:
+            self.stats.batches_malformed += 1
+            log.debug("malformed tx batch from %s: %s", peer_id, exc)
+            return Reject("malformed")
+        if not batch.txs or any(not tx for tx in batch.txs):
+            self.stats.batches_malformed += 1
+            return Reject("malformed")
+        return batch.txs
+
     async def _deliver_batch(self, peer_id: str, payload: bytes) -> None:
         key = hash32(payload)
         pending = self._stash.get(key)
@@ -164,3 +309,16 @@ class TxGossip:
             if inspect.isawaitable(res):
                 await res
 
+
+def _declared_tx_count(payload: bytes) -> int | None:
+    """The transaction count a batch payload (``[[tx, ...]]``) declares, read from its header; None if unreadable."""
+    if len(payload) < 2 or payload[0] != 0x91:
+        return None
+    head = payload[1]
+    if 0x90 <= head <= 0x9F:
+        return head - 0x90
+    if head == 0xDC and len(payload) >= 4:
+        return int.from_bytes(payload[2:4], "big")
+    if head == 0xDD and len(payload) >= 6:
+        return int.from_bytes(payload[2:6], "big")
+    return None

@@ -1,0 +1,202 @@
+"""A tx-gossip flood: one peer forwarding batches of transactions that are checked, then IGNOREd.
+
+IGNORE is not penalised, so without a budget a peer at the tx topic's rate
+limit (500 batches/s of 800 txs) could make a node check 400,000 transactions
+a second. Each forwarding peer has a validation budget of checks: the checks
+spent on a flooding peer stay within ``burst + rate * seconds`` while an
+honest peer's transactions keep being accepted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from p2p.config import P2PConfig
+from p2p.envelope import encode_tx_batch
+from p2p.interface import Verdict
+from p2p.memory import MemoryHub, MemoryTransport
+from p2p.txbatch import TxGossip
+
+CHAIN = "floodnet"
+#: The budget the node must enforce per forwarding peer (the requirement, in checks).
+BUDGET_RATE = 1000
+BUDGET_BURST = 5000
+
+
+def _cfg(tmp_path, name: str, **kw) -> P2PConfig:
+    return P2PConfig(chain_id=CHAIN, key_path=str(tmp_path / name), listen_port=0, **kw)
+
+
+class Checker:
+    """The node's per-tx check as the batcher sees it: counts checks per forwarding peer."""
+
+    def __init__(self) -> None:
+        self.checks: dict[str, int] = {}
+        self.delivered: list[bytes] = []
+
+    def validate(self, peer: str, tx: bytes) -> Verdict:
+        self.checks[peer] = self.checks.get(peer, 0) + 1
+        if tx.startswith(b"ok"):
+            return Verdict.ACCEPT
+        if tx.startswith(b"no"):
+            return Verdict.REJECT
+        return Verdict.IGNORE  # "unfunded": an unfunded sender's tx costs a check, then is ignored
+
+    def deliver(self, peer: str, tx: bytes) -> None:
+        self.delivered.append(tx)
+
+
+async def _settle(n: int = 40) -> None:
+    for _ in range(n):
+        await asyncio.sleep(0)
+
+
+async def _star(tmp_path, names: str, **kw):
+    """Transports for ``names``; every other one connects to the first (the victim)."""
+    hub = MemoryHub()
+    ts = {n: MemoryTransport(_cfg(tmp_path, n, **kw), hub, n) for n in names}
+    return hub, ts
+
+
+async def test_unfunded_flood_from_one_peer_is_bounded_while_an_honest_peer_is_accepted(tmp_path):
+    _, ts = await _star(tmp_path, "vei")
+    checker = Checker()
+    victim = TxGossip(ts["v"], checker.validate, checker.deliver)
+    for t in ts.values():
+        await t.start()
+    await ts["e"].connect("/memory/v/p2p/v")
+    await ts["i"].connect("/memory/v/p2p/v")
+    started = time.monotonic()
+    honest: list[bytes] = []
+    for b in range(40):
+        # 800 transactions of unfunded senders per batch, the most a batch may hold.
+        await ts["e"].publish("tx", encode_tx_batch([b"unfunded-%d-%d" % (b, k) for k in range(800)]))
+        if b % 2 == 0:
+            txs = [b"ok-%d-%d" % (b, k) for k in range(50)]
+            honest += txs
+            await ts["i"].publish("tx", encode_tx_batch(txs))
+        await _settle()
+    await _settle(200)
+    elapsed = time.monotonic() - started
+    flood_checks = checker.checks.get("e", 0)
+    # The checks spent on the flooding peer: at most the budget over the time it flooded.
+    assert flood_checks <= BUDGET_BURST + BUDGET_RATE * elapsed + 1, (flood_checks, elapsed)
+    assert flood_checks < 40 * 800
+    assert victim.stats.batches_over_budget > 0
+    # Meanwhile every honest transaction was checked and accepted.
+    assert checker.delivered == honest
+    assert checker.checks["i"] == len(honest)
+    # IGNORE is not penalised: the flooder only lost our attention.
+    assert ts["v"].get_peer_score("e") == 0.0
+
+
+async def test_budget_refills_with_time_and_is_kept_per_peer(tmp_path):
+    now = [100.0]
+    hub = MemoryHub(clock=lambda: now[0])
+    ts = {n: MemoryTransport(_cfg(tmp_path, n), hub, n) for n in "vei"}
+    checker = Checker()
+    victim = TxGossip(ts["v"], checker.validate, checker.deliver, budget_rate=100, budget_burst=500, clock=lambda: now[0])
+    for t in ts.values():
+        await t.start()
+    await ts["e"].connect("/memory/v/p2p/v")
+    await ts["i"].connect("/memory/v/p2p/v")
+
+    async def flood(tag: int) -> None:
+        await ts["e"].publish("tx", encode_tx_batch([b"unfunded-%d-%d" % (tag, k) for k in range(200)]))
+        await _settle()
+
+    await flood(0)
+    await flood(1)
+    assert checker.checks["e"] == 400  # 100 tokens left
+    await flood(2)
+    assert checker.checks["e"] == 500  # stopped at the 501st check; the rest unchecked
+    assert victim.stats.txs_unchecked == 100 and victim.stats.batches_over_budget == 1
+    await flood(3)
+    assert checker.checks["e"] == 500  # out of budget: ignored before decoding
+    assert victim.stats.batches_over_budget == 2
+    # Not decoded while out of budget: a malformed batch is ignored, not even rejected.
+    await ts["e"].publish("tx", b"\x91\x91\x01")
+    await _settle()
+    assert victim.stats.batches_malformed == 0 and ts["v"].get_peer_score("e") == 0.0
+
+    # The honest peer has its own bucket, and accepted txs give their tokens back.
+    for b in range(10):
+        await ts["i"].publish("tx", encode_tx_batch([b"ok-%d-%d" % (b, k) for k in range(200)]))
+        await _settle()
+    assert len(checker.delivered) == 2000 and checker.checks["i"] == 2000
+    assert victim.budget.get_tokens("i", now[0]) == 500
+
+    now[0] += 2.0  # 200 tokens back for the flooder
+    await flood(4)
+    assert checker.checks["e"] == 700
+    await flood(5)
+    assert checker.checks["e"] == 700
+
+
+async def test_a_batch_cut_short_by_the_budget_is_not_relayed(tmp_path):
+    hub = MemoryHub()
+    e, v, c = (MemoryTransport(_cfg(tmp_path, n), hub, n) for n in "evc")
+    checker = Checker()
+    downstream = Checker()
+    TxGossip(v, checker.validate, checker.deliver, budget_rate=1, budget_burst=10)
+    TxGossip(c, downstream.validate, downstream.deliver)
+    for t in (e, v, c):
+        await t.start()
+    await e.connect("/memory/v/p2p/v")
+    await v.connect("/memory/c/p2p/c")
+    # Five accepted (their tokens come back), then twelve ignored: the budget ends inside the batch.
+    await e.publish("tx", encode_tx_batch([b"ok-%d" % k for k in range(5)] + [b"unfunded-%d" % k for k in range(12)]))
+    await _settle(100)
+    assert checker.checks["e"] == 15  # the last two went unchecked
+    assert downstream.checks == {} and downstream.delivered == []  # never vouched for, never relayed
+
+
+async def test_invalid_oversize_batches_are_rejected_before_any_check(tmp_path):
+    hub = MemoryHub()
+    e, v = (MemoryTransport(_cfg(tmp_path, n), hub, n) for n in "ev")
+    checker = Checker()
+    victim = TxGossip(v, checker.validate, checker.deliver)
+    for t in (e, v):
+        await t.start()
+    await e.connect("/memory/v/p2p/v")
+    assert victim.max_batch_txs == 800
+    await e.publish("tx", encode_tx_batch([b"ok-%d" % k for k in range(801)]))  # too many txs
+    await _settle()
+    assert checker.checks == {} and victim.stats.batches_oversize == 1
+    score = v.get_peer_score("e")
+    assert score < 0
+    big = [b"ok" + bytes([k]) * 2000 for k in range(100)]  # 200 KB in 100 txs: too many bytes
+    await e.publish("tx", encode_tx_batch(big))
+    await _settle()
+    assert checker.checks == {} and victim.stats.batches_oversize == 2
+    assert v.get_peer_score("e") < score
+    # One large transaction alone is not oversize (a batch of one is the only way to send it).
+    await e.publish("tx", encode_tx_batch([b"ok" + b"x" * 300_000]))
+    await _settle()
+    assert checker.checks == {"e": 1} and len(checker.delivered) == 1
+
+
+async def test_an_honest_relay_at_the_load_generator_rate_never_hits_the_budget(tmp_path):
+    # 1,000 tx/s for 20 simulated seconds, in 50 ms batches, with 5% of them
+    # ignored (stale or out-of-order nonces): the bucket never runs dry.
+    now = [0.0]
+    hub = MemoryHub(clock=lambda: now[0])
+    i, v = (MemoryTransport(_cfg(tmp_path, n), hub, n) for n in "iv")
+    checker = Checker()
+    victim = TxGossip(v, checker.validate, checker.deliver, clock=lambda: now[0])
+    for t in (i, v):
+        await t.start()
+    await i.connect("/memory/v/p2p/v")
+    sent = 0
+    lowest = float(BUDGET_BURST)
+    for b in range(400):
+        txs = [(b"unfunded-%d-%d" if k % 20 == 0 else b"ok-%d-%d") % (b, k) for k in range(50)]
+        await i.publish("tx", encode_tx_batch(txs))
+        sent += len(txs)
+        await _settle(10)
+        lowest = min(lowest, victim.budget.get_tokens("i", now[0]))
+        now[0] += 0.05
+    assert victim.stats.batches_over_budget == 0 and victim.stats.txs_unchecked == 0
+    assert checker.checks["i"] == sent
+    assert lowest >= BUDGET_BURST - 100  # it barely moves: 50 wasted/s against 1,000/s of refill
