@@ -354,3 +354,84 @@ async def test_block_over_8_mib_syncs_under_the_mainnet_preset_over_libp2p(tmp_p
         await node.stop()
         await server.stop()
     assert {t.name for t in threading.enumerate()} <= before
+
+
+# -- caps in the daemon's p2p config -----------------------------------------------------------------
+
+
+def test_daemon_p2p_config_carries_the_chains_largest_block(tmp_path: Path) -> None:
+    from node.app import Node as Daemon
+    from node.config import load_config
+    from node.init import init_home, make_genesis, write_genesis
+
+    made = init_home(tmp_path / "home", moniker="n0", passphrase=None)
+    sizes = {"max_block_bytes": MAINNET.max_block_bytes, "max_tx_bytes": MAINNET.max_tx_bytes,
+             "max_validators": MAINNET.max_validators}
+    write_genesis(made.home, make_genesis("cstake-sync", [made], monikers=["n0"], params=sizes))
+    daemon = Daemon(made.home, load_config(made.home.config_file))
+    cfg = daemon._p2p_config()
+    params = daemon.genesis.params
+    assert params.max_block_bytes == 16 << 20
+    assert cfg.max_frame_bytes == compute_sync_frame_bytes(params) > params.max_block_bytes
+    assert cfg.max_request_bytes >= cfg.max_frame_bytes
+    cfg.validate()
+
+
+def test_largest_commit_fits_the_commit_allowance() -> None:
+    sig = CommitSig(b"\xff" * 20, (1 << 62) - 1, b"\xff" * 64)
+    commit = Commit(height=(1 << 62) - 1, round=(1 << 31), block_hash=b"\xff" * 32,
+                    signatures=(sig,) * MAINNET.max_validators)
+    assert len(commit.encode()) <= compute_max_commit_bytes(MAINNET)
+
+
+# -- blocks the driver refuses -------------------------------------------------------------------------
+
+
+async def test_block_refused_by_the_driver_for_a_bad_commit_penalises_its_server(tmp_path: Path) -> None:
+    chain = TestChain()
+    rows = Producer(chain).build(3)
+    # Commits by another chain's validators: a verifier holding the wrong set (as if it could not know
+    # the set after an epoch boundary) lets them through, and the driver, which knows it, refuses them.
+    other = TestChain(seed=b"other-validators")
+    other_set = other.view().get_validator_set()
+    forged = []
+    for block, _ in rows:
+        forged.append((block, other.sign_commit(Block.decode(block), vset=other_set).encode()))
+    hub = MemoryHub()
+    liar, _ = await serving_peer(chain, hub, tmp_path, "a", forged)
+    node = Node.in_memory(chain, hub, tmp_path / "me", "me")
+    params = chain.view().get_params()
+    node.syncer._verifier = lambda start, end: FrameVerifier(  # type: ignore[method-assign]
+        chain.chain_id, other_set, start - 1, node.executor.last_block_hash(), end,
+        max_block_bytes=params.max_block_bytes, max_commit_bytes=compute_max_commit_bytes(params),
+    )
+    await node.start(["a"])
+    try:
+        with pytest.raises(InvalidBlock, match="commit does not verify"):
+            await node.syncer.sync_once()
+        assert node.executor.height == 0
+        assert "a" not in node.transport.peers() and node.transport.get_peer_score("a") < 0
+    finally:
+        await node.stop()
+        await liar.stop()
+
+
+async def test_block_with_a_valid_commit_refused_by_the_driver_is_not_its_servers_fault(tmp_path: Path) -> None:
+    chain = TestChain()
+    # TestChain alone leaves state roots zero: the commits are valid, the blocks fail execution here.
+    for _ in range(3):
+        chain.next_block()
+    commits = [b.last_commit for b in chain.blocks[1:]] + [chain.last_commit]
+    rows = [(b.encode(), c.encode()) for b, c in zip(chain.blocks, commits, strict=True) if c is not None]
+    assert len(rows) == 3
+    hub = MemoryHub()
+    peer, _ = await serving_peer(chain, hub, tmp_path, "a", rows)
+    node = Node.in_memory(chain, hub, tmp_path / "me", "me")
+    await node.start(["a"])
+    try:
+        with pytest.raises(InvalidBlock, match="state root"):
+            await node.syncer.sync_once()
+        assert "a" in node.transport.peers() and node.transport.get_peer_score("a") == 0.0
+    finally:
+        await node.stop()
+        await peer.stop()
