@@ -16,7 +16,7 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from consensus.codec import Encodable
 from consensus.crypto import PrivateKey, encode_address
@@ -50,6 +50,9 @@ from node.cli.common import (
 from node.client import RPCClient
 from node.errors import CommandError, RPCCallError
 from node.home import DEFAULT_HOME
+
+if TYPE_CHECKING:
+    from node.compute.hwbench import HardwareReport
 
 
 def parse_amount(text: str, what: str) -> int:
@@ -172,17 +175,55 @@ def _nft_id(text: str) -> int:
     return value
 
 
+def _bench_claim(args: argparse.Namespace) -> tuple[HardwareReport, int]:
+    """Measure this machine's prover at the chain's challenge size; return (report, claim).
+
+    The kernel is the node's prover's (``--device``, ``--threads``), the sizes come
+    from the chain's parameters (``--genesis``, else the node's RPC), and the claim
+    is ``--margin-percent`` of the measured units. Both figures go to stderr.
+    """
+    from node.compute.calibrate import compute_claim, resolve_poc_params
+    from node.compute.hwbench import run_benchmark
+    from node.compute.kernel import KernelConfig, format_kernel_info
+
+    if args.bench_seconds <= 0:
+        raise CommandError("--bench-seconds must be positive")
+    if not 1 <= args.margin_percent <= 100:
+        raise CommandError(f"--margin-percent must be in [1, 100], got {args.margin_percent}")
+    kernel = KernelConfig.from_options(args.device, args.threads)
+    poc, source = resolve_poc_params(args.genesis, resolve_rpc_url(args), args.timeout)
+    report = run_benchmark(args.bench_seconds, kernel=kernel, poc=poc,
+                           margin_percent=args.margin_percent)
+    claim = compute_claim(report.units, args.margin_percent)
+    cal = report.device.prover
+    where = (f"{cal.gflops:.1f} GFLOP/s at n={cal.n}, {cal.rows} rows; the chain's challenge "
+             f"is {cal.challenge_rows} rows for {cal.challenge_ms} ms" if cal is not None
+             else "the kernel is not exact: nothing counted")
+    print(f"measured: {report.units} compute units ({where}; params from {source}; "
+          f"kernel {format_kernel_info(report.kernel)})", file=sys.stderr)
+    if args.units is None:
+        print(f"claiming: {claim} compute units ({args.margin_percent}% of measured)", file=sys.stderr)
+    else:
+        print(f"claiming: {args.units} compute units (--units; {args.margin_percent}% of measured "
+              f"would be {claim})", file=sys.stderr)
+        if args.units > report.units:
+            print(f"warning: --units {args.units} exceeds what this machine's prover measured "
+                  f"({report.units}): its challenges will be verified below the claim or missed",
+                  file=sys.stderr)
+    if claim < 1 and args.units is None:
+        raise CommandError("register-compute --from-bench: the measured claim is 0 units")
+    return report, claim
+
+
 def _b_register_compute(args: argparse.Namespace, key: PrivateKey) -> Encodable:
-    device = args.device
+    from node.compute.kernel import KernelConfig
+
+    device = KernelConfig.from_options(args.device, args.threads).device
     units, model, cores, memory_mb = args.units, args.model, args.cores, args.memory_mb
     if args.from_bench:
-        from node.compute.hwbench import run_benchmark
-
-        report = run_benchmark(args.bench_seconds)
-        if not args.json:
-            print(f"benchmarked: {report.units} compute units ({report.cpu_model})", file=sys.stderr)
-        units = units if units is not None else report.units
-        if device == "gpu" and report.gpus:
+        report, claim = _bench_claim(args)
+        units = units if units is not None else claim
+        if device != "cpu" and report.gpus:
             model = model or report.gpus[0].name
             memory_mb = memory_mb if memory_mb is not None else report.gpus[0].memory_mib
         model = model or report.cpu_model
@@ -195,7 +236,7 @@ def _b_register_compute(args: argparse.Namespace, key: PrivateKey) -> Encodable:
     if args.collateral is None:
         raise CommandError("register-compute needs --collateral (at least the chain's min_nft_collateral)")
     spec = HardwareSpec(
-        device_kind=DeviceKind.GPU if device == "gpu" else DeviceKind.CPU,
+        device_kind=DeviceKind.CPU if device == "cpu" else DeviceKind.GPU,
         model=str(model)[:128],
         cores=int(cores or 0),
         memory_mb=int(memory_mb or 0),
@@ -290,14 +331,22 @@ def add_commands(sub: Any) -> None:
         p.add_argument("amount")
         p.set_defaults(func=tx_command(build))
     p = tx.add_parser("register-compute", help="mint a compute NFT for your hardware")
-    p.add_argument("--from-bench", action="store_true", help="measure this machine with cstake bench")
+    p.add_argument("--from-bench", action="store_true",
+                   help="claim what this machine's prover measures at the chain's challenge size")
     p.add_argument("--bench-seconds", type=float, default=10.0)
+    p.add_argument("--margin-percent", type=int, default=80,
+                   help="with --from-bench: claim this percent of the measured units (default 80)")
+    p.add_argument("--genesis", help="with --from-bench: the chain's genesis (default: ask the node)")
     p.add_argument("--units", type=int)
     p.add_argument("--collateral", type=int)
     p.add_argument("--model")
     p.add_argument("--cores", type=int)
     p.add_argument("--memory-mb", type=int)
-    p.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
+    # The same two options as `cstake bench`: they must match the node's prover.
+    p.add_argument("--device", default="cpu",
+                   help="cpu, gpu or gpu:N: the device the node's prover uses (default cpu)")
+    p.add_argument("--threads", type=int,
+                   help="with --from-bench: BLAS threads of the node's prover (default 1)")
     p.set_defaults(func=tx_command(_b_register_compute))
     p = tx.add_parser("transfer-nft", help="give a compute NFT to another account")
     p.add_argument("id")

@@ -1,34 +1,33 @@
-"""``cstake bench``: detect this machine's hardware and measure its compute units.
+"""``cstake bench``: detect this machine's hardware and measure what its prover delivers.
 
 Detection: CPU model (/proc/cpuinfo), logical cores, memory (/proc/meminfo),
 and NVIDIA GPUs through ``nvidia-smi`` when the binary exists, or through an
 installed CUDA array library (torch or cupy). None of these is required; a
 missing or failing probe just reports nothing.
 
-Measurement, with the very kernel and pipeline the proof-of-compute challenges use:
+Measurement, in a prover worker (``node.compute.prover.Prover``) of the
+configured kernel (``node.compute.kernel.KernelConfig``: device and BLAS
+threads, by default the node's prover default, one thread on the CPU), so the
+figure is the prover's own:
 
-- kernel GFLOP/s: float32 GEMM of small-integer matrices (exact, see
-  consensus.poc.matrices) at the challenge inner dimensions n = 512, 1024, 2048,
-  counting 2·rows·n² operations per product;
-- pipeline GFLOP/s: a whole challenge at n = 2048 as the prover runs it
-  (``node.compute.prover.compute_commitment``: generate A and B from SHAKE-256, multiply,
-  convert to int32, hash every row into the Merkle tree), 2·rows·n² over its time;
-- memory bandwidth GB/s: copies of a 256 MiB array, counting bytes read plus written.
+- kernel GFLOP/s: the raw GEMM of challenge matrices at n = 512, 1024, 2048
+  (a description of the hardware; it earns nothing);
+- prover GFLOP/s: whole challenges at the chain's challenge size, as the
+  prover computes them (``node.compute.calibrate``: generate A and B, multiply,
+  convert to int32, hash every row into the Merkle tree), 2·rows·n² over the
+  median run's time;
+- memory bandwidth GB/s: copies of a 256 MiB array, bytes read plus written.
 
 Compute units (1 unit = 1 GFLOP/s, the unit the chain verifies in):
-``units = floor(pipeline GFLOP/s)`` for each device, and the machine's total is
-the sum over devices. The pipeline figure is used, not the raw kernel, because
-the chain measures a device by the time its whole challenge takes; memory
-bandwidth is reported (and worth recording in the hardware specification) but
-does not enter the formula, since the pipeline run already pays for the
-memory-bound steps at the real sizes. A GPU runs the same pipeline with the
-GEMM on the GPU (TF32 disabled: its 10-bit mantissa would not be exact).
+``units = floor(prover GFLOP/s)``. ``cstake tx register-compute --from-bench``
+claims a margin of that (80% by default). The kernel the worker ran, with the
+thread count BLAS itself reports there, is recorded in the report.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import asyncio
 import json
 import os
 import platform
@@ -36,22 +35,32 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 
-from consensus.poc.matrices import MAX_N, generate_a_rows, generate_b
-from node.compute.prover import (
-    BLOCK_ROWS,
-    compute_commitment,
-    compute_leaf_hashes,
+from consensus.params import MAINNET
+from consensus.poc import PocParams
+from consensus.poc.matrices import generate_a_rows, generate_b
+from consensus.poc_state import get_poc_params
+from node.compute.calibrate import DEFAULT_MARGIN_PERCENT, Calibration, measure_calibration
+from node.compute.kernel import (
+    GpuBackend,
+    KernelConfig,
+    KernelInfo,
+    describe_kernel,
+    format_kernel_info,
+    get_block_multiplier,
+    get_gpu_backend,
     is_block_exact,
     multiply_block,
 )
+from node.compute.prover import BLOCK_ROWS, Prover
 
 KERNEL_SIZES = (512, 1024, 2048)
+#: Share of the measurement time spent on the raw kernel sizes (the rest on the prover figure).
+KERNEL_SHARE = 0.2
 #: The test-only poc-overclaim mode registers this many times the benchmarked units.
 OVERCLAIM_FACTOR = 2
 BANDWIDTH_BYTES = 256 << 20
@@ -65,33 +74,6 @@ class GpuInfo:
     name: str
     memory_mib: int
     source: str
-
-
-@dataclass(frozen=True, slots=True)
-class DeviceMeasurement:
-    """Measured throughput of one device, and the units it earns."""
-
-    device: str
-    name: str
-    kernel_gflops: tuple[tuple[int, float], ...]
-    pipeline_gflops: float
-    pipeline_rows: int
-    units: int
-    exact: bool
-
-
-@dataclass(frozen=True, slots=True)
-class HardwareReport:
-    """What ``cstake bench`` found and measured."""
-
-    cpu_model: str
-    logical_cores: int
-    memory_bytes: int
-    gpus: tuple[GpuInfo, ...]
-    memory_bandwidth_gbs: float
-    devices: tuple[DeviceMeasurement, ...]
-    units: int
-    notes: tuple[str, ...]
 
 
 # --- detection -------------------------------------------------------------------
@@ -154,77 +136,16 @@ def detect_gpus() -> tuple[GpuInfo, ...]:
     if backend is None:
         return ()
     try:
-        return backend.describe()
+        return tuple(GpuInfo(name, mib, backend.name) for name, mib in backend.describe())
     except Exception:  # a broken GPU library must not stop the benchmark
         return ()
 
 
-# --- GPU backends (optional: torch or cupy, whichever is installed) ---------------------
-
-
-class _GpuBackend:
-    """The few operations the GPU measurement needs, from torch or cupy."""
-
-    def __init__(self, name: str, module: Any) -> None:
-        self.name = name
-        self.module = module
-
-    def count(self) -> int:
-        if self.name == "torch":
-            return int(self.module.cuda.device_count()) if self.module.cuda.is_available() else 0
-        return int(self.module.cuda.runtime.getDeviceCount())
-
-    def describe(self) -> tuple[GpuInfo, ...]:
-        out = []
-        for i in range(self.count()):
-            if self.name == "torch":
-                props = self.module.cuda.get_device_properties(i)
-                out.append(GpuInfo(props.name, props.total_memory >> 20, "torch"))
-            else:
-                props = self.module.cuda.runtime.getDeviceProperties(i)
-                name = props["name"].decode() if isinstance(props["name"], bytes) else str(props["name"])
-                out.append(GpuInfo(name, int(props["totalGlobalMem"]) >> 20, "cupy"))
-        return tuple(out)
-
-    def matmul_fn(self, index: int, b: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
-        """Return f(A int8 block) -> C int32 block, multiplying on GPU ``index`` in float32."""
-        if self.name == "torch":
-            torch = self.module
-            torch.backends.cuda.matmul.allow_tf32 = False  # TF32 is not exact
-            dev = torch.device(f"cuda:{index}")
-            b_dev = torch.from_numpy(b.astype(np.float32)).to(dev)
-
-            def run_torch(a: np.ndarray) -> np.ndarray:
-                a_dev = torch.from_numpy(a.astype(np.float32)).to(dev)
-                return (a_dev @ b_dev).to(torch.int32).cpu().numpy()  # type: ignore[no-any-return]
-
-            return run_torch
-        cupy = self.module
-        with cupy.cuda.Device(index):
-            b_dev = cupy.asarray(b.astype(np.float32))
-
-        def run_cupy(a: np.ndarray) -> np.ndarray:
-            with cupy.cuda.Device(index):
-                return cupy.asnumpy((cupy.asarray(a.astype(np.float32)) @ b_dev).astype(cupy.int32))  # type: ignore[no-any-return]
-
-        return run_cupy
-
-
-def _gpu_backend() -> _GpuBackend | None:
-    for name in ("torch", "cupy"):
-        if importlib.util.find_spec(name) is None:
-            continue
-        try:
-            module = __import__(name)
-            backend = _GpuBackend(name, module)
-            if backend.count() > 0:
-                return backend
-        except Exception:  # an unusable library is the same as none
-            continue
-    return None
-
-
 # --- measurement -----------------------------------------------------------------
+
+
+def _gpu_backend() -> GpuBackend | None:
+    return get_gpu_backend()
 
 
 def measure_memory_bandwidth(seconds: float, nbytes: int = BANDWIDTH_BYTES) -> float:
@@ -243,100 +164,113 @@ def measure_memory_bandwidth(seconds: float, nbytes: int = BANDWIDTH_BYTES) -> f
     return best
 
 
-def measure_kernel(n: int, seconds: float, rows: int | None = None) -> tuple[float, bool]:
-    """Return the best float32 GEMM rate (GFLOP/s) at inner dimension n, and whether it was exact."""
+def measure_kernel(n: int, seconds: float, config: KernelConfig,
+                   rows: int | None = None) -> tuple[float, bool]:
+    """Return the best GEMM rate (GFLOP/s) of ``config``'s kernel at inner dimension n, and
+    whether it was exact (run it in a prover worker, so the thread count is the prover's)."""
     rows = rows or min(n, BLOCK_ROWS)
-    b = generate_b(BENCH_SEED, n).astype(np.float32)
+    b_int = generate_b(BENCH_SEED, n)
     a = generate_a_rows(BENCH_SEED, n, 0, rows)
+    if config.is_gpu:
+        run = get_block_multiplier(config, b_int)
+    else:
+        b = b_int.astype(config.dtype)
+
+        def run(block: np.ndarray) -> np.ndarray:
+            return multiply_block(block, b, config.dtype)
     best = 0.0
     exact = True
     deadline = time.perf_counter() + seconds
     for attempt in range(1000):
         t0 = time.perf_counter()
-        c = multiply_block(a, b, "float32")
+        c = run(a)
         dt = time.perf_counter() - t0
         best = max(best, 2 * rows * n * n / dt / 1e9)
         if attempt == 0:
-            exact = is_block_exact(a, b, c)
+            exact = is_block_exact(a, b_int, c)
         if attempt >= 2 and time.perf_counter() > deadline:
             break
     return best, exact
 
 
-def measure_pipeline(seconds: float, n: int = MAX_N, runs: int = 2) -> tuple[float, int]:
-    """Run whole challenges of about ``seconds / runs`` each; return (best GFLOP/s, rows)."""
-    probe = compute_commitment(BENCH_SEED, n, 256)
-    rate = 2 * 256 * n * n / max(probe.total_s, 1e-9)
-    rows = max(256, int(rate * seconds / runs / (2 * n * n)) // 64 * 64)
-    best = 0.0
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        compute_commitment(BENCH_SEED, n, rows)
-        best = max(best, 2 * rows * n * n / (time.perf_counter() - t0) / 1e9)
-    return best, rows
+@dataclass(frozen=True, slots=True)
+class DeviceMeasurement:
+    """What one prover worker measured of its kernel."""
+
+    kernel: KernelInfo
+    kernel_gflops: tuple[tuple[int, float], ...]
+    """Best raw GEMM rate at each of ``KERNEL_SIZES`` (for the hardware description)."""
+    exact: bool
+    prover: Calibration | None
+    """The prover's rate at the chain's challenge size (None when the kernel is not exact)."""
 
 
-def _measure_gpu(backend: _GpuBackend, index: int, name: str, seconds: float) -> DeviceMeasurement:
-    n = MAX_N
-    b = generate_b(BENCH_SEED, n)
-    run = backend.matmul_fn(index, b)
-    a = generate_a_rows(BENCH_SEED, n, 0, BLOCK_ROWS)
-    exact = is_block_exact(a, b, run(a))
-    kernel = 0.0
-    deadline = time.perf_counter() + seconds / 2
-    while True:
-        t0 = time.perf_counter()
-        run(a)
-        kernel = max(kernel, 2 * BLOCK_ROWS * n * n / (time.perf_counter() - t0) / 1e9)
-        if time.perf_counter() > deadline:
-            break
-    # Pipeline: generate each block on the CPU, multiply on the GPU, hash rows on the CPU.
-    rows = 0
-    t0 = time.perf_counter()
-    while time.perf_counter() - t0 < seconds / 2:
-        block = generate_a_rows(BENCH_SEED, n, rows, rows + BLOCK_ROWS)
-        compute_leaf_hashes(run(block))
-        rows += BLOCK_ROWS
-    pipeline = 2 * rows * n * n / (time.perf_counter() - t0) / 1e9
-    return DeviceMeasurement(
-        device=f"gpu{index}", name=name, kernel_gflops=((n, kernel),),
-        pipeline_gflops=pipeline, pipeline_rows=rows, units=int(pipeline) if exact else 0,
-        exact=exact,
-    )
+def measure_device(poc: PocParams, seconds: float, config: KernelConfig,
+                   margin_percent: int = DEFAULT_MARGIN_PERCENT) -> DeviceMeasurement:
+    """Measure ``config``'s kernel for about ``seconds`` (run it in a prover worker)."""
+    share = seconds * KERNEL_SHARE / len(KERNEL_SIZES)
+    measured = [(n, measure_kernel(n, share, config)) for n in KERNEL_SIZES]
+    exact = all(ok for _, (_, ok) in measured)
+    prover = (measure_calibration(poc, seconds * (1 - KERNEL_SHARE), config, margin_percent)
+              if exact else None)
+    return DeviceMeasurement(kernel=describe_kernel(config),
+                             kernel_gflops=tuple((n, rate) for n, (rate, _) in measured),
+                             exact=exact, prover=prover)
 
 
-def run_benchmark(seconds: float = 10.0) -> HardwareReport:
-    """Detect the hardware and measure it for about ``seconds`` in all (at least ~1 s)."""
+@dataclass(frozen=True, slots=True)
+class HardwareReport:
+    """What ``cstake bench`` found and measured."""
+
+    cpu_model: str
+    logical_cores: int
+    memory_bytes: int
+    gpus: tuple[GpuInfo, ...]
+    memory_bandwidth_gbs: float
+    device: DeviceMeasurement
+    """The prover's kernel (device and threads from the configuration), as a prover worker ran it."""
+    units: int
+    """Measured compute units: ``floor`` of the prover's GFLOP/s at the chain's challenge size."""
+    notes: tuple[str, ...]
+
+    @property
+    def kernel(self) -> KernelInfo:
+        return self.device.kernel
+
+
+def run_benchmark(seconds: float = 10.0, *, kernel: KernelConfig | None = None,
+                  poc: PocParams | None = None,
+                  margin_percent: int = DEFAULT_MARGIN_PERCENT) -> HardwareReport:
+    """Detect the hardware and measure the prover's kernel for about ``seconds`` (at least ~1 s).
+
+    ``kernel`` (default: the node's prover default) picks device and threads; ``poc``
+    (default: mainnet's) the challenge sizes. The measurement runs in a prover worker.
+    """
+    kernel = kernel or KernelConfig()
+    poc = poc or get_poc_params(MAINNET)
     seconds = max(seconds, 0.5)
     notes: list[str] = []
     gpus = detect_gpus()
     bandwidth = measure_memory_bandwidth(seconds * 0.1)
-    kernel_share = seconds * 0.3 / len(KERNEL_SIZES)
-    measured = [(n, measure_kernel(n, kernel_share)) for n in KERNEL_SIZES]
-    kernels = tuple((n, rate) for n, (rate, _) in measured)
-    cpu_exact = all(exact for _, (_, exact) in measured)
-    pipeline, rows = measure_pipeline(seconds * 0.5) if cpu_exact else (0.0, 0)
-    cpu_model = read_cpu_model()
-    devices = [DeviceMeasurement(
-        device="cpu", name=cpu_model, kernel_gflops=kernels, pipeline_gflops=pipeline,
-        pipeline_rows=rows, units=int(pipeline) if cpu_exact else 0, exact=cpu_exact,
-    )]
-    backend = _gpu_backend() if gpus else None
-    if gpus and backend is None:
-        notes.append("GPU found but neither torch nor cupy is importable: GPU not measured")
-    if backend is not None:
-        for index, gpu in enumerate(gpus[: backend.count()]):
-            try:
-                devices.append(_measure_gpu(backend, index, gpu.name, seconds / 2))
-            except Exception as exc:  # report and go on with the CPU figures
-                notes.append(f"gpu{index} ({gpu.name}) not measured: {exc}")
-    for dev in devices:
-        if not dev.exact:
-            notes.append(f"{dev.device}: float32 product not exact, no units counted")
+
+    async def measure() -> DeviceMeasurement:
+        prover = Prover(kernel=kernel)
+        try:
+            return await prover.run_in_worker(measure_device, poc, seconds * 0.9, kernel, margin_percent)
+        finally:
+            await prover.aclose()
+
+    device = asyncio.run(measure())
+    if gpus and not kernel.is_gpu:
+        notes.append("GPU found, but the prover is configured for the CPU: measure and prove "
+                     "on it with --device gpu")
+    if not device.exact:
+        notes.append(f"{kernel.device}: {kernel.dtype} product not exact, no units counted")
+    units = device.prover.units if device.prover is not None else 0
     return HardwareReport(
-        cpu_model=cpu_model, logical_cores=os.cpu_count() or 1, memory_bytes=read_memory_bytes(),
-        gpus=gpus, memory_bandwidth_gbs=bandwidth, devices=tuple(devices),
-        units=sum(d.units for d in devices), notes=tuple(notes),
+        cpu_model=read_cpu_model(), logical_cores=os.cpu_count() or 1,
+        memory_bytes=read_memory_bytes(), gpus=gpus, memory_bandwidth_gbs=bandwidth,
+        device=device, units=units, notes=tuple(notes),
     )
 
 
@@ -350,19 +284,33 @@ def get_claimed_units(report: HardwareReport, *, overclaim: bool = False) -> int
 
 def report_to_json(report: HardwareReport) -> dict[str, Any]:
     """Return the report as a JSON-ready dict."""
-    data = asdict(report)
-    for dev in data["devices"]:
-        dev["kernel_gflops"] = {str(n): round(v, 2) for n, v in dev["kernel_gflops"]}
-        dev["pipeline_gflops"] = round(dev["pipeline_gflops"], 2)
-    data["memory_bandwidth_gbs"] = round(report.memory_bandwidth_gbs, 2)
-    data["gpus"] = [asdict(g) for g in report.gpus]
-    data["notes"] = list(report.notes)
-    data["unit"] = "1 compute unit = 1 GFLOP/s of the proof-of-compute pipeline (float32 exact-integer kernel)"
-    return data
+    dev = report.device
+    prover: dict[str, Any] | None = None
+    if dev.prover is not None:
+        cal = dev.prover
+        prover = {"n": cal.n, "rows": cal.rows, "challenge_rows": cal.challenge_rows,
+                  "challenge_ms": cal.challenge_ms, "runs": len(cal.run_seconds),
+                  "seconds": round(cal.seconds, 4), "gflops": round(cal.gflops, 2), "units": cal.units}
+    return {
+        "cpu_model": report.cpu_model,
+        "logical_cores": report.logical_cores,
+        "memory_bytes": report.memory_bytes,
+        "gpus": [asdict(g) for g in report.gpus],
+        "memory_bandwidth_gbs": round(report.memory_bandwidth_gbs, 2),
+        "kernel": asdict(report.kernel),
+        "kernel_gflops": {str(n): round(v, 2) for n, v in dev.kernel_gflops},
+        "exact": dev.exact,
+        "prover": prover,
+        "units": report.units,
+        "notes": list(report.notes),
+        "unit": "1 compute unit = 1 GFLOP/s of the proof-of-compute prover at the chain's challenge "
+                "size (float32 exact-integer kernel, the prover's device and BLAS threads)",
+    }
 
 
 def format_report(report: HardwareReport) -> str:
     """Return a human-readable table of the report."""
+    dev = report.device
     lines = [
         f"{'CPU':<26}{report.cpu_model}",
         f"{'logical cores':<26}{report.logical_cores}",
@@ -370,24 +318,27 @@ def format_report(report: HardwareReport) -> str:
         f"{'memory bandwidth (copy)':<26}{report.memory_bandwidth_gbs:.1f} GB/s",
     ]
     if report.gpus:
-        for i, gpu in enumerate(report.gpus):
-            lines.append(f"{f'GPU {i}':<26}{gpu.name}, {gpu.memory_mib} MiB ({gpu.source})")
+        for i, g in enumerate(report.gpus):
+            lines.append(f"{f'GPU {i}':<26}{g.name}, {g.memory_mib} MiB ({g.source})")
     else:
         lines.append(f"{'GPUs':<26}none found")
-    lines.append("")
-    lines.append(f"{'device':<8}{'kernel GFLOP/s (n)':<40}{'pipeline GFLOP/s':>18}{'units':>8}")
-    for dev in report.devices:
-        kern = "  ".join(f"{v:.1f} ({n})" for n, v in dev.kernel_gflops)
-        lines.append(f"{dev.device:<8}{kern:<40}{dev.pipeline_gflops:>18.1f}{dev.units:>8}")
-    lines.append(f"{'total compute units':<26}{report.units}")
-    lines.append("(1 unit = 1 GFLOP/s of the proof-of-compute pipeline at n = 2048: "
-                 "generate, multiply in float32, hash rows)")
+    lines.append(f"{'prover kernel':<26}{format_kernel_info(report.kernel)}")
+    kern = "  ".join(f"{v:.1f} (n={n})" for n, v in dev.kernel_gflops)
+    lines.append(f"{'kernel GFLOP/s':<26}{kern}")
+    if dev.prover is not None:
+        cal = dev.prover
+        lines.append(f"{'prover GFLOP/s':<26}{cal.gflops:.1f} at n = {cal.n}, {cal.rows} rows "
+                     f"(the chain's challenge: {cal.challenge_rows} rows for {cal.challenge_ms} ms), "
+                     f"median of {len(cal.run_seconds)}")
+    lines.append(f"{'measured compute units':<26}{report.units}")
+    lines.append("(1 unit = 1 GFLOP/s of the proof-of-compute prover at the chain's challenge size: "
+                 "generate, multiply, hash rows, with the prover's device and threads)")
     lines.extend(f"note: {note}" for note in report.notes)
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``cstake bench``."""
+    """Entry point of ``python -m node.compute.hwbench`` (``cstake bench`` is node/cli/bench.py)."""
     parser = argparse.ArgumentParser(prog="cstake bench", description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--seconds", type=float, default=10.0,

@@ -1,4 +1,4 @@
-"""The proof-of-compute prover: computes C = A·B with BLAS in a worker process.
+"""The proof-of-compute prover: computes C = A·B with the configured kernel in a worker process.
 
 The product runs in a separate process (spawn context) so the node's event
 loop never blocks on it: ``Prover.prove`` awaits the worker and returns the
@@ -9,9 +9,11 @@ and level), and opened rows are recomputed on demand (k·2n² operations, a smal
 share of the challenge, spent after the commitment so it does not count
 against the measured time).
 
-The kernel is float32 (or float64) GEMM on small integers: exact, since every
-partial sum stays below 2^24 (see consensus.poc.matrices), and converted to
-int32 rows for the commitment.
+The kernel (``node.compute.kernel``: device, BLAS threads, float type) is
+float32 (or float64) GEMM on small integers: exact, since every partial sum
+stays below 2^24 (see consensus.poc.matrices), and converted to int32 rows for
+the commitment. The worker is spawned with the kernel's thread cap, and the
+benchmark measures in such a worker too (``node.compute.calibrate``).
 
 Test-only mode ``cheat_fraction`` (the node's poc-cheat mode) corrupts that
 fraction of rows after computing them, choosing the rows deterministically from
@@ -40,18 +42,29 @@ from consensus.hashing import HASH_LEN
 from consensus.poc.matrices import MATRIX_A, generate_a_rows, generate_b, generate_rows
 from consensus.poc.merkle import LEAF_PREFIX, ROW_DTYPE, hash_node
 from consensus.poc.types import Challenge, PocOpenings, RowOpening
+from node.compute.kernel import (
+    BLAS_THREAD_VARS,
+    KERNEL_DTYPES,
+    KernelConfig,
+    get_block_multiplier,
+    is_block_exact,
+    multiply_block,
+)
 from node.errors import ProverError
+
+__all__ = [
+    "BLAS_THREAD_VARS", "BLOCK_ROWS", "KERNEL_DTYPES", "POC_CHEAT_FRACTION", "CommitmentWork",
+    "ProvedChallenge", "Prover", "compute_cheat_rows", "compute_commitment", "compute_leaf_hashes",
+    "compute_path", "compute_rows", "is_block_exact", "multiply_block",
+]
 
 R = TypeVar("R")
 
 #: Rows of A generated and multiplied at a time (bounds the worker's memory).
 BLOCK_ROWS = 1024
-KERNEL_DTYPES = ("float32", "float64")
 #: Fraction of rows the test-only poc-cheat mode corrupts: 800 samples miss all of
 #: them with probability below 0.98^800 = 1e-7, so the cheater is caught every time.
 POC_CHEAT_FRACTION = 0.02
-#: Environment variables that cap BLAS threads in the worker (read when BLAS loads).
-BLAS_THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 # --- the kernel (runs in the worker process, and in benchmarks in-process) ------------
@@ -66,26 +79,6 @@ def compute_cheat_rows(seed: bytes, rows: int, cheat_fraction: float) -> npt.NDA
         return np.empty(0, dtype=np.int64)
     rng = np.random.default_rng(int.from_bytes(hashlib.sha256(b"poc-cheat" + seed).digest()[:8], "big"))
     return np.sort(rng.choice(rows, size=count, replace=False)).astype(np.int64)
-
-
-def multiply_block(a: npt.NDArray[np.int8], b: npt.NDArray[np.floating], dtype: str) -> npt.NDArray[np.int32]:
-    """Return A·B as int32 using the BLAS float kernel (``b`` already in ``dtype``)."""
-    c = np.matmul(a.astype(dtype), b)
-    out: npt.NDArray[np.int32] = c.astype(np.int32)
-    return out
-
-
-def is_block_exact(a: npt.NDArray[np.int8], b: npt.NDArray[np.integer] | npt.NDArray[np.floating],
-                   c: npt.NDArray[np.int32]) -> bool:
-    """Return whether C = A·B, by an int64 Freivalds check with a fixed vector (O(rows·n)).
-
-    A BLAS or GPU mode that rounds (TF32, reduced-precision "fast math") would make the
-    prover commit wrong rows and be slashed; checking the first block catches such a
-    systematic fault before anything is committed, at a small share of the product's cost.
-    """
-    r = (np.arange(b.shape[1], dtype=np.int64) * 7919 + 104729) % (1 << 20)
-    br = np.asarray(b, dtype=np.int64) @ r
-    return bool(np.array_equal(c.astype(np.int64) @ r, a.astype(np.int64) @ br))
 
 
 def _corrupt(block: npt.NDArray[np.int32], block_indices: npt.NDArray[np.int64], bad: npt.NDArray[np.int64]) -> None:
@@ -143,13 +136,23 @@ class CommitmentWork:
 
 
 def compute_commitment(seed: bytes, n: int, rows: int, dtype: str = "float32",
-                       cheat_fraction: float = 0.0) -> CommitmentWork:
-    """Generate A and B, compute C = A·B block by block, and build the Merkle tree over C's rows."""
-    if dtype not in KERNEL_DTYPES:
-        raise ProverError(f"kernel dtype must be one of {KERNEL_DTYPES}")
+                       cheat_fraction: float = 0.0, device: str = "cpu") -> CommitmentWork:
+    """Generate A and B, compute C = A·B block by block, and build the Merkle tree over C's rows.
+
+    ``device`` picks the kernel (``node.compute.kernel``): the CPU's BLAS (with the
+    thread count of the calling process) or a GPU.
+    """
+    config = KernelConfig(device=device, threads=None, dtype=dtype)  # threads: this process's
     bad = compute_cheat_rows(seed, rows, cheat_fraction)
     t0 = time.perf_counter()
-    b = generate_b(seed, n).astype(dtype)
+    b_int = generate_b(seed, n)
+    b = b_int.astype(dtype)
+    if config.is_gpu:
+        gpu = get_block_multiplier(config, b_int)
+        multiply: Callable[[npt.NDArray[np.int8]], npt.NDArray[np.int32]] = gpu
+    else:
+        def multiply(a: npt.NDArray[np.int8]) -> npt.NDArray[np.int32]:
+            return multiply_block(a, b, dtype)
     gen_s = time.perf_counter() - t0
     mul_s = com_s = 0.0
     leaves = []
@@ -158,9 +161,10 @@ def compute_commitment(seed: bytes, n: int, rows: int, dtype: str = "float32",
         t0 = time.perf_counter()
         a = generate_a_rows(seed, n, start, stop)
         t1 = time.perf_counter()
-        c = multiply_block(a, b, dtype)
-        if start == 0 and not is_block_exact(a, b, c):
-            raise ProverError(f"the {dtype} kernel is not exact on this machine: refusing to commit")
+        c = multiply(a)
+        if start == 0 and not is_block_exact(a, b_int, c):
+            raise ProverError(f"the {config.device} {dtype} kernel is not exact on this machine: "
+                              "refusing to commit")
         t2 = time.perf_counter()
         _corrupt(c, np.arange(start, stop, dtype=np.int64), bad)
         leaves.append(compute_leaf_hashes(c))
@@ -176,7 +180,11 @@ def compute_commitment(seed: bytes, n: int, rows: int, dtype: str = "float32",
 
 def compute_rows(seed: bytes, n: int, rows: int, indices: list[int], dtype: str = "float32",
                  cheat_fraction: float = 0.0) -> list[bytes]:
-    """Recompute rows ``indices`` of C (with the same corruption as the commitment) as leaf bytes."""
+    """Recompute rows ``indices`` of C (with the same corruption as the commitment) as leaf bytes.
+
+    Always on the CPU: the product is exact on any device, so the rows are the same,
+    and opening happens after the commitment, outside the time the chain measures.
+    """
     bad = compute_cheat_rows(seed, rows, cheat_fraction)
     b = generate_b(seed, n).astype(dtype)
     out: list[bytes] = []
@@ -217,22 +225,26 @@ class Prover:
     """Computes challenges in a worker process and serves openings; one instance per node."""
 
     def __init__(self, *, dtype: str = "float32", cheat_fraction: float = 0.0,
-                 blas_threads: int | None = None) -> None:
-        """``blas_threads`` caps the worker's BLAS threads (None: the library's default).
+                 blas_threads: int | None = None, device: str = "cpu",
+                 kernel: KernelConfig | None = None) -> None:
+        """``kernel`` picks the device, BLAS threads and float type (``node.compute.kernel``);
+        without it, ``device``, ``blas_threads`` (None: the library's default) and ``dtype`` do.
 
         Several nodes sharing a machine (a local devnet) are challenged at the same
         epoch boundary; capping each worker's threads avoids oversubscribing the
         cores, under which multi-threaded BLAS slows down far more than in proportion.
         """
-        if dtype not in KERNEL_DTYPES:
-            raise ProverError(f"kernel dtype must be one of {KERNEL_DTYPES}")
+        if kernel is None:
+            if blas_threads is not None and (type(blas_threads) is not int or blas_threads < 1):
+                raise ProverError("blas_threads must be at least 1")
+            kernel = KernelConfig(device=device, threads=blas_threads, dtype=dtype)
         if not 0.0 <= cheat_fraction <= 1.0:
             raise ProverError("cheat_fraction must be in [0, 1]")
-        if blas_threads is not None and blas_threads < 1:
-            raise ProverError("blas_threads must be at least 1")
-        self._dtype = dtype
+        self.kernel = kernel
+        self._dtype = kernel.dtype
+        self._device = kernel.device
         self._cheat_fraction = cheat_fraction
-        self._blas_threads = blas_threads
+        self._blas_threads = kernel.threads
         self._executor = self._new_executor()
         self._proved: dict[bytes, ProvedChallenge] = {}
 
@@ -240,6 +252,10 @@ class Prover:
     def _new_executor() -> ProcessPoolExecutor:
         # spawn: a fresh interpreter, never a fork of a process with running threads.
         return ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+
+    async def run_in_worker(self, fn: Callable[..., R], *args: Any) -> R:
+        """Run ``fn(*args)`` in this prover's worker (its BLAS threads): measurements, warm-up."""
+        return await self._run(fn, *args)
 
     async def _run(self, fn: Callable[..., R], *args: Any) -> R:
         """Run ``fn(*args)`` in the worker; a crashed worker is replaced and reported."""
@@ -276,7 +292,7 @@ class Prover:
         """Compute C for ``challenge`` in the worker and return the commitment to post."""
         work = await self._run(
             compute_commitment, challenge.seed, challenge.n, challenge.rows, self._dtype,
-            self._cheat_fraction,
+            self._cheat_fraction, self._device,
         )
         proved = ProvedChallenge(challenge=challenge, root=work.root, levels=work.levels,
                                  seconds=work.total_s)

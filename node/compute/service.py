@@ -75,12 +75,9 @@ from consensus.poc_state import (
 from consensus.records import NO_ADDRESS, ComputeNFT, DeviceKind, HardwareSpec
 from consensus.state import Keys, State
 from consensus.txs import BindNFT, RegisterCompute, build_tx
-from node.compute.hwbench import (
-    OVERCLAIM_FACTOR,
-    measure_pipeline,
-    read_cpu_model,
-    read_memory_bytes,
-)
+from node.compute.calibrate import ClaimCheck, calibrate, check_claims
+from node.compute.hwbench import OVERCLAIM_FACTOR, read_cpu_model, read_memory_bytes
+from node.compute.kernel import DEFAULT_THREADS, KernelConfig, format_kernel_info
 from node.compute.ports import ComputeHost
 from node.compute.prover import POC_CHEAT_FRACTION, Prover
 from node.errors import ProverError
@@ -92,8 +89,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("node.compute.service")
 
 ATTESTATION_TOPIC = "attestation"
-#: BLAS threads per prover worker: devnet nodes share a small machine (see the doc's note).
-PROVER_BLAS_THREADS = 1
+#: BLAS threads per prover worker by default: devnet nodes share a small machine.
+PROVER_BLAS_THREADS = DEFAULT_THREADS
+#: Seconds of the start check of the served NFTs' claims (in the first prover's worker).
+SELF_CHECK_SECONDS = 1.0
 #: Seconds of benchmark for the poc-overclaim registration.
 OVERCLAIM_BENCH_SECONDS = 1.5
 #: Collateral of the poc-overclaim NFT, in multiples of the minimum.
@@ -173,8 +172,14 @@ class AttestationPool:
 class ComputeService:
     """Answers this node's proof-of-compute challenges and gossips its attestations."""
 
-    def __init__(self, host: ComputeHost, *, byzantine: str | None = None) -> None:
+    def __init__(self, host: ComputeHost, *, byzantine: str | None = None,
+                 kernel: KernelConfig | None = None) -> None:
+        """``kernel``: the provers' device and BLAS threads (default: one thread on the CPU);
+        ``cstake bench`` and ``register-compute --from-bench`` must measure the same one."""
         self.host = host
+        self.kernel = kernel or KernelConfig()
+        #: The start check: each served NFT's claim against this machine's prover, by NFT id.
+        self.claim_checks: dict[int, ClaimCheck] = {}
         self.cheat_fraction = POC_CHEAT_FRACTION if byzantine == "poc-cheat" else 0.0
         self.overclaim = byzantine == "poc-overclaim"
         self.pool = AttestationPool()
@@ -223,9 +228,49 @@ class ComputeService:
 
     async def _warm_provers(self) -> None:
         """Start the worker of each NFT we serve now: a spawned worker takes a second or two
-        to import numpy, which would otherwise count against the first challenge's time."""
-        for nft in self._served_nfts(self.host.head_state()):
-            await self._prover(nft.id)._run(os.getpid)
+        to import numpy, which would otherwise count against the first challenge's time.
+        Then check the served claims against what this machine's prover measures."""
+        state = self.host.head_state()
+        served = self._served_nfts(state)
+        for nft in served:
+            await self._prover(nft.id).run_in_worker(os.getpid)
+        if served:
+            await self._check_claims(state, served)
+
+    @property
+    def overclaimed_nfts(self) -> tuple[int, ...]:
+        """Served NFTs whose claim exceeds what this machine's prover measured at start."""
+        return tuple(i for i, check in sorted(self.claim_checks.items()) if check.exceeds)
+
+    async def _check_claims(self, state: State, served: list[ComputeNFT]) -> None:
+        """Measure the prover (about ``SELF_CHECK_SECONDS``) at the challenge size of the largest
+        served claim and warn for each NFT claiming more than it delivers here.
+
+        Such an NFT's challenges are sized for a faster device: the node would finish them
+        late, be verified below the claim, or miss the deadline and lose collateral.
+        """
+        poc = get_poc_params(state.get_params())
+        claims = {nft.id: nft.claimed_units for nft in served}
+        try:
+            cal = await calibrate(self._prover(served[0].id), poc, SELF_CHECK_SECONDS,
+                                  claim=max(claims.values()))
+        except ProverError as exc:
+            log.error("cannot measure this machine's prover: %s", exc)
+            return
+        for check in check_claims(claims, cal):
+            self.claim_checks[check.nft_id] = check
+            if check.exceeds:
+                log.warning(
+                    "compute claim too high: NFT %d claims %d units but this machine's prover "
+                    "measured %d (%.1f GFLOP/s at n=%d; kernel %s): its challenges will be "
+                    "verified below the claim or miss their deadline; register what "
+                    "`cstake tx register-compute --from-bench` measures", check.nft_id,
+                    check.claimed_units, check.measured_units, cal.gflops, cal.n,
+                    format_kernel_info(cal.kernel))
+            else:
+                log.info("compute claim checked: NFT %d claims %d units, this machine's prover "
+                         "measured %d (n=%d; kernel %s)", check.nft_id, check.claimed_units,
+                         check.measured_units, cal.n, format_kernel_info(cal.kernel))
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -255,7 +300,7 @@ class ComputeService:
     def _prover(self, nft_id: int) -> Prover:
         prover = self._provers.get(nft_id)
         if prover is None:
-            prover = NodeProver(cheat_fraction=self.cheat_fraction, blas_threads=PROVER_BLAS_THREADS)
+            prover = NodeProver(cheat_fraction=self.cheat_fraction, kernel=self.kernel)
             self._provers[nft_id] = prover
         return prover
 
@@ -449,12 +494,13 @@ class ComputeService:
             log.info("poc-overclaim: this node already registered its NFT")
             return
         bench = self._prover(-1)
-        # Measured at the chain's challenge width, the figure the chain will measure too.
-        gflops, _ = await bench._run(measure_pipeline, OVERCLAIM_BENCH_SECONDS,
-                                     state.get_params().poc_max_n)
-        await bench.aclose()
-        self._provers.pop(-1, None)
-        units = max(1, int(gflops))
+        # Measured as --from-bench measures: this prover's kernel at the chain's challenge size.
+        try:
+            cal = await calibrate(bench, get_poc_params(state.get_params()), OVERCLAIM_BENCH_SECONDS)
+        finally:
+            await bench.aclose()
+            self._provers.pop(-1, None)
+        units = max(1, cal.units)
         claimed = units * OVERCLAIM_FACTOR
         log.warning("poc-overclaim: measured %d units, registering an NFT claiming %d", units, claimed)
         spec = HardwareSpec(DeviceKind.CPU, read_cpu_model()[:128], os.cpu_count() or 1,

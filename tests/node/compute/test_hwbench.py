@@ -1,4 +1,4 @@
-"""cstake bench: hardware detection (GPUs optional) and measured compute units."""
+"""cstake bench: hardware detection (GPUs optional) and the prover's measured compute units."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from consensus.params import DEVNET
+from consensus.poc_state import get_poc_params
 from node.compute import hwbench
 from node.compute.hwbench import (
     KERNEL_SIZES,
@@ -22,10 +24,12 @@ from node.compute.hwbench import (
     run_benchmark,
 )
 
+DEVNET_POC = get_poc_params(DEVNET)
+
 
 @pytest.fixture(scope="module")
 def report() -> hwbench.HardwareReport:
-    return run_benchmark(1.0)
+    return run_benchmark(1.0, poc=DEVNET_POC)
 
 
 def test_run_benchmark_measures_this_machine(report: hwbench.HardwareReport) -> None:
@@ -33,29 +37,36 @@ def test_run_benchmark_measures_this_machine(report: hwbench.HardwareReport) -> 
     assert report.memory_bytes > 1 << 30
     assert report.cpu_model
     assert report.memory_bandwidth_gbs > 0.5
-    cpu = report.devices[0]
-    assert cpu.device == "cpu" and cpu.exact
-    assert [n for n, _ in cpu.kernel_gflops] == list(KERNEL_SIZES)
-    assert all(g > 0.5 for _, g in cpu.kernel_gflops)
-    assert cpu.pipeline_gflops > 0.5 and cpu.pipeline_rows >= 256
-    assert cpu.units == int(cpu.pipeline_gflops) >= 1
-    assert report.units == sum(d.units for d in report.devices)
+    dev = report.device
+    assert dev.exact
+    assert [n for n, _ in dev.kernel_gflops] == list(KERNEL_SIZES)
+    assert all(g > 0.5 for _, g in dev.kernel_gflops)
+    cal = dev.prover
+    assert cal is not None and cal.n == DEVNET_POC.max_n and cal.rows >= 64
+    assert cal.gflops > 0.5 and cal.run_seconds
+    assert report.units == cal.units == int(cal.gflops) >= 1
 
 
 def test_format_report_and_json(report: hwbench.HardwareReport) -> None:
     text = format_report(report)
-    for label in ("CPU", "logical cores", "memory bandwidth", "pipeline GFLOP/s", "total compute units"):
+    for label in ("CPU", "logical cores", "memory bandwidth", "prover kernel", "prover GFLOP/s",
+                  "measured compute units", "BLAS reports 1"):
         assert label in text
     assert str(report.units) in text
     data = json.loads(json.dumps(report_to_json(report)))
     assert data["units"] == report.units
-    assert data["devices"][0]["kernel_gflops"].keys() == {str(n) for n in KERNEL_SIZES}
+    assert data["kernel_gflops"].keys() == {str(n) for n in KERNEL_SIZES}
+    assert data["kernel"] == {"device": "cpu", "dtype": "float32", "threads": 1, "blas_threads": 1,
+                              "backend": "numpy"}
+    assert data["prover"]["n"] == DEVNET_POC.max_n and data["prover"]["units"] == report.units
 
 
 def test_main_json_output(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--json", "--seconds", "0.5"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["logical_cores"] == os.cpu_count() and data["units"] >= 1
+    # Without a chain, the sizes are mainnet's: n = 2048.
+    assert data["prover"]["n"] == 2048
 
 
 def test_invalid_main_seconds(capsys: pytest.CaptureFixture[str]) -> None:
