@@ -16,6 +16,15 @@ order is height order and range scans walk heights in sequence.
 | tx     | V "t" tx hash                        | canonical msgpack [height, index, code, log] |
 | state  | V "s" logical key                    | value bytes (owned by consensus)           |
 | node   | V "n" depth(1 byte) packed prefix    | trie page (even depth), lone branch (odd)  |
+
+The address index (storage/tx_index.py) lives in its own database (data/txindex),
+rebuilt from the blocks when behind, so the block store's atomic height write
+stays as it is:
+
+| family  | key                                          | value                      |
+| ------- | -------------------------------------------- | -------------------------- |
+| meta    | V "m" "indexed"                              | last indexed height (u64)  |
+| addrtx  | V "a" address(20) height(u64) index(u32 BE)  | tx hash (32 bytes)         |
 """
 
 from __future__ import annotations
@@ -40,12 +49,15 @@ TX_PREFIX = VERSION_PREFIX + b"t"
 TX_LIST_PREFIX = VERSION_PREFIX + b"x"
 STATE_PREFIX = VERSION_PREFIX + b"s"
 NODE_PREFIX = VERSION_PREFIX + b"n"
+ADDR_TX_PREFIX = VERSION_PREFIX + b"a"
+ADDRESS_LEN = 20
 
 #: The schema version this data directory was written with (one byte).
 SCHEMA_KEY = b"\x00schema"  # deliberately outside every version prefix: readable by any version
 HEAD_KEY = _META + b"head"
 EARLIEST_KEY = _META + b"earliest"
 TREE_ROOT_KEY = _META + b"tree_root"
+INDEXED_HEIGHT_KEY = _META + b"indexed"
 
 _U64 = struct.Struct(">Q")
 
@@ -107,3 +119,25 @@ def node_key(depth: int, key_hash: bytes) -> bytes:
     if depth & 1:
         packed = packed[:-1] + bytes((packed[-1] & 0xF0,))
     return NODE_PREFIX + bytes((depth,)) + packed
+
+
+def addr_tx_prefix(address: bytes) -> bytes:
+    """The address index's prefix of every entry of ``address`` (20 bytes)."""
+    if len(address) != ADDRESS_LEN:
+        raise ValueError(f"an address is {ADDRESS_LEN} bytes, got {len(address)}")
+    return ADDR_TX_PREFIX + address
+
+
+def addr_tx_key(address: bytes, height: int, index: int) -> bytes:
+    """The address index's key of the ``index``-th tx of ``height`` concerning ``address``."""
+    if not 0 <= index < 1 << 32:
+        raise ValueError(f"tx index {index} is outside 0..2^32-1")
+    return addr_tx_prefix(address) + encode_height(height) + index.to_bytes(4, "big")
+
+
+def decode_addr_tx_key(key: bytes) -> tuple[int, int]:
+    """(height, index) of an address index key."""
+    tail = key[len(ADDR_TX_PREFIX) + ADDRESS_LEN :]
+    if len(tail) != HEIGHT_LEN + 4:
+        raise ValueError(f"an address index key has a {len(tail)}-byte tail, expected {HEIGHT_LEN + 4}")
+    return decode_height(tail[:HEIGHT_LEN]), int.from_bytes(tail[HEIGHT_LEN:], "big")

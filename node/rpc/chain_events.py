@@ -11,7 +11,7 @@ WebSocket subscriber can ask for one kind, and for one address.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +33,7 @@ from consensus.poc_state import (
     ChallengeStatus,
 )
 from consensus.records import Fault, SlashingRecord
+from consensus.state import Keys
 from consensus.transition import EpochEnded
 from consensus.txs import SignedTx
 from node.rpc import format as fmt
@@ -110,6 +111,23 @@ def get_chain_events(
              "spec": fmt.format_spec(att.spec), "attested_height": att.height},
             (att.validator,),
         ))
+    return out
+
+
+def get_new_slashing_records(
+    changed_keys: Iterable[bytes], read: Callable[[bytes], bytes | None]
+) -> list[SlashingRecord]:
+    """The slashing records a block wrote: its changed keys under the slashing prefix, read back."""
+    out = []
+    for key in changed_keys:
+        if not key.startswith(Keys.SLASHING):
+            continue
+        raw = read(key)
+        if raw is not None:
+            try:
+                out.append(SlashingRecord.decode(raw))
+            except ConsensusError:
+                continue
     return out
 
 

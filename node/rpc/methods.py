@@ -416,6 +416,56 @@ async def rpc_broadcast_tx(ctx: MethodContext, p: dict[str, Any]) -> Any:
                 waiter.cancel()
 
 
+SEARCH_ORDERS = ("asc", "desc")
+DEFAULT_SEARCH_LIMIT = 30
+MAX_SEARCH_LIMIT = 100
+
+
+def _parse_cursor(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    height, sep, index = text.partition(":")
+    if not (sep and height.isdigit() and index.isdigit() and len(height) <= 20 and len(index) <= 10):
+        raise InvalidParams(f"'after' must be a cursor 'HEIGHT:INDEX' from a previous page, got {text!r}")
+    return int(height), int(index)
+
+
+async def rpc_tx_search(ctx: MethodContext, p: dict[str, Any]) -> Any:
+    address = get_address(p, "address")
+    if address is None:
+        raise InvalidParams("missing parameter 'address'")
+    lo = get_height(p, "min_height") or 1
+    hi = get_height(p, "max_height")
+    hi = (1 << 64) - 1 if hi is None else hi
+    if lo > hi:
+        raise InvalidParams(f"min_height {lo} is above max_height {hi}")
+    after = _parse_cursor(get_str(p, "after"))
+    order = get_str(p, "order") or "asc"
+    if order not in SEARCH_ORDERS:
+        raise InvalidParams(f"'order' must be one of {', '.join(SEARCH_ORDERS)}, got {order!r}")
+    limit = get_int(p, "limit", lo=1, hi=MAX_SEARCH_LIMIT) or DEFAULT_SEARCH_LIMIT
+    index = ctx.view.tx_index
+    if index is None:
+        raise RPCError("this node keeps no address index", code=UNAVAILABLE)
+    found = index.search(address, min_height=lo, max_height=hi, after=after, descending=order == "desc",
+                         limit=limit + 1)
+    page, more = found[:limit], len(found) > limit
+    txs = []
+    for entry in page:
+        done = ctx.view.get_tx(entry.tx_hash)
+        item: dict[str, Any] = {"hash": fmt.hex0x(entry.tx_hash), "height": entry.height, "index": entry.index}
+        if done is not None:
+            item["tx"] = fmt.format_tx_summary(done.tx)
+            item["result"] = fmt.format_result(done.result)
+        txs.append(item)
+    last = page[-1] if page else None
+    return {
+        "txs": txs,
+        "next": f"{last.height}:{last.index}" if more and last is not None else None,
+        "indexed_height": index.indexed_height(),
+    }
+
+
 async def rpc_discover(ctx: MethodContext, p: dict[str, Any]) -> Any:
     return get_openrpc()
 
@@ -438,5 +488,6 @@ METHODS: dict[str, tuple[Method, tuple[str, ...]]] = {
     "params": (rpc_params, ()),
     "mempool": (rpc_mempool, ("limit",)),
     "broadcast_tx": (rpc_broadcast_tx, ("tx", "mode")),
+    "tx_search": (rpc_tx_search, ("address", "min_height", "max_height", "after", "order", "limit")),
     "rpc.discover": (rpc_discover, ()),
 }

@@ -22,6 +22,7 @@ from consensus.votes import Commit
 from node.rpc.events import EventBus
 from node.rpc.view import CommittedTx, MempoolView, PeerInfo, SubmitResult
 from storage import NodeStore
+from storage.tx_index import AddressTxIndex
 
 if TYPE_CHECKING:
     from node.compute.service import AttestationPool
@@ -67,6 +68,7 @@ class StoreNodeView:
         sync: SyncProgress,
         submit_tx: SubmitTx,
         attestation_pool: AttestationPool | None = None,
+        tx_index: AddressTxIndex | None = None,
     ) -> None:
         self._store = store
         self._events = events
@@ -78,6 +80,11 @@ class StoreNodeView:
         self._sync = sync
         self._submit_tx = submit_tx
         self._attestation_pool = attestation_pool
+        self._tx_index = tx_index
+
+    @property
+    def tx_index(self) -> AddressTxIndex | None:
+        return self._tx_index
 
     @property
     def chain_id(self) -> str:

@@ -159,6 +159,32 @@ METHOD_SPECS: tuple[MethodSpec, ...] = (
         errors=(E.INVALID_PARAMS, E.NOT_FOUND),
     ),
     MethodSpec(
+        "tx_search", "Committed transactions concerning an address (sender, or in the body), paginated.",
+        (
+            Param("address", ADDRESS, "the address searched for", required=True),
+            Param("min_height", HEIGHT, "lowest height included (default 1)"),
+            Param("max_height", HEIGHT, "highest height included (default: the head)"),
+            Param("after", {"type": "string", "pattern": "^[0-9]+:[0-9]+$"},
+                  "the 'next' cursor of the previous page"),
+            Param("order", enum("asc", "desc"), "asc (default): oldest first; desc: newest first"),
+            Param("limit", {"type": "integer", "minimum": 1, "maximum": 100}, "most txs per page (default 30)"),
+        ),
+        obj({
+            "txs": array(obj({"hash": HASH, "height": HEIGHT, "index": UINT, "tx": TX_SUMMARY,
+                              "result": TX_RESULT}, optional=("tx", "result"))),
+            "next": nullable({"type": "string", "pattern": "^[0-9]+:[0-9]+$"}),
+            "indexed_height": UINT,
+        }),
+        "one page of matches (tx and result left out where the block is pruned); next is the cursor of "
+        "the following page, null on the last; indexed_height is how far the address index has got",
+        {"address": _A0, "order": "desc", "limit": 2},
+        {"txs": [{"hash": _H2, "height": 42, "index": 0,
+                  "tx": {"hash": _H2, "kind": "transfer", "sender": _A0, "nonce": 3, "fee": 10},
+                  "result": {"code": 0, "log": ""}}],
+         "next": None, "indexed_height": 42},
+        errors=(E.INVALID_PARAMS, E.UNAVAILABLE),
+    ),
+    MethodSpec(
         "account", "Balance, nonce, delegations, pending rewards and unbonding of an address.",
         (Param("address", ADDRESS, "the account's address", required=True),),
         obj({

@@ -23,6 +23,7 @@ from consensus.txs import SignedTx
 from consensus.validator_set import ValidatorSet
 from consensus.votes import Commit
 from node.rpc.events import EventBus
+from storage.tx_index import AddressTxIndex
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +156,10 @@ class NodeView(Protocol):
     def jobs(self, status: str | None) -> list[dict[str, Any]] | None:
         """Compute jobs, JSON-ready; None when unavailable."""
         ...
+
+    @property
+    def tx_index(self) -> AddressTxIndex | None:
+        """The address index (None where this node keeps none)."""
 
     def job(self, job_id: bytes) -> dict[str, Any] | None:
         """One job, JSON-ready; None when not found (or unavailable: see ``jobs``)."""

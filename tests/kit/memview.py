@@ -28,9 +28,12 @@ from consensus.txs import SignedTx
 from consensus.validator_set import ValidatorSet
 from consensus.votes import Commit
 from node.mempool.pool import Mempool
+from node.rpc.chain_events import get_chain_events, get_new_slashing_records
 from node.rpc.events import EventBus
+from node.rpc.indexer import TxIndexer
 from node.rpc.view import CommittedTx, PeerInfo, SubmitResult
 from storage import NodeStore
+from storage.tx_index import AddressTxIndex
 from tests.kit.chain import TestChain
 
 
@@ -68,6 +71,8 @@ class MemoryNodeView:
         self._catching_up = False
         self._task: asyncio.Task[None] | None = None
         self.last_commit_monotonic: float | None = None
+        self._tx_index = AddressTxIndex.open_memory()
+        self.indexer = TxIndexer(self._tx_index, self._load_block, lambda: self.store.blocks.earliest_height() or 1)
 
     # -- identity ---------------------------------------------------------------------------
 
@@ -192,8 +197,19 @@ class MemoryNodeView:
         self._vsets[height] = vset
         self.last_commit_monotonic = time.monotonic()
         self._mempool.update(result.tx_hashes, State(self.store.state))
-        self._events.publish_block(block, block.hash(), txs, result.tx_results)
+        self.indexer.on_committed(height, result.txs)
+        slashes = get_new_slashing_records(result.changes, self.store.state.get)
+        chain_events = get_chain_events(block, result.events, slashes)
+        self._events.publish_block(block, block.hash(), txs, result.tx_results, chain_events)
         return block, txs
+
+    def _load_block(self, height: int) -> Block | None:
+        found = self.get_block(height)
+        return None if found is None else found[0]
+
+    @property
+    def tx_index(self) -> AddressTxIndex:
+        return self._tx_index
 
     async def run_blocks(self, interval_s: float = 0.05, *, empty_blocks: bool = False) -> None:
         """Produce a block every ``interval_s`` (only when the mempool holds txs, unless told)."""

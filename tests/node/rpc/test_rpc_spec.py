@@ -108,6 +108,7 @@ async def test_live_results_of_every_method_conform(server: RPCServer, view: Mem
         "account": {"address": addr}, "validators": {}, "nft": {"id": 1}, "nfts": {"owner": addr},
         "attestations": {}, "challenges": {}, "slashing_records": {}, "jobs": {},
         "job": {"id": "0x" + "00" * 32}, "params": {}, "mempool": {}, "rpc.discover": {},
+        "tx_search": {"address": addr, "order": "desc"},
         "broadcast_tx": {"tx": "0x" + build_tx(view.chain.account_keys[2], view.chain.chain_id, 0, 10,
                                                   Transfer(sender, 1)).raw.hex()},
     }
