@@ -235,6 +235,7 @@ class BlockSyncClient:
         statuses: dict[str, StatusMessage] | None = None,
         attempts: int = 4,
         sources: dict[int, str] | None = None,
+        max_bytes: int | None = None,
     ) -> list[BlockFrame]:
         """Fetch and verify every block ``start..end`` from the peers that have them.
 
@@ -245,11 +246,15 @@ class BlockSyncClient:
         the range since its status) is not penalised: statuses are asked again
         and another holder tried. Up to ``attempts`` peers are tried per height;
         NoPeersAvailable when a height cannot be had from anyone. ``sources``,
-        when given, is filled with the peer that served each height.
+        when given, is filled with the peer that served each height. With
+        ``max_bytes`` the fetch stops early, after the answer that brings the
+        frames kept to that many bytes: the caller applies them and asks again
+        for the rest, so a range of large blocks is never held at once.
         """
         if statuses is None:
             statuses = await self.fetch_statuses()
         out: list[BlockFrame] = []
+        kept_bytes = 0
         next_height = start
         tried: set[str] = set()
         errors: list[str] = []
@@ -292,6 +297,7 @@ class BlockSyncClient:
                         self._penalise(peer, statuses, exc)
                         break
                 out.append(frame)
+                kept_bytes += len(frame.block) + len(frame.commit)
                 if sources is not None:
                     sources[frame.height] = peer
                 kept += 1
@@ -300,4 +306,6 @@ class BlockSyncClient:
                 tried.clear()
                 errors.clear()
                 refreshed = False
+                if max_bytes is not None and kept_bytes >= max_bytes:
+                    break
         return out

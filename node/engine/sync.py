@@ -237,7 +237,10 @@ class BlockSyncer:
             )
             verifier = self._verifier(start, end)
             sources: dict[int, str] = {}
-            frames = await self.client.fetch_range(start, end, verify=verifier, statuses=statuses, sources=sources)
+            # At most about one response's worth of blocks is held before the driver applies them.
+            frames = await self.client.fetch_range(
+                start, end, verify=verifier, statuses=statuses, sources=sources, max_bytes=self.client.max_response
+            )
             blocks = [verifier.verified[f.height] for f in frames]
             if not blocks:
                 break

@@ -199,6 +199,19 @@ async def test_large_frames_among_small_ones_are_fetched_within_the_response_cap
     assert nodes["me"].stats.bytes_in <= (len(answers) + 1) * (1 << 20)
 
 
+async def test_fetch_range_with_a_byte_budget_stops_after_the_answer_that_reaches_it(tmp_path):
+    nodes = await _network(tmp_path, ("a", "me"), max_request_blocks=10)
+    rows = make_chain(CHAIN, 100, body_size=1024)
+    BlockSyncServer(nodes["a"], Provider(rows))
+    await _start_and_link(nodes["me"], [nodes["a"]])
+    budget = 25 << 10
+    frames = await BlockSyncClient(nodes["me"]).fetch_range(1, 100, verify=ChainVerifier(CHAIN), max_bytes=budget)
+    k = len(frames)
+    assert [f.height for f in frames] == list(range(1, k + 1)) and k % 10 == 0 and k < 100
+    sizes = [len(b) + len(c) for b, c in rows]
+    assert sum(sizes[: k - 10]) < budget <= sum(sizes[:k])
+
+
 def _chain_with_sizes(sizes: list[int]) -> list[tuple[bytes, bytes]]:
     """Return a synthetic chain whose block h carries a body of ``sizes[h-1]`` bytes."""
     from tests.kit import p2p_synthetic as syn
