@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from consensus.bft.config import TimeoutConfig
-from consensus.crypto import PrivateKey, encode_address
+from consensus.crypto import Domain, PrivateKey, encode_address, is_valid_signature, sign_bytes
+from consensus.errors import ConsensusError
 from consensus.genesis import Genesis, load_genesis
 from consensus.params import Params
 from consensus.records import Fault, SlashingRecord
@@ -277,11 +278,35 @@ class Node:
         return result.code, result.log, tx.tx_hash
 
     def _validate_gossip_tx(self, peer: str, raw: bytes) -> Verdict:
+        """Tx topic, per transaction: stateless checks, then the signature, then the head state.
+
+        Cheapest first. What an honest relay also checked (encoding, chain id,
+        signature) is REJECT; what depends on the state (nonce, balance, a full
+        pool) or on params that may change between heights (the fee floor) is
+        IGNORE. The signature comes before the state so a forged transaction is
+        penalised even when its sender is unfunded. TxGossip meters these checks
+        per forwarding peer (its validation budget).
+        """
+        state = self.executor.head_state()
+        params = state.get_params()
         try:
-            tx = SignedTx.decode(raw, max_bytes=self.executor.head_state().get_params().max_tx_bytes)
-        except Exception:
+            tx = SignedTx.decode(raw, max_bytes=params.max_tx_bytes)
+            tx.payload.validate_basic()
+        except ConsensusError:
             return Verdict.REJECT
-        result = self.mempool.add(tx, self.executor.head_state())
+        p = tx.payload
+        if p.chain_id != self.chain_id:
+            return Verdict.REJECT
+        if p.fee < params.min_fee:
+            return Verdict.IGNORE
+        if tx.tx_hash in self.mempool:
+            return Verdict.IGNORE  # a duplicate: its signature was verified when it came in
+        if tx.tx_hash not in self.mempool.sig_cache:
+            if not is_valid_signature(p.pubkey, sign_bytes(Domain.TX, self.chain_id, tx.payload_bytes), tx.signature):
+                return Verdict.REJECT
+            # Verified: the mempool's own check (and block execution) will not verify it again.
+            self.mempool.sig_cache.add(tx.tx_hash)
+        result = self.mempool.add(tx, state)
         if result.accepted:
             return Verdict.ACCEPT
         return Verdict.REJECT if result.code in (6, 7) else Verdict.IGNORE

@@ -200,3 +200,109 @@ async def test_an_honest_relay_at_the_load_generator_rate_never_hits_the_budget(
     assert victim.stats.batches_over_budget == 0 and victim.stats.txs_unchecked == 0
     assert checker.checks["i"] == sent
     assert lowest >= BUDGET_BURST - 100  # it barely moves: 50 wasted/s against 1,000/s of refill
+
+
+# -- the node's per-tx check under the budget --------------------------------------------------
+
+
+class _Head:
+    def __init__(self, state) -> None:
+        self.state = state
+
+    def head_state(self):
+        return self.state
+
+
+def _node_check(chain, mempool):
+    """The daemon's tx-topic check (``Node._validate_gossip_tx``) over a test chain's head state."""
+    from types import SimpleNamespace
+
+    from node.app import Node
+
+    node = SimpleNamespace(executor=_Head(chain.view()), mempool=mempool, chain_id=chain.chain_id)
+    return lambda peer, raw: Node._validate_gossip_tx(node, peer, raw)  # type: ignore[arg-type]
+
+
+def _count_signature_checks(monkeypatch) -> list[int]:
+    import consensus.transition
+    import node.app
+
+    count = [0]
+    real = consensus.transition.is_valid_signature
+
+    def counted(*args):
+        count[0] += 1
+        return real(*args)
+
+    monkeypatch.setattr(consensus.transition, "is_valid_signature", counted)
+    monkeypatch.setattr(node.app, "is_valid_signature", counted, raising=False)
+    return count
+
+
+def test_invalid_tx_checks_run_stateless_then_signature_then_state(monkeypatch):
+    from consensus.crypto import PrivateKey
+    from consensus.txs import SignedTx, Transfer, build_tx
+    from node.mempool.pool import Mempool
+    from tests.kit.chain import TestChain
+
+    chain = TestChain()
+    check = _node_check(chain, Mempool())
+    sigs = _count_signature_checks(monkeypatch)
+    stranger = PrivateKey.from_seed(b"\x11" * 32)  # no account: unfunded
+    to = Transfer(b"r" * 20, 1)
+    unfunded = build_tx(stranger, chain.chain_id, 0, 10, to)
+    assert check("e", unfunded.raw) is Verdict.IGNORE and sigs[0] == 1
+    # A forged signature from an unfunded sender: the signature is checked first, so REJECT.
+    forged = SignedTx.create(stranger, unfunded.payload)
+    forged_raw = forged.raw[:-1] + bytes([forged.raw[-1] ^ 1])
+    assert check("e", forged_raw) is Verdict.REJECT and sigs[0] == 2
+    # Stateless refusals cost no signature check.
+    assert check("e", build_tx(stranger, "other-chain", 0, 10, to).raw) is Verdict.REJECT
+    assert check("e", build_tx(stranger, chain.chain_id, 0, 0, to).raw) is Verdict.IGNORE  # fee below the floor
+    assert check("e", b"\x92\x01") is Verdict.REJECT
+    assert sigs[0] == 2
+    # A funded sender's tx: verified once (the mempool reuses the result), then a duplicate costs none.
+    good = chain.tx(chain.account_keys[0], to)
+    assert check("i", good.raw) is Verdict.ACCEPT and sigs[0] == 3
+    assert check("i", good.raw) is Verdict.IGNORE and sigs[0] == 3
+
+
+async def test_node_check_under_an_unfunded_flood_is_bounded_per_peer(tmp_path, monkeypatch):
+    from consensus.crypto import PrivateKey
+    from consensus.txs import Transfer, build_tx
+    from node.mempool.pool import Mempool
+    from tests.kit.chain import TestChain
+
+    chain = TestChain(n_accounts=2)
+    mempool = Mempool()
+    node_check = _node_check(chain, mempool)
+    calls: dict[str, int] = {}
+
+    def check(peer: str, raw: bytes) -> Verdict:
+        calls[peer] = calls.get(peer, 0) + 1
+        return node_check(peer, raw)
+
+    sigs = _count_signature_checks(monkeypatch)
+    now = [0.0]
+    hub = MemoryHub(clock=lambda: now[0])
+    e, i, v = (MemoryTransport(_cfg(tmp_path, n), hub, n) for n in "eiv")
+    TxGossip(v, check, clock=lambda: now[0])
+    for t in (e, i, v):
+        await t.start()
+    await e.connect("/memory/v/p2p/v")
+    await i.connect("/memory/v/p2p/v")
+    to = Transfer(b"r" * 20, 1)
+    # Batches of 500 validly signed txs from unfunded senders (about 120 KB: under the byte limit), 0.1 s apart.
+    strangers = [PrivateKey.from_seed((k + 1).to_bytes(32, "big")) for k in range(500)]
+    honest = []
+    for b in range(14):
+        await e.publish("tx", encode_tx_batch([build_tx(k, chain.chain_id, b, 10, to).raw for k in strangers]))
+        txs = [chain.tx(chain.account_keys[b % 2], to) for _ in range(5)]
+        honest += txs
+        await i.publish("tx", encode_tx_batch([t.raw for t in txs]))
+        await _settle(20)
+        now[0] += 0.1
+    # At most the budget over the 1.4 s of flood, out of 7,000 offered.
+    assert BUDGET_BURST <= calls["e"] <= BUDGET_BURST + BUDGET_RATE * 1.4 + 1
+    assert sigs[0] <= calls["e"] + len(honest)
+    assert all(t.tx_hash in mempool for t in honest)
