@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field, replace
 
+from consensus.params import MAINNET
 from p2p.errors import ConfigError
 
 #: Default cap on one gossip message (the whole envelope), checked before decoding.
@@ -50,6 +51,20 @@ def ping_protocol(chain_id: str) -> str:
     return f"/cstake/{chain_id}/ping/1"
 
 
+#: A token bucket's unit: one token per message, or one per byte of the message.
+RATE_UNITS = ("messages", "bytes")
+#: The largest ``max_block_bytes`` of the chain presets (mainnet's 16 MiB): the default proposal
+#: budget is sized for it; a node sizes it from its own genesis with ``compute_rate_limits``.
+DEFAULT_MAX_BLOCK_BYTES = MAINNET.max_block_bytes
+#: Full blocks of parts a peer may forward per second on the proposal topic (a round's block,
+#: the proposer's re-broadcast while a height stalls, the next round's block)...
+PROPOSAL_BLOCKS_PER_S = 2
+#: ...and at once, after an idle spell.
+PROPOSAL_BURST_BLOCKS = 3
+#: Headroom on top of the blocks: announcements, inline proposals, a commit allowance.
+PROPOSAL_HEADROOM_BYTES = 1 << 20
+
+
 @dataclass(frozen=True, slots=True)
 class RateLimit:
     """A token bucket: ``rate`` tokens per second, at most ``burst`` saved up."""
@@ -58,23 +73,59 @@ class RateLimit:
     """Tokens added per second."""
     burst: float
     """Bucket capacity: the largest burst allowed after idling."""
+    unit: str = "messages"
+    """What a token is: one message, or one byte of a message (``RATE_UNITS``)."""
+    penalise: bool = True
+    """True: a message beyond the bucket is dropped at the gate and its forwarder penalised.
+
+    False: the message still goes to its validator, and what the validator
+    would accept is ignored instead (not relayed, not delivered, no penalty);
+    only the validator's own ``Reject`` penalises. For a topic whose honest
+    volume a forwarder cannot bound (it relays validly signed proposal parts
+    as they come), so a full block is never held against the peer that
+    relays it.
+    """
 
     def validate(self, name: str) -> None:
-        """Raise ConfigError unless both numbers are positive."""
+        """Raise ConfigError unless both numbers are positive and the unit is known."""
         if not (self.rate > 0 and self.burst >= 1):
             raise ConfigError(f"{name}: rate must be > 0 and burst >= 1 (got {self.rate}, {self.burst})")
+        if self.unit not in RATE_UNITS:
+            raise ConfigError(f"{name}: unit must be one of {', '.join(RATE_UNITS)} (got {self.unit!r})")
+
+    def get_cost(self, size: int) -> float:
+        """Tokens one message of ``size`` bytes takes."""
+        return float(size) if self.unit == "bytes" else 1.0
 
 
-def _default_rate_limits() -> dict[str, RateLimit]:
-    # Per peer and per topic, counted in gossip messages (a tx batch is one message).
-    # Generous for honest traffic of a small validator set; a flooding peer is cut.
+def compute_proposal_rate_limit(max_block_bytes: int) -> RateLimit:
+    """The proposal topic's per-peer budget in bytes: a few full blocks of parts, never penalised."""
+    if max_block_bytes < 1:
+        raise ConfigError(f"max_block_bytes must be positive (got {max_block_bytes})")
+    return RateLimit(
+        rate=float(PROPOSAL_BLOCKS_PER_S * max_block_bytes),
+        burst=float(PROPOSAL_BURST_BLOCKS * max_block_bytes + PROPOSAL_HEADROOM_BYTES),
+        unit="bytes",
+        penalise=False,
+    )
+
+
+def compute_rate_limits(max_block_bytes: int) -> dict[str, RateLimit]:
+    """Per-peer token buckets by gossip kind, the proposal topic's sized from the chain's block size."""
+    # Counted in gossip messages (a tx batch is one message) but for proposals, counted in
+    # bytes: one full block is hundreds of 32 KiB parts. Generous for honest traffic of a
+    # small validator set; a flooding peer is cut.
     return {
         "tx": RateLimit(rate=500.0, burst=2000.0),
-        "proposal": RateLimit(rate=50.0, burst=200.0),
+        "proposal": compute_proposal_rate_limit(max_block_bytes),
         "vote": RateLimit(rate=2000.0, burst=5000.0),
         "attestation": RateLimit(rate=200.0, burst=1000.0),
         "evidence": RateLimit(rate=50.0, burst=200.0),
     }
+
+
+def _default_rate_limits() -> dict[str, RateLimit]:
+    return compute_rate_limits(DEFAULT_MAX_BLOCK_BYTES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +155,7 @@ class P2PConfig:
     request_timeout: float = 10.0
     """Seconds to wait for a whole response."""
     rate_limits: dict[str, RateLimit] = field(default_factory=_default_rate_limits)
-    """Per-peer token buckets by gossip kind."""
+    """Per-peer token buckets by gossip kind (``compute_rate_limits`` sizes them from the chain's block size)."""
     request_rate: RateLimit = RateLimit(rate=50.0, burst=100.0)
     """Per-peer token bucket on inbound requests (all protocols together)."""
     tx_batch_max_txs: int = 200

@@ -2,10 +2,17 @@
 
 A received gossip message passes two stages. The *gate* runs on the network
 side before anything is decoded or handed on: size cap, the forwarder's
-token bucket, then the envelope decode (kind must match the topic). The
-*dispatcher* runs on the node's asyncio loop: the node's validator answers
-ACCEPT, IGNORE or REJECT, and accepted payloads are queued for the node's
-handler, which a single task per topic drains in arrival order.
+token bucket (a penalising one: beyond it, the message is dropped and the
+forwarder penalised), then the envelope decode (kind must match the topic).
+The *dispatcher* runs on the node's asyncio loop: the node's validator
+answers ACCEPT, IGNORE or REJECT, and accepted payloads are queued for the
+node's handler, which a single task per topic drains in arrival order.
+
+A topic whose bucket does not penalise (``RateLimit.penalise`` False: the
+proposal topic, counted in bytes) is metered here instead: beyond the
+bucket, the validator still runs, a ``Reject`` still penalises (the
+forwarder could have checked that), and what it would ACCEPT is IGNOREd:
+neither relayed nor delivered, and never held against the forwarder.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -43,13 +51,13 @@ class GossipGate:
 
     def __init__(self, config: P2PConfig) -> None:
         self.max_bytes = config.max_message_bytes
-        self.limiter = PeerRateLimiter(config.rate_limits)
+        self.limiter = PeerRateLimiter({k: v for k, v in config.rate_limits.items() if v.penalise})
 
     def admit(self, kind: str, forwarder: str, data: bytes, now: float) -> bytes:
         """Return the envelope's payload, or raise GateDrop(reason)."""
         if len(data) > self.max_bytes:
             raise GateDrop("oversize", f"{len(data)} bytes > cap {self.max_bytes}")
-        if not self.limiter.allow(forwarder, kind, now):
+        if not self.limiter.allow_message(forwarder, kind, now, len(data)):
             raise GateDrop("rate", f"{forwarder} over its {kind} rate limit")
         try:
             return decode_envelope(data, kind, self.max_bytes)
@@ -69,9 +77,12 @@ class _Subscription:
 class Dispatcher:
     """Runs the node's validators and handlers on the asyncio loop."""
 
-    def __init__(self, config: P2PConfig, stats: P2PStats) -> None:
+    def __init__(self, config: P2PConfig, stats: P2PStats, clock: Callable[[], float] = time.monotonic) -> None:
         self._config = config
         self._stats = stats
+        self._clock = clock
+        #: Buckets that do not penalise: beyond them, an accepted message is ignored instead.
+        self._budgets = PeerRateLimiter({k: v for k, v in config.rate_limits.items() if not v.penalise})
         self._subs: dict[str, _Subscription] = {}
         self._pending: set[asyncio.Task[None]] = set()
         self._running = False
@@ -121,6 +132,7 @@ class Dispatcher:
         if sub is None or not self._running:
             done(Verdict.IGNORE)
             return
+        over = not self._budgets.allow_message(peer_id, kind, self._clock(), len(payload))
         try:
             result = sub.validator(peer_id, payload)
         except Exception:
@@ -129,11 +141,13 @@ class Dispatcher:
             done(Verdict.IGNORE)
             return
         if inspect.isawaitable(result):
-            task = asyncio.get_running_loop().create_task(self._await_verdict(sub, peer_id, payload, result, done))
+            task = asyncio.get_running_loop().create_task(
+                self._await_verdict(sub, peer_id, payload, result, done, over)
+            )
             self._pending.add(task)
             task.add_done_callback(self._pending.discard)
             return
-        done(self._settle(sub, peer_id, payload, result))
+        done(self._settle(sub, peer_id, payload, result, over))
 
     async def validate_async(self, kind: str, peer_id: str, payload: bytes) -> GossipVerdict:
         """Awaitable form of ``validate`` (used by the in-memory transport)."""
@@ -147,7 +161,8 @@ class Dispatcher:
         return await fut
 
     async def _await_verdict(
-        self, sub: _Subscription, peer_id: str, payload: bytes, aw: object, done: Callable[[GossipVerdict], None]
+        self, sub: _Subscription, peer_id: str, payload: bytes, aw: object, done: Callable[[GossipVerdict], None],
+        over: bool,
     ) -> None:
         try:
             result: object = await asyncio.wait_for(aw, VALIDATOR_TIMEOUT)  # type: ignore[arg-type]
@@ -159,10 +174,14 @@ class Dispatcher:
             self._stats.drop("validator_error")
             done(Verdict.IGNORE)
             return
-        done(self._settle(sub, peer_id, payload, result))
+        done(self._settle(sub, peer_id, payload, result, over))
 
-    def _settle(self, sub: _Subscription, peer_id: str, payload: bytes, result: object) -> GossipVerdict:
-        """The verdict the transport acts on: ACCEPT, IGNORE or a ``Reject`` naming a penalty."""
+    def _settle(self, sub: _Subscription, peer_id: str, payload: bytes, result: object, over: bool) -> GossipVerdict:
+        """The verdict the transport acts on: ACCEPT, IGNORE or a ``Reject`` naming a penalty.
+
+        ``over``: the forwarder is beyond its (non-penalising) budget for this
+        topic, so what the validator accepts is ignored instead.
+        """
         if result is Verdict.REJECT:
             result = Reject()
         if isinstance(result, Reject):
@@ -176,6 +195,9 @@ class Dispatcher:
             self._stats.drop("validator_error")
             return Verdict.IGNORE
         if result is Verdict.ACCEPT:
+            if over:
+                self._stats.drop("rate")
+                return Verdict.IGNORE
             if sub.queue is None:
                 return Verdict.IGNORE
             try:

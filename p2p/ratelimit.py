@@ -1,7 +1,9 @@
 """Per-peer token buckets: our own rate limits, replacing GossipSub's spam limit.
 
 A bucket refills at ``rate`` tokens per second up to ``burst``; each message
-takes one token. Buckets are kept per (peer, key) and the table is bounded:
+takes one token, or one per byte where the limit counts bytes (the proposal
+topic, whose honest messages range from a 200-byte announcement to a 32 KiB
+block part). Buckets are kept per (peer, key) and the table is bounded:
 the least recently used entries are dropped first, so a stream of new peer
 ids cannot grow memory without limit. Time comes in as an argument.
 """
@@ -61,6 +63,15 @@ class PeerRateLimiter:
         else:
             self._buckets.move_to_end(k)
         return bucket.try_take(now, cost)
+
+    def allow_message(self, peer_id: str, key: str, now: float, size: int) -> bool:
+        """Return True if ``peer_id`` may send one more ``key`` message of ``size`` bytes at ``now``."""
+        limit = self._limits.get(key)
+        return limit is None or self.allow(peer_id, key, now, limit.get_cost(size))
+
+    def is_limited(self, key: str) -> bool:
+        """Whether ``key`` has a bucket here."""
+        return key in self._limits
 
     def forget(self, peer_id: str) -> None:
         """Drop every bucket of a disconnected peer."""

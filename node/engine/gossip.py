@@ -48,6 +48,7 @@ from consensus.evidence import Evidence, decode_evidence, encode_evidence
 from consensus.votes import Proposal, Vote
 from node.engine.auth import AuthResult
 from node.engine.driver import ConsensusDriver
+from node.engine.executor import BlockCommitted
 from node.engine.parts import (
     MAX_PARTS,
     PART_BYTES,
@@ -124,6 +125,8 @@ class GossipAdapter:
         self.assembler = PartAssembler(Block.MAX_BYTES)
         #: Blocks being fetched by hash (one fetch at a time per assembly key).
         self._fetching: set[AssemblyKey] = set()
+        #: The proposal whose block this node last sent in parts (a re-broadcast sends the announcement only).
+        self._parts_sent: AssemblyKey | None = None
         self.blocks_fetched = 0
         self.fetch_failures = 0
         #: Messages refused, by penalty name (``""``: ignored, no penalty).
@@ -138,11 +141,16 @@ class GossipAdapter:
     def attach(self, driver: ConsensusDriver) -> None:
         """Subscribe the consensus topics and serve proposal blocks for ``driver``."""
         self.bind(driver)
+        # Assemblies of a committed height expire at once, whether or not more parts arrive.
+        driver.committed_listeners.append(self._on_committed)
         t = self.transport
         t.subscribe("proposal", self.validate_proposal, self._on_proposal)
         t.subscribe("vote", self.validate_vote, self.receive_vote)
         t.subscribe("evidence", self.validate_evidence, self.receive_evidence)
         t.set_request_handler(proposal_block_protocol(self.chain_id), self.serve_block)
+
+    def _on_committed(self, committed: BlockCommitted) -> None:
+        self.assembler.prune(committed.height + 1)
 
     @property
     def blocks_assembled(self) -> int:
@@ -173,10 +181,17 @@ class GossipAdapter:
             log.warning("publishing %s failed: %s", kind, exc)
 
     def broadcast_proposal(self, proposal: Proposal, block: Block) -> None:
+        if _key(proposal) == self._parts_sent:
+            # A re-broadcast while the height stalls: re-sending every part each time would
+            # cost every peer a whole block again. Announced without parts, the block is
+            # fetched by hash by the peers that still lack it (and ignored by the others).
+            self._spawn(self._publish("proposal", pack_raw([MSG_PROPOSAL, proposal.encode(), b"", 0])))
+            return
         messages = encode_proposal_messages(self.chain_id, proposal, block, self.part_key)
         if len(messages) == 1:
             self._spawn(self._publish("proposal", messages[0]))
         else:
+            self._parts_sent = _key(proposal)
             self._spawn(self._publish_all("proposal", messages))
 
     async def _publish_all(self, kind: str, payloads: list[bytes]) -> None:
@@ -254,6 +269,7 @@ class GossipAdapter:
         driver = self.driver
         if driver is None:
             return Verdict.IGNORE
+        self._follow_driver()
         try:
             msg = self._decode_message(payload)
         except ConsensusError:
@@ -261,7 +277,6 @@ class GossipAdapter:
         if isinstance(msg, Part):
             if msg.total > self.max_parts:
                 return self._verdict(AuthResult(False, "oversize", f"a block of {msg.total} parts"))
-            self._follow_driver()
             # Before the signature: a part that would not be kept is not worth a verification.
             if not self.assembler.is_admissible(peer, msg):
                 return self._verdict(AuthResult(False, "", "a block part this node would not keep"))
