@@ -144,10 +144,11 @@ class FaultInjector:
                 self._start(i)
         elif f.kind == "disk_full":
             for i in f.nodes:
-                self._before_down(i, "restart on a full disk")
+                # The node may refuse to start on a full disk: what it held is verified once it is back on disk.
+                self._before_down(i, "restart on a full disk, then back on disk")
                 c.stop(i)
                 c.mount_tmpfs(i, f.margin_kb)
-                self._start(i)
+                c.start(i)
         elif f.kind == "wal_tail":
             for i in f.nodes:
                 self._before_down(i, f"kill -9, WAL tail {f.mode}")
@@ -204,7 +205,6 @@ class FaultInjector:
         elif f.kind == "disk_full":
             for i in f.nodes:
                 # A node on a full disk may have stopped by itself: a kill -9 covers both cases.
-                self._before_down(i, "restart back on disk")
                 c.kill(i)
                 c.unmount_tmpfs(i)
                 self._start(i)

@@ -69,6 +69,7 @@ class TxLoad:
         self._lock = threading.Lock()
         self._send_lock = threading.Lock()
         self.errors: list[str] = []
+        self.anomalies: list[str] = []
         self._url = ""
 
     def start(self) -> None:
@@ -157,7 +158,16 @@ class TxLoad:
             url = self.rng.choice(urls)
             try:
                 found = rpc(url, "tx", {"hash": rec.tx_hash}, timeout=3.0)
-                rec.committed = bool(found)
+                # Trust the answer only if the block it names holds the transaction: a node's
+                # transaction index answering for a block it does not serve is a finding, not a commit.
+                h = int(found["height"])
+                block = rpc(url, "block", {"height": h, "txs": "hashes"}, timeout=3.0)
+                if rec.tx_hash in block["txs"]:
+                    rec.committed = True
+                else:
+                    self.anomalies.append(f"{url}: tx {rec.tx_hash[:12]} reported at height {h}, "
+                                          "not in that block")
+                    del self.anomalies[:-20]
                 continue
             except RPCFailure:
                 pass  # not committed (yet) as this node sees it
@@ -180,4 +190,4 @@ class TxLoad:
         with self._lock:
             reasons = Counter(r.reason.split(":")[0] for r in self.records if r.fate == "refused")
         return {"attempts": len(self.records), **self.counts(), "pending": len(self.pending()),
-                "refusals": dict(reasons.most_common(3))}
+                "refusals": dict(reasons.most_common(3)), "anomalies": self.anomalies[-3:]}
