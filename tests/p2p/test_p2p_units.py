@@ -12,15 +12,18 @@ import trio
 from hypothesis import given
 from hypothesis import strategies as st
 
+from consensus.params import DEVNET, MAINNET
 from p2p import scoring
 from p2p.config import (
     GOSSIP_KINDS,
     P2PConfig,
     RateLimit,
     blocks_protocol,
+    compute_rate_limits,
     status_protocol,
     topic_name,
 )
+from p2p.dispatch import Dispatcher, GateDrop, GossipGate
 from p2p.envelope import (
     BlockFrame,
     Envelope,
@@ -41,8 +44,10 @@ from p2p.errors import (
 from p2p.host.bridge import TrioThread
 from p2p.host.logs import RateLimitedForwarder
 from p2p.host.streams import FrameReader, encode_uvarint, frame, write_frames
+from p2p.interface import Reject, Verdict
 from p2p.keys import load_or_create_peer_key, peer_id_from_seed
 from p2p.ratelimit import PeerRateLimiter, TokenBucket
+from p2p.stats import P2PStats
 
 # -- names and config ---------------------------------------------------------------
 
@@ -171,6 +176,80 @@ def test_peer_rate_limiter_is_per_peer_and_bounded():
     assert len(lim) == 2  # "a" was forgotten
     assert lim.allow("a", "vote", 0.0)
     assert lim.allow("x", "unknown-key", 0.0)
+
+
+def test_a_byte_counted_limit_charges_each_message_its_size():
+    lim = PeerRateLimiter({"proposal": RateLimit(rate=100.0, burst=1000.0, unit="bytes"),
+                           "vote": RateLimit(rate=1.0, burst=2.0)})
+    assert lim.allow_message("a", "proposal", 0.0, 600) and not lim.allow_message("a", "proposal", 0.0, 600)
+    assert lim.allow_message("a", "proposal", 0.0, 400)  # exactly what is left
+    assert lim.allow_message("a", "proposal", 1.0, 100) and not lim.allow_message("a", "proposal", 1.0, 1)
+    # A message-counted limit ignores the size.
+    assert lim.allow_message("a", "vote", 0.0, 1 << 20) and lim.allow_message("a", "vote", 0.0, 1 << 20)
+    assert not lim.allow_message("a", "vote", 0.0, 1)
+
+
+def test_invalid_rate_limit_unit_is_refused(tmp_path):
+    cfg = P2PConfig(chain_id="c1", key_path=str(tmp_path / "k"))
+    limits = dict(cfg.rate_limits, proposal=RateLimit(1.0, 1.0, unit="parcels"))
+    with pytest.raises(ConfigError, match="unit"):
+        cfg.with_changes(rate_limits=limits)
+    with pytest.raises(ConfigError):
+        compute_rate_limits(0)
+
+
+@pytest.mark.parametrize("max_block_bytes", [DEVNET.max_block_bytes, MAINNET.max_block_bytes])
+def test_the_proposal_budget_holds_two_full_blocks_of_parts_at_once(max_block_bytes):
+    limit = compute_rate_limits(max_block_bytes)["proposal"]
+    assert limit.unit == "bytes" and not limit.penalise
+    part = len(encode_envelope("proposal", bytes(32 * 1024 + 200)))  # a 32 KiB part with its header
+    parts = -(-max_block_bytes // (32 * 1024))
+    bucket = TokenBucket(limit, now=0.0)
+    # A round's block and the next round's, relayed by one peer back to back.
+    assert all(bucket.try_take(0.0, part) for _ in range(2 * parts))
+    # The default is sized for the largest preset: every chain's block fits it.
+    default = P2PConfig(chain_id="c1", key_path="k").rate_limits["proposal"]
+    assert default.burst >= limit.burst and default.rate >= limit.rate
+
+
+def test_the_gate_leaves_a_non_penalising_limit_to_the_dispatcher(tmp_path):
+    limits = dict(P2PConfig(chain_id="c1", key_path="k").rate_limits,
+                  proposal=RateLimit(rate=1.0, burst=10.0, unit="bytes", penalise=False),
+                  vote=RateLimit(rate=1.0, burst=1.0))
+    gate = GossipGate(P2PConfig(chain_id="c1", key_path=str(tmp_path / "k"), rate_limits=limits))
+    big = encode_envelope("proposal", bytes(1000))
+    assert gate.admit("proposal", "p", big, 0.0) == bytes(1000)
+    assert gate.admit("proposal", "p", big, 0.0) == bytes(1000)  # beyond the budget: no drop, no penalty here
+    gate.admit("vote", "p", encode_envelope("vote", b"v"), 0.0)
+    with pytest.raises(GateDrop) as drop:
+        gate.admit("vote", "p", encode_envelope("vote", b"v"), 0.0)
+    assert drop.value.reason == "rate"
+
+
+async def test_beyond_a_non_penalising_budget_accepted_messages_are_ignored_and_rejects_still_count(tmp_path):
+    now = [0.0]
+    limits = dict(P2PConfig(chain_id="c1", key_path="k").rate_limits,
+                  proposal=RateLimit(rate=100.0, burst=250.0, unit="bytes", penalise=False))
+    stats = P2PStats()
+    dispatcher = Dispatcher(P2PConfig(chain_id="c1", key_path=str(tmp_path / "k"), rate_limits=limits), stats,
+                            clock=lambda: now[0])
+    delivered: list[bytes] = []
+    dispatcher.subscribe("proposal", lambda peer, data: Verdict.ACCEPT if data[:1] == b"+" else Reject("bad_signature"),
+                         lambda peer, data: delivered.append(data))
+    dispatcher.start()
+    try:
+        good, bad = b"+" + bytes(99), b"-" + bytes(99)
+        assert await dispatcher.validate_async("proposal", "p", good) is Verdict.ACCEPT
+        assert await dispatcher.validate_async("proposal", "p", good) is Verdict.ACCEPT
+        assert await dispatcher.validate_async("proposal", "p", good) is Verdict.IGNORE  # 300 bytes > 250
+        assert await dispatcher.validate_async("proposal", "p", bad) == Reject("bad_signature")
+        assert await dispatcher.validate_async("proposal", "q", good) is Verdict.ACCEPT  # per peer
+        now[0] = 1.0
+        assert await dispatcher.validate_async("proposal", "p", good) is Verdict.ACCEPT  # refilled
+        await asyncio.sleep(0)
+        assert stats.dropped["rate"] == 1 and len(delivered) == 4
+    finally:
+        await dispatcher.stop()
 
 
 def test_penalty_ledger_decays_and_ban_list_expires():
