@@ -47,6 +47,7 @@ from p2p.interface import (
     Validator,
     Verdict,
 )
+from p2p.peers import ConnectionSlots
 from p2p.ratelimit import PeerRateLimiter
 from p2p.stats import P2PStats
 
@@ -106,7 +107,9 @@ class MemoryHub:
 class MemoryTransport(Transport):
     """A Transport whose peers live in the same process, linked through a MemoryHub."""
 
-    def __init__(self, config: P2PConfig, hub: MemoryHub, peer_id: str | None = None) -> None:
+    def __init__(
+        self, config: P2PConfig, hub: MemoryHub, peer_id: str | None = None, *, outbound_slots: int | None = None
+    ) -> None:
         config.validate()
         self.config = config
         self.stats = P2PStats()
@@ -116,6 +119,9 @@ class MemoryTransport(Transport):
         self._gate = GossipGate(config)
         self._req_limiter = PeerRateLimiter({"request": config.request_rate})
         self._links: set[str] = set()
+        # The libp2p transport's slot rules (p2p.peers): the dialler's link is outbound, the other's inbound.
+        persistent = [addr.rsplit("/p2p/", 1)[-1] for addr in config.bootstrap]
+        self.slots = ConnectionSlots(config.max_peers, persistent, outbound_slots)
         self._seen: OrderedDict[bytes, None] = OrderedDict()
         self._seqno = hub.seqnos(self._id)
         self._handlers: dict[str, RequestHandler] = {}
@@ -180,8 +186,20 @@ class MemoryTransport(Transport):
             raise PeerUnavailable(f"peer {peer} is banned")
         if peer in self._links:
             return peer
-        if len(self._links) >= self.config.max_peers or len(other._links) >= other.config.max_peers:
-            raise PeerUnavailable("peer limit reached")
+        ours = self.slots.get_admission(peer, True, self.get_peer_score)
+        theirs = other.slots.get_admission(self._id, False, other.get_peer_score)
+        if not ours.accepted:
+            self.slots.apply(ours, peer, True, now)
+            raise PeerUnavailable(f"peer limit reached here ({ours.reason})")
+        if not theirs.accepted:
+            other.slots.apply(theirs, self._id, False, now)
+            other.stats.peers_refused += 1
+            raise PeerUnavailable(f"peer limit reached at {peer} ({theirs.reason})")
+        for node, admission in ((self, ours), (other, theirs)):
+            if admission.evict is not None:
+                node._unlink(admission.evict)
+        self.slots.apply(ours, peer, True, now)
+        other.slots.apply(theirs, self._id, False, now)
         self._link(peer)
         other._link(self._id)
         return peer
@@ -199,6 +217,7 @@ class MemoryTransport(Transport):
         if peer not in self._links:
             return
         self._links.discard(peer)
+        self.slots.on_disconnected(peer)
         self.stats.peers = len(self._links)
         self.stats.peers_disconnected_total += 1
         self._req_limiter.forget(peer)

@@ -139,28 +139,38 @@ class ConnectionSlots:
             return None
         return min(candidates)[2]
 
-    def on_connected(self, peer_id: str, outbound: bool, now: float, score_of: ScoreOf) -> Admission:
-        """Decide on a new connection and take its slot if accepted (evicting a peer if the answer says so)."""
+    def get_admission(self, peer_id: str, outbound: bool, score_of: ScoreOf) -> Admission:
+        """Decide on a new connection of ``peer_id``, changing nothing."""
         if peer_id in self._slots:
             return Admission(True, "known")
-        persistent = peer_id in self.persistent
-        evict = None
-        if persistent:
+        if peer_id in self.persistent:
             # Persistent peers always get in; if no inbound peer can make room they go
             # over max_peers (at most by the length of the operator's own list).
-            if len(self._slots) >= self.max_peers:
-                evict = self.compute_eviction(score_of)
-        elif len(self._slots) >= self.max_peers:
-            self.refused_total += 1
+            evict = self.compute_eviction(score_of) if len(self._slots) >= self.max_peers else None
+            return Admission(True, "persistent", evict)
+        if len(self._slots) >= self.max_peers:
             return Admission(False, "full")
-        elif not outbound and self.get_inbound_count() >= self.inbound_limit:
-            self.refused_total += 1
+        if not outbound and self.get_inbound_count() >= self.inbound_limit:
             return Admission(False, "inbound_full")
-        if evict is not None:
-            del self._slots[evict]
+        return Admission(True, "ok")
+
+    def on_connected(self, peer_id: str, outbound: bool, now: float, score_of: ScoreOf) -> Admission:
+        """Decide on a new connection and, if accepted, give it a slot (freeing the evicted peer's)."""
+        admission = self.get_admission(peer_id, outbound, score_of)
+        self.apply(admission, peer_id, outbound, now)
+        return admission
+
+    def apply(self, admission: Admission, peer_id: str, outbound: bool, now: float) -> None:
+        """Carry out ``admission`` (from ``get_admission`` for this peer, nothing changed since)."""
+        if not admission.accepted:
+            self.refused_total += 1
+            return
+        if admission.reason == "known":
+            return
+        if admission.evict is not None:
+            self._slots.pop(admission.evict, None)  # the caller may have disconnected it already
             self.evicted_total += 1
-        self._slots[peer_id] = Slot(outbound, persistent, now)
-        return Admission(True, "persistent" if persistent else "ok", evict)
+        self._slots[peer_id] = Slot(outbound, peer_id in self.persistent, now)
 
     def on_disconnected(self, peer_id: str) -> None:
         """Free ``peer_id``'s slot (nothing happens if it held none)."""
