@@ -47,6 +47,8 @@ class TxRecord:
     raw: str
     sent_mono: float
     committed: bool = False
+    height: int = 0
+    """Where a node said it was committed (0: not seen committed)."""
 
 
 class TxLoad:
@@ -164,6 +166,7 @@ class TxLoad:
                 block = rpc(url, "block", {"height": h, "txs": "hashes"}, timeout=3.0)
                 if rec.tx_hash in block["txs"]:
                     rec.committed = True
+                    rec.height = h
                 else:
                     self.anomalies.append(f"{url}: tx {rec.tx_hash[:12]} reported at height {h}, "
                                           "not in that block")
@@ -185,6 +188,11 @@ class TxLoad:
         while time.monotonic() < deadline and self.pending():
             time.sleep(0.5)
         return len(self.pending())
+
+    def highest_commit(self) -> int:
+        """The highest height at which a node reported one of our transactions committed."""
+        with self._lock:
+            return max((r.height for r in self.records), default=0)
 
     def summary(self) -> dict[str, Any]:
         with self._lock:

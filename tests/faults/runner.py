@@ -218,7 +218,8 @@ def run_scenario(sc: Scenario, workdir: Path | None = None, *, out: TextIO = sys
 
         # Every node reaches the highest height any node reports now, so the chains compared
         # include the block of the last transaction the drain saw committed.
-        top = _max_height(cluster)
+        # (a node's status may lag its transaction index by a block: take the higher of the two).
+        top = max(_max_height(cluster), load.highest_commit())
         deadline = time.monotonic() + DRAIN_S
         while time.monotonic() < deadline and not all((cluster.height(i) or 0) >= top for i in nodes):
             time.sleep(0.5)
