@@ -35,6 +35,8 @@ from tests.kit.devnet import TRANSIENT_ERRORS, RPCFailure, rpc
 MAX_PENDING = 32
 REBROADCAST_S = 4.0
 FEE = 1
+#: What one step of the load may raise without stopping it: no answer, or an answer of an unexpected shape.
+LOAD_ERRORS: tuple[type[Exception], ...] = (*TRANSIENT_ERRORS, KeyError, TypeError)
 
 
 @dataclass
@@ -116,8 +118,9 @@ class TxLoad:
                 if time.monotonic() - last_check > 1.0:
                     last_check = time.monotonic()
                     self._follow_up()
-            except TRANSIENT_ERRORS as exc:
-                self.errors.append(str(exc)[:200])
+            except LOAD_ERRORS as exc:
+                # An answer of an unexpected shape is noted; the load goes on.
+                self.errors.append(f"{type(exc).__name__}: {str(exc)[:200]}")
                 del self.errors[:-20]
             self._stop.wait(max(0.0, interval - (time.monotonic() - t0)))
 
@@ -160,6 +163,8 @@ class TxLoad:
             url = self.rng.choice(urls)
             try:
                 found = rpc(url, "tx", {"hash": rec.tx_hash}, timeout=3.0)
+                if found.get("status", "committed") != "committed":
+                    raise RPCFailure("tx", 0, "pending in the mempool, not committed")
                 # Trust the answer only if the block it names holds the transaction: a node's
                 # transaction index answering for a block it does not serve is a finding, not a commit.
                 h = int(found["height"])
@@ -198,4 +203,5 @@ class TxLoad:
         with self._lock:
             reasons = Counter(r.reason.split(":")[0] for r in self.records if r.fate == "refused")
         return {"attempts": len(self.records), **self.counts(), "pending": len(self.pending()),
-                "refusals": dict(reasons.most_common(3)), "anomalies": self.anomalies[-3:]}
+                "refusals": dict(reasons.most_common(3)), "anomalies": self.anomalies[-3:],
+                "errors": self.errors[-3:]}
