@@ -301,8 +301,11 @@ class HostService:
         """
         pid = peer.to_base58()
         amount = scoring.get_penalty(reason)
+        if self.ledger.get(pid) == 0:
+            # Its first penalty: drop what it told us. While penalised its answers are
+            # ignored, so a flood of penalties (one per dropped message) scans nothing more.
+            self.book.on_source_penalised(pid)
         self.ledger.add(pid, amount)
-        self.book.on_source_penalised(pid)
         if reason == "rate" and self.gossipsub is not None and self.gossipsub.scorer is not None:
             self.gossipsub.scorer.penalize_behavior(peer, amount)
         self.stats.peers_penalised += 1

@@ -177,3 +177,24 @@ def test_ping_protocol_name_and_invalid_keepalive_settings(tmp_path: Any) -> Non
                 {"persistent_reconnect_max": 0.1, "reconnect_min": 0.5}):
         with pytest.raises(ConfigError):
             P2PConfig(chain_id="t", key_path=str(tmp_path / "k"), **bad).validate()
+
+
+def test_persistent_peers_are_redialled_even_when_full_exchanged_ones_only_into_free_slots(tmp_path: Any) -> None:
+    # A node full of inbound peers must still redial its bootstrap peers (the slot manager
+    # evicts an inbound peer when one connects); exchanged addresses wait for a free slot.
+    svc = _svc(tmp_path, max_peers=2)
+    persistent = sorted(svc.persistent)
+
+    async def main() -> tuple[list[str], list[str]]:
+        svc.book.learn("src", [("exchanged", ["/ip4/10.0.1.1/tcp/1/p2p/exchanged"])], trio.current_time(), lambda p: False)
+        for n in (30, 31):
+            svc.on_connected(_peer(n), outbound=False)
+        assert len(svc.connected) == 2 and svc.slots.get_outbound_room() == 0  # full
+        when_full = [pid for pid, _ in svc._due_dials(trio.current_time())]
+        svc.on_disconnected(_peer(31))
+        with_room = [pid for pid, _ in svc._due_dials(trio.current_time())]
+        return when_full, with_room
+
+    when_full, with_room = trio.run(main)
+    assert sorted(when_full) == persistent
+    assert sorted(with_room) == sorted([*persistent, "exchanged"])
