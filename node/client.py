@@ -15,7 +15,7 @@ from typing import Any
 
 import aiohttp
 
-from node.errors import NodeUnreachable, RPCCallError, RPCClientError
+from node.errors import NodeUnreachable, ProofError, RPCCallError, RPCClientError
 
 
 def normalise_url(url: str) -> str:
@@ -138,3 +138,50 @@ class RPCClient:
             except RPCCallError as exc:
                 out.append(exc)
         return out
+
+
+# --- client-side verification of state proofs ------------------------------------------------
+
+
+def verify_account_proof(address: bytes, answer: dict[str, Any], header_state_root: bytes) -> None:
+    """Check an ``account`` answer made with ``prove=true`` without trusting the node that sent it.
+
+    ``header_state_root`` is the ``state_root`` of the header of block ``proof.height + 1``
+    (a header the caller trusts: its commit was checked, or it came from several nodes). Checks
+    that the proof's root is that root, that the key is this address's account key, that the
+    value is the account record the answer reports (absent: a zero account), and that the proof
+    links key and value to the root. Raises ``ProofError`` naming what does not hold.
+    """
+    from consensus.errors import ConsensusError
+    from consensus.records import EMPTY_ACCOUNT, Account
+    from consensus.state import Keys
+    from consensus.state_proof import StateProof, validate_state_proof
+
+    try:
+        proof = answer["proof"]
+        root = _unhex(proof["state_root"])
+        key = _unhex(proof["key"])
+        value = None if proof["value"] is None else _unhex(proof["value"])
+        state_proof = StateProof.decode(_unhex(proof["proof"]))
+    except (KeyError, TypeError, ValueError, ConsensusError) as exc:
+        raise ProofError(f"the answer carries no readable proof: {exc}") from exc
+    if root != header_state_root:
+        raise ProofError("the proof's state root is not the one the trusted header carries")
+    if key != Keys.account(address):
+        raise ProofError("the proof is for another key than this address's account")
+    try:
+        account = EMPTY_ACCOUNT if value is None else Account.decode(value)
+    except ConsensusError as exc:
+        raise ProofError(f"the proven value is not an account record: {exc}") from exc
+    if (account.balance, account.nonce) != (answer.get("balance"), answer.get("nonce")):
+        raise ProofError("the balance or nonce reported differs from the proven account record")
+    try:
+        validate_state_proof(root, key, value, state_proof)
+    except ConsensusError as exc:
+        raise ProofError(f"the proof does not link the account to the state root: {exc}") from exc
+
+
+def _unhex(text: Any) -> bytes:
+    if not isinstance(text, str) or not text.startswith("0x"):
+        raise ValueError("expected 0x-hex")
+    return bytes.fromhex(text[2:])

@@ -97,6 +97,10 @@ class RPCCallError(RPCClientError):
         """The error's ``data`` member, if the node sent one."""
 
 
+class ProofError(RPCClientError):
+    """A node's answer does not verify against the proof it carries or the header it must match."""
+
+
 class DevnetError(NodeError):
     """A local devnet cannot be created, started or stopped."""
 

@@ -23,8 +23,8 @@ from node.cli.common import (
     render_scalar,
     resolve_rpc_url,
 )
-from node.client import RPCClient
-from node.errors import CommandError
+from node.client import RPCClient, verify_account_proof
+from node.errors import CommandError, RPCCallError
 from node.home import DEFAULT_HOME
 
 
@@ -76,6 +76,40 @@ def _human_peers(r: dict[str, Any]) -> str:
     )
 
 
+def _query_account(args: argparse.Namespace) -> int:
+    """``query account``; with --prove, verify the answer against the header of the proof's next block."""
+    address = parse_address(args.address, "address")
+    url = resolve_rpc_url(args)
+
+    async def go() -> Any:
+        async with RPCClient(url, timeout=args.timeout) as client:
+            if not args.prove:
+                return await client.call("account", {"address": args.address})
+            answer = await client.call("account", {"address": args.address, "prove": True})
+            # The root after height H is in the header of H + 1: wait for that block.
+            want = int(answer["proof"]["height"]) + 1
+            deadline = asyncio.get_running_loop().time() + args.timeout
+            while True:
+                try:
+                    block = await client.call("block", {"height": want, "txs": "hashes"})
+                    break
+                except RPCCallError as exc:
+                    if exc.code != -32002 or asyncio.get_running_loop().time() > deadline:
+                        raise
+                await asyncio.sleep(0.2)
+            verify_account_proof(address, answer, bytes.fromhex(block["header"]["state_root"][2:]))
+            answer["proof"]["verified_against_block"] = want
+            return answer
+
+    result = asyncio.run(go())
+    human = render(result)
+    if args.prove:
+        human = (f"{result['address']}\n  balance: {result['balance']}\n  nonce:   {result['nonce']}\n"
+                 f"  proof verified against the state root in block {result['proof']['verified_against_block']}")
+    emit(args, human, result)
+    return EXIT_OK
+
+
 def _check_addr(text: str | None) -> str | None:
     if text is not None:
         parse_address(text, "address")
@@ -101,9 +135,11 @@ def add_commands(sub: Any) -> None:
     p = q.add_parser("tx", help="a committed transaction")
     p.add_argument("hash")
     p.set_defaults(func=query_command("tx", lambda a: {"hash": a.hash}))
-    p = q.add_parser("account", help="balance, nonce, bonds")
+    p = q.add_parser("account", help="balance, nonce, bonds (--prove: verified balance and nonce)")
     p.add_argument("address")
-    p.set_defaults(func=query_command("account", lambda a: {"address": _check_addr(a.address)}))
+    p.add_argument("--prove", action="store_true",
+                   help="ask for a Merkle proof and verify it against the next block's header before printing")
+    p.set_defaults(func=as_command(_query_account))
     p = q.add_parser("validators", help="the validator set")
     p.add_argument("height", nargs="?", type=int)
     p.set_defaults(func=query_command("validators", _height_param, _human_validators))

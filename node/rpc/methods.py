@@ -15,7 +15,7 @@ from typing import Any
 from consensus.crypto import encode_address
 from consensus.errors import ConsensusError
 from consensus.hashing import hash32
-from consensus.records import ComputeNFT, UnbondingEntry
+from consensus.records import EMPTY_ACCOUNT, Account, ComputeNFT, UnbondingEntry
 from consensus.staking import compute_pending_rewards, get_validator_compute
 from consensus.state import Keys, State
 from consensus.txs import SignedTx
@@ -30,6 +30,7 @@ from node.rpc.errors import (
 )
 from node.rpc.params import (
     get_address,
+    get_bool,
     get_hash,
     get_height,
     get_int,
@@ -164,6 +165,8 @@ async def rpc_account(ctx: MethodContext, p: dict[str, Any]) -> Any:
     address = get_address(p, "address")
     if address is None:
         raise InvalidParams("missing parameter 'address'")
+    if get_bool(p, "prove"):
+        return _proved_account(ctx, address)
     with ctx.view.read_state() as reader:
         state = State(reader)
         acct = state.get_account(address)
@@ -201,6 +204,24 @@ async def rpc_account(ctx: MethodContext, p: dict[str, Any]) -> Any:
         "pending_rewards": pending_rewards,
         "unbonding": unbonding,
         "is_validator": is_validator,
+    }
+
+
+def _proved_account(ctx: MethodContext, address: bytes) -> dict[str, Any]:
+    """Balance and nonce with a Merkle proof of the account record, all of one committed height."""
+    proved = ctx.view.prove_state(Keys.account(address))
+    acct = EMPTY_ACCOUNT if proved.value is None else Account.decode(proved.value)
+    return {
+        "address": encode_address(address),
+        "balance": acct.balance,
+        "nonce": acct.nonce,
+        "proof": {
+            "height": proved.height,
+            "state_root": fmt.hex0x(proved.state_root),
+            "key": fmt.hex0x(proved.key),
+            "value": None if proved.value is None else fmt.hex0x(proved.value),
+            "proof": fmt.hex0x(proved.proof.encode()),
+        },
     }
 
 
@@ -476,7 +497,7 @@ METHODS: dict[str, tuple[Method, tuple[str, ...]]] = {
     "net_info": (rpc_net_info, ()),
     "block": (rpc_block, ("height", "hash", "txs")),
     "tx": (rpc_tx, ("hash",)),
-    "account": (rpc_account, ("address",)),
+    "account": (rpc_account, ("address", "prove")),
     "validators": (rpc_validators, ("height",)),
     "nft": (rpc_nft, ("id",)),
     "nfts": (rpc_nfts, ("owner", "validator", "limit")),

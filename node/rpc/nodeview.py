@@ -20,7 +20,7 @@ from consensus.txs import SignedTx
 from consensus.validator_set import ValidatorSet
 from consensus.votes import Commit
 from node.rpc.events import EventBus
-from node.rpc.view import CommittedTx, MempoolView, PeerInfo, SubmitResult
+from node.rpc.view import CommittedTx, MempoolView, PeerInfo, ProvedValue, SubmitResult
 from storage import NodeStore
 from storage.tx_index import AddressTxIndex
 
@@ -32,6 +32,13 @@ JOBS_LISTED = 200
 
 #: Checks a raw transaction into the mempool and gossips it: (code, log, tx hash).
 SubmitTx = Callable[[bytes], tuple[int, str, bytes | None]]
+
+
+def prove_in_snapshot(store: NodeStore, key: bytes) -> ProvedValue:
+    """``key``'s value and proof, with the height and root they belong to, read from one snapshot."""
+    with store.snapshot() as snap:
+        height = snap.height
+        return ProvedValue(height or 0, snap.state_root, key, snap.get(key), snap.prove(key))
 
 
 class PeerDirectory(Protocol):
@@ -85,6 +92,9 @@ class StoreNodeView:
     @property
     def tx_index(self) -> AddressTxIndex | None:
         return self._tx_index
+
+    def prove_state(self, key: bytes) -> ProvedValue:
+        return prove_in_snapshot(self._store, key)
 
     @property
     def chain_id(self) -> str:

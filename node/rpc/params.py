@@ -48,6 +48,16 @@ def get_height(p: dict[str, Any], name: str = "height", *, required: bool = Fals
     return get_int(p, name, lo=1, hi=INT64_MAX, required=required)
 
 
+def get_bool(p: dict[str, Any], name: str) -> bool:
+    """Return boolean parameter ``name`` (false when absent)."""
+    value = p.get(name)
+    if value is None:
+        return False
+    if type(value) is not bool:
+        raise InvalidParams(f"'{name}' must be true or false, got {type(value).__name__}")
+    return value
+
+
 def get_str(p: dict[str, Any], name: str, *, required: bool = False) -> str | None:
     value = p.get(name)
     if value is None:

@@ -185,17 +185,32 @@ METHOD_SPECS: tuple[MethodSpec, ...] = (
         errors=(E.INVALID_PARAMS, E.UNAVAILABLE),
     ),
     MethodSpec(
-        "account", "Balance, nonce, delegations, pending rewards and unbonding of an address.",
-        (Param("address", ADDRESS, "the account's address", required=True),),
-        obj({
-            "address": ADDRESS, "balance": UINT, "nonce": UINT, "next_nonce": UINT, "bonded": UINT,
-            "delegations": array(obj({"validator": ADDRESS, "amount": UINT, "rewards": UINT})),
-            "pending_rewards": UINT,
-            "unbonding": array(obj({"validator": ADDRESS, "amount": UINT, "creation_height": UINT,
-                                    "completion_height": UINT})),
-            "is_validator": BOOL,
-        }),
-        "the committed state at the head; next_nonce also counts this node's pending txs",
+        "account", "Balance, nonce, delegations, pending rewards and unbonding of an address; "
+                   "or, with prove, balance and nonce with a Merkle proof.",
+        (
+            Param("address", ADDRESS, "the account's address", required=True),
+            Param("prove", BOOL, "return balance and nonce with a proof of the account record against the "
+                                 "state root of the latest committed height (default false)"),
+        ),
+        {"anyOf": [
+            obj({
+                "address": ADDRESS, "balance": UINT, "nonce": UINT, "next_nonce": UINT, "bonded": UINT,
+                "delegations": array(obj({"validator": ADDRESS, "amount": UINT, "rewards": UINT})),
+                "pending_rewards": UINT,
+                "unbonding": array(obj({"validator": ADDRESS, "amount": UINT, "creation_height": UINT,
+                                        "completion_height": UINT})),
+                "is_validator": BOOL,
+            }),
+            obj({
+                "address": ADDRESS, "balance": UINT, "nonce": UINT,
+                "proof": obj({"height": UINT, "state_root": HASH, "key": HEX, "value": nullable(HEX),
+                              "proof": HEX}),
+            }),
+        ]},
+        "the committed state at the head; next_nonce also counts this node's pending txs. With prove: "
+        "proof.value is the account record (null: no record, a zero account), proof.proof the encoded "
+        "StateProof against proof.state_root, the root after proof.height, which the header of block "
+        "proof.height + 1 carries (node.client.verify_account_proof checks all of it)",
         {"address": _A0},
         {"address": _A0, "balance": 1000000, "nonce": 3, "next_nonce": 4, "bonded": 5000,
          "delegations": [{"validator": _A0, "amount": 5000, "rewards": 12}], "pending_rewards": 12,

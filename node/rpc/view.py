@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from consensus.blocks import Block
 from consensus.records import TxResult
+from consensus.state_proof import StateProof
 from consensus.state_reader import StateReader
 from consensus.txs import SignedTx
 from consensus.validator_set import ValidatorSet
@@ -51,6 +52,18 @@ class PeerInfo:
 
     node_id: str
     addrs: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ProvedValue:
+    """A state entry with its Merkle proof, all from one committed height."""
+
+    height: int
+    #: The state root after ``height`` (the header of ``height + 1`` carries it).
+    state_root: bytes
+    key: bytes
+    value: bytes | None
+    proof: StateProof
 
 
 class MempoolView(Protocol):
@@ -156,6 +169,9 @@ class NodeView(Protocol):
     def jobs(self, status: str | None) -> list[dict[str, Any]] | None:
         """Compute jobs, JSON-ready; None when unavailable."""
         ...
+
+    def prove_state(self, key: bytes) -> ProvedValue:
+        """``key``'s value (or absence) with its proof against the latest committed state root."""
 
     @property
     def tx_index(self) -> AddressTxIndex | None:

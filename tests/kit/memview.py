@@ -31,7 +31,8 @@ from node.mempool.pool import Mempool
 from node.rpc.chain_events import get_chain_events, get_new_slashing_records
 from node.rpc.events import EventBus
 from node.rpc.indexer import TxIndexer
-from node.rpc.view import CommittedTx, PeerInfo, SubmitResult
+from node.rpc.nodeview import prove_in_snapshot
+from node.rpc.view import CommittedTx, PeerInfo, ProvedValue, SubmitResult
 from storage import NodeStore
 from storage.tx_index import AddressTxIndex
 from tests.kit.chain import TestChain
@@ -210,6 +211,9 @@ class MemoryNodeView:
     @property
     def tx_index(self) -> AddressTxIndex:
         return self._tx_index
+
+    def prove_state(self, key: bytes) -> ProvedValue:
+        return prove_in_snapshot(self.store, key)
 
     async def run_blocks(self, interval_s: float = 0.05, *, empty_blocks: bool = False) -> None:
         """Produce a block every ``interval_s`` (only when the mempool holds txs, unless told)."""

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from consensus.crypto import encode_address
+from consensus.records import Account
 from consensus.txs import Transfer, build_tx
 from node.rpc import errors as E
 from node.rpc.indexer import TxIndexer
@@ -78,3 +81,41 @@ def test_indexer_catches_up_from_stored_blocks(view: MemoryNodeView) -> None:
     lagging = TxIndexer(AddressTxIndex.open_memory(), view._load_block, lambda: 1)
     lagging.on_committed(block.header.height, txs)
     assert [e.height for e in lagging.index.search(sender)] == [1, 2, 3, 4]
+
+
+async def test_account_proof_verifies_against_the_next_header(server: RPCServer, view: MemoryNodeView, http) -> None:
+    from node.client import verify_account_proof
+    from node.errors import ProofError
+
+    keys = view.chain.account_keys
+    _send(view, 0, 1, 5)
+    view.produce_block()
+    body = {"jsonrpc": "2.0", "id": 1, "method": "account",
+            "params": {"address": encode_address(keys[1].address()), "prove": True}}
+    async with http.post(server.url + "/", json=body) as r:
+        answer = (await r.json())["result"]
+    height = answer["proof"]["height"]
+    assert height == 1 and answer["balance"] > 0
+    view.produce_block()  # the header of height + 1 carries the root after height
+    header_root = view.get_block(height + 1)[0].header.state_root
+    verify_account_proof(keys[1].address(), answer, header_root)
+    # Each lie is caught: a balance, a root, another key's proof, a tampered proof.
+    for field, value in (("balance", answer["balance"] + 1), ("nonce", 99)):
+        with pytest.raises(ProofError, match="differs"):
+            verify_account_proof(keys[1].address(), {**answer, field: value}, header_root)
+    with pytest.raises(ProofError, match="state root"):
+        verify_account_proof(keys[1].address(), answer, b"\x00" * 32)
+    with pytest.raises(ProofError, match="another key"):
+        verify_account_proof(keys[2].address(), answer, header_root)
+    forged = dict(answer["proof"])
+    forged["value"] = "0x" + Account(10**18, answer["nonce"]).encode().hex()
+    with pytest.raises(ProofError):
+        verify_account_proof(keys[1].address(), {**answer, "balance": 10**18, "proof": forged}, header_root)
+    # An address with no record proves its absence (a zero account).
+    stranger = b"\x77" * 20
+    body["params"] = {"address": encode_address(stranger), "prove": True}
+    async with http.post(server.url + "/", json=body) as r:
+        empty = (await r.json())["result"]
+    assert empty["balance"] == 0 and empty["proof"]["value"] is None
+    view.produce_block()
+    verify_account_proof(stranger, empty, view.get_block(empty["proof"]["height"] + 1)[0].header.state_root)
