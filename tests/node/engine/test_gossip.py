@@ -395,3 +395,53 @@ async def test_a_full_size_block_passes_the_rate_limits_and_its_proposer_is_not_
         await adapter.close()
         await node.stop()
         await peer.stop()
+
+
+@pytest.mark.slow
+async def test_a_mainnet_size_block_reaches_three_libp2p_peers_in_parts_without_a_fetch(tmp_path: Path) -> None:
+    """py-libp2p drops what does not fit a peer's 32-message send queue: the parts, published back to back
+    through the real transport (gate, dispatcher, budgets), must all arrive (measured unpaced)."""
+    from p2p.host import Libp2pTransport
+
+    size = MAINNET.max_block_bytes
+    chain = TestChain(n_validators=4, params={"max_block_bytes": size})
+    limits = compute_rate_limits(size)
+    cfg = {"chain_id": chain.chain_id, "listen_port": 0, "rate_limits": limits}
+    sender = Libp2pTransport(P2PConfig(key_path=str(tmp_path / "sender"), **cfg))  # type: ignore[arg-type]
+    await sender.start()
+    receivers: list[tuple[Libp2pTransport, GossipAdapter, ConsensusDriver]] = []
+    try:
+        for i in range(3):
+            t = Libp2pTransport(P2PConfig(key_path=str(tmp_path / f"r{i}"), bootstrap=tuple(sender.listen_addrs()),
+                                          **cfg))  # type: ignore[arg-type]
+            driver, _ = _setup(chain, Recorder())
+            driver.recover()
+            adapter = GossipAdapter(t, chain.chain_id)
+            adapter.attach(driver)
+            await t.start()
+            receivers.append((t, adapter, driver))
+
+        async def meshed() -> bool:
+            mesh = await sender.mesh_peers("proposal")
+            return all(t.peer_id in mesh for t, _, _ in receivers)
+
+        for _ in range(400):
+            if await meshed():
+                break
+            await asyncio.sleep(0.05)
+        driver = receivers[0][2]
+        block = _large_block(chain, driver, 1, 0, size)
+        proposal, _ = _signed(chain, driver, block)
+        proposer = GossipAdapter(sender, chain.chain_id, part_key=_proposer_key(chain, driver, 1, 0))
+        proposer.broadcast_proposal(proposal, block)
+        await _wait(lambda: all(a.blocks_assembled == 1 for _, a, _ in receivers), timeout=180)
+        for t, adapter, driver in receivers:
+            assert adapter.blocks_fetched == 0 and adapter.refused == {}
+            assert t.get_peer_score(sender.peer_id) >= 0.0 and t.stats.dropped.get("rate", 0) == 0
+            assert driver.process_inputs() == 1 and driver.state.proposals[0].proposal == proposal
+        await proposer.close()
+    finally:
+        for t, adapter, _ in receivers:
+            await adapter.close()
+            await t.stop()
+        await sender.stop()
