@@ -17,13 +17,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from consensus.bft.config import TimeoutConfig
+from consensus.blocks import Block
 from consensus.crypto import Domain, PrivateKey, encode_address, is_valid_signature, sign_bytes
 from consensus.errors import ConsensusError
 from consensus.genesis import Genesis, load_genesis
+from consensus.jobs.store import iter_jobs
+from consensus.jobs.types import JobStatus
 from consensus.params import Params
+from consensus.poc_state import ChallengeRecord, ChallengeStatus
 from consensus.records import Fault, SlashingRecord
+from consensus.staking import get_validator_compute
 from consensus.state import Keys, State
 from consensus.txs import SignedTx
+from consensus.validator_set import ValidatorSet
 from node.clock import Clock, SystemClock
 from node.compute.host import DaemonHost
 from node.compute.provider import JobProvider
@@ -42,16 +48,23 @@ from node.home import NodeHome
 from node.keyfiles import load_keystore
 from node.mempool.pool import Mempool
 from node.metrics import NodeMetrics
+from node.rpc.chain_events import get_chain_events, get_resolved_challenges
 from node.rpc.events import EventBus
+from node.rpc.indexer import TxIndexer
 from node.rpc.nodeview import StoreNodeView
 from node.rpc.server import RPCServer
+from node.version import get_version
 from p2p.config import P2PConfig
 from p2p.host import Libp2pTransport
 from p2p.interface import Transport, Verdict
 from p2p.txbatch import TxGossip
-from storage import NodeStore
+from storage import NodeStore, StorageError
+from storage.tx_index import AddressTxIndex
 
 log = logging.getLogger("node")
+
+#: Heights between refreshes of the jobs-by-status gauge (a scan of every job).
+JOB_GAUGE_EVERY = 10
 
 BYZANTINE_MODES = ("double-sign", "poc-cheat", "poc-overclaim", "job-cheat", "time-warp", "forge")
 
@@ -214,10 +227,16 @@ class Node:
         self.metrics.watch_mempool(lambda: self.mempool.stats)
         self._last_commit_mono: float | None = None
         self._slash_seq = self.executor.head_state().get_meta().next_slash_seq
+        # The address index (tx_search) lives beside the block store and catches up from it.
+        self.tx_index = AddressTxIndex.open(self.home.data_dir / "txindex")
+        self.indexer = TxIndexer(self.tx_index, self._load_block, lambda: self.executor.store.blocks.earliest_height() or 1)
+        indexed = self.indexer.catch_up(self.executor.height)
+        if indexed:
+            log.info("address index: indexed %d stored heights", indexed)
         self.view = StoreNodeView(
             self.executor.store, self.events, chain_id=self.chain_id, moniker=self.config.node.moniker,
             address=self.address, mempool=self.mempool, network=self.transport, sync=self.syncer,
-            submit_tx=self.submit_tx, attestation_pool=self.compute.pool,
+            submit_tx=self.submit_tx, attestation_pool=self.compute.pool, tx_index=self.tx_index,
         )
         self.rpc = RPCServer(
             self.view,
@@ -244,7 +263,19 @@ class Node:
             "node %s started: chain %s, height %d, validator %s, p2p %s",
             self.config.node.moniker, self.chain_id, self.executor.height,
             self.is_validator(), ", ".join(self.transport.listen_addrs()),
+            extra={"chain_id": self.chain_id, "height": self.executor.height, "version": get_version()},
         )
+        log.info("RPC at %s (JSON-RPC POST /, GET /health, GET /metrics, WebSocket /ws)", self.config.rpc_url,
+                 extra={"rpc": self.config.rpc_url})
+        for addr in self.transport.listen_addrs():
+            log.info("p2p listening on %s/p2p/%s", addr, self.transport.peer_id, extra={"p2p": addr})
+        log.info("account %s (%s)", encode_address(self.address),
+                 "in the validator set" if self.is_validator() else "not a validator",
+                 extra={"address": encode_address(self.address)})
+
+    def _load_block(self, height: int) -> Block | None:
+        raw = self.executor.store.blocks.load_block(height)
+        return None if raw is None else Block.decode(raw, max_bytes=len(raw))
 
     def _spawn(self, name: str, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro, name=name)
@@ -258,10 +289,11 @@ class Node:
                 self.driver.rebroadcast_own()
 
     async def _gauge_loop(self) -> None:
-        """Refresh gauges that change without a commit (peers, mempool)."""
+        """Refresh gauges that change without a commit (peers, mempool, round, sync)."""
         while True:
             self.metrics.set_peers(len(self.transport.peers()))
             self.metrics.set_mempool(self.mempool.size, self.mempool.total_bytes)
+            self.metrics.set_consensus(round=self.driver.state.round, syncing=self.syncer.catching_up)
             await asyncio.sleep(1.0)
 
     # -- transactions -----------------------------------------------------------------------
@@ -314,7 +346,20 @@ class Node:
     def _on_committed(self, committed: BlockCommitted) -> None:
         self._last_commit_mono = time.monotonic()
         block = committed.block
-        self.events.publish_block(block, committed.block_hash, committed.txs, committed.tx_results)
+        state = self.executor.head_state()
+        meta = state.get_meta()
+        slashes = [
+            r for seq in range(self._slash_seq, meta.next_slash_seq)
+            if (r := state.get_record(Keys.slashing(seq), SlashingRecord)) is not None
+        ]
+        self._slash_seq = meta.next_slash_seq
+        read = self.executor.store.state.get
+        resolved = get_resolved_challenges(committed.height, committed.changed_keys, read)
+        self.events.publish_block(
+            block, committed.block_hash, committed.txs, committed.tx_results,
+            get_chain_events(block, committed.events, slashes, resolved),
+        )
+        self._index_committed(committed)
         m = self.metrics
         m.on_block_committed(
             height=committed.height,
@@ -324,35 +369,62 @@ class Node:
             commit_seconds=committed.execute_seconds + committed.write_seconds,
             failed_txs=sum(1 for r in committed.tx_results if r.code != 0),
         )
-        state = self.executor.head_state()
         last_set = state.get_last_validator_set()
         if block.last_commit is not None and last_set is not None:
             m.on_commit_signatures(
-                [v.address for v in last_set.validators], [s.validator for s in block.last_commit.signatures]
+                [v.address for v in last_set.validators], [s.validator for s in block.last_commit.signatures],
+                height=block.last_commit.height, own=self.address,
             )
         vset = state.get_validator_set()
         jailed = sum(1 for v in state.iter_validators() if v.jailed)
         m.set_validator_set(len(vset), vset.total_power, jailed)
-        meta = state.get_meta()
-        for seq in range(self._slash_seq, meta.next_slash_seq):
-            record = state.get_record(Keys.slashing(seq), SlashingRecord)
-            if record is not None:
-                m.on_slashed(record.validator, Fault.NAMES.get(record.fault, str(record.fault)))
-                log.warning(
-                    "validator %s slashed %d for %s at height %d",
-                    encode_address(record.validator), record.amount,
-                    Fault.NAMES.get(record.fault, "?"), record.height,
-                )
-        self._slash_seq = meta.next_slash_seq
+        self._update_own_metrics(state, vset, resolved, committed.height)
+        for record in slashes:
+            m.on_slashed(record.validator, Fault.NAMES.get(record.fault, str(record.fault)))
+            log.warning(
+                "validator %s slashed %d for %s at height %d",
+                encode_address(record.validator), record.amount,
+                Fault.NAMES.get(record.fault, "?"), record.height,
+                extra={"validator": encode_address(record.validator), "height": record.height,
+                       "reason": Fault.NAMES.get(record.fault, "?")},
+            )
         failed = sum(1 for r in committed.tx_results if r.code != 0)
         log.info(
             "committed height %d: %d txs (%d failed), hash %s, execute %.0f ms, write %.0f ms",
             committed.height, len(committed.tx_hashes), failed, committed.block_hash.hex()[:16],
             committed.execute_seconds * 1000, committed.write_seconds * 1000,
+            extra={"height": committed.height, "round": block.header.round, "hash": committed.block_hash.hex(),
+                   "duration_ms": round((committed.execute_seconds + committed.write_seconds) * 1000, 1)},
         )
         if self.store is not None:
             changed = [k[len(Keys.ACCOUNT) :] for k in committed.changed_keys if k.startswith(Keys.ACCOUNT)]
             self.mempool.update(committed.tx_hashes, State(self.store.state), changed_accounts=changed)
+
+    def _index_committed(self, committed: BlockCommitted) -> None:
+        """File the block's txs in the address index; a failure costs only tx_search, never the node."""
+        try:
+            self.indexer.on_committed(committed.height, committed.txs)
+        except StorageError as exc:
+            log.error("address index: height %d not indexed: %s", committed.height, exc)
+
+    def _update_own_metrics(self, state: State, vset: ValidatorSet, resolved: list[ChallengeRecord],
+                            height: int) -> None:
+        """This node's validator: membership, power, jail; outcomes of its NFTs' challenges; jobs."""
+        m = self.metrics
+        member = vset.get_by_address(self.address)
+        record = state.get_validator(self.address)
+        m.set_own_validator(active=member is not None, power=0 if member is None else member.power,
+                            jailed=bool(record is not None and record.jailed))
+        own_nfts = set(state.iter_validator_nft_ids(self.address)) if record is not None else set()
+        for rec in resolved:
+            if rec.nft_id in own_nfts:
+                m.on_challenge_resolved(ChallengeStatus.NAMES.get(rec.status, str(rec.status)))
+        if height % JOB_GAUGE_EVERY == 0 or height == 1:
+            by_status: dict[str, int] = {}
+            for job in iter_jobs(state):
+                name = JobStatus.NAMES.get(job.status, str(job.status))
+                by_status[name] = by_status.get(name, 0) + 1
+            m.set_compute(verified_units=get_validator_compute(state, self.address), jobs_by_status=by_status)
 
     # -- run and stop ---------------------------------------------------------------------------
 
@@ -394,6 +466,8 @@ class Node:
             self.wal.close()
         if hasattr(self, "signer_store"):
             self.signer_store.close()
+        if hasattr(self, "tx_index"):
+            self.tx_index.close()
         if self.store is not None:
             self.store.close()
             log.info("node stopped")

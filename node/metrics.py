@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import platform
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from importlib import metadata
 from typing import Any
 
 from prometheus_client import (
@@ -28,6 +27,7 @@ from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
 from consensus.crypto import encode_address
+from node.version import get_package_version
 
 #: Seconds between blocks: devnet targets ~1 s, mainnet a few seconds.
 BLOCK_INTERVAL_BUCKETS = (0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0)
@@ -39,13 +39,6 @@ PROVER_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 # ``_created`` series double the exposition and nothing here reads them (process-wide switch).
 disable_created_metrics()  # type: ignore[no-untyped-call]
-
-
-def _package_version() -> str:
-    try:
-        return metadata.version("cstake")
-    except metadata.PackageNotFoundError:
-        return "unknown"
 
 
 class _StatsCollector(Collector):
@@ -149,7 +142,7 @@ class NodeMetrics:
         self.build_info = Gauge(
             "cstake_build_info", "always 1: the node's version and Python", ["version", "python"], registry=r
         )
-        self.build_info.labels(version=_package_version(), python=platform.python_version()).set(1)
+        self.build_info.labels(version=get_package_version(), python=platform.python_version()).set(1)
         ProcessCollector(registry=r)
         PlatformCollector(registry=r)
         # Consensus progress of this node.

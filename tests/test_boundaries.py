@@ -63,7 +63,7 @@ def test_checker_catches_a_forbidden_import(tmp_path: Path) -> None:
 # --- the rooms of node/ (docs/architecture.md) ----------------------------------------------
 
 #: Modules at the top of node/ that every room may use.
-FOUNDATION = {"clock", "config", "errors", "home", "keyfiles", "keyring", "logs", "metrics", "init", "client"}
+FOUNDATION = {"clock", "config", "errors", "home", "keyfiles", "keyring", "logs", "metrics", "init", "client", "version"}
 
 #: What each room of node/ may import from node/, besides itself and (except the
 #: foundation, which imports only itself) the foundation.

@@ -20,14 +20,13 @@ command line, 130 on Ctrl-C). The ``cstake`` console script and
 from __future__ import annotations
 
 import argparse
-import platform
 import sys
 from collections.abc import Iterator
-from importlib import metadata
 
 from node.cli import bench, devnet, keys, lifecycle, query, tx
 from node.cli.common import EXIT_INTERRUPTED
 from node.cli.load import add_load_command
+from node.version import get_version
 
 #: Options every command that has them accepts before its name too (``cstake --home H query status``).
 GLOBAL_FLAGS = {"--home": True, "--rpc": True, "--json": False}
@@ -55,15 +54,6 @@ class _DefaultsFormatter(argparse.HelpFormatter):
         ):
             text += f" (default: {default})"
         return text
-
-
-def get_version() -> str:
-    """``cstake X.Y.Z (Python A.B.C)``: the installed package's version."""
-    try:
-        version = metadata.version("cstake")
-    except metadata.PackageNotFoundError:  # running from a source tree that was never installed
-        version = "unknown"
-    return f"cstake {version} (Python {platform.python_version()})"
 
 
 def _walk(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParser]:

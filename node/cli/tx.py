@@ -96,7 +96,7 @@ def tx_command(build: Callable[[argparse.Namespace, PrivateKey], Encodable]) -> 
 
     def run(args: argparse.Namespace) -> int:
         home = resolve_home(args)
-        key = load_account_key(home)
+        key = load_account_key(home, args.from_key)
         body = build(args, key)
         result = asyncio.run(_send_tx(args, key, body))
         code = int(result.get("code", 0))
@@ -303,6 +303,8 @@ def _b_submit_job(args: argparse.Namespace, key: PrivateKey) -> Encodable:
 
 def _add_tx_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--home", default=DEFAULT_HOME, help="node home holding keys/account.json")
+    p.add_argument("--from", dest="from_key", default="account", metavar="NAME",
+                   help="sign with this key of the home's keyring (cstake keys list; account: the home's own)")
     p.add_argument("--rpc", help="node RPC URL (default: the home's rpc.listen)")
     p.add_argument("--fee", type=int, help="fee in base units (default: the chain's min_fee)")
     p.add_argument("--wait", action="store_true", help="wait until the transaction is in a block")

@@ -28,6 +28,7 @@ from consensus.jobs.market import (
 )
 from consensus.poc_state import (
     ChallengeIssued,
+    ChallengeRecord,
     ChallengeResolved,
     ChallengeSampled,
     ChallengeStatus,
@@ -83,9 +84,16 @@ def _fields(obj: Any) -> tuple[dict[str, Any], tuple[bytes, ...]]:
 
 
 def get_chain_events(
-    block: Block, events: Iterable[object], slashing_records: Iterable[SlashingRecord] = ()
+    block: Block,
+    events: Iterable[object],
+    slashing_records: Iterable[SlashingRecord] = (),
+    resolved: Iterable[ChallengeRecord] = (),
 ) -> list[ChainEvent]:
-    """The subscriber events of one committed block, in the order the block produced them."""
+    """The subscriber events of one committed block, in the order the block produced them.
+
+    ``resolved``: the challenges the block resolved (passed and failed ones are settled
+    by transactions, which report no event; missed ones come as events already).
+    """
     height = block.header.height
     out: list[ChainEvent] = []
     for event in events:
@@ -94,6 +102,15 @@ def get_chain_events(
             continue  # evidence items and tx-level facts are reported elsewhere
         data, addresses = _fields(event)
         out.append(ChainEvent(named[0], named[1], height, data, addresses))
+    for rec in resolved:
+        if rec.status == ChallengeStatus.MISSED:
+            continue
+        out.append(ChainEvent(
+            "challenge", "challenge_resolved", height,
+            {"challenge_id": fmt.hex0x(rec.challenge.id), "nft_id": rec.nft_id, "height": height,
+             "status": ChallengeStatus.NAMES.get(rec.status, str(rec.status))},
+            (),
+        ))
     for record in slashing_records:
         out.append(ChainEvent(
             "slashing", "validator_slashed", height,
@@ -128,6 +145,26 @@ def get_new_slashing_records(
                 out.append(SlashingRecord.decode(raw))
             except ConsensusError:
                 continue
+    return out
+
+
+def get_resolved_challenges(
+    height: int, changed_keys: Iterable[bytes], read: Callable[[bytes], bytes | None]
+) -> list[ChallengeRecord]:
+    """Challenge records the block at ``height`` resolved (passed, failed or missed), from its changed keys."""
+    out = []
+    for key in changed_keys:
+        if not key.startswith(Keys.CHALLENGE):
+            continue
+        raw = read(key)
+        if raw is None:
+            continue
+        try:
+            rec = ChallengeRecord.decode(raw)
+        except ConsensusError:
+            continue
+        if rec.status not in ChallengeStatus.OPEN and rec.resolved_height == height:
+            out.append(rec)
     return out
 
 

@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from node.cli.main import build_parser, get_version, hoist_global_flags, main
+from node.cli.main import build_parser, hoist_global_flags, main
+from node.version import get_version
 
 
 def test_version_names_the_package_version(capsys: pytest.CaptureFixture[str]) -> None:
