@@ -363,6 +363,31 @@ async def test_an_evicted_or_failed_assembly_falls_back_to_fetching_the_block(
         await peer.stop()
 
 
+async def test_a_rebroadcast_announces_the_block_without_sending_its_parts_again(
+    recorder: Recorder, tmp_path: Path
+) -> None:
+    chain, driver, _, _ = _adapter(recorder)
+    node, peer = await _linked(tmp_path, chain)
+    seen: list[bytes] = []
+    node.subscribe("proposal", lambda p, data: (seen.append(data), Verdict.IGNORE)[1], lambda p, data: None)
+    proposer = GossipAdapter(peer, chain.chain_id, part_key=_proposer_key(chain, driver, 1, 0))
+    try:
+        block = _large_block(chain, driver, 1, 0, 4 * PART_BYTES)
+        proposal, messages = _signed(chain, driver, block)
+        proposer.broadcast_proposal(proposal, block)
+        await _wait(lambda: len(seen) == len(messages))
+        assert seen == messages
+        # The height stalls: the proposer re-broadcasts. Peers without the block fetch it by hash.
+        proposer.broadcast_proposal(proposal, block)
+        await _wait(lambda: len(seen) == len(messages) + 1)
+        assert seen[-1] == pack_raw([MSG_PROPOSAL, proposal.encode(), b"", 0])
+        await asyncio.sleep(0.2)
+        assert len(seen) == len(messages) + 1
+    finally:
+        await proposer.close()
+        await node.stop()
+        await peer.stop()
+
 @pytest.mark.parametrize(("preset_bytes", "rounds"), [(DEVNET.max_block_bytes, 2), (MAINNET.max_block_bytes, 1)],
                          ids=["devnet", "mainnet"])
 async def test_a_full_size_block_passes_the_rate_limits_and_its_proposer_is_not_penalised(
