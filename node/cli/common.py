@@ -172,6 +172,21 @@ def render(value: Any, indent: int = 0) -> str:
     return pad + render_scalar(value)
 
 
+def format_amount(units: int) -> str:
+    """Base units with thousands separators: ``1,250,000``."""
+    return f"{units:,}"
+
+
+def format_time_ms(ms: int | None) -> str:
+    """Unix milliseconds as ISO-8601 UTC (``2026-12-05T13:58:01.123Z``); ``-`` for none."""
+    if ms is None:
+        return "-"
+    import datetime
+
+    moment = datetime.datetime.fromtimestamp(ms / 1000, tz=datetime.UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+
+
 def render_scalar(v: Any) -> str:
     """One JSON value as a word: ``-`` for null, yes/no for booleans."""
     if v is None:

@@ -18,6 +18,8 @@ from node.cli.common import (
     Handler,
     as_command,
     emit,
+    format_amount,
+    format_time_ms,
     parse_address,
     render,
     render_scalar,
@@ -50,7 +52,7 @@ def _human_status(r: dict[str, Any]) -> str:
     rows = [
         ("chain id", r["chain_id"]), ("moniker", r["moniker"]), ("node id", r["node_id"]),
         ("height", r["latest_height"]), ("block hash", r["latest_block_hash"]),
-        ("block time (ms)", r["latest_block_time"]), ("state root", r["latest_state_root"]),
+        ("block time", format_time_ms(r["latest_block_time"])), ("state root", r["latest_state_root"]),
         ("catching up", r["catching_up"]), ("validator", r["validator_address"]),
     ]
     return "\n".join(f"{k:<17}{render_scalar(v)}" for k, v in rows)
@@ -102,12 +104,28 @@ def _query_account(args: argparse.Namespace) -> int:
             return answer
 
     result = asyncio.run(go())
-    human = render(result)
     if args.prove:
-        human = (f"{result['address']}\n  balance: {result['balance']}\n  nonce:   {result['nonce']}\n"
+        human = (f"{result['address']}\n  balance: {format_amount(result['balance'])}\n  nonce:   {result['nonce']}\n"
                  f"  proof verified against the state root in block {result['proof']['verified_against_block']}")
+    else:
+        human = _human_account(result)
     emit(args, human, result)
     return EXIT_OK
+
+
+def _human_account(r: dict[str, Any]) -> str:
+    lines = [
+        f"{r['address']}{'  (validator)' if r.get('is_validator') else ''}",
+        f"  balance:         {format_amount(r['balance'])}",
+        f"  nonce:           {r['nonce']} (next {r.get('next_nonce', r['nonce'])})",
+        f"  bonded:          {format_amount(r.get('bonded', 0))}",
+        f"  pending rewards: {format_amount(r.get('pending_rewards', 0))}",
+    ]
+    for d in r.get("delegations", []):
+        lines.append(f"  delegated {format_amount(d['amount'])} to {d['validator']} (rewards {format_amount(d['rewards'])})")
+    for u in r.get("unbonding", []):
+        lines.append(f"  unbonding {format_amount(u['amount'])} from {u['validator']} until height {u['completion_height']}")
+    return "\n".join(lines)
 
 
 def _check_addr(text: str | None) -> str | None:
