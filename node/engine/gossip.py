@@ -310,8 +310,9 @@ class GossipAdapter:
     def receive_proposal(self, peer: str, payload: bytes) -> tuple[Proposal, int] | None:
         """Handle an accepted proposal-topic message; return (proposal, parts) when its block must be fetched.
 
-        ``parts`` is 0 when the block is to be fetched at once (none announced,
-        or its assembly already ended without it), else the parts it waits for.
+        ``parts`` is 0 when the block is to be fetched at once (no parts on
+        their way, or its assembly already ended without it); otherwise the
+        fetch waits ``PART_WAIT_S`` for them.
         """
         msg = self._decode_message(payload)
         self._follow_driver()
@@ -331,12 +332,13 @@ class GossipAdapter:
             if assembled is not None:
                 self._deliver(assembled)
                 return None
-            state = self.assembler.get_state(_key(proposal))
-            if state is AssemblyState.COMPLETE:
-                return None
-            if state is not AssemblyState.PENDING:
-                return proposal, 0  # evicted, failed or refused: the parts will not form it here
-        return proposal, total
+        state = self.assembler.get_state(_key(proposal))
+        if state is AssemblyState.COMPLETE:
+            return None
+        if state is AssemblyState.PENDING:
+            # Its parts are on their way (a re-broadcast announces without them): wait for them first.
+            return proposal, total or 1
+        return proposal, 0  # none announced, or evicted, failed, refused: the parts will not form it here
 
     def _deliver(self, assembled: Assembled | None) -> None:
         if assembled is not None and self.driver is not None:

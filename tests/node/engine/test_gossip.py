@@ -289,6 +289,23 @@ def test_assemblies_of_heights_below_the_drivers_expire(recorder: Recorder) -> N
     assert adapter.assembler.held_bytes == held_ahead
 
 
+def test_an_announcement_without_parts_waits_for_parts_on_their_way_and_is_dropped_once_assembled(
+    recorder: Recorder,
+) -> None:
+    chain, driver, adapter, _ = _adapter(recorder)
+    block = _large_block(chain, driver, 1, 0, 4 * PART_BYTES)
+    proposal, (announce, *parts) = _signed(chain, driver, block)
+    again = pack_raw([MSG_PROPOSAL, proposal.encode(), b"", 0])  # a re-broadcast
+    assert adapter.receive_proposal("p", again) == (proposal, 0)  # nothing on its way: fetch now
+    for m in [announce, *parts[:2]]:
+        assert _gossip(adapter, "p", m) is Verdict.ACCEPT
+    waited = adapter.receive_proposal("p", again)
+    assert waited is not None and waited[1] > 0  # parts are arriving: fetch only if they do not form it
+    for m in parts[2:]:
+        assert _gossip(adapter, "p", m) is Verdict.ACCEPT
+    assert adapter.blocks_assembled == 1
+    assert adapter.receive_proposal("p", again) is None  # assembled: nothing to fetch
+
 class BlockServer:
     """A peer on the memory hub that serves proposal blocks by hash and counts the requests."""
 
