@@ -9,10 +9,12 @@ per opened row, each row's Merkle path). Both are medians of a few runs.
 
 from __future__ import annotations
 
+import asyncio
 import statistics
 import time
 
 from consensus.hashing import hash32
+from consensus.params import DEVNET, MAINNET
 from consensus.poc import (
     DEVNET_POC_PARAMS,
     MAINNET_POC_PARAMS,
@@ -23,10 +25,16 @@ from consensus.poc import (
     derive_sample_indices,
     verify_openings,
 )
+from consensus.poc_state import get_poc_params
+from node.compute.calibrate import compute_claim
 from node.compute.hwbench import format_report, run_benchmark
+from node.compute.kernel import KernelConfig
 from node.compute.prover import CommitmentWork, compute_commitment, compute_path, compute_rows
+from node.compute.service import NodeProver
 
 REPEATS = 3
+#: Seconds of ``cstake bench`` measurement per parameter set.
+CALIBRATION_SECONDS = 8.0
 TARGET_RATIO = 0.01
 
 
@@ -78,13 +86,56 @@ def run() -> None:
         ch = _challenge(n, n)
         prover, verifier, work, size = _measure(ch, REPEATS)
         print(_row(f"square n={n}", ch, prover, verifier, work, size))
-    report = run_benchmark(8.0)
-    units = report.devices[0].units
+    units = _calibration_table()
     for name, params in (("devnet", DEVNET_POC_PARAMS), ("mainnet", MAINNET_POC_PARAMS)):
         ch = derive_challenge(hash32(b"bench epoch"), b"bench-nft", units, 10, params)
         prover, verifier, work, size = _measure(ch, 1)
         print(_row(f"{name}, {units} units", ch, prover, verifier, work, size))
     print(f"(devnet and mainnet challenges sized from this machine's {units} units for "
           f"{DEVNET_POC_PARAMS.challenge_ms} and {MAINNET_POC_PARAMS.challenge_ms} ms; run once)")
-    print("\ncstake bench on this machine (8 s):")
-    print(format_report(report))
+
+
+def _prove_median(kernel: KernelConfig, ch: Challenge, repeats: int) -> float:
+    """Median seconds of the node's prover (worker, kernel, threads) on ``ch``."""
+    async def run() -> float:
+        prover = NodeProver(kernel=kernel)
+        try:
+            await prover.run_in_worker(int)  # the worker's start is not the prover's time
+            return statistics.median([(await prover.prove(ch)).seconds for _ in range(repeats)])
+        finally:
+            await prover.aclose()
+
+    return asyncio.run(run())
+
+
+def _calibration_table() -> int:
+    """Print cstake bench's figure and the node's prover on the challenge of the claim, side by
+    side, for the devnet's and mainnet's genesis parameters; return the devnet's measured units."""
+    kernel = KernelConfig()
+    print(f"\ncstake bench vs the node's prover at the chain's challenge size (kernel "
+          f"{kernel.describe()}; bench {CALIBRATION_SECONDS:g} s, prover median of {REPEATS})")
+    print(f"{'params':<9}{'n':>6}{'bench rows':>12}{'bench GFLOP/s':>15}{'claim':>7}"
+          f"{'challenge rows':>16}{'prover GFLOP/s':>16}{'prover/bench':>14}{'within 5%':>11}")
+    devnet_units = 1
+    last = None
+    for name, params in (("devnet", DEVNET), ("mainnet", MAINNET)):
+        poc = get_poc_params(params)
+        report = run_benchmark(CALIBRATION_SECONDS, kernel=kernel, poc=poc)
+        cal = report.device.prover
+        if cal is None:
+            print(f"{name:<9}the kernel is not exact on this machine: nothing measured")
+            continue
+        claim = max(1, compute_claim(report.units))
+        ch = derive_challenge(hash32(b"bench epoch"), b"bench-nft", claim, 10, poc)
+        prover = ch.work_flops / _prove_median(kernel, ch, REPEATS) / 1e9
+        ratio = prover / cal.gflops
+        print(f"{name:<9}{cal.n:>6}{cal.rows:>12}{cal.gflops:>15.1f}{claim:>7}{ch.rows:>16}"
+              f"{prover:>16.1f}{ratio:>14.3f}{'yes' if abs(ratio - 1) <= 0.05 else 'no':>11}")
+        devnet_units = report.units if name == "devnet" else devnet_units
+        last = report
+    print("(claim = 80% of the bench's units, what register-compute --from-bench registers; the "
+          "prover runs the challenge the chain derives for that claim)")
+    if last is not None:
+        print("\ncstake bench on this machine (mainnet sizes):")
+        print(format_report(last))
+    return max(1, devnet_units)

@@ -11,9 +11,10 @@ cap) and calls the prover's own ``compute_commitment``:
 1. a probe of ``PROBE_ROWS`` rows at the chain's widest n (after a warm-up)
    gives a first rate;
 2. the challenge that rate's claim would get is sized with the chain's rule;
-3. whole challenges of that size are timed (fewer rows when the time budget
-   is short: the per-row cost is the same and the fixed cost amortises less,
-   so the figure errs low, never high), and the median run is the figure.
+3. three runs of that size are timed (fewer rows when a third of the time
+   budget is shorter: the per-row cost is the same and the fixed cost
+   amortises less, so the figure errs low, never high), and the median run is
+   the figure.
 
 ``compute_claim`` turns the measured units into the claim to register:
 ``measured · margin_percent // 100`` (80% by default), so an honest device
@@ -111,12 +112,14 @@ def measure_calibration(poc: PocParams, seconds: float, config: KernelConfig,
         claim = compute_claim(int(rate / 1e9), margin_percent)
     n, challenge_rows = compute_challenge_size(max(claim, 1), poc)
     row_s = 2 * n * n / rate
-    left = max(seconds - (time.perf_counter() - started), 0.0)
-    runs = max(1, min(MAX_RUNS, int(left // (challenge_rows * row_s))))
+    # Three runs for a median that a burst of load elsewhere does not move: each of the
+    # challenge's size, or fewer rows when a third of the budget is shorter (the per-row
+    # cost is the same and the fixed cost amortises less, so the figure errs low).
+    per_run = max(seconds - (time.perf_counter() - started), 0.0) / MAX_RUNS
     rows = challenge_rows
-    if challenge_rows * row_s > left:
-        # The budget is shorter than one challenge: time fewer rows (a lower figure, never higher).
-        rows = min(challenge_rows, max(PROBE_ROWS // 4, int(left / row_s) // 64 * 64))
+    if challenge_rows * row_s > per_run:
+        rows = min(challenge_rows, max(PROBE_ROWS // 4, int(per_run / row_s) // 64 * 64))
+    runs = MAX_RUNS
     times: list[float] = []
     for _ in range(runs):
         times.append(compute_commitment(CALIBRATION_SEED, n, rows, dtype, 0.0, device).total_s)

@@ -72,7 +72,7 @@ from consensus.poc_state import (
     get_poc_params,
     iter_challenges_at,
 )
-from consensus.records import NO_ADDRESS, ComputeNFT, DeviceKind, HardwareSpec
+from consensus.records import NO_ADDRESS, ComputeNFT, DeviceKind, HardwareSpec, NFTStatus
 from consensus.state import Keys, State
 from consensus.txs import BindNFT, RegisterCompute, build_tx
 from node.compute.calibrate import ClaimCheck, calibrate, check_claims
@@ -213,7 +213,6 @@ class ComputeService:
         try:
             if self.overclaim:
                 self._spawn(self._register_overclaim())
-            self._spawn(self._warm_provers())
             self._wake.set()
             while True:
                 await self._wake.wait()
@@ -226,51 +225,60 @@ class ComputeService:
             for prover in self._provers.values():
                 await prover.aclose()
 
-    async def _warm_provers(self) -> None:
-        """Start the worker of each NFT we serve now: a spawned worker takes a second or two
-        to import numpy, which would otherwise count against the first challenge's time.
-        Then check the served claims against what this machine's prover measures."""
-        state = self.host.head_state()
-        served = self._served_nfts(state)
-        for nft in served:
-            await self._prover(nft.id).run_in_worker(os.getpid)
-        if served:
-            await self._check_claims(state, served)
-
     @property
     def overclaimed_nfts(self) -> tuple[int, ...]:
-        """Served NFTs whose claim exceeds what this machine's prover measured at start."""
+        """Served NFTs whose claim exceeds what this machine's prover measured."""
         return tuple(i for i, check in sorted(self.claim_checks.items()) if check.exceeds)
 
-    async def _check_claims(self, state: State, served: list[ComputeNFT]) -> None:
-        """Measure the prover (about ``SELF_CHECK_SECONDS``) at the challenge size of the largest
-        served claim and warn for each NFT claiming more than it delivers here.
+    def _warm_new_provers(self, state: State) -> None:
+        """Start the worker of each NFT newly bound to us (at start: every one we serve).
+
+        A spawned worker takes a second or two to import numpy (more on a loaded
+        machine), which would otherwise count against the NFT's first challenge;
+        then the worker measures the NFT's claim (``_check_claim``), unless a
+        challenge is open right now and needs the worker first.
+        """
+        for nft_id in state.iter_validator_nft_ids(self.host.address):
+            nft = state.get_nft(nft_id)
+            if (nft_id in self._provers or not self._serves(nft) or nft is None
+                    or nft.status not in (NFTStatus.ACTIVE, NFTStatus.UNVERIFIED)):
+                continue
+            latest = get_latest_challenge(state, nft_id)
+            busy = latest is not None and latest.status in ChallengeStatus.OPEN
+            self._spawn(self._warm(self._prover(nft_id), nft, check=not busy))
+
+    async def _warm(self, prover: Prover, nft: ComputeNFT, *, check: bool) -> None:
+        await prover.run_in_worker(os.getpid)
+        if check:
+            await self._check_claim(prover, nft)
+
+    async def _check_claim(self, prover: Prover, nft: ComputeNFT) -> None:
+        """Measure ``prover`` (about ``SELF_CHECK_SECONDS``) at the challenge size of ``nft``'s
+        claim and warn if the claim is more than it delivers here.
 
         Such an NFT's challenges are sized for a faster device: the node would finish them
         late, be verified below the claim, or miss the deadline and lose collateral.
         """
-        poc = get_poc_params(state.get_params())
-        claims = {nft.id: nft.claimed_units for nft in served}
+        poc = get_poc_params(self.host.head_state().get_params())
         try:
-            cal = await calibrate(self._prover(served[0].id), poc, SELF_CHECK_SECONDS,
-                                  claim=max(claims.values()))
+            cal = await calibrate(prover, poc, SELF_CHECK_SECONDS, claim=nft.claimed_units)
         except ProverError as exc:
-            log.error("cannot measure this machine's prover: %s", exc)
+            log.error("cannot measure this machine's prover for NFT %d: %s", nft.id, exc)
             return
-        for check in check_claims(claims, cal):
-            self.claim_checks[check.nft_id] = check
-            if check.exceeds:
-                log.warning(
-                    "compute claim too high: NFT %d claims %d units but this machine's prover "
-                    "measured %d (%.1f GFLOP/s at n=%d; kernel %s): its challenges will be "
-                    "verified below the claim or miss their deadline; register what "
-                    "`cstake tx register-compute --from-bench` measures", check.nft_id,
-                    check.claimed_units, check.measured_units, cal.gflops, cal.n,
-                    format_kernel_info(cal.kernel))
-            else:
-                log.info("compute claim checked: NFT %d claims %d units, this machine's prover "
-                         "measured %d (n=%d; kernel %s)", check.nft_id, check.claimed_units,
-                         check.measured_units, cal.n, format_kernel_info(cal.kernel))
+        (check,) = check_claims({nft.id: nft.claimed_units}, cal)
+        self.claim_checks[nft.id] = check
+        if check.exceeds:
+            log.warning(
+                "compute claim too high: NFT %d claims %d units but this machine's prover "
+                "measured %d (%.1f GFLOP/s at n=%d; kernel %s): its challenges will be "
+                "verified below the claim or miss their deadline; register what "
+                "`cstake tx register-compute --from-bench` measures", nft.id,
+                check.claimed_units, check.measured_units, cal.gflops, cal.n,
+                format_kernel_info(cal.kernel))
+        else:
+            log.info("compute claim checked: NFT %d claims %d units, this machine's prover "
+                     "measured %d (n=%d; kernel %s)", nft.id, check.claimed_units,
+                     check.measured_units, cal.n, format_kernel_info(cal.kernel))
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -314,6 +322,7 @@ class ComputeService:
         # before a restart, or before the binding was accepted (the index of our
         # bindings, so a stranger's NFTs are never even looked at).
         self._resumed = True
+        self._warm_new_provers(state)
         for nft_id in state.iter_validator_nft_ids(host.address):
             latest = get_latest_challenge(state, nft_id)
             if (latest is not None and latest.status in ChallengeStatus.OPEN

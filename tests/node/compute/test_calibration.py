@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import statistics
 
 import pytest
 
 from consensus.hashing import hash32
 from consensus.params import DEVNET
-from consensus.poc import derive_challenge
+from consensus.poc import Challenge, derive_challenge
 from consensus.poc_state import get_poc_params
 from node.compute.calibrate import (
     DEFAULT_MARGIN_PERCENT,
@@ -93,26 +94,32 @@ def test_service_provers_use_the_configured_kernel() -> None:
 def test_from_bench_claim_is_delivered_by_the_prover() -> None:
     # The attack of the review: register what the bench measured, then answer a challenge
     # of that claim with the node's prover. Before the fix: a claim of 94 units, 23 delivered.
-    report = run_benchmark(2.0, poc=POC)
-    claim = compute_claim(report.units)
-    assert claim >= 1
-    challenge = derive_challenge(hash32(b"epoch"), b"\x00" * 7 + b"\x01", claim, 20, POC)
-    assert report.device.prover is not None and report.device.prover.n == challenge.n
+    # Bench and proofs alternate, three rounds, and the medians are compared: the load other
+    # work puts on this shared machine drifts over seconds, and alternating sees the same drift.
+    measured: list[int] = []
+    delivered: list[float] = []
 
-    async def delivered() -> float:
+    async def prove(challenge: Challenge) -> float:
         prover = NodeProver(kernel=KernelConfig())
         try:
-            await prover.run_in_worker(int)  # start the worker outside the timed proofs
-            # Best of two: a burst of load from elsewhere on this shared machine is not the prover.
-            best = min([(await prover.prove(challenge)).seconds for _ in range(2)])
+            await prover.run_in_worker(int)  # start the worker outside the timed proof
+            return challenge.work_flops / (await prover.prove(challenge)).seconds / 1e9
         finally:
             await prover.aclose()
-        return challenge.work_flops / best / 1e9
 
-    rate = asyncio.run(delivered())
-    print(f"measured {report.units} units, claimed {claim}, the prover delivered {rate:.1f} GFLOP/s "
-          f"on the n={challenge.n} x {challenge.rows} challenge")
-    assert rate >= claim
+    for i in range(3):
+        report = run_benchmark(1.5, poc=POC)
+        assert report.device.prover is not None
+        measured.append(report.units)
+        challenge = derive_challenge(hash32(b"epoch %d" % i), b"\x00" * 7 + b"\x01",
+                                     max(1, compute_claim(report.units)), 20, POC)
+        assert report.device.prover.n == challenge.n
+        delivered.append(asyncio.run(prove(challenge)))
+    claim = compute_claim(int(statistics.median(measured)))
+    rate = statistics.median(delivered)
+    print(f"measured {measured} units, claim {claim}; the prover delivered "
+          f"{[round(d, 1) for d in delivered]} GFLOP/s on those claims' challenges")
+    assert claim >= 1 and rate >= claim
 
 
 def test_check_claims_flags_only_claims_above_the_measure() -> None:

@@ -130,7 +130,9 @@ def test_a_restarted_service_picks_up_challenges_issued_before_it_started() -> N
     service._spawn = record  # type: ignore[method-assign]
     service._scan()
     assert service._tracked == {issued[0].challenge.id: nft_id}
-    assert spawned == ["ComputeService._commit"]
+    # The NFT's prover worker is started (without a claim check: the challenge needs it), then proves.
+    assert spawned == ["ComputeService._warm", "ComputeService._commit"]
+    assert list(service._provers) == [nft_id]
 
 
 class _ForgetfulProver:
