@@ -14,6 +14,14 @@ bisection, as the node's store does), so the figures measure the protocol,
 not a linear scan of a test dict. ``python -m bench incentives`` runs it;
 ``CSTAKE_BENCH_DELEGATIONS`` and ``CSTAKE_BENCH_BLOCKS`` change the sizes
 (defaults 100,000 and 1,000).
+
+The cost part (``python -m bench.incentives cost``, also run by the suite;
+lives here to stay one suite) calibrates
+``consensus/costs.py``: per transaction kind, the measured execution time
+(``process_transaction`` with the signature verified) against its cost
+units; then the worst valid blocks the budget allows (most heavy work of
+each kind, and the most transactions), each executed in full by
+``state_transition``, with the slowest reported.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from consensus.state import DictStateReader, State
 
@@ -109,3 +118,179 @@ def run() -> None:
         p90 = sorted(t)[len(t) * 9 // 10] * 1e3
         print(f"  {count:>7} delegations: mean {mean:7.2f} ms, median {med:7.2f} ms, p90 {p90:7.2f} ms,"
               f" max {max(t) * 1e3:7.2f} ms  (mean {mean / base:.2f}x the empty state)")
+    run_cost()
+
+
+# --- cost calibration (consensus/costs.py) ------------------------------------------------------
+
+
+def _cost_chain(**params: int) -> Any:
+    if str(_ROOT) not in sys.path:
+        sys.path.insert(0, str(_ROOT))
+    from tests.kit.chain import TestChain
+
+    chain = TestChain(n_accounts=8, params=params)
+    chain.next_block()
+    return chain
+
+
+def _time_tx(chain: Any, tx: Any, reps: int) -> float:
+    """Best of ``reps`` seconds to execute ``tx`` on the chain's head (signature verified)."""
+    from consensus.transition import process_transaction
+    from consensus.tx_context import TxContext
+
+    view = chain.view()
+    ctx = TxContext(chain_id=chain.chain_id, height=chain.height + 1,
+                    time_ms=chain.time_ms + 1_000, proposer=bytes(20), params=view.get_params())
+    best = float("inf")
+    for _ in range(reps):
+        st = State(chain.state)
+        t0 = time.perf_counter()
+        result = process_transaction(st, tx, ctx)
+        best = min(best, time.perf_counter() - t0)
+    if result.code not in (0, 44):
+        raise RuntimeError(f"calibration transaction failed: {result.log}")
+    return best
+
+
+def calibration_cases(chain: Any) -> list[tuple[str, Any]]:
+    """(label, signed transaction) for each measured kind, signed from fresh nonces each."""
+    import hashlib
+
+    from consensus.jobs.matmul import MatmulSpec
+    from consensus.jobs.types import SubmitJob
+    from consensus.poc import PocFraudProof, RowOpening
+    from consensus.poc.merkle import compute_proof
+    from consensus.records import HardwareSpec
+    from consensus.txs import (
+        Bond,
+        CreateValidator,
+        Delegate,
+        RegisterCompute,
+        Transfer,
+        WithdrawRewards,
+    )
+    from tests.kit.chain import put_committed_challenge
+    from tests.kit.jobs import iterate_body, matmul_body
+
+    c = chain
+    acct = c.account_keys
+    ops = c.operator_keys
+    inline = bytes(range(256)) * 2048  # A and B of a 512 x 512 x 512 job
+    spec = MatmulSpec(512, 512, 512).encode()
+    cases: list[tuple[str, Any]] = [
+        ("transfer", (acct[0], Transfer(acct[1].address(), 5))),
+        ("bond", (ops[0], Bond(5))),
+        ("delegate", (acct[0], Delegate(ops[0].address(), 5))),
+        ("create_validator", (acct[1], CreateValidator(b"\x09" * 32, 5_000, 100, "bench"))),
+        ("register_compute", (acct[0], RegisterCompute(HardwareSpec(0, "cpu", 4, 1024), 10, 1_000))),
+        ("withdraw_rewards (all)", (acct[0], WithdrawRewards(b""))),
+        ("submit_job seeded 16x64", (acct[2], matmul_body(m=16, n=64, bid=1, escrow=10_000))),
+        ("submit_job seeded 256x256", (acct[2], matmul_body(m=256, n=256, bid=1, escrow=10_000))),
+        ("submit_job seeded 1024x1024", (acct[2], matmul_body(m=1024, n=1024, bid=1, escrow=10**7))),
+        ("submit_job seeded 3072x1024 (devnet max)", (acct[2], matmul_body(m=3072, n=1024, bid=1, escrow=10**7))),
+        ("submit_job iterate 1000x512", (acct[2], iterate_body(1000, 512, bid=1, escrow=10**7))),
+        ("submit_job inline 512 KiB", (acct[2], SubmitJob(1, spec, inline, b"", hashlib.sha256(inline).digest(),
+                                                          0, 1, 10**7, 1, 6))),
+    ]
+    for n in (256, 1024, 2048):
+        ch, levels, leaves = put_committed_challenge(c, n, 64)
+        proof = PocFraudProof(ch.id, RowOpening(3, leaves[3], tuple(compute_proof(levels, 3))))
+        cases.append((f"fraud_proof n={n} (correct row)", (acct[3], proof)))
+    return cases
+
+
+def run_cost_table() -> None:
+    from consensus.costs import get_tx_cost
+    from consensus.txs import build_tx
+
+    chain = _cost_chain()
+    params = chain.view().get_params()
+    print("cost calibration (devnet preset): execution with the signature verified, best of 5")
+    print(f"  {'transaction':<42} {'bytes':>8} {'units':>7} {'measured us':>12} {'us/unit':>8}")
+    for label, (key, body) in calibration_cases(chain):
+        nonce = chain.view().get_account(key.address()).nonce
+        tx = build_tx(key, chain.chain_id, nonce, 10**6, body)
+        seconds = _time_tx(chain, tx, 5)
+        units = get_tx_cost(tx, params)
+        print(f"  {label:<42} {len(tx.raw):>8} {units:>7} {seconds * 1e6:>12.0f} {seconds * 1e6 / units:>8.2f}")
+
+
+def worst_blocks(chain: Any) -> list[tuple[str, list[Any]]]:
+    """The heaviest valid blocks of each shape the devnet budget allows, as transaction lists."""
+    from consensus.costs import CostBudget
+    from consensus.poc import PocFraudProof, RowOpening
+    from consensus.poc.merkle import compute_proof
+    from consensus.txs import Transfer
+    from tests.kit.chain import put_committed_challenge
+    from tests.kit.jobs import matmul_body
+
+    c = chain
+    params = c.view().get_params()
+    keys = c.account_keys + c.operator_keys
+
+    def fill(bodies: list[Any], fee: int) -> list[Any]:
+        budget = CostBudget(params)
+        out: list[Any] = []
+        for i, body in enumerate(bodies):
+            if len(out) >= params.max_block_txs:
+                break
+            tx = c.tx(keys[i % len(keys)], body, fee=fee)
+            if not budget.try_take(tx):
+                c.nonces[tx.payload.sender] -= 1
+                break
+            out.append(tx)
+        return out
+
+    ch, levels, leaves = put_committed_challenge(c, 2048, 64)
+    proofs = [PocFraudProof(ch.id, RowOpening(i, leaves[i], tuple(compute_proof(levels, i)))) for i in range(64)]
+    to = keys[0].address()
+    shapes: list[tuple[str, list[Any]]] = []
+    shapes.append(("seeded submit_job, devnet max size", fill([matmul_body(m=3072, n=1024, bid=1, escrow=10**7)] * 100, 100)))
+    c.nonces.clear()
+    shapes.append(("fraud proofs of correct rows, n=2048", fill(proofs, 100)))
+    c.nonces.clear()
+    shapes.append(("transfers (max_block_txs)", fill([Transfer(to, 1)] * 10_000, 1)))
+    c.nonces.clear()
+    return shapes
+
+
+def time_block(chain: Any, txs: list[Any]) -> tuple[float, int]:
+    """Seconds to execute a block of ``txs`` with ``state_transition`` (signatures verified), and its cost."""
+    from consensus.costs import compute_block_cost
+    from consensus.transition import state_transition
+
+    block = chain.build_block(txs)
+    t0 = time.perf_counter()
+    state_transition(chain.state, block)
+    seconds = time.perf_counter() - t0
+    return seconds, compute_block_cost(txs, chain.view().get_params()).total
+
+
+def run_cost_blocks() -> float:
+    """Print the worst blocks' execution times; return the slowest (seconds)."""
+    chain = _cost_chain()
+    params = chain.view().get_params()
+    print(f"worst valid blocks (devnet: max_block_cost {params.max_block_cost}, "
+          f"{params.max_heavy_txs_per_block} heavy), full state_transition, best of 3")
+    slowest = 0.0
+    for label, txs in worst_blocks(chain):
+        seconds = min(time_block(chain, txs)[0] for _ in range(3))
+        cost = time_block(chain, txs)[1]
+        slowest = max(slowest, seconds)
+        print(f"  {label:<40} {len(txs):>5} txs, {cost:>8} units: {seconds * 1e3:8.1f} ms"
+              f"  ({seconds * 1e6 / cost:.2f} us/unit)")
+    return slowest
+
+
+def run_cost() -> None:
+    run_cost_table()
+    slowest = run_cost_blocks()
+    print(f"  slowest worst-case block: {slowest * 1e3:.1f} ms (bound: 1000 ms)")
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["cost"]:
+        run_cost()
+    else:
+        run()

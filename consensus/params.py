@@ -122,6 +122,13 @@ class Params(Encodable):
     #: Widest proof-of-compute challenge (inner dimension n, a multiple of 64, <= 2048).
     #: Openings carry 800 rows of 4·n bytes: 256 keeps them near 1.3 MB, gossip-sized.
     poc_max_n: int
+    # -- execution cost (consensus/costs.py; docs/protocol.md section 3a) --
+    #: Most cost units (about a microsecond of execution each) a block's transactions may cost.
+    max_block_cost: int
+    #: Fee price in ten-thousandths of a token per cost unit: fee >= ceil(cost x this / 10,000).
+    min_fee_per_cost: int
+    #: Most heavy transactions (heavy work of at least 1,000 units; prover duties aside) in a block.
+    max_heavy_txs_per_block: int
 
     def validate_basic(self) -> None:
         """Raise ValidationError unless every parameter is in its allowed range."""
@@ -155,6 +162,7 @@ class Params(Encodable):
             "poc_max_n",
             "timeout_propose_ms",
             "timeout_vote_ms",
+            "max_block_cost",
         )
         for name in positive:
             if getattr(self, name) == 0:
@@ -268,6 +276,11 @@ DEVNET = Params(
     job_default_price=1,
     job_max_slots_per_nft=1,
     poc_max_n=256,
+    # Half a second of transaction execution per block on the reference machine.
+    max_block_cost=500_000,
+    # About 1 token per 3,300 cost units: ordinary transactions pay min_fee.
+    min_fee_per_cost=3,
+    max_heavy_txs_per_block=16,
 )
 
 MAINNET = dataclasses.replace(
@@ -306,6 +319,10 @@ MAINNET = dataclasses.replace(
     job_default_price=1_000,
     job_max_slots_per_nft=4,
     poc_max_n=2048,
+    # Two seconds of transaction execution in a 6-second block.
+    max_block_cost=2_000_000,
+    # 3 tokens per cost unit: a transfer (153 units) stays under min_fee.
+    min_fee_per_cost=30_000,
 )
 
 PRESETS: dict[str, Params] = {"devnet": DEVNET, "mainnet": MAINNET}

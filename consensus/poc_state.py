@@ -66,7 +66,8 @@ from consensus.poc import (
     get_openings_deadline,
     get_sample_height,
     is_commitment_in_time,
-    verify_fraud_proof,
+    is_row_correct,
+    verify_fraud_proof_inclusion,
     verify_openings,
 )
 from consensus.records import NO_ADDRESS, ComputeNFT, Fault, NFTStatus
@@ -403,13 +404,40 @@ def process_poc_open(state: State, ctx: TxContext, sender: bytes, body: PocOpeni
         process_reputation(state, nft.bound_validator, True, ctx.params.reputation_challenge_bps)
 
 
-def process_fraud_proof(state: State, ctx: TxContext, sender: bytes, body: PocFraudProof) -> None:
-    """Convict a committed wrong row; anyone may send it and is paid the whistleblower share."""
+def process_fraud_proof_claim(state: State, ctx: TxContext, sender: bytes, body: PocFraudProof) -> None:
+    """The cheap checks of a fraud proof, then its row marked as tried (the mark stays if it fails).
+
+    Everything short of recomputing the row: the challenge has a commitment,
+    the fault is not punished yet, the row is in the commitment (its Merkle
+    path verifies, so it is the one committed row at that index) and no
+    earlier proof tried this row. A path must verify before the mark is
+    written, or anyone could mark a wrong row with a bogus proof and block
+    the real one.
+    """
     rec = _require_challenge(state, body.challenge_id)
     if not rec.root:
         raise ChallengeClosed("the challenge has no commitment to prove wrong")
+    if state.is_fault_slashed(tagged_hash(FAULTY_TAG, rec.challenge.id)):
+        raise FaultAlreadySlashed("this challenge's faulty computation was already punished")
     try:
-        verify_fraud_proof(rec.challenge, rec.root, body)
+        verify_fraud_proof_inclusion(rec.challenge, rec.root, body)
     except InvalidFraudProof as exc:
         raise RejectedFraudProof(str(exc)) from exc
+    key = Keys.fraud_row(rec.challenge.id, body.opening.index)
+    if state.get_record(key, _Marker) is not None:
+        raise RejectedFraudProof(
+            f"row {body.opening.index} of this challenge was already tried by a fraud proof"
+        )
+    state.put_record(key, _Marker())
+
+
+def process_fraud_proof(state: State, ctx: TxContext, sender: bytes, body: PocFraudProof) -> None:
+    """Convict a committed wrong row; anyone may send it and is paid the whistleblower share.
+
+    Runs after ``process_fraud_proof_claim`` (the challenge, the fault not yet
+    punished, the row's inclusion): only the row's O(n²) recomputation is left.
+    """
+    rec = _require_challenge(state, body.challenge_id)
+    if is_row_correct(rec.challenge, body.opening.index, body.opening.row):
+        raise RejectedFraudProof(f"row {body.opening.index} is correct: no fault to prove")
     _process_faulty(state, rec, ctx.height, ctx.params, sender)

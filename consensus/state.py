@@ -100,6 +100,8 @@ class Keys:
     CHALLENGE_BY_NFT = b"pn/"
     CHALLENGE_BY_HEIGHT = b"ph/"
     CHALLENGE_DUE = b"pq/"
+    #: Rows of a challenge a fraud proof has already tried (each row is checked once).
+    FRAUD_ROW = b"pf/"
     ATTESTATION = b"at/"
 
     @staticmethod
@@ -178,6 +180,11 @@ class Keys:
     def challenge_due(height: int, challenge_id: bytes = b"") -> bytes:
         """Challenges with a step (deadline, sample) due at the end of block ``height``."""
         return Keys.CHALLENGE_DUE + be64(height) + challenge_id
+
+    @staticmethod
+    def fraud_row(challenge_id: bytes, index: int) -> bytes:
+        """A committed row of ``challenge_id`` that a fraud proof has already tried."""
+        return Keys.FRAUD_ROW + challenge_id + be64(index)
 
     @staticmethod
     def attestation(nft_id: int) -> bytes:

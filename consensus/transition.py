@@ -9,10 +9,13 @@ Executing a block, in order:
    parent's and no later than year 9999.
 2. Evidence carried by the block: each double-sign is verified, slashed once
    and tombstoned; the proposer is the whistleblower.
-3. Transactions, in block order: ``check_tx`` authenticates (signature, chain
-   id, nonce, fee) — a block with a transaction failing it is invalid — then
-   the fee is charged and the nonce advances, and the body's handler runs; a
-   handler failure reverts the body's writes only.
+3. Transactions: all decoded first and their cost checked against the
+   block's budget (``consensus.costs``: ``max_block_cost`` and
+   ``max_heavy_txs_per_block``) before any runs; then, in block order:
+   ``check_tx`` authenticates (signature, chain id, nonce, a fee of at least
+   the cost price) — a block with a transaction failing it is invalid — then
+   the fee is charged and the nonce advances, the kind's precheck and the
+   body's handler run; a handler failure reverts the body's writes only.
 4. End of block: the reward (``block_reward`` minted plus fees) to the
    proposer, matured unbonding entries paid out, at an epoch boundary the
    validator set recomputed, proposer priorities advanced, the head recorded.
@@ -29,6 +32,7 @@ from dataclasses import dataclass
 from consensus.attestation import process_block_attestations
 from consensus.block_time import compute_block_time
 from consensus.blocks import MAX_BLOCK_EVIDENCE, MAX_BLOCK_TIME_MS, Block
+from consensus.costs import PRICE_SCALE, compute_cost, compute_min_fee, validate_block_cost
 from consensus.crypto import Domain, is_valid_signature, sign_bytes
 from consensus.errors import (
     BadNonce,
@@ -58,8 +62,8 @@ from consensus.staking import (
 from consensus.state import Keys, State
 from consensus.state_reader import StateReader
 from consensus.tx_context import TxContext
-from consensus.tx_handlers import get_handler, process_double_sign_evidence
-from consensus.txs import SignedTx
+from consensus.tx_handlers import get_handler, get_precheck, process_double_sign_evidence
+from consensus.txs import SignedTx, TxKind
 from consensus.validator_set import compute_next_validator_set
 from consensus.votes import verify_commit
 
@@ -113,8 +117,16 @@ def check_tx(
         p.validate_basic()
     except (ValidationError, DecodeError) as exc:
         raise MalformedTx(str(exc)) from exc
-    if p.fee < params.min_fee:
-        raise FeeTooLow(f"fee {p.fee} is below the minimum {params.min_fee}")
+    # Priced by what the transaction makes every node compute (consensus.costs).
+    min_fee = compute_min_fee(p.kind, p.body, params)
+    if p.fee < min_fee:
+        if min_fee == params.min_fee:
+            raise FeeTooLow(f"fee {p.fee} is below the minimum {params.min_fee}")
+        cost = compute_cost(p.kind, p.body, params)
+        raise FeeTooLow(
+            f"fee {p.fee} is below {min_fee}, the price of this {TxKind.NAMES.get(p.kind, 'transaction')}'s "
+            f"cost of {cost} units at params.min_fee_per_cost {params.min_fee_per_cost} per {PRICE_SCALE} units"
+        )
     acct = state.get_account(p.sender)
     if p.nonce != acct.nonce:
         raise BadNonce(f"nonce {p.nonce} does not match the account nonce {acct.nonce}")
@@ -137,9 +149,16 @@ def process_transaction(
     acct = check_tx(state, tx, ctx.chain_id, ctx.params, sig_cache)
     p = tx.payload
     state.set_account(p.sender, Account(acct.balance - p.fee, acct.nonce + 1))
+    body = p.decode_body()
     checkpoint = state.checkpoint()
     try:
-        get_handler(p.kind)(state, ctx, p.sender, p.decode_body())
+        # A precheck's writes stay when the handler then fails: it remembers an
+        # attempt (e.g. a fraud proof's row) so that a repeat is refused cheaply.
+        precheck = get_precheck(p.kind)
+        if precheck is not None:
+            precheck(state, ctx, p.sender, body)
+            checkpoint = state.checkpoint()
+        get_handler(p.kind)(state, ctx, p.sender, body)
     except TxExecutionError as exc:
         state.revert(checkpoint)
         return TxResult(code=exc.code, log=f"{type(exc).__name__}: {exc}")
@@ -241,23 +260,30 @@ def state_transition(
     # Compute attestations: each must verify; the freshest per NFT is kept in state.
     process_block_attestations(state, block, info.chain_id, params)
 
-    decoded = txs if txs is not None else None
-    if decoded is not None and [t.raw for t in decoded] != list(block.txs):
-        raise InvalidBlock("decoded transactions do not match the block")
+    if txs is not None:
+        if [t.raw for t in txs] != list(block.txs):
+            raise InvalidBlock("decoded transactions do not match the block")
+        decoded_txs = list(txs)
+    else:
+        decoded_txs = []
+        for index, raw in enumerate(block.txs):
+            try:
+                decoded_txs.append(SignedTx.decode(raw, max_bytes=params.max_tx_bytes))
+            except DecodeError as exc:
+                raise InvalidBlock(f"transaction {index} is invalid: {exc}") from exc
+    # The cost budget is checked on the decoded transactions before any of them runs.
+    validate_block_cost(decoded_txs, params)
     results: list[TxResult] = []
     hashes: list[bytes] = []
-    decoded_txs: list[SignedTx] = []
     fees = 0
-    for index, raw in enumerate(block.txs):
+    for index, tx in enumerate(decoded_txs):
         try:
-            tx = decoded[index] if decoded is not None else SignedTx.decode(raw, max_bytes=params.max_tx_bytes)
             result = process_transaction(state, tx, ctx, sig_cache)
         except (DecodeError, TxAuthError, InvalidTransaction) as exc:
             raise InvalidBlock(f"transaction {index} is invalid: {exc}") from exc
         fees += tx.payload.fee
         results.append(result)
         hashes.append(tx.tx_hash)
-        decoded_txs.append(tx)
         state.commit_journal()
 
     process_end_block(state, block, params, fees, events)

@@ -3,7 +3,10 @@
 A handler runs after the fee was charged and the nonce advanced. It either
 applies the whole body or raises a ``TxExecutionError`` leaf with a message;
 the caller then reverts every write the handler made, so a failed transaction
-changes exactly the fee and the nonce.
+changes exactly the fee and the nonce, and what its kind's precheck
+(``PRECHECKS``) wrote: a precheck runs the cheap checks before the handler's
+expensive ones and records the attempt (a fraud proof's row), so that a
+repeat is refused without redoing the work.
 
 ``HANDLERS`` maps each kind to its handler: the core ones defined here, the
 marketplace ones of ``consensus.jobs.handlers`` and the proof-of-compute ones
@@ -43,6 +46,7 @@ from consensus.jobs.handlers import (
 )
 from consensus.poc_state import (
     process_fraud_proof,
+    process_fraud_proof_claim,
     process_poc_commit,
     process_poc_open,
 )
@@ -404,6 +408,18 @@ HANDLERS: dict[int, Handler] = {
 }
 
 
+#: Cheap checks run before a kind's handler whose writes stay when the handler fails,
+#: so that an attempt refused after expensive work is remembered and not paid for again.
+PRECHECKS: dict[int, Handler] = {
+    TxKind.FRAUD_PROOF: process_fraud_proof_claim,
+}
+
+
 def get_handler(kind: int) -> Handler:
     """Return the handler for ``kind`` (unsupported kinds fail at execution)."""
     return HANDLERS.get(kind, process_unsupported)
+
+
+def get_precheck(kind: int) -> Handler | None:
+    """Return the precheck of ``kind``, or None (see ``PRECHECKS``)."""
+    return PRECHECKS.get(kind)

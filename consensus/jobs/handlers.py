@@ -89,9 +89,9 @@ def process_submit_job(state: State, ctx: TxContext, sender: bytes, body: Submit
     if kind is None:
         raise JobError(f"job kind {body.job_kind} is unknown")
     ji = JobInput(body.spec, body.inputs, body.input_seed)
+    # Cheap checks first (the spec, the escrow, the open jobs, the balance): the
+    # input hash may regenerate the whole input from its seed (consensus.costs).
     kind.validate_input(ji, params.job_max_input_bytes)
-    if kind.compute_input_hash(ji) != body.input_hash:
-        raise JobError("input_hash is not the SHA-256 of the job's inputs")
     work_units = kind.compute_work_units(ji)
     need = body.bid_per_unit * work_units * body.redundancy
     if body.escrow < need:
@@ -105,6 +105,8 @@ def process_submit_job(state: State, ctx: TxContext, sender: bytes, body: Submit
     acct = state.get_account(sender)
     if acct.balance < body.escrow:
         raise InsufficientFunds(f"the escrow needs {body.escrow} but the balance is {acct.balance}")
+    if kind.compute_input_hash(ji) != body.input_hash:
+        raise JobError("input_hash is not the SHA-256 of the job's inputs")
     # The nonce already advanced: this transaction's nonce is one less.
     job_id = compute_job_id(sender, acct.nonce - 1)
     state.set_account(sender, Account(acct.balance - body.escrow, acct.nonce))

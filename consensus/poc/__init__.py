@@ -49,6 +49,7 @@ from consensus.poc.verify import (
     compute_row,
     is_row_correct,
     verify_fraud_proof,
+    verify_fraud_proof_inclusion,
     verify_openings,
 )
 
@@ -80,5 +81,6 @@ __all__ = [
     "is_commitment_in_time",
     "is_row_correct",
     "verify_fraud_proof",
+    "verify_fraud_proof_inclusion",
     "verify_openings",
 ]

@@ -120,11 +120,11 @@ def is_row_correct(challenge: Challenge, index: int, row: bytes) -> bool:
     return bool(np.array_equal(got, compute_row(challenge, index)))
 
 
-def verify_fraud_proof(challenge: Challenge, root: bytes, proof: PocFraudProof) -> None:
-    """Return if ``proof`` proves that the commitment ``root`` holds a wrong row; else raise.
+def verify_fraud_proof_inclusion(challenge: Challenge, root: bytes, proof: PocFraudProof) -> None:
+    """Return if ``proof``'s row is the committed row at its index (no recomputation); else raise.
 
-    Raises InvalidFraudProof when the proof is for another challenge, its row is
-    not in the commitment (bad length, index or path), or its row is correct.
+    The cheap half of ``verify_fraud_proof``: the challenge, the index range,
+    the row's length and its Merkle path to ``root``.
     """
     if proof.challenge_id != challenge.id:
         raise InvalidFraudProof("the fraud proof is for another challenge")
@@ -135,5 +135,16 @@ def verify_fraud_proof(challenge: Challenge, root: bytes, proof: PocFraudProof) 
         raise InvalidFraudProof("the row has the wrong length")
     if not is_valid_proof(root, opening.row, opening.index, challenge.rows, opening.path):
         raise InvalidFraudProof("the row is not in the commitment: its Merkle path fails")
+
+
+def verify_fraud_proof(challenge: Challenge, root: bytes, proof: PocFraudProof) -> None:
+    """Return if ``proof`` proves that the commitment ``root`` holds a wrong row; else raise.
+
+    Raises InvalidFraudProof when the proof is for another challenge, its row is
+    not in the commitment (bad length, index or path), or its row is correct
+    (the O(n²) recomputation, done last).
+    """
+    verify_fraud_proof_inclusion(challenge, root, proof)
+    opening = proof.opening
     if is_row_correct(challenge, opening.index, opening.row):
         raise InvalidFraudProof(f"row {opening.index} is correct: no fault to prove")

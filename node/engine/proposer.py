@@ -9,7 +9,8 @@ its timestamps, ``consensus.block_time``), not our clock. It carries pending
 evidence the state still punishes (a double-sign tombstones its validator, so
 one piece per validator at most), compute attestations from the compute
 service, and mempool transactions dry-run on the head state, all within
-``params.max_block_bytes``: the header, last commit, evidence and
+``params.max_block_bytes`` and the transactions within the block's cost
+budget (``params.max_block_cost``, ``consensus.costs``): the header, last commit, evidence and
 attestations are measured first (attestations, then evidence, give way if
 they alone would not fit) and the transactions get the rest. A block that
 turns out invalid (a mempool transaction went stale) is replaced by one
@@ -29,6 +30,7 @@ from consensus.bft.state import RoundState
 from consensus.bft.validation import validate_vote
 from consensus.block_time import compute_block_time
 from consensus.blocks import Block, EvidenceItem, make_block
+from consensus.costs import fit_block_cost
 from consensus.errors import ConsensusError
 from consensus.evidence import encode_evidence, verify_evidence
 from consensus.state import State
@@ -220,6 +222,12 @@ class BlockProposer:
             params=params,
         )
         txs = self.mempool.reap(params.max_block_txs, max_bytes - len(base.encode()), state=head_state, ctx=ctx)
+        # The block's cost budget is a validity rule (consensus.costs): the mempool reaps
+        # within it; a prefix is kept here too, whatever the mempool handed out.
+        fitted = fit_block_cost(txs, params)
+        if len(fitted) < len(txs):
+            log.warning("block %d: %d transactions left out over the cost budget", height, len(txs) - len(fitted))
+            txs = fitted
         block = assemble(txs, evidence, attestations)
         # The reaped bytes count the transactions, not their framing in the block:
         # drop the last ones (no kept transaction depends on a later one) until it fits.

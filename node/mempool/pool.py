@@ -20,7 +20,13 @@ Rules (stated here because peers and users depend on them):
 - **Reaping** for a block: highest fee first among the senders' next
   transactions, each sender's in nonce order. With a state, every candidate is
   dry-run through the real state transition so a block never carries a
-  transaction that fails authentication.
+  transaction that fails authentication, and the block's cost budget
+  (``params.max_block_cost``, ``params.max_heavy_txs_per_block``,
+  ``consensus.costs``) is kept: a candidate that does not fit is skipped with
+  its sender's later transactions, before its dry run.
+- **Price**: admission's ``check_tx`` refuses a fee below the transaction's
+  cost price (``consensus.costs.get_min_fee``) with ``fee_too_low``, so a
+  heavy transaction never waits here underpriced.
 - **After a commit** (``update``): included transactions leave; with
   ``recheck``, every sender's queue is re-validated against the new state (nonce
   and cumulative fee payability) and what became invalid is evicted.
@@ -36,6 +42,7 @@ import itertools
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
+from consensus.costs import CostBudget, measure_tx
 from consensus.errors import ConsensusError, InvalidTransaction, TxAuthError
 from consensus.params import Params
 from consensus.records import Account
@@ -532,10 +539,12 @@ class Mempool:
             heap.append((-head.fee, head.seq, sender, q.lo))
         heapq.heapify(heap)
         overlay: State | None = None
+        budget: CostBudget | None = None
         if state is not None:
             overlay = State(StateAsReader(state))
             if ctx is None:
                 ctx = _next_context(state)
+            budget = CostBudget(ctx.params)
         total = 0
         while heap and len(out) < max_txs:
             _, _, sender, nonce = heapq.heappop(heap)
@@ -543,6 +552,10 @@ class Mempool:
             entry = q.txs[nonce]
             if total + entry.size > max_bytes:
                 continue  # this sender's later txs depend on this one: skip the sender
+            cost, heavy = (0, False) if budget is None else measure_tx(entry.tx, budget.params)
+            # Checked before the dry run, so a heavy transaction that does not fit costs us nothing.
+            if budget is not None and not budget.fits(cost, heavy):
+                continue  # over the block's cost budget: skip the sender, as for bytes
             if overlay is not None and ctx is not None:
                 mark = overlay.checkpoint()
                 try:
@@ -550,6 +563,8 @@ class Mempool:
                 except (TxAuthError, InvalidTransaction):
                     overlay.revert(mark)
                     continue
+            if budget is not None:
+                budget.take(cost, heavy)
             out.append(entry.tx)
             total += entry.size
             if nonce + 1 < q.hi:

@@ -10,6 +10,7 @@ import pytest
 
 from consensus.blocks import EvidenceItem
 from consensus.codec import Encodable
+from consensus.costs import get_min_fee
 from consensus.crypto import Domain, PrivateKey
 from consensus.errors import (
     ChallengeClosed,
@@ -388,7 +389,9 @@ def test_invalid_tx_changes_only_fee_and_nonce(
     chain: TestChain, name: str, make: Callable[[TestChain], tuple[PrivateKey, Encodable]], error: type[Exception]
 ) -> None:
     key, body = make(chain)
-    tx = chain.tx(key, body, fee=7)
+    # At least 7, and at least the kind's cost price (consensus.costs).
+    fee = max(7, get_min_fee(body, chain.view().get_params()))
+    tx = chain.tx(key, body, fee=fee)
     block = chain.build_block([tx])
     control_block = chain.build_block([])
     control = dict(chain.state.data)
@@ -399,7 +402,7 @@ def test_invalid_tx_changes_only_fee_and_nonce(
     result = chain.apply(block)
     assert result.tx_results[0].code == error.code  # type: ignore[attr-defined]
     assert result.tx_results[0].log.startswith(error.__name__)
-    assert_only_fee_and_nonce(chain, control, key.address(), 7)
+    assert_only_fee_and_nonce(chain, control, key.address(), fee)
 
 
 def test_invalid_unjail_too_early_then_allowed() -> None:

@@ -17,6 +17,7 @@ Which validators sign is fixed when the block is applied (``absent`` then).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from consensus.block_time import compute_block_time
 from consensus.blocks import Block, EvidenceItem, make_block
@@ -29,6 +30,9 @@ from consensus.transition import SigCache, TransitionResult, state_transition
 from consensus.txs import SignedTx, build_tx
 from consensus.validator_set import ValidatorSet
 from consensus.votes import Commit, Vote, VoteType, compute_commit
+
+if TYPE_CHECKING:
+    from consensus.poc import Challenge
 
 #: The default time between two blocks the builder makes.
 DEFAULT_TIME_STEP_MS = 1_000
@@ -235,3 +239,42 @@ class TestChain:
     def next_block(self, txs: list[SignedTx] | tuple[SignedTx, ...] = (), **kw: object) -> TransitionResult:
         """Build, execute and commit the next block with ``txs``."""
         return self.apply(self.build_block(txs, **kw))  # type: ignore[arg-type]
+
+
+def put_committed_challenge(
+    chain: TestChain, n: int, rows: int, *, sample_hash: bytes = b""
+) -> tuple[Challenge, list[list[bytes]], list[bytes]]:
+    """Write a committed proof-of-compute challenge of ``rows`` x ``n`` with the honest rows into ``chain``'s state.
+
+    Returns (challenge, Merkle levels, row leaves): what a fraud proof or the
+    openings of that commitment need, without running a prover or an epoch.
+    The challenge names NFT 0 and its commitment block 1.
+    """
+    import dataclasses
+
+    import numpy as np
+
+    from consensus.hashing import hash32
+    from consensus.poc import DEVNET_POC_PARAMS, derive_challenge
+    from consensus.poc.matrices import MATRIX_A, generate_b, generate_rows
+    from consensus.poc.merkle import build_levels, compute_root, encode_row, hash_leaf
+    from consensus.poc_state import ChallengeRecord, ChallengeStatus
+    from consensus.state import Keys
+
+    # The shape goes into the seed: challenges of different shapes get different ids.
+    epoch = hash32(b"epoch" + n.to_bytes(4, "big") + rows.to_bytes(4, "big"))
+    base = derive_challenge(epoch, b"\x00" * 8, 100, 1, DEVNET_POC_PARAMS)
+    ch = dataclasses.replace(base, n=n, rows=rows)
+    b = generate_b(ch.seed, n).astype(np.int64)
+    a = generate_rows(ch.seed, MATRIX_A, n, list(range(rows))).astype(np.int64)
+    leaves = [encode_row(r) for r in a @ b]
+    levels = build_levels([hash_leaf(x) for x in leaves])
+    rec = ChallengeRecord(
+        challenge=ch, nft_id=0, status=ChallengeStatus.COMMITTED, challenge_time_ms=0,
+        root=compute_root(levels), commit_height=1, pending_units=0, sample_hash=sample_hash,
+        resolved_height=0, liable_validator=b"",
+    )
+    st = State(chain.state)
+    st.put_record(Keys.challenge(ch.id), rec)
+    chain.state.apply(st.changes())
+    return ch, levels, leaves

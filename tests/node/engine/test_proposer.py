@@ -145,3 +145,18 @@ def test_one_bad_evidence_piece_is_left_out_alone_not_the_whole_block() -> None:
     assert [(e.kind, e.data) for e in block.evidence] == [encode_evidence(good)]
     assert len(block.txs) == len(txs)
     ex.validate_block(block)
+
+
+def test_block_keeps_the_cost_budget_whatever_the_mempool_hands_out() -> None:
+    from consensus.costs import compute_block_cost
+    from tests.kit.jobs import matmul_body
+
+    chain = TestChain(n_validators=4, params={"max_heavy_txs_per_block": 3})
+    ex = _node_at(chain, 2)
+    body = matmul_body(m=256, n=256, bid=1, escrow=10_000)
+    txs = [chain.tx(chain.account_keys[i % 4], body, fee=100) for i in range(6)]
+    block = _proposer(ex, ListMempool(txs)).build_block(3, 0, chain.time_ms, ex.validator_set(), EvidencePool(100))
+    params = ex.head_state().get_params()
+    assert len(block.txs) == 3
+    assert compute_block_cost(txs[:3], params).heavy == 3
+    ex.validate_block(block)
