@@ -369,12 +369,13 @@ class HostService:
     def on_connected(self, peer: ID, outbound: bool = False) -> None:
         """Notifee: gate the connection (bans, then slots), then tell the node and exchange peers."""
         pid = peer.to_base58()
-        if pid in self.slots:
+        banned = self.bans.is_banned(pid, time.monotonic())
+        if pid in self.slots and not banned:
             return  # another connection of a peer we keep
+        # A banned peer is refused even while its old connection still holds a slot:
+        # the disconnect closes every connection of it, the new one included.
         now = trio.current_time()
-        admission = None
-        if not self.bans.is_banned(pid, time.monotonic()):
-            admission = self.slots.on_connected(pid, outbound, now, self._score_of)
+        admission = None if banned else self.slots.on_connected(pid, outbound, now, self._score_of)
         if admission is None or not admission.accepted:
             self.stats.peers_refused += 1
             if self.nursery is not None:

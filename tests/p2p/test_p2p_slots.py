@@ -12,6 +12,7 @@ non-persistent peer when the node is full.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 
 import pytest
@@ -138,6 +139,27 @@ def test_the_host_service_gate_evicts_for_a_persistent_peer(tmp_path) -> None:
     trio.run(main)
 
 
+def test_a_banned_peer_reconnecting_before_its_old_connection_closed_is_refused(tmp_path) -> None:
+    # Its slot is still held (the disconnect is under way): the new connection must not ride on it.
+    import trio
+    from libp2p.crypto.ed25519 import create_new_key_pair
+    from libp2p.peer.id import ID
+
+    from p2p.host.service import HostService
+    from p2p.stats import P2PStats
+
+    bad = ID.from_pubkey(create_new_key_pair(bytes([77]) * 32).public_key)
+    svc = HostService(_cfg(tmp_path, "k"), bytes(32), P2PStats(), None, [])  # type: ignore[arg-type]
+
+    async def main() -> None:
+        svc.on_connected(bad, outbound=False)
+        svc.bans.ban(bad.to_base58(), time.monotonic())
+        svc.on_connected(bad, outbound=False)  # its second connection
+        assert svc.stats.peers_refused == 1
+
+    trio.run(main)
+
+
 async def test_the_memory_twin_keeps_the_same_slots(tmp_path) -> None:
     from p2p.errors import PeerUnavailable
     from p2p.memory import MemoryHub, MemoryTransport
@@ -206,7 +228,9 @@ async def test_sybils_filling_slots_do_not_take_the_bootstrap_peers_slot(tmp_pat
         await asyncio.sleep(1.0)
         boot2 = await start(Libp2pTransport(boot_cfg))
         assert boot2.peer_id == boot.peer_id
+        t0 = asyncio.get_running_loop().time()
         assert await _until(lambda: boot.peer_id in node.peers(), 15), node.peers()
+        back_after = asyncio.get_running_loop().time() - t0
         # Making room takes a moment: the evicted sybil's disconnect crosses back from the libp2p thread.
         assert await _until(lambda: len(node.peers()) <= max_peers, 10), node.peers()
         # It stays: the sybils keep dialling for 5 s more and never take its slot.
@@ -221,6 +245,8 @@ async def test_sybils_filling_slots_do_not_take_the_bootstrap_peers_slot(tmp_pat
             assert slots.evicted_total >= 1  # the bootstrap peer's slot was taken back from a sybil
         else:
             assert slots.get_inbound_count() <= slots.inbound_limit == max_peers - 1
+        print(f"bootstrap peer back {back_after:.2f} s after its restart; sybil connections refused: "
+              f"{node.stats.peers_refused}; evicted: {slots.evicted_total}")
     finally:
         for t in reversed(started):
             await t.stop()
