@@ -50,6 +50,10 @@ DEFAULT_MAX_ARRAY = 1 << 16
 DEFAULT_OBJECTS_BASE = 64
 #: ...plus one object per this many input bytes (raw wire forms carry byte strings).
 DEFAULT_OBJECT_BYTES = 16
+#: Inputs shorter than this (so with fewer objects) are counted by the walk after
+#: parsing instead of while msgpack builds them: the same budget, without a Python
+#: call per array on every small message.
+_COUNT_WHILE_PARSING = 4096
 
 INT_MIN = -(1 << 63)
 INT_MAX = (1 << 64) - 1
@@ -59,17 +63,18 @@ Raw = int | bytes | list["Raw"]
 T = TypeVar("T", bound="Encodable")
 
 
-def _check_raw(value: object, depth: int) -> None:
-    """Refuse anything but ints, bytes and arrays, and nesting beyond MAX_DEPTH."""
+def _check_raw(value: object, depth: int) -> int:
+    """Refuse anything but ints, bytes and arrays, and nesting beyond MAX_DEPTH; return the object count."""
     if depth > MAX_DEPTH:
         raise DecodeError(f"nesting deeper than {MAX_DEPTH}")
     t = type(value)
     if t is int or t is bytes:
-        return
+        return 1
     if t is list:
+        count = 1
         for item in value:  # type: ignore[attr-defined]
-            _check_raw(item, depth + 1)
-        return
+            count += _check_raw(item, depth + 1)
+        return count
     raise DecodeError(f"type {t.__name__} is not allowed in canonical encoding")
 
 
@@ -126,25 +131,26 @@ def unpack_raw(
     budget = compute_default_max_objects(len(data)) if max_objects is None else max_objects
     if budget < 1:
         raise DecodeError(f"an object budget of {budget} admits no value")
+    # No array may hold more elements than the whole budget: refused at its header.
+    max_array = min(max_array, budget)
     try:
-        value = msgpack.unpackb(
-            data,
-            raw=True,
-            use_list=True,
-            strict_map_key=True,
-            max_str_len=0,
-            max_map_len=0,
-            max_ext_len=0,
-            max_bin_len=max_bytes,
-            # No array may hold more elements than the whole budget: refused at its header.
-            max_array_len=min(max_array, budget),
-            list_hook=_object_counter(budget),
-        )
+        if len(data) < _COUNT_WHILE_PARSING:
+            value = msgpack.unpackb(
+                data, raw=True, use_list=True, strict_map_key=True, max_str_len=0, max_map_len=0,
+                max_ext_len=0, max_bin_len=max_bytes, max_array_len=max_array,
+            )
+        else:
+            value = msgpack.unpackb(
+                data, raw=True, use_list=True, strict_map_key=True, max_str_len=0, max_map_len=0,
+                max_ext_len=0, max_bin_len=max_bytes, max_array_len=max_array,
+                list_hook=_object_counter(budget),
+            )
     except msgpack.ExtraData as exc:
         raise DecodeError("trailing bytes after the encoded value") from exc
     except (ValueError, TypeError, msgpack.UnpackException, RecursionError) as exc:
         raise DecodeError(f"malformed msgpack: {exc}") from exc
-    _check_raw(value, 0)
+    if _check_raw(value, 0) > budget:
+        raise DecodeError(f"more than {budget} encoded objects (the object budget of this input)")
     if pack_raw(value) != data:
         raise DecodeError("non-canonical encoding (a value is not in its shortest form)")
     return typing.cast(Raw, value)
@@ -288,6 +294,8 @@ class ObjectBound:
         return min(self.base + extra, max(n_bytes, 1))
 
 
+#: Each container's bound as integers (base, numerator, denominator), filled on first decode.
+_OBJECT_RATES: dict[type, tuple[int, int, int]] = {}
 #: The bound of a type whose encoding the schema does not describe: one object per byte.
 _UNBOUNDED = ObjectBound(1, fractions.Fraction(1), 1)
 _INT_BOUND = ObjectBound(1, fractions.Fraction(0), 1)
@@ -365,7 +373,14 @@ class Encodable:
     @classmethod
     def compute_max_objects(cls, n_bytes: int) -> int:
         """Return the object budget of decoding ``n_bytes`` bytes as this class."""
-        budget = cls.get_object_bound().compute_max_objects(n_bytes)
+        rate = _OBJECT_RATES.get(cls)
+        if rate is None:
+            bound = cls.get_object_bound()
+            rate = _OBJECT_RATES[cls] = (bound.base, bound.per_byte.numerator, bound.per_byte.denominator)
+        base, num, den = rate  # the bound as integers: this runs on every decode
+        budget = base if num == 0 else base - (-(num * n_bytes) // den)
+        if budget > n_bytes:
+            budget = max(n_bytes, 1)
         if cls.OBJECT_BYTES > 0:
             budget = min(budget, DEFAULT_OBJECTS_BASE + n_bytes // cls.OBJECT_BYTES)
         return budget

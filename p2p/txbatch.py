@@ -27,11 +27,12 @@ check and state reads; a peer can forward batches of transactions that cost
 that work and are then IGNOREd (unfunded sender, bad nonce, duplicate), which
 GossipSub does not penalise. So every forwarding peer has a token bucket of
 checks (``TxValidationBudget``: ``budget_rate`` per second, ``budget_burst``
-saved up). Each transaction costs one token before its check runs; one that
-is ACCEPTed (new, valid, now in our mempool: work worth doing) gets its token
-back, one IGNOREd or REJECTed does not. A batch that arrives while the peer's
-bucket is empty is IGNOREd before it is decoded, and a batch that empties it
-stops being checked at that transaction. So the checks wasted on one peer
+saved up). Each transaction costs one token before its check runs (a batch
+reserves its tokens up front); one that is ACCEPTed (new, valid, now in our
+mempool: work worth doing) gets its token back at the end of the batch, one
+IGNOREd or REJECTed does not. A batch that arrives while the peer's bucket is
+empty is IGNOREd before it is decoded, and the transactions of a batch beyond
+the peer's tokens are not checked (the batch is then IGNOREd). So the checks wasted on one peer
 stay at most ``budget_burst + budget_rate * seconds``, while an honest peer,
 whose transactions are nearly all accepted, keeps a full bucket. IGNORE is
 not penalised: a peer over its budget loses only our attention.
@@ -76,7 +77,9 @@ class TxValidationBudget:
     """Per-peer token buckets of transaction checks; time comes in as an argument.
 
     A peer may start a check while it has a token; a check takes one token and
-    an accepted transaction returns it. The table holds at most ``max_peers``
+    an accepted transaction returns it. A batch reserves its tokens before its
+    first check (so batches validated concurrently cannot overspend) and gets
+    the accepted ones back at its end. The table holds at most ``max_peers``
     buckets (least recently used dropped: a new bucket starts full, which a
     peer cannot exploit faster than it can rotate peer ids past the table).
     """
@@ -111,19 +114,18 @@ class TxValidationBudget:
         """Checks ``peer_id`` may still start at ``now``."""
         return self._bucket(peer_id, now)[0]
 
-    def try_take(self, peer_id: str, now: float) -> bool:
-        """Take one token for a check if the peer has one."""
+    def reserve(self, peer_id: str, n: int, now: float) -> int:
+        """Take tokens for up to ``n`` checks at once; return how many were taken (whole tokens)."""
         b = self._bucket(peer_id, now)
-        if b[0] < 1:
-            return False
-        b[0] -= 1
-        return True
+        taken = min(n, int(b[0]))
+        b[0] -= taken
+        return max(taken, 0)
 
-    def refund(self, peer_id: str) -> None:
-        """Give back the token of a check that accepted its transaction."""
+    def refund(self, peer_id: str, n: int) -> None:
+        """Give back the tokens of ``n`` checks that accepted their transactions."""
         b = self._buckets.get(peer_id)
         if b is not None:
-            b[0] = min(self.burst, b[0] + 1)
+            b[0] = min(self.burst, b[0] + n)
 
     def __len__(self) -> int:
         return len(self._buckets)
@@ -237,26 +239,27 @@ class TxGossip:
         txs = self._decode_batch(peer_id, payload)
         if not isinstance(txs, tuple):
             return txs
+        allowed = self.budget.reserve(peer_id, len(txs), self._clock())
         accepted: list[bytes] = []
         rejected = False
-        for i, tx in enumerate(txs):
-            if not self.budget.try_take(peer_id, self._clock()):
-                # The rest goes unchecked, so the batch cannot be vouched for: not relayed.
-                self.stats.batches_over_budget += 1
-                self.stats.txs_unchecked += len(txs) - i
-                log.debug("tx batch from %s: validation budget spent after %d of %d txs", peer_id, i, len(txs))
-                self.stats.txs_accepted += len(accepted)
-                return Reject() if rejected else Verdict.IGNORE
+        for tx in txs[:allowed]:
             res = self._validator(peer_id, tx)
             verdict = await res if inspect.isawaitable(res) else res
             if verdict is Verdict.ACCEPT:
                 accepted.append(tx)
-                self.budget.refund(peer_id)
             elif verdict is Verdict.REJECT or isinstance(verdict, Reject):
                 rejected = True
                 self.stats.txs_rejected += 1
             else:
                 self.stats.txs_ignored += 1
+        self.budget.refund(peer_id, len(accepted))
+        if allowed < len(txs):
+            # The rest went unchecked, so the batch cannot be vouched for: not relayed.
+            self.stats.batches_over_budget += 1
+            self.stats.txs_unchecked += len(txs) - allowed
+            self.stats.txs_accepted += len(accepted)
+            log.debug("tx batch from %s: validation budget spent after %d of %d txs", peer_id, allowed, len(txs))
+            return Reject() if rejected else Verdict.IGNORE
         self.stats.txs_accepted += len(accepted)
         if rejected:
             return Verdict.REJECT

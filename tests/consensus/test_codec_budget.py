@@ -81,10 +81,10 @@ def work(monkeypatch: pytest.MonkeyPatch) -> Iterator[Work]:
         kw["list_hook"] = hook
         return real_unpackb(data, **kw)
 
-    def check(value: object, depth: int) -> None:
+    def check(value: object, depth: int) -> int:
         if depth == 0:
             w.walks += 1
-        real_check(value, depth)
+        return real_check(value, depth)
 
     monkeypatch.setattr(codec.msgpack, "unpackb", unpackb)
     monkeypatch.setattr(codec, "_check_raw", check)
