@@ -19,8 +19,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from consensus.codec import Encodable
+from consensus.costs import get_min_fee
 from consensus.crypto import PrivateKey, encode_address
 from consensus.errors import ConsensusError
+from consensus.params import Params
 from consensus.records import DeviceKind, HardwareSpec
 from consensus.txs import (
     AcceptNFT,
@@ -77,7 +79,12 @@ async def _send_tx(args: argparse.Namespace, key: PrivateKey, body: Encodable) -
         for item in (status, account, params):
             if isinstance(item, RPCCallError):
                 raise item
-        fee = args.fee if args.fee is not None else int(params["min_fee"])
+        chain_params = Params.from_json(params)
+        least = get_min_fee(body, chain_params)
+        fee = args.fee if args.fee is not None else least
+        if fee < least:
+            raise CommandError(f"--fee {fee} is below this transaction's price {least} "
+                               f"(min_fee {chain_params.min_fee}, or its cost x min_fee_per_cost)")
         nonce = int(account.get("next_nonce", account["nonce"]))
         tx = build_tx(key, status["chain_id"], nonce, fee, body)
         mode = "commit" if args.wait else "sync"
@@ -306,7 +313,8 @@ def _add_tx_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--from", dest="from_key", default="account", metavar="NAME",
                    help="sign with this key of the home's keyring (cstake keys list; account: the home's own)")
     p.add_argument("--rpc", help="node RPC URL (default: the home's rpc.listen)")
-    p.add_argument("--fee", type=int, help="fee in base units (default: the chain's min_fee)")
+    p.add_argument("--fee", type=int, help="fee in base units (default: the transaction's price: the chain's "
+                   "min_fee, or its cost times min_fee_per_cost for heavy kinds)")
     p.add_argument("--wait", action="store_true", help="wait until the transaction is in a block")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the node")
     p.add_argument("--json", action="store_true")
