@@ -125,6 +125,21 @@ def load_account_key(home: NodeHome, name: str = "account") -> PrivateKey:
         raise CommandError(f"cannot load the account key {path}: {exc}") from exc
 
 
+def read_keystore_pubkey(path: Path) -> bytes:
+    """The public key recorded in a keystore (no passphrase needed)."""
+    try:
+        doc = json.loads(read_private_file(path).decode("utf-8"))
+        text = doc["pubkey"]
+        if not isinstance(text, str) or not text.startswith("0x"):
+            raise ValueError("pubkey is not 0x-hex")
+        pub = bytes.fromhex(text[2:])
+    except (InvalidKeyFile, ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+        raise CommandError(f"cannot read the keystore {path}: {exc}") from exc
+    if len(pub) != 32:
+        raise CommandError(f"keystore {path} holds a public key of {len(pub)} bytes, not 32")
+    return pub
+
+
 def parse_address(text: str, what: str) -> bytes:
     """Decode an account address given on the command line; ``what`` names it in the error."""
     try:

@@ -17,32 +17,23 @@ Every ``tx`` command signs with ``--from NAME`` (default ``account``: the home's
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
 from consensus.crypto import compute_address, encode_address
-from node.cli.common import EXIT_OK, as_command, emit, read_passphrase, render_scalar, resolve_home
+from node.cli.common import (
+    EXIT_OK,
+    as_command,
+    emit,
+    read_keystore_pubkey,
+    read_passphrase,
+    render_scalar,
+    resolve_home,
+)
 from node.errors import CommandError, InvalidKeyFile
 from node.home import DEFAULT_HOME
-from node.keyfiles import read_private_file
 from node.keyring import KeyInfo, Keyring, derive_key, new_mnemonic
-
-
-def read_keystore_pubkey(path: Path) -> bytes:
-    """The public key recorded in a keystore (no passphrase needed)."""
-    try:
-        doc = json.loads(read_private_file(path).decode("utf-8"))
-        text = doc["pubkey"]
-        if not isinstance(text, str) or not text.startswith("0x"):
-            raise ValueError("pubkey is not 0x-hex")
-        pub = bytes.fromhex(text[2:])
-    except (InvalidKeyFile, ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
-        raise CommandError(f"cannot read the keystore {path}: {exc}") from exc
-    if len(pub) != 32:
-        raise CommandError(f"keystore {path} holds a public key of {len(pub)} bytes, not 32")
-    return pub
 
 
 def _keyring(args: argparse.Namespace) -> Keyring:

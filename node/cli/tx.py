@@ -28,6 +28,7 @@ from consensus.txs import (
     AcceptNFT,
     BindNFT,
     Bond,
+    CreateValidator,
     Delegate,
     RegisterCompute,
     SubmitJob,
@@ -46,12 +47,13 @@ from node.cli.common import (
     as_command,
     load_account_key,
     parse_address,
+    read_keystore_pubkey,
     resolve_home,
     resolve_rpc_url,
 )
 from node.client import RPCClient
-from node.errors import CommandError, RPCCallError
-from node.home import DEFAULT_HOME
+from node.errors import CommandError, NodeError, RPCCallError
+from node.home import DEFAULT_HOME, NodeHome
 
 if TYPE_CHECKING:
     from node.compute.hwbench import HardwareReport
@@ -124,6 +126,33 @@ def tx_command(build: Callable[[argparse.Namespace, PrivateKey], Encodable]) -> 
 
 def _b_send(args: argparse.Namespace, key: PrivateKey) -> Encodable:
     return Transfer(parse_address(args.to, "recipient"), parse_amount(args.amount, "AMOUNT"))
+
+
+def _b_create_validator(args: argparse.Namespace, key: PrivateKey) -> Encodable:
+    """Become a validator: the home's consensus key, a self-bond, a commission and a moniker."""
+    home = resolve_home(args)
+    if not home.consensus_key_file.exists():
+        raise CommandError(f"{home.consensus_key_file} does not exist: create-validator signs blocks with the "
+                           "home's consensus key (cstake init makes one)")
+    if not 0 <= args.commission <= 10_000:
+        raise CommandError(f"--commission is in basis points, 0..10000, got {args.commission}")
+    moniker = args.moniker if args.moniker is not None else _home_moniker(home)
+    body = CreateValidator(read_keystore_pubkey(home.consensus_key_file), parse_amount(args.stake, "--stake"),
+                           args.commission, moniker)
+    try:
+        body.validate_basic()
+    except ConsensusError as exc:
+        raise CommandError(f"create-validator: {exc}") from exc
+    return body
+
+
+def _home_moniker(home: NodeHome) -> str:
+    from node.config import load_config
+
+    try:
+        return load_config(home.config_file).node.moniker
+    except NodeError:
+        return "validator"
 
 
 def _b_bond(args: argparse.Namespace, key: PrivateKey) -> Encodable:
@@ -329,6 +358,11 @@ def add_commands(sub: Any) -> None:
     p.add_argument("to")
     p.add_argument("amount")
     p.set_defaults(func=tx_command(_b_send))
+    p = tx.add_parser("create-validator", help="become a validator with this home's consensus key and a self-bond")
+    p.add_argument("--stake", required=True, help="self-bond in base units (at least the chain's minimum)")
+    p.add_argument("--commission", type=int, default=500, help="commission on delegators' rewards, basis points")
+    p.add_argument("--moniker", help="public name (default: the home's config.toml moniker)")
+    p.set_defaults(func=tx_command(_b_create_validator))
     for name, helptext, build in (("bond", "add to your validator's self-bond", _b_bond),
                                   ("unbond", "start unbonding self-bond", _b_unbond)):
         p = tx.add_parser(name, help=helptext)

@@ -226,3 +226,24 @@ def test_tx_submit_job_reports_the_chain_answer(live: LiveNode, capsys) -> None:
     assert cli("tx", "submit-job", "--kind", "matmul", "--rows", "8", "--n", "16", "--bid-per-unit", "2",
                "--escrow", "20", "--home", str(live.home)) == 1
     assert "input-seed" in capsys.readouterr().err
+
+
+def test_tx_create_validator_from_a_funded_account(live: LiveNode, tmp_path: Path, capsys) -> None:
+    """A funded account with its own consensus key becomes a validator record (joins the set at an epoch)."""
+    home = NodeHome.at(tmp_path / "joiner")
+    home.make_dirs()
+    joiner = live.view.chain.account_keys[3]
+    consensus = PrivateKey.generate()
+    save_keystore(home.account_key_file, joiner, None)
+    save_keystore(home.consensus_key_file, consensus, None)
+    write_config(home.config_file, default_config("joiner-moniker", rpc_listen=live.url.removeprefix("http://")))
+    stake = str(live.view.chain.view().get_params().min_self_bond)
+    res = cli_json(capsys, "tx", "create-validator", "--stake", stake, "--commission", "700",
+                   "--home", str(home.root), "--wait")
+    assert res["code"] == 0, res
+    found = cli_json(capsys, "query", "validators", "--home", str(home.root))
+    rows = [v for v in found["validators"] + found["inactive"] if v["address"] == encode_address(joiner.address())]
+    assert len(rows) == 1 and rows[0]["moniker"] == "joiner-moniker"
+    capsys.readouterr()
+    assert cli("tx", "create-validator", "--stake", stake, "--commission", "20000", "--home", str(home.root)) == 1
+    assert "basis points" in capsys.readouterr().err
