@@ -42,7 +42,7 @@ from typing import Any
 
 from consensus.blocks import Block
 from consensus.codec import pack_raw, unpack_raw
-from consensus.crypto import Domain, PrivateKey
+from consensus.crypto import PrivateKey
 from consensus.errors import ConsensusError
 from consensus.evidence import Evidence, decode_evidence, encode_evidence
 from consensus.votes import Proposal, Vote
@@ -57,6 +57,7 @@ from node.engine.parts import (
     AssemblyState,
     Part,
     PartAssembler,
+    compute_parts,
     part_sign_payload,
 )
 from p2p.errors import BadPeerData, P2PError
@@ -90,16 +91,9 @@ def encode_proposal_messages(
     if len(block_bytes) <= INLINE_BLOCK_BYTES or part_key is None:
         inline = block_bytes if len(block_bytes) <= INLINE_BLOCK_BYTES else b""
         return [pack_raw([MSG_PROPOSAL, proposal.encode(), inline, 0])]
-    parts = [block_bytes[i : i + PART_BYTES] for i in range(0, len(block_bytes), PART_BYTES)]
-    total = len(parts)
-    messages = [pack_raw([MSG_PROPOSAL, proposal.encode(), b"", total])]
-    for index, data in enumerate(parts):
-        sig = part_key.sign(
-            Domain.PROPOSAL_PART, chain_id,
-            part_sign_payload(proposal.height, proposal.round, proposal.block_hash, index, total, data),
-        )
-        messages.append(pack_raw([MSG_PART, proposal.height, proposal.round, proposal.block_hash, index, total, data, sig]))
-    return messages
+    parts = compute_parts(chain_id, proposal, block_bytes, part_key)
+    announcement = pack_raw([MSG_PROPOSAL, proposal.encode(), b"", len(parts)])
+    return [announcement] + [pack_raw([MSG_PART, *part.to_fields()]) for part in parts]
 
 
 def encode_vote_message(vote: Vote) -> bytes:
@@ -245,17 +239,8 @@ class GossipAdapter:
             proposal = Proposal.decode(pb)
             proposal.validate_basic()
             return proposal, bb, total
-        if raw[0] == MSG_PART and len(raw) == 8:
-            _, height, round_, block_hash, index, total, data, sig = raw
-            if not (
-                type(height) is int and type(round_) is int and type(index) is int and type(total) is int
-                and type(block_hash) is bytes and len(block_hash) == 32
-                and type(data) is bytes and 0 < len(data) <= PART_BYTES
-                and type(sig) is bytes and len(sig) == 64
-                and 0 <= index < total <= MAX_PARTS and height >= 1 and round_ >= 0
-            ):
-                raise ConsensusError("malformed block part")
-            return Part(height, round_, block_hash, index, total, data, sig)
+        if raw[0] == MSG_PART:
+            return Part.from_fields(raw[1:])
         raise ConsensusError("unknown proposal-topic message")
 
     def _follow_driver(self) -> None:

@@ -28,11 +28,13 @@ drops everything below its height.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 
 from consensus.blocks import Block
-from consensus.codec import pack_raw
+from consensus.codec import Raw, pack_raw
+from consensus.crypto import Domain, PrivateKey
 from consensus.errors import ConsensusError
 from consensus.hashing import hash32
 from consensus.votes import Proposal
@@ -91,6 +93,37 @@ class Part:
 
     def sign_payload(self) -> bytes:
         return part_sign_payload(self.height, self.round, self.block_hash, self.index, self.total, self.data)
+
+    def to_fields(self) -> list[Raw]:
+        """The part as it travels: ``[height, round, block_hash, index, total, data, signature]``."""
+        return [self.height, self.round, self.block_hash, self.index, self.total, self.data, self.signature]
+
+    @classmethod
+    def from_fields(cls, fields: Sequence[Raw]) -> Part:
+        """The part ``to_fields`` wrote; ConsensusError unless every field has its type and range."""
+        if len(fields) != 7:
+            raise ConsensusError("a block part has 7 fields")
+        height, round_, block_hash, index, total, data, sig = fields
+        if not (
+            type(height) is int and type(round_) is int and type(index) is int and type(total) is int
+            and type(block_hash) is bytes and len(block_hash) == 32
+            and type(data) is bytes and 0 < len(data) <= PART_BYTES
+            and type(sig) is bytes and len(sig) == 64
+            and 0 <= index < total <= MAX_PARTS and height >= 1 and round_ >= 0
+        ):
+            raise ConsensusError("malformed block part")
+        return cls(height, round_, block_hash, index, total, data, sig)
+
+
+def compute_parts(chain_id: str, proposal: Proposal, block_bytes: bytes, key: PrivateKey) -> list[Part]:
+    """``block_bytes`` cut into parts of ``PART_BYTES``, each signed by ``key`` (the proposer's) for ``proposal``."""
+    chunks = [block_bytes[i : i + PART_BYTES] for i in range(0, len(block_bytes), PART_BYTES)]
+    out = []
+    for index, data in enumerate(chunks):
+        payload = part_sign_payload(proposal.height, proposal.round, proposal.block_hash, index, len(chunks), data)
+        signature = key.sign(Domain.PROPOSAL_PART, chain_id, payload)
+        out.append(Part(proposal.height, proposal.round, proposal.block_hash, index, len(chunks), data, signature))
+    return out
 
 
 @dataclass(frozen=True, slots=True)

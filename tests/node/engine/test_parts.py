@@ -13,13 +13,17 @@ import dataclasses
 import pytest
 
 from consensus.blocks import Block
+from consensus.crypto import Domain
+from consensus.errors import ConsensusError
 from consensus.votes import Proposal
 from node.engine.parts import (
     MAX_BLOCKS_PER_SLOT,
+    MAX_PARTS,
     PART_BYTES,
     AssemblyState,
     Part,
     PartAssembler,
+    compute_parts,
     compute_rank,
 )
 from tests.kit.chain import TestChain
@@ -181,3 +185,29 @@ def test_is_admissible_changes_nothing(template: Block) -> None:
     assert asm.is_admissible("b", near[0])  # it would evict the farther one...
     assert asm.get_state(far[0].key) is AssemblyState.PENDING and len(asm) == 1  # ...but has not
     assert compute_rank(near[0].key, 1, 0) < compute_rank(far[0].key, 1, 0)
+
+
+def test_compute_parts_signs_each_part_and_from_fields_reads_it_back(template: Block) -> None:
+    chain = TestChain(n_validators=4)
+    key = chain.consensus_keys[0]
+    block = _block(template, 1, 0, 2 * PART_BYTES + 5)
+    proposal = _proposal(block)
+    parts = compute_parts(chain.chain_id, proposal, block.encode(), key)
+    assert [len(p.data) for p in parts[:-1]] == [PART_BYTES] * (len(parts) - 1) and len(parts) == 3
+    assert b"".join(p.data for p in parts) == block.encode()
+    for p in parts:
+        key.public_key.verify(Domain.PROPOSAL_PART, chain.chain_id, p.sign_payload(), p.signature)
+        assert Part.from_fields(p.to_fields()) == p
+
+
+@pytest.mark.parametrize("index_and_value", [(0, 0), (1, -1), (2, b"short"), (3, 3), (4, MAX_PARTS + 1),
+                                             (5, b""), (5, bytes(PART_BYTES + 1)), (6, bytes(63)), (0, b"1")])
+def test_invalid_part_fields_are_refused(index_and_value: tuple[int, object]) -> None:
+    fields: list[object] = [1, 0, bytes(32), 1, 3, b"data", bytes(64)]
+    assert Part.from_fields(fields) == Part(1, 0, bytes(32), 1, 3, b"data", bytes(64))  # type: ignore[arg-type]
+    index, value = index_and_value
+    fields[index] = value
+    with pytest.raises(ConsensusError):
+        Part.from_fields(fields)  # type: ignore[arg-type]
+    with pytest.raises(ConsensusError):
+        Part.from_fields(fields[:6])  # type: ignore[arg-type]
