@@ -9,6 +9,9 @@ delayed, so simulations can model loss, latency and partitions; seeded
 randomness belongs to the hook, not here. A simulation with a manual clock
 passes ``clock`` (read by rate limits and bans) and ``schedule`` (runs each
 delivery after its delay on that clock) so a whole network runs on its time.
+Connections take slots by the libp2p transport's rules (``p2p.peers``): the
+dialler's side is outbound, the other's inbound (capped below ``max_peers``),
+and a ``bootstrap`` peer evicts the lowest-scored inbound peer of a full node.
 """
 
 from __future__ import annotations

@@ -1,4 +1,9 @@
-"""The trio side of the libp2p transport: host, pubsub, dialing, keep-alive, peer exchange, requests.
+"""The trio side of the libp2p transport: host, pubsub, connection slots and dialing, keep-alive, requests.
+
+Who gets a connection slot and who is dialled follows ``p2p.peers`` (inbound
+peers capped below ``max_peers``, persistent peers always in, evicting the
+lowest-scored inbound peer when full); peer exchange, which feeds the
+address book, is ``p2p.host.slots``.
 
 Everything in this module runs in the libp2p thread under trio. It talks to
 the asyncio side only through the ``TrioThread`` hand-offs and the callbacks
