@@ -54,7 +54,7 @@ from node.rpc.indexer import TxIndexer
 from node.rpc.nodeview import StoreNodeView
 from node.rpc.server import RPCServer
 from node.version import get_version
-from p2p.config import P2PConfig
+from p2p.config import P2PConfig, compute_rate_limits
 from p2p.host import Libp2pTransport
 from p2p.interface import Transport, Verdict
 from p2p.txbatch import TxGossip
@@ -171,6 +171,8 @@ class Node:
             # py-libp2p drops silently past 32 queued messages per peer: fewer, fuller
             # transaction batches leave room for consensus messages under load.
             tx_batch_delay=0.05,
+            # The proposal topic's budget is in bytes, sized from this chain's largest block.
+            rate_limits=compute_rate_limits(self.genesis.params.max_block_bytes),
         )
 
     async def start(self) -> None:

@@ -24,7 +24,8 @@ seed, created 0600 if absent, refused if group/other may read it; the peer id
 ``max_message_bytes`` (gossip cap, default 1 MiB), ``max_frame_bytes``
 (request/response frame cap, default 8 MiB, so blocks larger than gossip allows
 travel over block sync), ``max_request_blocks``/``max_request_bytes``,
-``request_timeout``, ``rate_limits`` (per peer and gossip kind),
+``request_timeout``, ``rate_limits`` (per peer and gossip kind; the proposal
+topic's in bytes, from ``compute_rate_limits(max_block_bytes)``, and never penalising),
 ``request_rate``, ``tx_batch_*``, ``reconnect_min``/``reconnect_max``
 (``persistent_reconnect_max`` for bootstrap peers),
 ``keepalive_interval``/``keepalive_timeout``/``keepalive_misses``,

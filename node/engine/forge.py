@@ -220,7 +220,11 @@ class ForgeService:
         self.gossip = gossip
         self.forger = forger
         limits = transport.config.rate_limits
-        self.rates = {kind: min(max_rate, limits[kind].rate) for kind in ("vote", "proposal", "evidence")}
+        # Within each topic's budget: messages per second, or (proposal parts) bytes per second in parts.
+        self.rates = {
+            kind: min(max_rate, limits[kind].rate if limits[kind].unit == "messages" else limits[kind].rate / PART_BYTES)
+            for kind in ("vote", "proposal", "evidence")
+        }
         self.sent = dict.fromkeys(self.rates, 0)
         self._huge_for: tuple[int, int] | None = None
         self._serve_next: Callable[[str, bytes], list[bytes]] = gossip.serve_block

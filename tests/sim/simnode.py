@@ -613,7 +613,7 @@ class SimPeer:
         at = self.sim.now + int(PART_WAIT_S * 1000)
 
         def check() -> None:
-            if self.gossip.is_assembling(proposal):
+            if self.gossip.is_fetch_needed(proposal):
                 self._fetch(src, proposal)
 
         self.sim.clock.call_at(at, lambda: self.node.run(check))
