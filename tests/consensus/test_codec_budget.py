@@ -10,6 +10,7 @@ the densest shapes still decode.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -177,3 +178,23 @@ def test_real_messages_decode_with_their_budgets() -> None:
     block = Block(_header(), tuple(txs), (), (), Commit(1, 0, b"h" * 32, (CommitSig(b"v" * 20, 5, b"s" * 64),)))
     frame = BlockFrame(2, block.encode(), b"")
     assert Block.decode(BlockFrame.decode(frame.encode(), max_bytes=8 << 20).block) == block
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Pieces(Encodable):
+    """A container whose byte strings are known to be large (as a block's transactions are)."""
+
+    OBJECT_BYTES = 16
+
+    items: tuple[bytes, ...]
+
+
+def test_object_bytes_tightens_a_schema_budget(work: Work) -> None:
+    # The schema alone allows one object per 2 bytes; a class that knows better says 16.
+    assert _Pieces.get_object_bound().compute_max_objects(1 << 20) == 2 + (1 << 19)
+    assert _Pieces.compute_max_objects(1 << 20) == 64 + (1 << 16)
+    with pytest.raises(DecodeError, match="object budget"):
+        _Pieces.decode(FLOODS["ints"], max_bytes=2 << 20)
+    assert work.objects <= 2 * (64 + (1 << 16))
+    value = _Pieces(tuple(b"x" * 15 for _ in range(4000)))  # 17 bytes per item
+    assert _Pieces.decode(value.encode()) == value
