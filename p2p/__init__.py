@@ -120,6 +120,16 @@ once, whatever its backoff. Measured on 4 validators in network namespaces
 (tests/e2e/test_partition.py): one of four cut off for 30 s converges 3-5 s
 after the heal, two of four resume committing about 2 s after the heal.
 
+Slots (``p2p.peers``, ``p2p.host.slots``), against eclipses: inbound peers are
+capped at ``max_peers - outbound_slots`` (default a quarter, at most 8, kept
+for our own dials); a persistent peer always gets a slot, evicting the
+lowest-scored inbound non-persistent peer when full; outbound and persistent
+peers are never evicted. Exchanged addresses go into a bounded book (16 new
+per answer, 32 unverified per source, 256 in all) that expires entries unseen
+for 10 minutes, lowers an entry's score on a failed dial and drops a source's
+entries when it is penalised; only connected peers are passed on. The swarm's
+own auto-connector is off, so no dial bypasses the slots.
+
 Scores and bans (``p2p.scoring``): GossipSub's scorer (first deliveries, time
 in mesh, invalid messages, behaviour) plus our own decaying penalty ledger;
 below ``DISCONNECT_SCORE`` a peer is disconnected and banned for

@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field, replace
 
-from consensus.params import MAINNET
 from p2p.errors import ConfigError
 
 #: Default cap on one gossip message (the whole envelope), checked before decoding.
@@ -55,7 +54,7 @@ def ping_protocol(chain_id: str) -> str:
 RATE_UNITS = ("messages", "bytes")
 #: The largest ``max_block_bytes`` of the chain presets (mainnet's 16 MiB): the default proposal
 #: budget is sized for it; a node sizes it from its own genesis with ``compute_rate_limits``.
-DEFAULT_MAX_BLOCK_BYTES = MAINNET.max_block_bytes
+DEFAULT_MAX_BLOCK_BYTES = 16 << 20  # p2p knows no chain parameters: tests/p2p pins it to mainnet's
 #: Full blocks of parts a peer may forward per second on the proposal topic (a round's block,
 #: the proposer's re-broadcast while a height stalls, the next round's block)...
 PROPOSAL_BLOCKS_PER_S = 2
@@ -144,6 +143,8 @@ class P2PConfig:
     """Bootstrap peers as multiaddrs with ``/p2p/<peer id>``."""
     max_peers: int = 32
     """Most peers connected at once; inbound connections beyond it are closed."""
+    outbound_slots: int | None = None
+    """Connections kept free of inbound peers (None: a quarter of ``max_peers``, at most 8)."""
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     """Cap on one gossip message (envelope), checked before decoding or relaying."""
     max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
@@ -203,6 +204,9 @@ class P2PConfig:
                 raise ConfigError(f"bootstrap address {addr!r} must be a multiaddr ending in /p2p/<peer id>")
         if self.max_peers < 1:
             raise ConfigError("max_peers must be at least 1")
+        if self.outbound_slots is not None and not 0 <= self.outbound_slots < self.max_peers:
+            raise ConfigError(f"outbound_slots must be in [0, max_peers) = [0, {self.max_peers}), "
+                              f"got {self.outbound_slots}")
         if not 1024 <= self.max_message_bytes <= 4 << 20:
             raise ConfigError("max_message_bytes must be between 1 KiB and 4 MiB")
         if self.max_frame_bytes < self.max_message_bytes:

@@ -118,13 +118,15 @@ class MemoryTransport(Transport):
         self.stats = P2PStats()
         self._hub = hub
         self._id = peer_id or hub.next_id()
-        self._dispatcher = Dispatcher(config, self.stats)
+        self._dispatcher = Dispatcher(config, self.stats, clock=hub.clock)
         self._gate = GossipGate(config)
         self._req_limiter = PeerRateLimiter({"request": config.request_rate})
         self._links: set[str] = set()
         # The libp2p transport's slot rules (p2p.peers): the dialler's link is outbound, the other's inbound.
         persistent = [addr.rsplit("/p2p/", 1)[-1] for addr in config.bootstrap]
-        self.slots = ConnectionSlots(config.max_peers, persistent, outbound_slots)
+        self.slots = ConnectionSlots(
+            config.max_peers, persistent, config.outbound_slots if outbound_slots is None else outbound_slots
+        )
         self._seen: OrderedDict[bytes, None] = OrderedDict()
         self._seqno = hub.seqnos(self._id)
         self._handlers: dict[str, RequestHandler] = {}

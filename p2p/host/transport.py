@@ -48,6 +48,8 @@ class Libp2pTransport(Transport):
     def __init__(self, config: P2PConfig, *, outbound_slots: int | None = None) -> None:
         """``outbound_slots``: connections kept free of inbound peers (default: ``p2p.peers.compute_reserved_outbound``)."""
         config.validate()
+        if outbound_slots is None:
+            outbound_slots = config.outbound_slots
         compute_reserved_outbound(config.max_peers, outbound_slots)  # ConfigError now, not at start
         self.config = config
         self._outbound_slots = outbound_slots

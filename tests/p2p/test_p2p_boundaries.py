@@ -37,3 +37,11 @@ def test_trio_and_libp2p_stay_inside_the_host_package():
     for f in sorted(P2P.glob("*.py")):
         mods = _imports(f, top_level_only=True)
         assert not any(m.split(".")[0] in ("trio", "libp2p") for m in mods), f"{f.name}: {mods}"
+
+
+def test_default_block_budget_matches_the_largest_preset() -> None:
+    """p2p may not import consensus.params, so its default block size is a copy: keep it equal."""
+    from consensus.params import MAINNET
+    from p2p.config import DEFAULT_MAX_BLOCK_BYTES
+
+    assert MAINNET.max_block_bytes == DEFAULT_MAX_BLOCK_BYTES

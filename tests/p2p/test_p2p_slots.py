@@ -251,3 +251,16 @@ async def test_sybils_filling_slots_do_not_take_the_bootstrap_peers_slot(tmp_pat
         for t in reversed(started):
             await t.stop()
         block.release()
+
+
+def test_outbound_slots_come_from_the_config() -> None:
+    from p2p.config import P2PConfig
+    from p2p.errors import ConfigError
+    from p2p.memory import MemoryHub, MemoryTransport
+
+    cfg = P2PConfig(chain_id="c", key_path="k", max_peers=6, outbound_slots=3)
+    cfg.validate()
+    assert MemoryTransport(cfg, MemoryHub()).slots.reserved_outbound == 3
+    for bad in (-1, 6):
+        with pytest.raises(ConfigError, match="outbound_slots"):
+            P2PConfig(chain_id="c", key_path="k", max_peers=6, outbound_slots=bad).validate()
