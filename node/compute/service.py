@@ -27,10 +27,19 @@ from gossip (REJECT for bad signatures or shape, IGNORE for stale) and the
 proposer includes at most ``MAX_ATTESTATIONS_PER_BLOCK`` of them, freshest
 first, in each block.
 
+Provers: one worker per served NFT, with the service's ``KernelConfig`` (by
+default one BLAS thread on the CPU: what ``cstake bench`` and
+``register-compute --from-bench`` measure unless told otherwise). A worker is
+started as soon as its NFT is bound to this validator (at start: every served
+NFT), so a spawn never counts against a challenge, and then measures its NFT's
+claim for about a second (``node.compute.calibrate``): a claim above what this
+machine's prover delivers is logged as a warning and listed in
+``overclaimed_nfts``.
+
 Test-only modes: ``poc-cheat`` proves with ``POC_CHEAT_FRACTION`` of the rows
 corrupted (consistently in commitment and openings); ``poc-overclaim``
-benchmarks the machine once (in a prover worker, with the same BLAS thread
-cap) and registers a new NFT claiming ``OVERCLAIM_FACTOR`` times the measured
+benchmarks the machine once (in a prover worker, with the same kernel, at
+the chain's challenge size) and registers a new NFT claiming ``OVERCLAIM_FACTOR`` times the measured
 units, bound to this validator, so its verified units show what the chain
 measures of a 2x claim.
 
