@@ -74,7 +74,13 @@ class FaultInjector:
 
     def verify_restart(self, r: Restart, timeout: float = 90.0) -> None:
         """Wait for the restarted node to answer; record its height and its hash at the old height."""
-        h = self.cluster.wait_answering(r.node, timeout)
+        # A node killed again before it answered is started again by that fault's heal: keep
+        # waiting for whichever incarnation answers first (heights never go back without a loss).
+        deadline = time.monotonic() + timeout
+        h = self.cluster.height(r.node)
+        while h is None and time.monotonic() < deadline:
+            time.sleep(0.3)
+            h = self.cluster.height(r.node)
         r.height_after = h
         if h is not None and r.height_before:
             r.hash_after = self.cluster.block_hash(r.node, r.height_before) if h >= r.height_before else None
@@ -228,9 +234,3 @@ def damage_wal(path: Path, mode: str) -> str:
     with path.open("ab") as fh:
         fh.write(bytes(4096))
     return f"4096 zero bytes appended to a {len(data)}-byte WAL"
-
-
-def wait_seconds(t: float) -> None:
-    """Sleep ``t`` seconds (a named wait, so the timeline reads plainly)."""
-    if t > 0:
-        time.sleep(t)
