@@ -51,7 +51,7 @@ from dataclasses import dataclass
 from consensus.errors import DecodeError
 from consensus.hashing import hash32
 from p2p.envelope import TxBatch, encode_tx_batch
-from p2p.errors import MessageTooLarge
+from p2p.errors import ConfigError, MessageTooLarge
 from p2p.interface import GossipVerdict, Handler, Reject, Transport, Validator, Verdict
 
 log = logging.getLogger("p2p.txbatch")
@@ -88,7 +88,7 @@ class TxValidationBudget:
 
     def __init__(self, rate: float, burst: float, max_peers: int = _BUDGET_PEERS) -> None:
         if not (rate > 0 and burst >= 1 and max_peers >= 1):
-            raise ValueError(f"budget rate must be > 0, burst >= 1, max_peers >= 1 (got {rate}, {burst}, {max_peers})")
+            raise ConfigError(f"budget rate must be > 0, burst >= 1, max_peers >= 1 (got {rate}, {burst}, {max_peers})")
         self.rate = rate
         self.burst = burst
         self.max_peers = max_peers

@@ -306,3 +306,21 @@ async def test_node_check_under_an_unfunded_flood_is_bounded_per_peer(tmp_path, 
     assert BUDGET_BURST <= calls["e"] <= BUDGET_BURST + BUDGET_RATE * 1.4 + 1
     assert sigs[0] <= calls["e"] + len(honest)
     assert all(t.tx_hash in mempool for t in honest)
+
+
+def test_invalid_budget_settings_are_refused():
+    import pytest
+
+    from p2p.errors import ConfigError
+    from p2p.txbatch import TxValidationBudget
+
+    for rate, burst in ((0, 10), (10, 0.5), (-1, 10)):
+        with pytest.raises(ConfigError):
+            TxValidationBudget(rate, burst)
+    budget = TxValidationBudget(1, 3, max_peers=2)
+    assert budget.reserve("a", 5, 0.0) == 3 and budget.reserve("a", 1, 0.5) == 0
+    budget.refund("a", 2)
+    assert budget.get_tokens("a", 0.5) == 2.5
+    budget.reserve("b", 1, 0.5)
+    budget.reserve("c", 1, 0.5)  # the table keeps two peers: "a" is forgotten
+    assert len(budget) == 2
