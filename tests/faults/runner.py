@@ -59,6 +59,9 @@ class ScenarioReport:
     scenario: Scenario
     checks: list[checks.Check] = field(default_factory=list)
     recovery_s: float | None = None
+    """Seconds from the last heal until every node committed past the height then and agreed on a hash."""
+    resumed_s: float | None = None
+    """Seconds from the last heal until any node committed a new block."""
     events: list[str] = field(default_factory=list)
     load: dict[str, Any] = field(default_factory=dict)
     heights: dict[str, int] = field(default_factory=dict)
@@ -76,6 +79,7 @@ class ScenarioReport:
         return {
             "scenario": sc.name, "seed": sc.seed, "passed": self.passed, "faults": len(sc.faults),
             "recovery_s": None if self.recovery_s is None else round(self.recovery_s, 1),
+            "resumed_s": None if self.resumed_s is None else round(self.resumed_s, 1),
             "blocks_during_faults": self.blocks_during_faults, "wall_s": round(self.wall_s, 1),
             "checks": [{"name": c.name, "passed": c.passed, "detail": c.detail} for c in self.checks],
             "load": self.load, "heights": self.heights, "error": self.error, "leftovers": self.leftovers,
@@ -92,7 +96,8 @@ class ScenarioReport:
         lines += [f"   fault: {f.describe()}" if f else f"   ... ({len(sc.faults) - 8} more)" for f in shown]
         lines.append(f"   blocks committed during the fault phase: {self.blocks_during_faults}")
         rec = "n/a" if self.recovery_s is None else f"{self.recovery_s:.1f} s"
-        lines.append(f"   recovery after the last heal: {rec}")
+        res = "n/a" if self.resumed_s is None else f"{self.resumed_s:.1f} s"
+        lines.append(f"   after the last heal: first new block {res}, all nodes converged {rec}")
         lines.append(f"   load: {self.load}")
         lines += [f"   [{'PASS' if c.passed else 'FAIL'}] {c.name}: {c.detail}" for c in self.checks]
         if self.error:
@@ -191,20 +196,19 @@ def run_scenario(sc: Scenario, workdir: Path | None = None, *, out: TextIO = sys
             injector.to_verify.clear()
             if len(sc.faults) <= 20 or action == "inject" and sc.faults.index(f) % 10 == 0:
                 say(f"{action} {f.describe()} (height {_max_height(cluster)})")
-        while time.monotonic() < t0 + sc.duration_s:
-            time.sleep(0.2)
-        report.blocks_during_faults = _max_height(cluster) - h_start
-
+        # Recovery is watched from the last heal on, also while the fault phase runs out.
         nodes = [n.index for n in cluster.nodes if n.is_running()]
-        if sc.faults:
-            deadline = last_heal + max(sc.recover_within_s, 60.0) * 2
-            while time.monotonic() < deadline:
-                if _converged_above(cluster, nodes, h_at_heal):
-                    report.recovery_s = time.monotonic() - last_heal
-                    break
-                time.sleep(0.25)
-        else:
-            report.recovery_s = 0.0
+        recovery_deadline = last_heal + max(sc.recover_within_s, 60.0) * 2
+        if not sc.faults:
+            report.recovery_s = report.resumed_s = 0.0
+        while time.monotonic() < t0 + sc.duration_s or (
+                report.recovery_s is None and time.monotonic() < recovery_deadline):
+            if report.resumed_s is None and _max_height(cluster) > h_at_heal:
+                report.resumed_s = time.monotonic() - last_heal
+            if report.recovery_s is None and _converged_above(cluster, nodes, h_at_heal):
+                report.recovery_s = time.monotonic() - last_heal
+            time.sleep(0.25)
+        report.blocks_during_faults = _max_height(cluster) - h_start
         say(f"recovery {report.recovery_s if report.recovery_s is None else round(report.recovery_s, 1)} s; "
             "draining the load")
         load.stop_sending()
