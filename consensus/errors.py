@@ -178,6 +178,12 @@ class JobError(TxExecutionError):
     code = 36
 
 
+class NFTRetireRefused(TxExecutionError):
+    """A compute NFT cannot be retired now (faulty or retired, an open challenge, job slots held)."""
+
+    code = 37
+
+
 # --- proof of compute (consensus/poc_state.py) ----------------------------------
 
 

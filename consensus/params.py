@@ -90,7 +90,8 @@ class Params(Encodable):
     allow_test_faults: int
     # -- proof of compute (docs/proof-of-compute.md; with challenge_seconds and the
     #    poc_*_deadline_blocks above they make ``get_poc_params``) --
-    #: Samples come from the commit carried by the block this many blocks after the commitment.
+    #: Samples are fixed at the end of the block this many blocks after the commitment's, from
+    #: its parent's hash (at least 2: the parent then comes after the commitment's block).
     poc_sample_delay_blocks: int
     #: Tallest challenge matrix A (rows); bounds the work and the prover's memory.
     poc_max_rows: int
@@ -129,6 +130,8 @@ class Params(Encodable):
     min_fee_per_cost: int
     #: Most heavy transactions (heavy work of at least 1,000 units; prover duties aside) in a block.
     max_heavy_txs_per_block: int
+    #: Slash of a compute NFT's collateral when its job slot misses its deadline (bps).
+    missed_job_slash_bps: int
 
     def validate_basic(self) -> None:
         """Raise ValidationError unless every parameter is in its allowed range."""
@@ -179,6 +182,7 @@ class Params(Encodable):
             "reputation_block_bps",
             "reputation_challenge_bps",
             "reputation_job_bps",
+            "missed_job_slash_bps",
         ):
             if getattr(self, name) > BPS:
                 raise ValidationError(f"params.{name} is a fraction in basis points (at most {BPS})")
@@ -188,6 +192,10 @@ class Params(Encodable):
             raise ValidationError("params.max_tx_bytes must not exceed params.max_block_bytes")
         if self.allow_test_faults not in (0, 1):
             raise ValidationError("params.allow_test_faults is 0 or 1")
+        if self.poc_sample_delay_blocks < 2:
+            # The samples come from the parent of the sample block: with a delay of 1 it
+            # would be the commitment's own block, whose proposer may be the prover.
+            raise ValidationError("params.poc_sample_delay_blocks must be at least 2")
         if self.poc_max_rows > 1 << 24:
             raise ValidationError("params.poc_max_rows is at most 2^24")
         if not 64 <= self.poc_max_n <= 2048 or self.poc_max_n % 64:
@@ -249,9 +257,9 @@ DEVNET = Params(
     jail_duration_ms=30_000,
     min_nft_collateral=100,
     challenge_seconds=2,
-    # Commitment, samples and openings resolve inside one 20-block epoch (12 + 1 + 6 < 20).
+    # Commitment, samples and openings resolve inside one 20-block epoch (12 + 2 + 5 < 20).
     poc_commit_deadline_blocks=12,
-    poc_open_deadline_blocks=6,
+    poc_open_deadline_blocks=5,
     timeout_propose_ms=1_000,
     timeout_propose_delta_ms=500,
     timeout_vote_ms=500,
@@ -261,7 +269,7 @@ DEVNET = Params(
     reputation_challenge_bps=2_000,
     reputation_job_bps=1_000,
     allow_test_faults=1,
-    poc_sample_delay_blocks=1,
+    poc_sample_delay_blocks=2,
     poc_max_rows=1 << 22,
     attestation_max_age_blocks=40,
     attestation_min_interval_blocks=10,
@@ -281,6 +289,7 @@ DEVNET = Params(
     # About 1 token per 3,300 cost units: ordinary transactions pay min_fee.
     min_fee_per_cost=3,
     max_heavy_txs_per_block=16,
+    missed_job_slash_bps=100,
 )
 
 MAINNET = dataclasses.replace(

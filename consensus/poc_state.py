@@ -14,11 +14,14 @@ Life of a challenge (``ChallengeRecord`` under ``Keys.challenge(id)``):
    after ``h`` is decided, so block ``h``'s transition cannot use it.)
 2. **Committed** by a ``PocCommitment`` at ``h_c`` in ``(h, h + commit deadline]``;
    the pending units are computed from the block times of ``h`` and ``h_c``.
-3. **Sampled** at the end of block ``s = h_c + poc_sample_delay_blocks``: the
-   sample hash is the hash of the commit block ``s`` carries (the precommits
-   for block ``s - 1 >= h_c``, all signed after the root was fixed). So the
-   prover learns its rows once block ``s`` is committed, and its openings may
-   be included at ``s + 1 .. s + poc_open_deadline_blocks``.
+3. **Sampled** at the end of block ``s = h_c + poc_sample_delay_blocks``
+   (delay >= 2): the sample hash is the hash of block ``s - 1`` (block ``s``'s
+   parent, ``s - 1 >= h_c + 1``), a block built after the root was fixed. It
+   is the same whichever precommits block ``s``'s last commit carries (a
+   commit's signatures, which the proposer picks beyond +2/3, would let it
+   grind the rows), and the proposer of the commitment's block cannot know it.
+   The prover learns its rows once block ``s`` is committed, and its openings
+   may be included at ``s + 1 .. s + poc_open_deadline_blocks``.
 4. **Passed** (openings verify): the NFT becomes ACTIVE with the pending units
    as its verified units; reputation up. **Failed** (a wrong row in the
    openings, or a fraud proof): faulty-computation slash, charged to the
@@ -257,8 +260,10 @@ def process_poc_deadlines(state: State, block: Block, params: Params, events: li
         if rec.status == ChallengeStatus.PENDING and h.height > rec.challenge.deadline_height:
             _process_missed(state, rec, h.height, params, events)
         elif rec.status == ChallengeStatus.COMMITTED and not rec.sample_hash:
-            if h.height == get_sample_height(rec.commit_height, poc) and block.last_commit is not None:
-                _put(state, dataclasses.replace(rec, sample_hash=hash32(block.last_commit.encode())))
+            if h.height == get_sample_height(rec.commit_height, poc):
+                # The parent's hash: fixed by consensus on block s - 1 (after the commitment's
+                # block), not by which signatures this block's proposer put in its last commit.
+                _put(state, dataclasses.replace(rec, sample_hash=h.parent_hash))
                 _schedule(state, get_openings_deadline(rec.commit_height, poc) + 1, challenge_id)
                 events.append(ChallengeSampled(challenge_id, rec.nft_id, h.height))
         elif rec.status == ChallengeStatus.COMMITTED and h.height > get_openings_deadline(rec.commit_height, poc):

@@ -24,6 +24,7 @@ class Fault:
     FAULTY_COMPUTE = 3
     MISSED_CHALLENGE = 4
     JOB_FAULT = 5
+    MISSED_JOB = 6
 
     NAMES: ClassVar[dict[int, str]] = {
         1: "double_sign",
@@ -31,6 +32,7 @@ class Fault:
         3: "faulty_compute",
         4: "missed_challenge",
         5: "job_fault",
+        6: "missed_job",
     }
 
 

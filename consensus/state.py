@@ -102,6 +102,8 @@ class Keys:
     CHALLENGE_DUE = b"pq/"
     #: Rows of a challenge a fraud proof has already tried (each row is checked once).
     FRAUD_ROW = b"pf/"
+    #: Retired compute NFTs whose collateral is returned at the end of a height.
+    NFT_RELEASE = b"nr/"
     ATTESTATION = b"at/"
 
     @staticmethod
@@ -185,6 +187,11 @@ class Keys:
     def fraud_row(challenge_id: bytes, index: int) -> bytes:
         """A committed row of ``challenge_id`` that a fraud proof has already tried."""
         return Keys.FRAUD_ROW + challenge_id + be64(index)
+
+    @staticmethod
+    def nft_release(height: int, nft_id: int | None = None) -> bytes:
+        """A retired NFT whose collateral returns to its owner at the end of ``height``."""
+        return Keys.NFT_RELEASE + be64(height) + (b"" if nft_id is None else be64(nft_id))
 
     @staticmethod
     def attestation(nft_id: int) -> bytes:
@@ -405,13 +412,25 @@ class State:
         return self.get_record(Keys.LAST_VALSET, ValidatorSet)
 
     def get_validator_set_at(self, height: int) -> ValidatorSet | None:
-        """Return the set that decided ``height`` (from the per-epoch history)."""
-        found = None
-        for key, vset in self.iter_records(Keys.VALSET_HISTORY, ValidatorSet):
-            if int.from_bytes(key[len(Keys.VALSET_HISTORY) :], "big") > height:
-                break
-            found = vset
-        return found
+        """Return the set that decided ``height``: one read of the per-epoch history.
+
+        The set changes only at epoch boundaries, and the end of every epoch
+        records the next one under its first height (genesis under 1), so
+        height ``h`` was decided by the record of ``((h - 1) // epoch_blocks)
+        x epoch_blocks + 1``. A height past the head's epoch gets the latest
+        recorded set. (Evidence validation reads one record, whatever the
+        chain's age.)
+        """
+        if height < 1:
+            return None
+        epoch = self.get_params().epoch_blocks
+        vset = self.get_record(Keys.valset_history((height - 1) // epoch * epoch + 1), ValidatorSet)
+        if vset is not None:
+            return vset
+        latest = self.get_head().height // epoch * epoch + 1
+        if height < latest:
+            return None
+        return self.get_record(Keys.valset_history(latest), ValidatorSet)
 
     def get_head(self) -> ChainHead:
         head = self.get_record(Keys.HEAD, ChainHead)

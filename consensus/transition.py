@@ -62,7 +62,12 @@ from consensus.staking import (
 from consensus.state import Keys, State
 from consensus.state_reader import StateReader
 from consensus.tx_context import TxContext
-from consensus.tx_handlers import get_handler, get_precheck, process_double_sign_evidence
+from consensus.tx_handlers import (
+    get_handler,
+    get_precheck,
+    process_double_sign_evidence,
+    process_nft_releases,
+)
 from consensus.txs import SignedTx, TxKind
 from consensus.validator_set import compute_next_validator_set
 from consensus.votes import verify_commit
@@ -312,6 +317,7 @@ def process_end_block(
     process_mint(state, params.block_reward)
     process_rewards(state, block, last_set, params, fees)
     process_matured_unbondings(state, h.height)
+    process_nft_releases(state, h.height)
     current = state.get_validator_set()
     state.put_record(Keys.LAST_VALSET, current)
     changes: list[tuple[bytes, bytes, int]] = []

@@ -29,6 +29,7 @@ from consensus.errors import (
     InsufficientFunds,
     InvalidEvidence,
     NFTBindingError,
+    NFTRetireRefused,
     NotNFTOwner,
     UnjailRefused,
     UnknownNFT,
@@ -44,7 +45,10 @@ from consensus.jobs.handlers import (
     process_set_price,
     process_submit_job,
 )
+from consensus.jobs.store import count_busy
 from consensus.poc_state import (
+    ChallengeStatus,
+    get_latest_challenge,
     process_fraud_proof,
     process_fraud_proof_claim,
     process_poc_commit,
@@ -74,6 +78,7 @@ from consensus.txs import (
     CreateValidator,
     Delegate,
     RegisterCompute,
+    RetireNFT,
     SubmitEvidence,
     Transfer,
     TransferNFT,
@@ -306,6 +311,45 @@ def process_unbind_nft(state: State, ctx: TxContext, sender: bytes, body: Unbind
     raise NFTBindingError(f"compute NFT {nft.id} is not bound and has no pending request")
 
 
+def process_retire_nft(state: State, ctx: TxContext, sender: bytes, body: RetireNFT) -> None:
+    """Retire an NFT the sender owns: unbound now, collateral back after ``unbonding_blocks``.
+
+    The collateral stays on the NFT until then, so a fault found meanwhile (a
+    fraud proof against a root it committed) still takes it. Refused while a
+    challenge of the NFT is open or it holds job slots: retiring must not
+    escape a pending answer.
+    """
+    nft = _require_own_nft(state, body.nft_id, sender)
+    if nft.status in (NFTStatus.FAULTY, NFTStatus.RETIRED):
+        raise NFTRetireRefused(f"compute NFT {nft.id} is {NFTStatus.NAMES[nft.status]}")
+    latest = get_latest_challenge(state, nft.id)
+    if latest is not None and latest.status in ChallengeStatus.OPEN:
+        raise NFTRetireRefused(f"compute NFT {nft.id} has an open challenge: answer it first")
+    slots = count_busy(state, nft.id)
+    if slots:
+        raise NFTRetireRefused(f"compute NFT {nft.id} holds {slots} unsettled job slot(s)")
+    if nft.bound_validator != NO_ADDRESS:
+        state.set_nft_binding(nft.bound_validator, nft.id, False)
+    state.set_nft(dataclasses.replace(
+        nft, bound_validator=NO_ADDRESS, pending_validator=NO_ADDRESS, verified_units=0,
+        status=NFTStatus.RETIRED,
+    ))
+    state.put_record(Keys.nft_release(ctx.height + ctx.params.unbonding_blocks, nft.id), _Marker())
+
+
+def process_nft_releases(state: State, height: int) -> None:
+    """Return the collateral of the NFTs retired ``unbonding_blocks`` ago to their owners."""
+    prefix = Keys.nft_release(height)
+    due = [int.from_bytes(key[len(prefix):], "big") for key, _ in state.iter_records(prefix, _Marker)]
+    for nft_id in due:
+        state.put_record(Keys.nft_release(height, nft_id), None)
+        nft = state.get_nft(nft_id)
+        if nft is None or nft.collateral == 0:
+            continue
+        _credit(state, nft.owner, nft.collateral)
+        state.set_nft(dataclasses.replace(nft, collateral=0))
+
+
 def process_unjail(state: State, ctx: TxContext, sender: bytes, body: Unjail) -> None:
     """Return the sender's validator from jail (it rejoins at the next epoch)."""
     v = _require_validator(state, sender)
@@ -396,6 +440,7 @@ HANDLERS: dict[int, Handler] = {
     TxKind.ACCEPT_NFT: process_accept_nft,
     TxKind.UNJAIL: process_unjail,
     TxKind.WITHDRAW_REWARDS: process_withdraw_rewards,
+    TxKind.RETIRE_NFT: process_retire_nft,
     TxKind.SUBMIT_EVIDENCE: process_submit_evidence,
     TxKind.SUBMIT_JOB: process_submit_job,
     TxKind.JOB_RESULT: process_job_result,

@@ -57,6 +57,7 @@ class TxKind:
     SET_PRICE = 20
     ACCEPT_NFT = 21
     WITHDRAW_REWARDS = 22
+    RETIRE_NFT = 23
 
     NAMES: ClassVar[dict[int, str]] = {
         1: "transfer",
@@ -81,6 +82,7 @@ class TxKind:
         20: "set_price",
         21: "accept_nft",
         22: "withdraw_rewards",
+        23: "retire_nft",
     }
 
 
@@ -252,6 +254,16 @@ class AcceptNFT(Encodable):
 
 
 @dataclass(frozen=True, slots=True)
+class RetireNFT(Encodable):
+    """Retire compute NFT ``nft_id``: unbound at once, its collateral returned after ``unbonding_blocks``."""
+
+    nft_id: int
+
+    def validate_basic(self) -> None:
+        validate_amount(self.nft_id, "retire_nft.nft_id", positive=False)
+
+
+@dataclass(frozen=True, slots=True)
 class Unjail(Encodable):
     """Ask to return the sender's validator from jail (after ``jailed_until``)."""
 
@@ -308,6 +320,7 @@ BODY_TYPES: dict[int, type[Encodable]] = {
     TxKind.SET_PRICE: SetPrice,
     TxKind.ACCEPT_NFT: AcceptNFT,
     TxKind.WITHDRAW_REWARDS: WithdrawRewards,
+    TxKind.RETIRE_NFT: RetireNFT,
 }
 KIND_OF_BODY: dict[type[Encodable], int] = {v: k for k, v in BODY_TYPES.items()}
 

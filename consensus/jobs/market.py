@@ -43,6 +43,7 @@ from consensus.staking import add_balance, process_burn, process_slash, process_
 from consensus.state import Keys, State, be64
 
 FAULT_TAG = b"cstake/job/fault/v1"
+MISSED_TAG = b"cstake/job/missed/v1"
 
 
 # --- events -----------------------------------------------------------------------------
@@ -145,6 +146,27 @@ def _release(state: State, job: Job, slot: JobSlot, excluded: bool) -> Job:
     return job
 
 
+def process_missed_job(state: State, job: Job, slot: JobSlot, height: int, params: Params) -> None:
+    """A slot past its deadline: ``missed_job_slash_bps`` of the NFT's collateral, burned.
+
+    Only the collateral, as for a missed proof-of-compute deadline: nobody
+    signed anything wrong, the NFT's owner put the collateral at stake for
+    the work it took on. The record names the slot's validator (or the owner
+    when unbound).
+    """
+    evidence_hash = tagged_hash(MISSED_TAG, job.id + be64(slot.nft_id) + be64(slot.assigned_height))
+    nft = state.get_nft(slot.nft_id)
+    if nft is None or state.is_fault_slashed(evidence_hash):
+        return
+    _, cut = process_slash_collateral(state, nft, params.missed_job_slash_bps)
+    offender = slot.validator if slot.validator != NO_ADDRESS else slot.provider
+    process_slash(
+        state, validator_address=offender, fault=Fault.MISSED_JOB, slash_bps=0,
+        infraction_height=height, evidence_hash=evidence_hash, whistleblower=NO_ADDRESS,
+        height=height, params=params, extra_amount=cut,
+    )
+
+
 def process_job_fault(
     state: State, job: Job, slot: JobSlot, challenger: bytes, height: int, params: Params,
     events: list[object],
@@ -192,12 +214,14 @@ def _process_slot_timers(
     if slot.status in (SlotStatus.ASSIGNED, SlotStatus.COMMITTED) and height > slot.deadline_height:
         if slot.validator != NO_ADDRESS:
             process_reputation(state, slot.validator, False, params.reputation_job_bps)
+        process_missed_job(state, job, slot, height, params)
         events.append(JobDeadlineMissed(job.id, slot.index, slot.nft_id, height))
         return _release(state, job, slot, excluded=True)
-    if slot.status == SlotStatus.COMMITTED and not slot.sample_seed and height > slot.committed_height:
-        # The first block after the commitment fixes the samples: its commit of the
-        # commitment's block did not exist when the provider committed.
-        seed = compute_sample_seed(job.id, slot.result_root, block.header.last_commit_hash)
+    if slot.status == SlotStatus.COMMITTED and not slot.sample_seed and height >= slot.committed_height + 2:
+        # The samples come from the parent's hash, a block built after the commitment's:
+        # the same whichever signatures this block's last commit carries (a proposer could
+        # grind those), and unknown to the proposer of the commitment's block.
+        seed = compute_sample_seed(job.id, slot.result_root, block.header.parent_hash)
         return replace_slot(job, dataclasses.replace(slot, sample_seed=seed))
     d = slot.dispute
     if slot.status == SlotStatus.DISPUTED and d is not None and height > d.turn_deadline:

@@ -104,7 +104,7 @@ def is_commitment_in_time(challenge: Challenge, inclusion_height: int) -> bool:
 
 
 def get_sample_height(commit_height: int, params: PocParams) -> int:
-    """Return the height whose block hash (its commit's hash) seeds the samples."""
+    """Return the height at whose end the samples are fixed (from its parent's hash)."""
     return commit_height + params.sample_delay_blocks
 
 

@@ -29,7 +29,8 @@ class PocParams(Encodable):
     commit_deadline_blocks: int
     """The commitment must be included at most this many blocks after the challenge height."""
     sample_delay_blocks: int
-    """Samples come from the block this many blocks after the commitment's inclusion block."""
+    """Samples are fixed at the end of the block this many blocks after the commitment's
+    inclusion block, from its parent's hash (so at least 2 on a chain: consensus.params)."""
     openings_deadline_blocks: int
     """Openings must be included at most this many blocks after the sample block."""
     max_rows: int
@@ -57,7 +58,7 @@ class PocParams(Encodable):
 DEVNET_POC_PARAMS = PocParams(
     challenge_ms=5_000,
     commit_deadline_blocks=15,
-    sample_delay_blocks=1,
+    sample_delay_blocks=2,
     openings_deadline_blocks=3,
     max_rows=1 << 22,
 )
@@ -67,7 +68,7 @@ DEVNET_POC_PARAMS = PocParams(
 MAINNET_POC_PARAMS = PocParams(
     challenge_ms=30_000,
     commit_deadline_blocks=30,
-    sample_delay_blocks=1,
+    sample_delay_blocks=2,
     openings_deadline_blocks=10,
     max_rows=1 << 24,
 )

@@ -41,6 +41,7 @@ from consensus.txs import (
     CreateValidator,
     Delegate,
     RegisterCompute,
+    RetireNFT,
     SetPrice,
     Transfer,
     TransferNFT,
@@ -70,7 +71,7 @@ def _ordinary_bodies() -> list[object]:
         Transfer(addr, 10**15), CreateValidator(b"\x22" * 32, 10**15, 500, "m" * 64), Bond(10**15),
         Unbond(10**15), Delegate(addr, 10**15), Undelegate(addr, 10**15), RegisterCompute(spec, 10**9, 10**15),
         TransferNFT(10**9, addr), BindNFT(10**9, addr), UnbindNFT(10**9), AcceptNFT(10**9), Unjail(),
-        WithdrawRewards(addr), WithdrawRewards(b""), SetPrice(10**9, 10**9, 1),
+        WithdrawRewards(addr), WithdrawRewards(b""), SetPrice(10**9, 10**9, 1), RetireNFT(10**9),
     ]
 
 

@@ -147,17 +147,20 @@ def test_honest_challenge_passes_and_power_follows_next_epoch() -> None:
     assert rec.status == ChallengeStatus.COMMITTED and rec.commit_height == EPOCH + 1
     assert rec.pending_units == 2
     assert chain.view().get_nft(nft_of(chain, 0)).verified_units == CLAIMED  # type: ignore[union-attr]
-    responder.step()  # the sample block: its commit hash is recorded at its end
+    responder.step()
+    assert not challenge_of(chain, 0).sample_hash
+    sample_block = chain.build_block(responder.txs())
+    responder.step()  # the sample block: its parent's hash is recorded at its end
     rec = challenge_of(chain, 0)
-    assert rec.sample_hash and rec.status == ChallengeStatus.COMMITTED
+    assert rec.sample_hash == sample_block.header.parent_hash and rec.status == ChallengeStatus.COMMITTED
     rep_before = chain.view().get_validator(chain.operator_keys[0].address()).reputation  # type: ignore[union-attr]
     responder.answer = {0: 0.0}  # only validator 0 opens now; the others open next block
     responder.step()
     rec = challenge_of(chain, 0)
-    assert rec.status == ChallengeStatus.PASSED and rec.resolved_height == EPOCH + 3
+    assert rec.status == ChallengeStatus.PASSED and rec.resolved_height == EPOCH + 4
     nft = chain.view().get_nft(nft_of(chain, 0))
     assert nft is not None
-    assert (nft.status, nft.verified_units, nft.last_verified_height) == (NFTStatus.ACTIVE, 2, EPOCH + 3)
+    assert (nft.status, nft.verified_units, nft.last_verified_height) == (NFTStatus.ACTIVE, 2, EPOCH + 4)
     v0 = chain.view().get_validator(chain.operator_keys[0].address())
     v1 = chain.view().get_validator(chain.operator_keys[1].address())
     assert v0 is not None and v1 is not None
@@ -204,10 +207,10 @@ def test_missed_commitment_is_slashed_from_collateral() -> None:
 def test_missed_openings_are_slashed() -> None:
     chain = make_chain()
     responder = Responder(chain, {i: 0.0 for i in range(4)})
-    run_to(chain, EPOCH + 2, responder)  # committed at 21, sampled at 22
+    run_to(chain, EPOCH + 3, responder)  # committed at 21, sampled at 23
     responder.answer = {i: 0.0 for i in (1, 2, 3)}  # validator 0 never opens
     rec = challenge_of(chain, 0)
-    deadline = rec.commit_height + 1 + 6
+    deadline = rec.commit_height + 2 + 5  # sample delay, then the openings deadline
     run_to(chain, deadline, responder)
     assert challenge_of(chain, 0).status == ChallengeStatus.COMMITTED
     run_to(chain, deadline + 1, responder)
@@ -219,7 +222,7 @@ def test_missed_openings_are_slashed() -> None:
 def test_wrong_row_in_openings_is_faulty_computation() -> None:
     chain = make_chain()
     responder = Responder(chain, {0: 0.02, 1: 0.0, 2: 0.0, 3: 0.0})  # validator 0 cheats on 2% of rows
-    run_to(chain, EPOCH + 3, responder)
+    run_to(chain, EPOCH + 4, responder)
     rec = challenge_of(chain, 0)
     assert rec.status == ChallengeStatus.FAILED
     (record,) = list(chain.view().iter_slashing_records())
@@ -245,7 +248,7 @@ def test_wrong_row_in_openings_is_faulty_computation() -> None:
 def test_fraud_proof_from_a_third_party_pays_the_whistleblower() -> None:
     chain = make_chain()
     responder = Responder(chain, {0: 0.02, 1: 0.0, 2: 0.0, 3: 0.0}, open_rows=False)
-    run_to(chain, EPOCH + 2, responder)  # validator 0 committed a root with wrong rows
+    run_to(chain, EPOCH + 3, responder)  # validator 0 committed a root with wrong rows; sampled
     rec = challenge_of(chain, 0)
     ch = rec.challenge
     # A verifier recomputes rows and finds one that is wrong in the commitment.

@@ -299,6 +299,7 @@ def _committed_challenge(chain: TestChain) -> bytes:
     r = chain.next_block([chain.tx(chain.operator_keys[0], PocCommit(cid, b"\x02" * 32))])
     assert r.tx_results[0].code == 0, r.tx_results[0].log
     chain.next_block()
+    chain.next_block()  # the sample block (poc_sample_delay_blocks = 2)
     return cid
 
 
@@ -333,6 +334,7 @@ def _challenge_after_window(chain: TestChain) -> tuple[PrivateKey, Encodable]:
     nft = job.slots[0].nft_id
     c, _ = commit(chain, job.id, nft, honest_leaves(job))
     chain.next_block()
+    chain.next_block()  # fixes the samples
     open_samples(chain, job.id, nft, c)
     for _ in range(chain.view().get_params().job_challenge_window_blocks + 1):
         chain.next_block()

@@ -68,7 +68,8 @@ def test_honest_job_life_cycle_pays_provider_and_refunds_user() -> None:
     provider = _owner_of(chain, nft)
     c, _ = commit(chain, job_id, nft, honest_leaves(job))
     assert job_of(chain, job_id).status == JobStatus.COMMITTED
-    chain.next_block()  # fixes the samples
+    chain.next_block()
+    chain.next_block()  # fixes the samples (from the hash of the block after the commitment's)
     open_samples(chain, job_id, nft, c)
     slot = job_of(chain, job_id).slots[0]
     assert slot.status == SlotStatus.OPENED and len(slot.openings) == 16
@@ -169,6 +170,7 @@ def _iterate_job_opened(chain: TestChain, steps: int, cheat: bool) -> tuple[byte
     nft = job.slots[0].nft_id
     c, _ = commit(chain, job_id, nft, cheat_leaves(job) if cheat else honest_leaves(job))
     chain.next_block()
+    chain.next_block()
     r = open_samples(chain, job_id, nft, c)
     assert r.tx_results[0].code == 0, r.tx_results[0].log
     return job_id, nft
@@ -226,11 +228,15 @@ def test_provider_silent_in_a_bisection_loses_it() -> None:
     assert any(isinstance(e, JobFaultProven) and e.nft_id == nft for e in events)
 
 
-def test_missed_deadline_reassigns_and_costs_reputation() -> None:
+def test_missed_deadline_reassigns_and_costs_reputation_and_collateral() -> None:
     chain = _chain()
     job_id = _submit(chain, chain.account_keys[0], matmul_body(deadline=3))
     first = job_of(chain, job_id).slots[0]
     rep0 = chain.view().get_validator(first.validator).reputation  # type: ignore[union-attr]
+    nft0 = chain.view().get_nft(first.nft_id)
+    assert nft0 is not None
+    burned0 = chain.view().get_meta().burned
+    stake0 = chain.view().get_validator(first.validator).stake  # type: ignore[union-attr]
     player = MarketPlayer(chain, {first.nft_id: "silent"})
     events: list[object] = []
     while job_of(chain, job_id).status != JobStatus.SETTLED:
@@ -244,7 +250,16 @@ def test_missed_deadline_reassigns_and_costs_reputation() -> None:
     # Reputation went down for the miss (block signing moves it up by less meanwhile).
     v = chain.view().get_validator(first.validator)
     assert v is not None and v.reputation < rep0
-    assert not list(chain.view().iter_slashing_records())
+    # The miss costs missed_job_slash_bps (1%) of the NFT's collateral, burned; never stake.
+    cut = nft0.collateral * chain.view().get_params().missed_job_slash_bps // 10_000
+    assert cut > 0
+    nft = chain.view().get_nft(first.nft_id)
+    assert nft is not None and nft.collateral == nft0.collateral - cut and nft.status == nft0.status
+    (record,) = list(chain.view().iter_slashing_records())
+    assert (record.fault, record.validator, record.amount, record.whistleblower_reward) == (
+        Fault.MISSED_JOB, first.validator, cut, 0)
+    assert v.stake == stake0
+    assert chain.view().get_meta().burned >= burned0 + cut
     assert_job_accounting(job)
 
 
@@ -370,6 +385,7 @@ def test_unsampled_wrong_matrix_row_is_found_by_merkle_descent() -> None:
         wrong = cheat_leaves(job)  # the last row is wrong
         c, _ = commit(chain, job_id, nft, wrong)
         chain.next_block(time_step_ms=step_ms)
+        chain.next_block()
         open_samples(chain, job_id, nft, c)
         slot = job_of(chain, job_id).slots[0]
         if rows - 1 not in [o.index for o in slot.openings]:
@@ -398,6 +414,7 @@ def test_lying_challenger_loses_a_merkle_descent() -> None:
     leaves = honest_leaves(job)
     c, _ = commit(chain, job_id, nft, leaves)
     chain.next_block()
+    chain.next_block()
     open_samples(chain, job_id, nft, c)
     challenger = next(k for k in chain.operator_keys if k.address() != _owner_of(chain, nft))
     moves = _play_descent(chain, job_id, challenger, leaves, liar=True)
@@ -414,6 +431,7 @@ def test_invalid_descent_reveal_that_does_not_hash_to_the_node() -> None:
     job = job_of(chain, job_id)
     nft = job.slots[0].nft_id
     c, _ = commit(chain, job_id, nft, honest_leaves(job))
+    chain.next_block()
     chain.next_block()
     open_samples(chain, job_id, nft, c)
     challenger = next(k for k in chain.operator_keys if k.address() != _owner_of(chain, nft))

@@ -30,9 +30,9 @@ def run_flow(cheat_fraction: float) -> tuple[int, bool]:
     commitment = PocCommitment.decode(PocCommitment(challenge_id=ch.id, root=work.root).encode())
     assert is_commitment_in_time(ch, 104)
     units = compute_verified_units(ch, 50_000, 54_200)
-    # Samples from the commit hash of block 105; openings due by block 108.
-    assert get_sample_height(104, params) == 105 and get_openings_deadline(104, params) == 108
-    sample_hash = hash32(b"commit of block 105")
+    # Samples fixed at the end of block 106 from its parent's hash (block 105); openings due by block 109.
+    assert get_sample_height(104, params) == 106 and get_openings_deadline(104, params) == 109
+    sample_hash = hash32(b"block 105")
     indices = derive_sample_indices(ch, commitment.root, sample_hash)
     rows = compute_rows(ch.seed, ch.n, ch.rows, list(indices), cheat_fraction=cheat_fraction)
     openings = PocOpenings(challenge_id=ch.id, openings=tuple(

@@ -64,8 +64,8 @@ def test_deadline_helpers() -> None:
     assert not is_commitment_in_time(ch, 100)
     assert is_commitment_in_time(ch, 101) and is_commitment_in_time(ch, ch.deadline_height)
     assert not is_commitment_in_time(ch, ch.deadline_height + 1)
-    assert get_sample_height(105, DEVNET_POC_PARAMS) == 106
-    assert get_openings_deadline(105, DEVNET_POC_PARAMS) == 109
+    assert get_sample_height(105, DEVNET_POC_PARAMS) == 107
+    assert get_openings_deadline(105, DEVNET_POC_PARAMS) == 110
 
 
 def test_compute_verified_units_formula_and_cap() -> None:
