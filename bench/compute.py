@@ -33,8 +33,8 @@ from node.compute.prover import CommitmentWork, compute_commitment, compute_path
 from node.compute.service import NodeProver
 
 REPEATS = 3
-#: Seconds of ``cstake bench`` measurement per parameter set.
-CALIBRATION_SECONDS = 8.0
+#: Seconds of ``cstake bench`` measurement per round.
+CALIBRATION_SECONDS = 4.0
 TARGET_RATIO = 0.01
 
 
@@ -95,13 +95,13 @@ def run() -> None:
           f"{DEVNET_POC_PARAMS.challenge_ms} and {MAINNET_POC_PARAMS.challenge_ms} ms; run once)")
 
 
-def _prove_median(kernel: KernelConfig, ch: Challenge, repeats: int) -> float:
-    """Median seconds of the node's prover (worker, kernel, threads) on ``ch``."""
+def _prove(kernel: KernelConfig, ch: Challenge) -> float:
+    """Seconds of the node's prover (worker, kernel, threads) on ``ch``."""
     async def run() -> float:
         prover = NodeProver(kernel=kernel)
         try:
             await prover.run_in_worker(int)  # the worker's start is not the prover's time
-            return statistics.median([(await prover.prove(ch)).seconds for _ in range(repeats)])
+            return (await prover.prove(ch)).seconds
         finally:
             await prover.aclose()
 
@@ -110,29 +110,47 @@ def _prove_median(kernel: KernelConfig, ch: Challenge, repeats: int) -> float:
 
 def _calibration_table() -> int:
     """Print cstake bench's figure and the node's prover on the challenge of the claim, side by
-    side, for the devnet's and mainnet's genesis parameters; return the devnet's measured units."""
+    side, for the devnet's and mainnet's genesis parameters; return the devnet's measured units.
+
+    Bench and prover alternate, ``REPEATS`` rounds, and the medians are compared: on a shared
+    machine the load drifts over seconds, and alternating exposes both to the same drift.
+    """
     kernel = KernelConfig()
     print(f"\ncstake bench vs the node's prover at the chain's challenge size (kernel "
-          f"{kernel.describe()}; bench {CALIBRATION_SECONDS:g} s, prover median of {REPEATS})")
-    print(f"{'params':<9}{'n':>6}{'bench rows':>12}{'bench GFLOP/s':>15}{'claim':>7}"
-          f"{'challenge rows':>16}{'prover GFLOP/s':>16}{'prover/bench':>14}{'within 5%':>11}")
+          f"{kernel.describe()}; {REPEATS} rounds of bench {CALIBRATION_SECONDS:g} s then one proof, "
+          "medians)")
+    print(f"{'params':<9}{'n':>6}{'bench GFLOP/s':>15}{'claim':>7}{'challenge rows':>16}"
+          f"{'prover GFLOP/s':>16}{'prover/bench':>14}{'within 5%':>11}")
     devnet_units = 1
     last = None
     for name, params in (("devnet", DEVNET), ("mainnet", MAINNET)):
         poc = get_poc_params(params)
-        report = run_benchmark(CALIBRATION_SECONDS, kernel=kernel, poc=poc)
-        cal = report.device.prover
-        if cal is None:
+        bench: list[float] = []
+        proved: list[float] = []
+        claims: list[int] = []
+        rows: list[int] = []
+        for i in range(REPEATS):
+            report = run_benchmark(CALIBRATION_SECONDS, kernel=kernel, poc=poc)
+            cal = report.device.prover
+            if cal is None:
+                break
+            claim = max(1, compute_claim(report.units))
+            ch = derive_challenge(hash32(b"bench epoch %d" % i), b"bench-nft", claim, 10, poc)
+            bench.append(cal.gflops)
+            proved.append(ch.work_flops / _prove(kernel, ch) / 1e9)
+            claims.append(claim)
+            rows.append(ch.rows)
+            last = report
+        if not bench:
             print(f"{name:<9}the kernel is not exact on this machine: nothing measured")
             continue
-        claim = max(1, compute_claim(report.units))
-        ch = derive_challenge(hash32(b"bench epoch"), b"bench-nft", claim, 10, poc)
-        prover = ch.work_flops / _prove_median(kernel, ch, REPEATS) / 1e9
-        ratio = prover / cal.gflops
-        print(f"{name:<9}{cal.n:>6}{cal.rows:>12}{cal.gflops:>15.1f}{claim:>7}{ch.rows:>16}"
-              f"{prover:>16.1f}{ratio:>14.3f}{'yes' if abs(ratio - 1) <= 0.05 else 'no':>11}")
-        devnet_units = report.units if name == "devnet" else devnet_units
-        last = report
+        b, p = statistics.median(bench), statistics.median(proved)
+        ratio = p / b
+        print(f"{name:<9}{poc.max_n:>6}{b:>15.1f}{statistics.median(claims):>7g}"
+              f"{statistics.median(rows):>16g}{p:>16.1f}{ratio:>14.3f}"
+              f"{'yes' if abs(ratio - 1) <= 0.05 else 'no':>11}")
+        print(f"{'':<9}rounds: bench {[round(x, 1) for x in bench]}, prover {[round(x, 1) for x in proved]}")
+        devnet_units = int(b) if name == "devnet" else devnet_units
     print("(claim = 80% of the bench's units, what register-compute --from-bench registers; the "
           "prover runs the challenge the chain derives for that claim)")
     if last is not None:

@@ -11,10 +11,10 @@ cap) and calls the prover's own ``compute_commitment``:
 1. a probe of ``PROBE_ROWS`` rows at the chain's widest n (after a warm-up)
    gives a first rate;
 2. the challenge that rate's claim would get is sized with the chain's rule;
-3. three runs of that size are timed (fewer rows when a third of the time
-   budget is shorter: the per-row cost is the same and the fixed cost
-   amortises less, so the figure errs low, never high), and the median run is
-   the figure.
+3. three runs of that size are timed, or of fewer rows when a third of the
+   time budget is shorter; then the median run is scaled to the challenge's
+   rows: its per-row part grows with the rows, the fixed part (generating B,
+   timed on a ``SMALL_ROWS`` challenge) is paid once.
 
 ``compute_claim`` turns the measured units into the claim to register:
 ``measured · margin_percent // 100`` (80% by default), so an honest device
@@ -49,6 +49,8 @@ CALIBRATION_SEED = bytes(range(32))
 PROBE_ROWS = 1024
 #: Most whole challenges timed in one calibration (the median is the figure).
 MAX_RUNS = 3
+#: Rows of the smallest challenge, timed for the cost that does not grow with the rows.
+SMALL_ROWS = 64
 #: What ``--from-bench`` registers, in percent of the measured units.
 DEFAULT_MARGIN_PERCENT = 80
 
@@ -68,17 +70,29 @@ class Calibration:
     challenge_ms: int
     """The chain's ``challenge_ms`` the size was derived from."""
     run_seconds: tuple[float, ...]
-    """Time of each timed run (generate, multiply, commit), in seconds."""
+    """Time of each timed run of ``rows`` rows (generate, multiply, commit), in seconds."""
+    fixed_seconds: float
+    """Time of the smallest challenge (``SMALL_ROWS`` rows, the best of two): the cost that does
+    not grow with the rows (generating B), for runs shorter than the challenge."""
 
     @property
     def seconds(self) -> float:
-        """The median run's time."""
+        """The median timed run."""
         return float(statistics.median(self.run_seconds))
 
     @property
+    def challenge_seconds(self) -> float:
+        """The time the chain's challenge takes: the median run, scaled from ``rows`` to
+        ``challenge_rows`` by its per-row part (the fixed part is paid once)."""
+        if self.rows >= self.challenge_rows or not 0 < self.fixed_seconds < self.seconds:
+            return self.seconds * self.challenge_rows / self.rows
+        per_row = (self.seconds - self.fixed_seconds) / (self.rows - SMALL_ROWS)
+        return self.fixed_seconds + per_row * (self.challenge_rows - SMALL_ROWS)
+
+    @property
     def gflops(self) -> float:
-        """The median run's rate in GFLOP/s (2·rows·n² operations)."""
-        return 2 * self.rows * self.n * self.n / max(self.seconds, 1e-9) / 1e9
+        """The prover's rate on the chain's challenge in GFLOP/s (2·rows·n² operations)."""
+        return 2 * self.challenge_rows * self.n * self.n / max(self.challenge_seconds, 1e-9) / 1e9
 
     @property
     def units(self) -> int:
@@ -111,10 +125,13 @@ def measure_calibration(poc: PocParams, seconds: float, config: KernelConfig,
     if claim is None:
         claim = compute_claim(int(rate / 1e9), margin_percent)
     n, challenge_rows = compute_challenge_size(max(claim, 1), poc)
+    # The best of two: a burst of load can only lengthen it, and a short fixed part makes the
+    # scaled challenge time longer (the figure lower), never shorter.
+    fixed = min(compute_commitment(CALIBRATION_SEED, n, SMALL_ROWS, dtype, 0.0, device).total_s
+                for _ in range(2))
     row_s = 2 * n * n / rate
     # Three runs for a median that a burst of load elsewhere does not move: each of the
-    # challenge's size, or fewer rows when a third of the budget is shorter (the per-row
-    # cost is the same and the fixed cost amortises less, so the figure errs low).
+    # challenge's size, or fewer rows when a third of the budget is shorter (then scaled).
     per_run = max(seconds - (time.perf_counter() - started), 0.0) / MAX_RUNS
     rows = challenge_rows
     if challenge_rows * row_s > per_run:
@@ -127,7 +144,7 @@ def measure_calibration(poc: PocParams, seconds: float, config: KernelConfig,
         if time.perf_counter() - started > seconds:
             break
     return Calibration(kernel=describe_kernel(config), n=n, rows=rows, challenge_rows=challenge_rows,
-                       challenge_ms=poc.challenge_ms, run_seconds=tuple(times))
+                       challenge_ms=poc.challenge_ms, run_seconds=tuple(times), fixed_seconds=fixed)
 
 
 async def calibrate(prover: Prover, poc: PocParams, seconds: float,

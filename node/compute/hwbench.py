@@ -290,7 +290,9 @@ def report_to_json(report: HardwareReport) -> dict[str, Any]:
         cal = dev.prover
         prover = {"n": cal.n, "rows": cal.rows, "challenge_rows": cal.challenge_rows,
                   "challenge_ms": cal.challenge_ms, "runs": len(cal.run_seconds),
-                  "seconds": round(cal.seconds, 4), "gflops": round(cal.gflops, 2), "units": cal.units}
+                  "run_seconds": [round(x, 4) for x in cal.run_seconds],
+                  "fixed_seconds": round(cal.fixed_seconds, 4),
+                  "challenge_seconds": round(cal.challenge_seconds, 4), "gflops": round(cal.gflops, 2), "units": cal.units}
     return {
         "cpu_model": report.cpu_model,
         "logical_cores": report.logical_cores,
@@ -327,9 +329,9 @@ def format_report(report: HardwareReport) -> str:
     lines.append(f"{'kernel GFLOP/s':<26}{kern}")
     if dev.prover is not None:
         cal = dev.prover
-        lines.append(f"{'prover GFLOP/s':<26}{cal.gflops:.1f} at n = {cal.n}, {cal.rows} rows "
-                     f"(the chain's challenge: {cal.challenge_rows} rows for {cal.challenge_ms} ms), "
-                     f"median of {len(cal.run_seconds)}")
+        lines.append(f"{'prover GFLOP/s':<26}{cal.gflops:.1f} on the chain's challenge at n = {cal.n} "
+                     f"({cal.challenge_rows} rows for {cal.challenge_ms} ms: {cal.challenge_seconds:.2f} s; "
+                     f"median of {len(cal.run_seconds)} runs of {cal.rows} rows)")
     lines.append(f"{'measured compute units':<26}{report.units}")
     lines.append("(1 unit = 1 GFLOP/s of the proof-of-compute prover at the chain's challenge size: "
                  "generate, multiply, hash rows, with the prover's device and threads)")
