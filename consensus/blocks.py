@@ -108,6 +108,8 @@ class Block(Encodable):
     """A block: header, contents and the commit of the previous block."""
 
     MAX_BYTES = 64 << 20
+    # Densest valid content: commit signatures, about 22 bytes per object; txs are far larger.
+    OBJECT_BYTES = 16
 
     header: Header
     #: Signed transactions in wire form.

@@ -223,6 +223,9 @@ class CommitSig(Encodable):
 class Commit(Encodable):
     """Proof that a block is final: +2/3 of the power precommitted it in one round."""
 
+    # Each signature entry is about 22 bytes per object (address, time, 64-byte signature).
+    OBJECT_BYTES = 16
+
     height: int
     """Height of the committed block."""
     round: int

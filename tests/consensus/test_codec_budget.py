@@ -146,13 +146,14 @@ def _header() -> Header:
 
 
 def test_densest_valid_messages_still_decode() -> None:
-    # The densest shapes the schema allows (empty byte strings, zero integers) sit within the budget.
-    commit = Commit(1, 0, b"h" * 32, tuple(CommitSig(b"", 0, b"") for _ in range(20_000)))
+    # The densest shapes a valid block or commit can take: 20-byte signers with 64-byte
+    # signatures and zero times, the smallest real transactions, attestations and evidence.
+    commit = Commit(1, 0, b"h" * 32, tuple(CommitSig(b"v" * 20, 0, b"s" * 64) for _ in range(20_000)))
     block = Block(
         _header(),
-        txs=tuple(b"" for _ in range(20_000)),
-        attestations=(b"",) * 1000,
-        evidence=tuple(EvidenceItem(0, b"") for _ in range(20_000)),
+        txs=tuple(b"t" * 100 for _ in range(20_000)),
+        attestations=(b"a" * 100,) * 1000,
+        evidence=tuple(EvidenceItem(0, b"e" * 100) for _ in range(2_000)),
         last_commit=commit,
     )
     for value in (commit, block, TxBatch((b"",) * 60_000)):
@@ -160,6 +161,17 @@ def test_densest_valid_messages_still_decode() -> None:
         assert type(value).decode(data, max_bytes=64 << 20) == value
     raw = [0, b"proposal", b"block", 3]  # a proposal-topic message decoded untyped
     assert unpack_raw(pack_raw(raw)) == raw
+
+
+def test_schema_dense_junk_blocks_and_commits_are_refused() -> None:
+    """Empty signers and signatures fit the schema but no valid commit: refused before they are built."""
+    commit = Commit(1, 0, b"h" * 32, tuple(CommitSig(b"", 0, b"") for _ in range(20_000)))
+    with pytest.raises(DecodeError):
+        Commit.decode(commit.encode(), max_bytes=64 << 20)
+    block = Block(_header(), txs=tuple(b"" for _ in range(200_000)), attestations=(), evidence=(),
+                  last_commit=Commit(1, 0, b"h" * 32, ()))
+    with pytest.raises(DecodeError):
+        Block.decode(block.encode(), max_bytes=64 << 20)
 
 
 def test_real_messages_decode_with_their_budgets() -> None:
