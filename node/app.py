@@ -227,6 +227,7 @@ class Node:
         self.metrics = NodeMetrics()
         self.metrics.watch_p2p(self.transport.stats.snapshot)
         self.metrics.watch_mempool(lambda: self.mempool.stats)
+        self.metrics.watch_tx_gossip(lambda: self.tx_gossip.stats)
         self._last_commit_mono: float | None = None
         self._slash_seq = self.executor.head_state().get_meta().next_slash_seq
         # The address index (tx_search) lives beside the block store and catches up from it.

@@ -47,6 +47,7 @@ class _StatsCollector(Collector):
     def __init__(self) -> None:
         self.p2p: Callable[[], Mapping[str, Any]] | None = None
         self.mempool: Callable[[], Any] | None = None
+        self.tx_gossip: Callable[[], Any] | None = None
 
     def collect(self) -> Iterator[Any]:
         if self.p2p is not None:
@@ -69,6 +70,19 @@ class _StatsCollector(Collector):
             pen = CounterMetricFamily("cstake_p2p_peers_penalised", "peer penalties")
             pen.add_metric([], float(snap.get("peers_penalised", 0)))
             yield pen
+        if self.tx_gossip is not None:
+            tg = self.tx_gossip()
+            for name, help_ in (
+                ("txs_accepted", "gossiped transactions accepted into the mempool"),
+                ("txs_ignored", "gossiped transactions ignored (not relayed, no penalty)"),
+                ("txs_rejected", "gossiped transactions rejected (their forwarder penalised)"),
+                ("batches_over_budget", "tx batches left unchecked: the forwarder's validation budget ran out"),
+                ("txs_unchecked", "transactions of those batches left unchecked"),
+                ("batches_oversize", "tx batches refused for their size"),
+            ):
+                fam = CounterMetricFamily(f"cstake_tx_gossip_{name}", help_)
+                fam.add_metric([], float(getattr(tg, name, 0)))
+                yield fam
         if self.mempool is not None:
             stats = self.mempool()
             added = CounterMetricFamily("cstake_mempool_added", "transactions admitted")
@@ -262,6 +276,10 @@ class NodeMetrics:
     def watch_p2p(self, snapshot: Callable[[], Mapping[str, Any]]) -> None:
         """Export p2p counters: ``snapshot`` is ``transport.stats.snapshot``."""
         self._stats.p2p = snapshot
+
+    def watch_tx_gossip(self, stats: Callable[[], Any]) -> None:
+        """Export tx-gossip counters: ``stats`` returns a ``p2p.txbatch.TxGossipStats``."""
+        self._stats.tx_gossip = stats
 
     def watch_mempool(self, stats: Callable[[], Any]) -> None:
         """Export mempool counters: ``stats`` returns a ``node.mempool.pool.MempoolStats``."""

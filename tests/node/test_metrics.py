@@ -111,3 +111,14 @@ def test_exposition_has_build_and_process_info_and_no_created_series() -> None:
     assert "_created" not in text
     assert 'cstake_build_info{python="' in text
     assert sample(m, "process_resident_memory_bytes") is not None and sample(m, "process_resident_memory_bytes") > 0
+
+
+def test_tx_gossip_counters_are_exported() -> None:
+    from p2p.txbatch import TxGossipStats
+
+    m = NodeMetrics()
+    stats = TxGossipStats(txs_accepted=7, batches_over_budget=2, txs_unchecked=900)
+    m.watch_tx_gossip(lambda: stats)
+    assert sample(m, "cstake_tx_gossip_txs_accepted_total") == 7
+    assert sample(m, "cstake_tx_gossip_batches_over_budget_total") == 2
+    assert sample(m, "cstake_tx_gossip_txs_unchecked_total") == 900
