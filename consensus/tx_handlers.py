@@ -41,6 +41,7 @@ from consensus.errors import (
 from consensus.jobs.handlers import (
     process_cancel_job,
     process_job_challenge,
+    process_job_challenge_claim,
     process_job_result,
     process_set_price,
     process_submit_job,
@@ -457,6 +458,7 @@ HANDLERS: dict[int, Handler] = {
 #: so that an attempt refused after expensive work is remembered and not paid for again.
 PRECHECKS: dict[int, Handler] = {
     TxKind.FRAUD_PROOF: process_fraud_proof_claim,
+    TxKind.JOB_CHALLENGE: process_job_challenge_claim,
 }
 
 

@@ -22,7 +22,7 @@ from consensus.jobs.market import (
     with_status,
 )
 from consensus.jobs.registry import get_job_input, get_kind
-from consensus.jobs.store import META, get_meta, price_key, put_job, require_job
+from consensus.jobs.store import META, get_meta, price_key, put_job, require_job, tried_key
 from consensus.jobs.types import (
     CancelJob,
     ChallengeAction,
@@ -40,7 +40,7 @@ from consensus.jobs.types import (
 )
 from consensus.poc.merkle import hash_leaf, hash_node
 from consensus.records import Account
-from consensus.state import State, be64
+from consensus.state import State, _Marker, be64
 from consensus.tx_context import TxContext
 
 JOB_ID_TAG = b"cstake/job/id/v1"
@@ -157,6 +157,33 @@ def process_job_result(state: State, ctx: TxContext, sender: bytes, body: JobRes
         window_end=ctx.height + ctx.params.job_challenge_window_blocks,
     )
     _save(state, replace_slot(job, slot))
+
+
+def process_job_challenge_claim(state: State, ctx: TxContext, sender: bytes, body: JobChallenge) -> None:
+    """The cheap checks of a fraud proof, then its leaves marked as tried (the mark stays if it fails).
+
+    Only for ``FRAUD``: the job open, the slot, a staked challenger that is not
+    the provider, the window, the leaves' Merkle paths to the committed root
+    (so the mark names the committed leaves, never a bogus proof's), and no
+    earlier proof of the same leaves. What is left for the handler is the
+    kind's exact check, which may regenerate the job's inputs.
+    """
+    if body.action != ChallengeAction.FRAUD:
+        return
+    job = require_job(state, body.job_id)
+    _require_open(job)
+    slot = _slot_of(job, body.nft_id)
+    _require_staked_challenger(state, sender, slot)
+    in_window = slot.status == SlotStatus.COMMITTED or (
+        slot.status in (SlotStatus.OPENED, SlotStatus.DISPUTED) and ctx.height <= slot.window_end
+    )
+    if slot.status == SlotStatus.ASSIGNED or not (in_window or slot.status == SlotStatus.DISPUTED):
+        raise JobError("the result is not open to challenge (not committed, or the window closed)")
+    verify_opened_leaves(slot.result_root, _kind(job).get_leaf_count(get_job_input(job)), body.openings)
+    key = tried_key(job.id, slot.nft_id, slot.assigned_height, tuple(sorted(o.index for o in body.openings)))
+    if state.get_record(key, _Marker) is not None:
+        raise JobError("these leaves of the result were already tried by a fraud proof")
+    state.put_record(key, _Marker())
 
 
 def process_job_challenge(state: State, ctx: TxContext, sender: bytes, body: JobChallenge) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from consensus.errors import JobError
+from consensus.hashing import tagged_hash
 from consensus.jobs.types import Job, JobMeta, JobStatus, ProviderPrice
 from consensus.params import Params
 from consensus.state import State, _Marker, be64
@@ -26,6 +27,8 @@ OPEN = b"jo/"
 PRICE = b"jp/"
 BUSY = b"jb/"
 META = b"jm/meta"
+#: Leaves of a slot's result a fraud proof already tried (each set is checked once).
+TRIED = b"jt/"
 
 
 def job_key(job_id: bytes) -> bytes:
@@ -34,6 +37,12 @@ def job_key(job_id: bytes) -> bytes:
 
 def open_key(seq: int, job_id: bytes) -> bytes:
     return OPEN + be64(seq) + job_id
+
+
+def tried_key(job_id: bytes, nft_id: int, assigned_height: int, indices: tuple[int, ...]) -> bytes:
+    """The leaves ``indices`` of one assignment's result, once a fraud proof tried them."""
+    digest = tagged_hash(b"cstake/job/tried/v1", b"".join(be64(i) for i in indices))
+    return TRIED + job_id + be64(nft_id) + be64(assigned_height) + digest
 
 
 def price_key(nft_id: int) -> bytes:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 from consensus.crypto import PrivateKey
@@ -441,3 +442,25 @@ def test_invalid_descent_reveal_that_does_not_hash_to_the_node() -> None:
     bogus = JobChallenge(job_id, nft, ChallengeAction.REVEAL, 0, (LeafOpening(0, b"\x01" * 64, ()),))
     r = chain.next_block([chain.tx(key_of_nft(chain, nft), bogus)])
     assert r.tx_results[0].code == 36 and "do not hash" in r.tx_results[0].log
+
+
+def test_job_fraud_proof_of_leaves_already_tried_is_refused_without_recomputation() -> None:
+    chain = _chain(job_challenge_window_blocks=10)
+    job_id = _submit(chain, chain.account_keys[0], matmul_body(m=16, n=256))
+    job = job_of(chain, job_id)
+    nft = job.slots[0].nft_id
+    c, _ = commit(chain, job_id, nft, honest_leaves(job))
+    chain.next_block()
+    chain.next_block()
+    assert open_samples(chain, job_id, nft, c).tx_results[0].code == 0
+    opening = job_of(chain, job_id).slots[0].openings[0]
+    body = JobChallenge(job_id, nft, ChallengeAction.FRAUD, 0, (opening,))
+    others = [k for k in chain.operator_keys if k.address() not in (job.slots[0].provider, job.slots[0].validator)]
+    result = chain.next_block([chain.tx(k, body) for k in others])
+    logs = [r.log for r in result.tx_results]
+    assert "proves nothing" in logs[0], logs[0]
+    assert all("already tried" in log for log in logs[1:]) and len(logs) >= 2, logs
+    # A leaf whose path fails marks nothing: a later real proof of it is not blocked.
+    bogus = JobChallenge(job_id, nft, ChallengeAction.FRAUD, 0, (dataclasses.replace(opening, leaf=b"\x00" * 4),))
+    r = chain.next_block([chain.tx(others[0], bogus)]).tx_results[0]
+    assert "Merkle path" in r.log, r.log
