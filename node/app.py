@@ -69,6 +69,40 @@ JOB_GAUGE_EVERY = 10
 BYZANTINE_MODES = ("double-sign", "poc-cheat", "poc-overclaim", "job-cheat", "time-warp", "forge")
 
 
+def validate_gossip_tx(raw: bytes, state: State, mempool: Mempool, chain_id: str) -> Verdict:
+    """Tx topic, per transaction: stateless checks, then the signature, then the head state.
+
+    Cheapest first. What an honest relay also checked (encoding, chain id,
+    signature) is REJECT; what depends on the state (nonce, balance, a full
+    pool) or on params that may change between heights (the fee floor) is
+    IGNORE. The signature comes before the state so a forged transaction is
+    penalised even when its sender is unfunded. TxGossip meters these checks
+    per forwarding peer (its validation budget).
+    """
+    params = state.get_params()
+    try:
+        tx = SignedTx.decode(raw, max_bytes=params.max_tx_bytes)
+        tx.payload.validate_basic()
+    except ConsensusError:
+        return Verdict.REJECT
+    p = tx.payload
+    if p.chain_id != chain_id:
+        return Verdict.REJECT
+    if p.fee < params.min_fee:
+        return Verdict.IGNORE
+    if tx.tx_hash in mempool:
+        return Verdict.IGNORE  # a duplicate: its signature was verified when it came in
+    if tx.tx_hash not in mempool.sig_cache:
+        if not is_valid_signature(p.pubkey, sign_bytes(Domain.TX, chain_id, tx.payload_bytes), tx.signature):
+            return Verdict.REJECT
+        # Verified: the mempool's own check (and block execution) will not verify it again.
+        mempool.sig_cache.add(tx.tx_hash)
+    result = mempool.add(tx, state)
+    if result.accepted:
+        return Verdict.ACCEPT
+    return Verdict.REJECT if result.code in (6, 7) else Verdict.IGNORE
+
+
 @dataclass(frozen=True, slots=True)
 class NodeKeys:
     account: PrivateKey
@@ -313,38 +347,8 @@ class Node:
         return result.code, result.log, tx.tx_hash
 
     def _validate_gossip_tx(self, peer: str, raw: bytes) -> Verdict:
-        """Tx topic, per transaction: stateless checks, then the signature, then the head state.
-
-        Cheapest first. What an honest relay also checked (encoding, chain id,
-        signature) is REJECT; what depends on the state (nonce, balance, a full
-        pool) or on params that may change between heights (the fee floor) is
-        IGNORE. The signature comes before the state so a forged transaction is
-        penalised even when its sender is unfunded. TxGossip meters these checks
-        per forwarding peer (its validation budget).
-        """
-        state = self.executor.head_state()
-        params = state.get_params()
-        try:
-            tx = SignedTx.decode(raw, max_bytes=params.max_tx_bytes)
-            tx.payload.validate_basic()
-        except ConsensusError:
-            return Verdict.REJECT
-        p = tx.payload
-        if p.chain_id != self.chain_id:
-            return Verdict.REJECT
-        if p.fee < params.min_fee:
-            return Verdict.IGNORE
-        if tx.tx_hash in self.mempool:
-            return Verdict.IGNORE  # a duplicate: its signature was verified when it came in
-        if tx.tx_hash not in self.mempool.sig_cache:
-            if not is_valid_signature(p.pubkey, sign_bytes(Domain.TX, self.chain_id, tx.payload_bytes), tx.signature):
-                return Verdict.REJECT
-            # Verified: the mempool's own check (and block execution) will not verify it again.
-            self.mempool.sig_cache.add(tx.tx_hash)
-        result = self.mempool.add(tx, state)
-        if result.accepted:
-            return Verdict.ACCEPT
-        return Verdict.REJECT if result.code in (6, 7) else Verdict.IGNORE
+        """Tx topic, per transaction (``validate_gossip_tx`` on the head state)."""
+        return validate_gossip_tx(raw, self.executor.head_state(), self.mempool, self.chain_id)
 
     def _on_committed(self, committed: BlockCommitted) -> None:
         self._last_commit_mono = time.monotonic()

@@ -26,7 +26,7 @@ from typing import Any
 from consensus.bft.config import TimeoutConfig
 from consensus.blocks import Block
 from consensus.codec import INT_MAX, INT_MIN, Encodable, pack_raw, unpack_raw
-from consensus.crypto import Domain, PrivateKey
+from consensus.crypto import Domain, PrivateKey, is_valid_signature, sign_bytes
 from consensus.errors import ConsensusError
 from consensus.evidence import decode_evidence, evidence_hash
 from consensus.hashing import hash32
@@ -524,14 +524,18 @@ def _setup_gossip() -> None:
 
 
 def _gossip_tx(fx: _GossipFixture, raw: bytes) -> None:
-    """The node's tx-topic validator (``NodeApp._validate_gossip_tx``): decode, then the mempool's checks."""
+    """The node's tx-topic validator (``node.app.validate_gossip_tx``): stateless, signature, then state."""
+    from node.app import validate_gossip_tx
     from node.mempool.pool import Mempool
+    from p2p.interface import Verdict
 
     state = fx.executor.head_state()
-    tx = SignedTx.decode(raw, max_bytes=state.get_params().max_tx_bytes)
-    result = Mempool().add(tx, state)
-    if result.code in (6, 7) and result.accepted:
-        raise FuzzFinding("a transaction with a bad signature was accepted")
+    verdict = validate_gossip_tx(raw, state, Mempool(), fx.chain.chain_id)
+    if verdict is Verdict.ACCEPT:
+        tx = SignedTx.decode(raw, max_bytes=state.get_params().max_tx_bytes)
+        if not is_valid_signature(tx.payload.pubkey, sign_bytes(Domain.TX, fx.chain.chain_id, tx.payload_bytes),
+                                  tx.signature):
+            raise FuzzFinding("a transaction with a bad signature was accepted")
 
 
 def fuzz_gossip(data: bytes) -> None:

@@ -205,22 +205,12 @@ async def test_an_honest_relay_at_the_load_generator_rate_never_hits_the_budget(
 # -- the node's per-tx check under the budget --------------------------------------------------
 
 
-class _Head:
-    def __init__(self, state) -> None:
-        self.state = state
-
-    def head_state(self):
-        return self.state
-
-
 def _node_check(chain, mempool):
-    """The daemon's tx-topic check (``Node._validate_gossip_tx``) over a test chain's head state."""
-    from types import SimpleNamespace
+    """The daemon's tx-topic check (``node.app.validate_gossip_tx``) over a test chain's head state."""
+    from node.app import validate_gossip_tx
 
-    from node.app import Node
-
-    node = SimpleNamespace(executor=_Head(chain.view()), mempool=mempool, chain_id=chain.chain_id)
-    return lambda peer, raw: Node._validate_gossip_tx(node, peer, raw)  # type: ignore[arg-type]
+    state = chain.view()
+    return lambda peer, raw: validate_gossip_tx(raw, state, mempool, chain.chain_id)
 
 
 def _count_signature_checks(monkeypatch) -> list[int]:
