@@ -117,7 +117,7 @@ def test_from_bench_claims_the_margin_of_the_prover_at_the_rpc_chain_size(
     assert measured is not None and claimed is not None, err
     units, n = int(measured[1]), int(measured[3])
     assert n == RPC_N  # the chain's size, read from the node
-    assert int(measured[2].split(".")[0]) == units  # units are whole GFLOP/s
+    assert abs(float(measured[2]) - units) < 1.05  # units are whole GFLOP/s (printed to 0.1)
     assert (int(claimed[1]), int(claimed[2])) == (units * 80 // 100, 80)
     assert "kernel cpu, 1 BLAS thread, float32 (BLAS reports 1; numpy)" in err
     assert f"params from the node at {live.url}" in err
