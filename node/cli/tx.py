@@ -31,6 +31,7 @@ from consensus.txs import (
     CreateValidator,
     Delegate,
     RegisterCompute,
+    RetireNFT,
     SubmitJob,
     Transfer,
     TransferNFT,
@@ -183,6 +184,10 @@ def _b_unbind_nft(args: argparse.Namespace, key: PrivateKey) -> Encodable:
     return UnbindNFT(_nft_id(args.id))
 
 
+def _b_retire_nft(args: argparse.Namespace, key: PrivateKey) -> Encodable:
+    return RetireNFT(_nft_id(args.id))
+
+
 def _b_accept_nft(args: argparse.Namespace, key: PrivateKey) -> Encodable:
     return AcceptNFT(_nft_id(args.id))
 
@@ -232,9 +237,9 @@ def _bench_claim(args: argparse.Namespace) -> tuple[HardwareReport, int]:
                            margin_percent=args.margin_percent)
     claim = compute_claim(report.units, args.margin_percent)
     cal = report.device.prover
-    where = (f"{cal.gflops:.1f} GFLOP/s at n={cal.n}, {cal.rows} rows; the chain's challenge "
-             f"is {cal.challenge_rows} rows for {cal.challenge_ms} ms" if cal is not None
-             else "the kernel is not exact: nothing counted")
+    where = (f"{cal.gflops:.1f} GFLOP/s at n={cal.n}, {cal.challenge_rows} rows: the chain's "
+             f"challenge for {cal.challenge_ms} ms, timed on {len(cal.run_seconds)} runs of "
+             f"{cal.rows} rows" if cal is not None else "the kernel is not exact: nothing counted")
     print(f"measured: {report.units} compute units ({where}; params from {source}; "
           f"kernel {format_kernel_info(report.kernel)})", file=sys.stderr)
     if args.units is None:
@@ -421,6 +426,10 @@ def add_commands(sub: Any) -> None:
     )
     p.add_argument("id")
     p.set_defaults(func=tx_command(_b_unbind_nft))
+    p = tx.add_parser("retire-nft", help="retire your compute NFT: unbound now, collateral back after the "
+                                         "unbonding period (refused while a challenge or job slot is open)")
+    p.add_argument("id")
+    p.set_defaults(func=tx_command(_b_retire_nft))
     p = tx.add_parser("unjail", help="return your validator from jail")
     p.set_defaults(func=tx_command(_b_unjail))
     p = tx.add_parser(
