@@ -247,3 +247,15 @@ def test_tx_create_validator_from_a_funded_account(live: LiveNode, tmp_path: Pat
     capsys.readouterr()
     assert cli("tx", "create-validator", "--stake", stake, "--commission", "20000", "--home", str(home.root)) == 1
     assert "basis points" in capsys.readouterr().err
+
+
+def test_tx_retire_nft(live: LiveNode, capsys) -> None:
+    res = cli_json(capsys, "tx", "register-compute", "--units", "40", "--collateral", "1000",
+                   "--model", "retiring-cpu", "--cores", "2", "--memory-mb", "2048",
+                   "--home", str(live.home), "--wait")
+    assert res["code"] == 0
+    nfts = cli_json(capsys, "query", "nfts", "--owner", encode_address(live.key.address()), "--home", str(live.home))
+    nft_id = max(n["id"] for n in nfts["nfts"] if n["spec"]["model"] == "retiring-cpu")
+    res = cli_json(capsys, "tx", "retire-nft", str(nft_id), "--home", str(live.home), "--wait")
+    assert res["code"] == 0, res
+    assert cli_json(capsys, "query", "nft", str(nft_id), "--home", str(live.home))["status"] == "retired"
