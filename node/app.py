@@ -195,6 +195,7 @@ class Node:
             listen_port=port,
             bootstrap=tuple(self.config.p2p.bootstrap),
             max_peers=self.config.p2p.max_peers,
+            outbound_slots=self.config.p2p.outbound_slots,
             # Gossip must carry the chain's largest transaction (proof-of-compute openings),
             # within the transport's 4 MiB ceiling.
             max_message_bytes=min(4 << 20, max(1 << 20, self.genesis.params.max_tx_bytes + (64 << 10))),

@@ -5,7 +5,8 @@ operator may choose for one node (addresses, limits, log settings). Every
 value is checked on load, and an error names the key and the problem
 (``rpc.max_batch: must be an integer in [1, 10000], got 0``). Unknown
 sections and keys are refused too, so a typo never silently falls back to a
-default. config/config.toml is the documented template.
+default. node/config_template.toml is the documented template; ``cstake init``
+writes it, comments and all, with the home's values (``render_config``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import dataclasses
 import ipaddress
 import re
 import tomllib
+import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,6 +62,10 @@ class RPCSection:
     """Events queued per WebSocket connection; a consumer that falls further behind is dropped."""
     health_stall_s: float = 30.0
     """GET /health answers 503 when no block was committed for this long."""
+    cors_origins: tuple[str, ...] = ()
+    """Browser origins allowed to call the RPC (``*``: any); empty: no CORS headers."""
+    metrics_listen: str = ""
+    """host:port serving GET /metrics as well (empty: only on the RPC address)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +77,8 @@ class P2PSection:
     bootstrap: tuple[str, ...] = ()
     """Peers to dial at start: multiaddrs ending in /p2p/<peer id>."""
     max_peers: int = 32
+    outbound_slots: int | None = None
+    """Connections kept for this node's own dials (None: a quarter of max_peers, at most 8)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +114,8 @@ class LogSection:
     """debug, info, warning or error."""
     file: str = ""
     """Log file, relative to the home unless absolute; empty: logs/node.log (see ``NodeConfig.log_file``)."""
+    format: str = "text"
+    """Console output: text on stderr, or json lines on stdout (the file is always JSON lines)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +185,7 @@ class NodeConfig:
             listen_port=port,
             bootstrap=self.p2p.bootstrap,
             max_peers=self.p2p.max_peers,
+            outbound_slots=self.p2p.outbound_slots,
         )
 
     def log_file(self, root: str | Path) -> Path:
@@ -186,6 +198,9 @@ class NodeConfig:
         return home.root / Path(self.log.file).expanduser() if self.log.file else home.log_file
 
 
+#: Keys whose TOML value is an array (held as tuples).
+_LIST_KEYS: dict[str, tuple[str, ...]] = {"p2p": ("bootstrap",), "rpc": ("cors_origins",)}
+
 _SECTIONS: dict[str, type[Any]] = {
     "node": NodeSection,
     "rpc": RPCSection,
@@ -196,6 +211,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "test": TestSection,
 }
 LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("text", "json")
 MAX_CLOCK_OFFSET_MS = 86_400_000
 """Largest ``[test] clock_offset_ms`` either way: one day."""
 _MONIKER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$")
@@ -280,6 +296,17 @@ def validate_config(cfg: NodeConfig) -> None:
     _check_int("rpc.ws_max_subscriptions", r.ws_max_subscriptions, 1, 1000)
     _check_int("rpc.ws_queue_size", r.ws_queue_size, 1, 1_000_000)
     _check_seconds("rpc.health_stall_s", r.health_stall_s, 0.1, 86_400)
+    if type(r.cors_origins) is not tuple:
+        raise InvalidConfig(f"rpc.cors_origins: must be a list of origins, got {r.cors_origins!r}")
+    for i, origin in enumerate(r.cors_origins):
+        _check_str(f"rpc.cors_origins[{i}]", origin)
+        if origin != "*" and not re.match(r"^https?://[^/\s]+$", origin):
+            raise InvalidConfig(f"rpc.cors_origins[{i}]: must be \"*\" or scheme://host[:port], got {origin!r}")
+    _check_str("rpc.metrics_listen", r.metrics_listen)
+    if r.metrics_listen:
+        parse_host_port(r.metrics_listen, "rpc.metrics_listen")
+        if r.metrics_listen == r.listen:
+            raise InvalidConfig("rpc.metrics_listen: must differ from rpc.listen (metrics are served there anyway)")
 
     p = cfg.p2p
     _check_str("p2p.listen", p.listen)
@@ -292,6 +319,8 @@ def validate_config(cfg: NodeConfig) -> None:
         if not addr.startswith("/") or "/p2p/" not in addr:
             raise InvalidConfig(f"{key}: must be a multiaddr ending in /p2p/<peer id>, got {addr!r}")
     _check_int("p2p.max_peers", p.max_peers, 1, 10_000)
+    if p.outbound_slots is not None:
+        _check_int("p2p.outbound_slots", p.outbound_slots, 0, p.max_peers - 1)
 
     m = cfg.mempool
     _check_int("mempool.max_txs", m.max_txs, 1, 10_000_000)
@@ -312,6 +341,8 @@ def validate_config(cfg: NodeConfig) -> None:
     if lg.level not in LOG_LEVELS:
         raise InvalidConfig(f"log.level: must be one of {', '.join(LOG_LEVELS)}, got {lg.level!r}")
     _check_str("log.file", lg.file)
+    if lg.format not in LOG_FORMATS:
+        raise InvalidConfig(f"log.format: must be one of {', '.join(LOG_FORMATS)}, got {lg.format!r}")
 
     _check_int("test.clock_offset_ms", cfg.test.clock_offset_ms, -MAX_CLOCK_OFFSET_MS, MAX_CLOCK_OFFSET_MS)
 
@@ -329,10 +360,11 @@ def _build_section(name: str, cls: type[Any], raw: Any) -> Any:
             f"{name}.{unknown[0]}: unknown key (known keys of [{name}]: {', '.join(sorted(fields))})"
         )
     values = dict(raw)
-    if name == "p2p" and "bootstrap" in values:
-        if not isinstance(values["bootstrap"], list):
-            raise InvalidConfig(f"p2p.bootstrap: must be a list of multiaddrs, got {values['bootstrap']!r}")
-        values["bootstrap"] = tuple(values["bootstrap"])
+    for key in _LIST_KEYS.get(name, ()):
+        if key in values:
+            if not isinstance(values[key], list):
+                raise InvalidConfig(f"{name}.{key}: must be a list, got {values[key]!r}")
+            values[key] = tuple(values[key])
     return cls(**values)
 
 
@@ -366,6 +398,72 @@ def load_config(path: str | Path) -> NodeConfig:
         raise InvalidConfig(f"{p}: {exc}") from exc
 
 
+# --- overrides: environment and flags ---------------------------------------------------------
+
+ENV_PREFIX = "CSTAKE_"
+
+
+def get_env_overrides(env: Mapping[str, str]) -> dict[str, str]:
+    """``CSTAKE_<SECTION>_<KEY>`` variables as ``{"section.key": text}``.
+
+    A variable naming a known section but no key of it is refused (a typo must
+    not fall back to the file's value); ``CSTAKE_*`` variables of other tools
+    (``CSTAKE_PASSPHRASE``, ``CSTAKE_HOME``...) name no section and are left alone.
+    """
+    out: dict[str, str] = {}
+    for name, text in sorted(env.items()):
+        if not name.startswith(ENV_PREFIX):
+            continue
+        rest = name[len(ENV_PREFIX) :].lower()
+        section, _, key = rest.partition("_")
+        if section not in _SECTIONS or not key:
+            continue
+        if key not in {f.name for f in dataclasses.fields(_SECTIONS[section])}:
+            raise InvalidConfig(f"{name}: [{section}] has no key {key!r}")
+        out[f"{section}.{key}"] = text
+    return out
+
+
+def apply_overrides(cfg: NodeConfig, overrides: Mapping[str, str], source: str) -> NodeConfig:
+    """``cfg`` with ``{"section.key": text}`` applied (typed, validated); errors name ``source``."""
+    sections: dict[str, Any] = {name: getattr(cfg, name) for name in _SECTIONS}
+    for dotted, text in overrides.items():
+        section, _, key = dotted.partition(".")
+        cls = _SECTIONS.get(section)
+        if cls is None or key not in {f.name for f in dataclasses.fields(cls)}:
+            raise InvalidConfig(f"{source}: unknown config key {dotted!r}")
+        hint = typing.get_type_hints(cls)[key]
+        try:
+            value = _parse_override(hint, text)
+        except ValueError as exc:
+            raise InvalidConfig(f"{source}: {dotted}: {exc}") from exc
+        sections[section] = dataclasses.replace(sections[section], **{key: value})
+    out = NodeConfig(**sections)
+    try:
+        validate_config(out)
+    except InvalidConfig as exc:
+        raise InvalidConfig(f"{source}: {exc}") from exc
+    return out
+
+
+def _parse_override(hint: Any, text: str) -> Any:
+    if hint is bool:
+        if text.lower() in ("true", "1", "yes"):
+            return True
+        if text.lower() in ("false", "0", "no"):
+            return False
+        raise ValueError(f"expected true or false, got {text!r}")
+    if hint is int:
+        return int(text, 10)
+    if hint == int | None:
+        return None if text == "" else int(text, 10)
+    if hint is float:
+        return float(text)
+    if hint == tuple[str, ...]:
+        return tuple(part.strip() for part in text.split(",") if part.strip())
+    return text
+
+
 def config_to_dict(cfg: NodeConfig) -> dict[str, Any]:
     """Return the configuration as a TOML-ready dict (unset optional values left out)."""
     out: dict[str, Any] = {}
@@ -384,10 +482,58 @@ def config_to_dict(cfg: NodeConfig) -> dict[str, Any]:
 
 
 def render_config(cfg: NodeConfig) -> str:
-    """Return config.toml text for ``cfg`` (loads back to an equal NodeConfig)."""
+    """Return config.toml text for ``cfg``: the commented template with ``cfg``'s values.
+
+    Every key of the template keeps its comment; a key left unset (None) stays
+    commented out; a set key the template has only as a comment is written in
+    its place. The text loads back to an equal NodeConfig.
+    """
     validate_config(cfg)
-    header = "# cstake node configuration (see config/config.toml for every key explained)\n\n"
-    return header + tomli_w.dumps(config_to_dict(cfg))
+    values = config_to_dict(cfg)
+    out: list[str] = []
+    section = ""
+    written: set[tuple[str, str]] = set()
+
+    def flush_missing() -> None:
+        for key, value in values.get(section, {}).items():
+            if (section, key) not in written:
+                out.append(_toml_line(key, value))
+                written.add((section, key))
+
+    for line in _template_text().splitlines():
+        header = re.match(r"^\[(\w+)\]\s*$", line)
+        if header:
+            flush_missing()
+            if out and out[-1] != "":
+                out.append("")
+            section = header.group(1)
+            out.append(line)
+            continue
+        entry = re.match(r"^(#\s*)?(\w+)\s*=", line)
+        if entry and section and (section, entry.group(2)) not in written:
+            key = entry.group(2)
+            if key in values.get(section, {}):
+                trailing = re.search(r"\s+#[^\"\]]*$", line)  # a note after the value stays
+                out.append(_toml_line(key, values[section][key]) + (trailing.group(0) if trailing else ""))
+                written.add((section, key))
+                continue
+            if entry.group(1) is None and key in {f.name for f in dataclasses.fields(_SECTIONS[section])}:
+                out.append("# " + line)  # unset in cfg: leave the example as a comment
+                continue
+        out.append(line)
+    flush_missing()
+    for name, table in values.items():
+        if name not in {s for s, _ in written} and table:
+            out += ["", f"[{name}]"] + [_toml_line(k, v) for k, v in table.items()]
+    return "\n".join(out).rstrip() + "\n"
+
+
+def _toml_line(key: str, value: Any) -> str:
+    return tomli_w.dumps({key: value}).strip()
+
+
+def _template_text() -> str:
+    return (Path(__file__).resolve().parent / "config_template.toml").read_text(encoding="utf-8")
 
 
 def write_config(path: str | Path, cfg: NodeConfig) -> None:

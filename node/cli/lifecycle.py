@@ -16,6 +16,7 @@ import asyncio
 import os
 import signal
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ from node.cli.common import (
     read_passphrase,
 )
 from node.clock import Clock, OffsetClock, SystemClock
-from node.config import NodeConfig, load_config
+from node.config import NodeConfig, apply_overrides, get_env_overrides, load_config
 from node.errors import CommandError, InvalidConfig
 from node.home import DEFAULT_HOME, NodeHome
 
@@ -40,6 +41,24 @@ SHUTDOWN_TIMEOUT_S = 9.0
 
 
 # --- init ---------------------------------------------------------------------------------
+
+
+def parse_bootstrap(values: list[str] | None) -> tuple[str, ...]:
+    """The ``--bootstrap`` peers: each option may hold a comma-separated list of multiaddrs.
+
+    Each must name its peer (``/p2p/PEER_ID``): the node dials it and checks who answers.
+    """
+    peers: list[str] = []
+    for value in values or ():
+        for item in value.split(","):
+            addr = item.strip()
+            if not addr:
+                continue
+            if not addr.startswith("/") or "/p2p/" not in addr:
+                raise CommandError(f"--bootstrap {addr!r} is not a multiaddr with a peer id "
+                                   "(like /ip4/10.0.0.2/tcp/26656/p2p/12D3KooW...)")
+            peers.append(addr)
+    return tuple(peers)
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -53,6 +72,8 @@ def cmd_init(args: argparse.Namespace) -> int:
         Path(args.home), moniker=args.moniker, passphrase=passphrase,
         p2p_port=args.p2p_port, rpc_port=args.rpc_port,
         genesis_file=Path(args.genesis) if args.genesis else None,
+        bootstrap=parse_bootstrap(args.bootstrap),
+        rpc_host=args.rpc_host, p2p_host=args.p2p_host,
     )
     if not args.genesis:
         doc = make_genesis(args.chain_id, [result], monikers=[args.moniker])
@@ -84,10 +105,26 @@ class StartSettings:
     """Where the node's JSON log goes (``NodeConfig.log_file``: relative to the home)."""
 
 
-def load_start_settings(home_arg: str) -> StartSettings:
-    """Read the config.toml of the home ``--home`` names; raise CommandError naming what is wrong."""
+#: ``cstake start`` flags that override config keys (flag dest -> section.key).
+START_FLAGS = {
+    "moniker": "node.moniker", "rpc_listen": "rpc.listen", "p2p_listen": "p2p.listen",
+    "bootstrap": "p2p.bootstrap", "log_level": "log.level", "log_format": "log.format",
+}
+
+
+def load_start_settings(
+    home_arg: str, *, env: Mapping[str, str] | None = None, flags: Mapping[str, str | None] | None = None
+) -> StartSettings:
+    """Read the config.toml of the home ``--home`` names, then apply ``CSTAKE_*`` and flag overrides.
+
+    Raise CommandError naming what is wrong (the file's key, the variable or the flag).
+    """
     try:
         cfg = load_config(NodeHome.at(home_arg).config_file)
+        cfg = apply_overrides(cfg, get_env_overrides(os.environ if env is None else env), "environment")
+        given = {START_FLAGS[k]: v for k, v in (flags or {}).items() if v is not None}
+        if given:
+            cfg = apply_overrides(cfg, given, "flags")
     except InvalidConfig as exc:
         raise CommandError(f"config: {exc}") from exc
     return StartSettings(cfg, cfg.home(home_arg), cfg.log_file(home_arg))
@@ -120,11 +157,11 @@ def cmd_start(args: argparse.Namespace) -> int:
     from node.logs import add_file_logging, setup_logging
     from storage import StorageError
 
-    settings = load_start_settings(args.home)
+    settings = load_start_settings(args.home, flags={k: getattr(args, k, None) for k in START_FLAGS})
     home, cfg = settings.home, settings.config
     # The log file is opened only once the node holds its data directory's lock,
     # so a refused second start never writes into the running node's log.
-    setup_logging(cfg.log.level, None)
+    setup_logging(cfg.log.level, None, fmt=cfg.log.format)
     encrypted = is_encrypted_keystore(read_private_file(home.account_key_file).decode())
     passphrase = read_passphrase(no_terminal=NO_TERMINAL) if encrypted else None
 
@@ -182,11 +219,22 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--unencrypted", action="store_true", help="write keys unencrypted (development only)")
     p.add_argument("--p2p-port", type=int, default=26656)
     p.add_argument("--rpc-port", type=int, default=26657)
+    p.add_argument("--bootstrap", action="append", metavar="MULTIADDR",
+                   help="a peer to join through, /ip4/HOST/tcp/PORT/p2p/PEER_ID (repeat it, or a comma list)")
+    p.add_argument("--p2p-host", default="127.0.0.1", help="address the p2p listener binds (0.0.0.0 in a container)")
+    p.add_argument("--rpc-host", default="127.0.0.1", help="address the RPC server binds (0.0.0.0 in a container)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=as_command(cmd_init))
 
     p = sub.add_parser("start", help="run the node in the foreground")
     p.add_argument("--home", default=DEFAULT_HOME)
+    p.add_argument("--moniker", help="override node.moniker")
+    p.add_argument("--rpc-listen", metavar="HOST:PORT", help="override rpc.listen")
+    p.add_argument("--p2p-listen", metavar="MULTIADDR", help="override p2p.listen")
+    p.add_argument("--bootstrap", metavar="ADDRS", help="override p2p.bootstrap (comma-separated multiaddrs)")
+    p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), help="override log.level")
+    p.add_argument("--log-format", choices=("text", "json"),
+                   help="override log.format: json writes JSON lines to stdout (containers)")
     p.add_argument("--byzantine", metavar="MODE", help="test-only misbehaviour, refused unless genesis allows test faults: "
                    "double-sign, poc-cheat, poc-overclaim, job-cheat, time-warp, forge")
     p.set_defaults(func=as_command(cmd_start))

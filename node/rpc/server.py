@@ -102,13 +102,18 @@ class RPCServer:
             commit_timeout_s=self.config.broadcast_commit_timeout_s,
             max_tx_bytes=max_tx_bytes,
         )
-        self.app = web.Application(client_max_size=self.config.max_body_bytes)
+        middlewares = [self._cors] if self.config.cors_origins else []
+        self.app = web.Application(client_max_size=self.config.max_body_bytes, middlewares=middlewares)
         self.app.router.add_post("/", self.handle_jsonrpc)
+        if self.config.cors_origins:
+            self.app.router.add_route("OPTIONS", "/", self.handle_preflight)
         self.app.router.add_get("/health", self.handle_health)
         self.app.router.add_get("/metrics", self.handle_metrics)
         self.app.router.add_get("/ws", self.handle_ws)
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
+        self._metrics_runner: web.AppRunner | None = None
+        self.metrics_port: int | None = None
         # Request handlers of the open connections (aiohttp's are slotted: no attributes to tag).
         self._counted: set[Any] = set()
         self.connections_refused = 0
@@ -133,6 +138,51 @@ class RPCServer:
         self.host = host
         self.port = sockets[0].getsockname()[1] if sockets else port
         log.info("RPC listening on http://%s:%d", host, self.port)
+        if self.config.metrics_listen:
+            await self._start_metrics_site()
+
+    async def _start_metrics_site(self) -> None:
+        """GET /metrics (only) on ``rpc.metrics_listen``: a scraper elsewhere never reaches the RPC."""
+        m_host, _, m_port = self.config.metrics_listen.rpartition(":")
+        app = web.Application()
+        app.router.add_get("/metrics", self.handle_metrics)
+        self._metrics_runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._metrics_runner.setup()
+        site = web.TCPSite(self._metrics_runner, m_host, int(m_port), backlog=16, reuse_address=True)
+        await site.start()
+        sockets = getattr(site._server, "sockets", None) or []
+        self.metrics_port = sockets[0].getsockname()[1] if sockets else int(m_port)
+        log.info("metrics on http://%s:%d/metrics", m_host, self.metrics_port)
+
+    # -- CORS (rpc.cors_origins) ---------------------------------------------------------------
+
+    def _allowed_origin(self, request: web.Request) -> str | None:
+        origin = request.headers.get("Origin")
+        if origin is None:
+            return None
+        allowed = self.config.cors_origins
+        if "*" in allowed:
+            return "*"
+        return origin if origin in allowed else None
+
+    @web.middleware
+    async def _cors(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        response: web.StreamResponse = await handler(request)
+        origin = self._allowed_origin(request)
+        if origin is not None and not response.prepared:
+            response.headers["Access-Control-Allow-Origin"] = origin
+            response.headers["Vary"] = "Origin"
+        return response
+
+    async def handle_preflight(self, request: web.Request) -> web.StreamResponse:
+        """A browser's preflight for POST /: allowed origins get the methods and headers they may use."""
+        if self._allowed_origin(request) is None:
+            return web.Response(status=403, text="origin not allowed (rpc.cors_origins)")
+        return web.Response(status=204, headers={
+            "Access-Control-Allow-Methods": "POST, GET, OPTIONS",
+            "Access-Control-Allow-Headers": "Content-Type",
+            "Access-Control-Max-Age": "600",
+        })
 
     @property
     def url(self) -> str:
@@ -146,6 +196,9 @@ class RPCServer:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self._metrics_runner is not None:
+            await self._metrics_runner.cleanup()
+            self._metrics_runner = None
 
     def _limit_connections(self, runner: web.AppRunner) -> None:
         # aiohttp has no connection cap; wrap the low-level server's accept hooks.

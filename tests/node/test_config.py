@@ -17,7 +17,7 @@ from node.config import (
 )
 from node.errors import InvalidConfig
 
-TEMPLATE = Path(__file__).resolve().parents[2] / "config" / "config.toml"
+TEMPLATE = Path(__file__).resolve().parents[2] / "node" / "config_template.toml"
 
 
 def test_template_loads_and_matches_the_defaults() -> None:

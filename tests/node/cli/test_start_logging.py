@@ -100,3 +100,47 @@ def test_start_from_another_directory_logs_into_the_home(tmp_path: Path) -> None
     log = home / "custom.log"
     assert log.exists(), "no log file in the home"
     assert "node stopped" in log.read_text()
+
+
+@pytest.mark.multiprocess
+def test_start_with_env_override_and_json_logs_on_stdout(tmp_path: Path) -> None:
+    """CSTAKE_RPC_LISTEN moves the RPC; --log-format json writes JSON lines (with start-up fields) to stdout."""
+    import json
+
+    home = tmp_path / "home"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+    cli = [sys.executable, "-m", "node.cli.main"]
+    written_port, env_port, p2p_port = _free_port(), _free_port(), _free_port()
+    subprocess.run(
+        [*cli, "init", "--home", str(home), "--unencrypted", "--rpc-port", str(written_port),
+         "--p2p-port", str(p2p_port)],
+        env=env, capture_output=True, text=True, timeout=60, check=True,
+    )
+    text = (home / "config.toml").read_text()
+    assert "# Human name of this node" in text, "init did not write the commented template"
+    proc = subprocess.Popen(
+        [*cli, "start", "--home", str(home), "--log-format", "json"],
+        env={**env, "CSTAKE_RPC_LISTEN": f"127.0.0.1:{env_port}"}, stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        healthy = False
+        while time.monotonic() < deadline and not healthy and proc.poll() is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{env_port}/health", timeout=2) as resp:
+                    healthy = resp.status == 200
+            except OSError:
+                time.sleep(0.3)
+        assert healthy, f"the node never answered on the CSTAKE_RPC_LISTEN port (exit {proc.poll()})"
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=20)
+        assert proc.returncode == 0, err.decode(errors="replace")[-2000:]
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+    lines = [json.loads(line) for line in out.decode().splitlines() if line.strip()]
+    assert lines and all({"time", "level", "logger", "msg"} <= set(d) for d in lines)
+    assert any(d.get("rpc") == f"http://127.0.0.1:{env_port}" for d in lines), "no start-up line naming the RPC"
+    assert any("chain_id" in d and "version" in d for d in lines)
