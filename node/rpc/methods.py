@@ -165,6 +165,14 @@ async def rpc_account(ctx: MethodContext, p: dict[str, Any]) -> Any:
     address = get_address(p, "address")
     if address is None:
         raise InvalidParams("missing parameter 'address'")
+    height = get_height(p)
+    if height is not None and height != ctx.view.latest_height():
+        _check_height(ctx.view, height)
+        raise HeightNotAvailable(
+            f"the state at height {height} is not kept: this node keeps the latest committed state "
+            f"(height {ctx.view.latest_height()}) only",
+            data={"latest_height": ctx.view.latest_height()},
+        )
     if get_bool(p, "prove"):
         return _proved_account(ctx, address)
     with ctx.view.read_state() as reader:
@@ -497,7 +505,7 @@ METHODS: dict[str, tuple[Method, tuple[str, ...]]] = {
     "net_info": (rpc_net_info, ()),
     "block": (rpc_block, ("height", "hash", "txs")),
     "tx": (rpc_tx, ("hash",)),
-    "account": (rpc_account, ("address", "prove")),
+    "account": (rpc_account, ("address", "prove", "height")),
     "validators": (rpc_validators, ("height",)),
     "nft": (rpc_nft, ("id",)),
     "nfts": (rpc_nfts, ("owner", "validator", "limit")),

@@ -191,6 +191,8 @@ METHOD_SPECS: tuple[MethodSpec, ...] = (
             Param("address", ADDRESS, "the account's address", required=True),
             Param("prove", BOOL, "return balance and nonce with a proof of the account record against the "
                                  "state root of the latest committed height (default false)"),
+            Param("height", HEIGHT, "the height whose state to read (default: the latest); a height whose "
+                                    "state this node does not keep is HEIGHT_NOT_AVAILABLE"),
         ),
         {"anyOf": [
             obj({
@@ -215,6 +217,7 @@ METHOD_SPECS: tuple[MethodSpec, ...] = (
         {"address": _A0, "balance": 1000000, "nonce": 3, "next_nonce": 4, "bonded": 5000,
          "delegations": [{"validator": _A0, "amount": 5000, "rewards": 12}], "pending_rewards": 12,
          "unbonding": [], "is_validator": True},
+        errors=(E.INVALID_PARAMS, E.HEIGHT_NOT_AVAILABLE),
     ),
     MethodSpec(
         "validators", "The validator set of a height (the next height's by default), with stake and compute.",

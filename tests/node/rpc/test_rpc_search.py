@@ -119,3 +119,22 @@ async def test_account_proof_verifies_against_the_next_header(server: RPCServer,
     assert empty["balance"] == 0 and empty["proof"]["value"] is None
     view.produce_block()
     verify_account_proof(stranger, empty, view.get_block(empty["proof"]["height"] + 1)[0].header.state_root)
+
+
+async def test_account_at_a_height_this_node_does_not_keep(server: RPCServer, view: MemoryNodeView, http) -> None:
+    view.produce_block()
+    view.produce_block()
+    addr = encode_address(view.chain.account_keys[0].address())
+
+    async def call(params):
+        body = {"jsonrpc": "2.0", "id": 1, "method": "account", "params": params}
+        async with http.post(server.url + "/", json=body) as r:
+            return await r.json()
+
+    latest = (await call({"address": addr, "height": 2}))["result"]
+    assert latest == (await call({"address": addr}))["result"]
+    old = await call({"address": addr, "height": 1})
+    assert old["error"]["code"] == E.HEIGHT_NOT_AVAILABLE and "latest committed state" in old["error"]["message"]
+    assert old["error"]["data"] == {"latest_height": 2}
+    ahead = await call({"address": addr, "height": 9})
+    assert ahead["error"]["code"] == E.HEIGHT_NOT_AVAILABLE
