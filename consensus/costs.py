@@ -114,6 +114,7 @@ COST_TABLE: dict[int, KindCost] = {
     # Withdrawing from every delegated validator settles each of them.
     TxKind.WITHDRAW_REWARDS: KindCost(300, 3),
     TxKind.RETIRE_NFT: KindCost(200, 3),
+    TxKind.EDIT_VALIDATOR: KindCost(150, 3),
 }
 #: An unknown kind fails at execution; it still costs its envelope.
 UNKNOWN_KIND = KindCost(150, 3)

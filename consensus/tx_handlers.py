@@ -73,11 +73,13 @@ from consensus.staking import (
 from consensus.state import Keys, State, _Marker
 from consensus.tx_context import TxContext as TxContext  # re-exported: node/ imports it from here
 from consensus.txs import (
+    KEEP_COMMISSION,
     AcceptNFT,
     BindNFT,
     Bond,
     CreateValidator,
     Delegate,
+    EditValidator,
     RegisterCompute,
     RetireNFT,
     SubmitEvidence,
@@ -160,6 +162,25 @@ def process_create_validator(
     )
     state.put_record(Keys.consensus_key(body.consensus_pubkey), _Marker())
     process_bond(state, validator, sender, body.self_bond)
+
+
+def process_edit_validator(state: State, ctx: TxContext, sender: bytes, body: EditValidator) -> None:
+    """Change the sender's validator's moniker and/or commission.
+
+    The commission applies to rewards allocated from this block on: what was
+    already allocated to delegators keeps the split it was allocated with.
+    """
+    validator = _require_validator(state, sender)
+    commission = validator.commission_bps
+    if body.commission_bps != KEEP_COMMISSION:
+        if body.commission_bps > ctx.params.max_commission_bps:
+            raise CommissionTooHigh(
+                f"commission {body.commission_bps} bps exceeds the maximum "
+                f"{ctx.params.max_commission_bps} bps"
+            )
+        commission = body.commission_bps
+    moniker = body.moniker or validator.moniker
+    state.set_validator(dataclasses.replace(validator, commission_bps=commission, moniker=moniker))
 
 
 def process_bond_tx(state: State, ctx: TxContext, sender: bytes, body: Bond) -> None:
@@ -442,6 +463,7 @@ HANDLERS: dict[int, Handler] = {
     TxKind.UNJAIL: process_unjail,
     TxKind.WITHDRAW_REWARDS: process_withdraw_rewards,
     TxKind.RETIRE_NFT: process_retire_nft,
+    TxKind.EDIT_VALIDATOR: process_edit_validator,
     TxKind.SUBMIT_EVIDENCE: process_submit_evidence,
     TxKind.SUBMIT_JOB: process_submit_job,
     TxKind.JOB_RESULT: process_job_result,

@@ -58,6 +58,7 @@ class TxKind:
     ACCEPT_NFT = 21
     WITHDRAW_REWARDS = 22
     RETIRE_NFT = 23
+    EDIT_VALIDATOR = 24
 
     NAMES: ClassVar[dict[int, str]] = {
         1: "transfer",
@@ -83,6 +84,7 @@ class TxKind:
         21: "accept_nft",
         22: "withdraw_rewards",
         23: "retire_nft",
+        24: "edit_validator",
     }
 
 
@@ -134,6 +136,31 @@ class CreateValidator(Encodable):
             raise ValidationError("create_validator.commission_bps must be in [0, 10000]")
         if len(self.moniker.encode("utf-8")) > MAX_MONIKER_BYTES:
             raise ValidationError(f"create_validator.moniker is at most {MAX_MONIKER_BYTES} bytes")
+
+
+#: ``EditValidator.commission_bps`` that leaves the commission as it is.
+KEEP_COMMISSION = 0xFFFF
+
+
+@dataclass(frozen=True, slots=True)
+class EditValidator(Encodable):
+    """Change the sender's validator's public moniker and/or commission.
+
+    ``moniker`` "" (empty) keeps the current one; ``commission_bps``
+    ``KEEP_COMMISSION`` keeps the current rate. At least one must change.
+    """
+
+    moniker: str
+    commission_bps: int
+
+    def validate_basic(self) -> None:
+        if len(self.moniker.encode("utf-8")) > MAX_MONIKER_BYTES:
+            raise ValidationError(f"edit_validator.moniker is at most {MAX_MONIKER_BYTES} bytes")
+        keep = self.commission_bps == KEEP_COMMISSION
+        if not keep and not 0 <= self.commission_bps <= 10_000:
+            raise ValidationError(f"edit_validator.commission_bps must be in [0, 10000] or {KEEP_COMMISSION} (keep)")
+        if keep and not self.moniker:
+            raise ValidationError("edit_validator changes nothing: give a moniker, a commission or both")
 
 
 @dataclass(frozen=True, slots=True)
@@ -321,6 +348,7 @@ BODY_TYPES: dict[int, type[Encodable]] = {
     TxKind.ACCEPT_NFT: AcceptNFT,
     TxKind.WITHDRAW_REWARDS: WithdrawRewards,
     TxKind.RETIRE_NFT: RetireNFT,
+    TxKind.EDIT_VALIDATOR: EditValidator,
 }
 KIND_OF_BODY: dict[type[Encodable], int] = {v: k for k, v in BODY_TYPES.items()}
 

@@ -25,11 +25,13 @@ from consensus.errors import ConsensusError
 from consensus.params import Params
 from consensus.records import DeviceKind, HardwareSpec
 from consensus.txs import (
+    KEEP_COMMISSION,
     AcceptNFT,
     BindNFT,
     Bond,
     CreateValidator,
     Delegate,
+    EditValidator,
     RegisterCompute,
     RetireNFT,
     SubmitJob,
@@ -144,6 +146,19 @@ def _b_create_validator(args: argparse.Namespace, key: PrivateKey) -> Encodable:
         body.validate_basic()
     except ConsensusError as exc:
         raise CommandError(f"create-validator: {exc}") from exc
+    return body
+
+
+def _b_edit_validator(args: argparse.Namespace, key: PrivateKey) -> Encodable:
+    """Change this account's validator's moniker and/or commission (what is not given stays)."""
+    commission = KEEP_COMMISSION if args.commission is None else args.commission
+    if args.commission is not None and not 0 <= args.commission <= 10_000:
+        raise CommandError(f"--commission is in basis points, 0..10000, got {args.commission}")
+    body = EditValidator(args.moniker or "", commission)
+    try:
+        body.validate_basic()
+    except ConsensusError as exc:
+        raise CommandError(f"edit-validator: {exc}") from exc
     return body
 
 
@@ -368,6 +383,10 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--commission", type=int, default=500, help="commission on delegators' rewards, basis points")
     p.add_argument("--moniker", help="public name (default: the home's config.toml moniker)")
     p.set_defaults(func=tx_command(_b_create_validator))
+    p = tx.add_parser("edit-validator", help="change your validator's moniker and/or commission")
+    p.add_argument("--moniker", help="new public name (default: unchanged)")
+    p.add_argument("--commission", type=int, help="new commission, basis points (default: unchanged)")
+    p.set_defaults(func=tx_command(_b_edit_validator))
     for name, helptext, build in (("bond", "add to your validator's self-bond", _b_bond),
                                   ("unbond", "start unbonding self-bond", _b_unbond)):
         p = tx.add_parser(name, help=helptext)
