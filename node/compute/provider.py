@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from consensus.codec import Encodable
+from consensus.costs import get_min_fee
 from consensus.jobs.kinds import (
     Commitment,
     JobInput,
@@ -288,7 +289,7 @@ class JobProvider:
         params = state.get_params()
         account = state.get_account(host.address)
         nonce = host.next_nonce(host.address, account.nonce)
-        tx = build_tx(host.account_key, host.chain_id, nonce, params.min_fee, body)
+        tx = build_tx(host.account_key, host.chain_id, nonce, get_min_fee(body, params), body)
         code, text, _ = host.submit_tx(tx.raw)
         self._sent[action] = height
         if code != 0:

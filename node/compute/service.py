@@ -68,6 +68,7 @@ from consensus.attestation import (
     validate_attestation,
 )
 from consensus.codec import Encodable
+from consensus.costs import get_min_fee
 from consensus.poc import (
     PocCommitment,
     derive_sample_indices,
@@ -439,7 +440,7 @@ class ComputeService:
         # refused old nonce never blocks every later submission.
         host.drop_stale_txs(me, state)
         nonce = host.next_nonce(me, state.get_account(me).nonce)
-        tx = build_tx(host.account_key, host.chain_id, nonce, state.get_params().min_fee, body)
+        tx = build_tx(host.account_key, host.chain_id, nonce, get_min_fee(body, state.get_params()), body)
         try:
             code, text, _ = host.submit_tx(tx.raw)
         except Exception as exc:  # gossip refuses messages above its cap; the mempool kept it

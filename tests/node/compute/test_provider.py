@@ -62,7 +62,8 @@ async def test_provider_commits_then_opens_its_slot_through_its_host() -> None:
         honest = compute_commitment(honest_leaves(job))
         slot = job_of(chain, job_id).slots[0]
         assert slot.status == SlotStatus.COMMITTED and slot.result_root == honest.root
-        chain.next_block()  # fixes the samples
+        chain.next_block()
+        chain.next_block()  # fixes the samples (from the parent of the block two after the commitment)
         provider.on_committed(None)  # type: ignore[arg-type]
         assert provider._wake.is_set()
         provider.on_height()
