@@ -32,6 +32,7 @@ from consensus.txs import SignedTx
 from consensus.validator_set import ValidatorSet
 from node.clock import Clock, SystemClock
 from node.compute.host import DaemonHost
+from node.compute.kernel import KernelConfig
 from node.compute.provider import JobProvider
 from node.compute.service import ComputeService
 from node.config import NodeConfig, parse_multiaddr_tcp
@@ -253,7 +254,10 @@ class Node:
             head=self.executor, mempool=self.mempool, submit_tx=self.submit_tx,
             tx_gossip=self.tx_gossip, transport=self.transport,
         )
-        self.compute = ComputeService(host, byzantine=self.byzantine)
+        self.compute = ComputeService(
+            host, byzantine=self.byzantine,
+            kernel=KernelConfig(device=self.config.compute.prover_device, threads=self.config.compute.prover_threads),
+        )
         self.compute.attach()
         self.driver.committed_listeners.append(self.compute.on_committed)
         self.driver.proposer.attestation_source = self.compute.select_attestations
@@ -263,6 +267,7 @@ class Node:
         self.metrics.watch_p2p(self.transport.stats.snapshot)
         self.metrics.watch_mempool(lambda: self.mempool.stats)
         self.metrics.watch_tx_gossip(lambda: self.tx_gossip.stats)
+        self.compute.on_prover_answer = self.metrics.on_prover_answer
         self._last_commit_mono: float | None = None
         self._slash_seq = self.executor.head_state().get_meta().next_slash_seq
         # The address index (tx_search) lives beside the block store and catches up from it.
@@ -332,6 +337,7 @@ class Node:
             self.metrics.set_peers(len(self.transport.peers()))
             self.metrics.set_mempool(self.mempool.size, self.mempool.total_bytes)
             self.metrics.set_consensus(round=self.driver.state.round, syncing=self.syncer.catching_up)
+            self.metrics.set_overclaimed(len(self.compute.overclaimed_nfts))
             await asyncio.sleep(1.0)
 
     # -- transactions -----------------------------------------------------------------------

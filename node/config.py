@@ -107,6 +107,16 @@ class ConsensusSection:
 
 
 @dataclass(frozen=True, slots=True)
+class ComputeSection:
+    """[compute]: the proof-of-compute prover's kernel (``cstake bench`` must measure the same)."""
+
+    prover_device: str = "cpu"
+    """``cpu``, or ``gpu`` / ``gpu:N`` (through torch or cupy, when installed)."""
+    prover_threads: int = 1
+    """BLAS threads of each prover worker process."""
+
+
+@dataclass(frozen=True, slots=True)
 class LogSection:
     """[log]: logging."""
 
@@ -141,6 +151,7 @@ class NodeConfig:
     p2p: P2PSection = field(default_factory=P2PSection)
     mempool: MempoolSection = field(default_factory=MempoolSection)
     consensus: ConsensusSection = field(default_factory=ConsensusSection)
+    compute: ComputeSection = field(default_factory=ComputeSection)
     log: LogSection = field(default_factory=LogSection)
     test: TestSection = field(default_factory=TestSection)
 
@@ -207,6 +218,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "p2p": P2PSection,
     "mempool": MempoolSection,
     "consensus": ConsensusSection,
+    "compute": ComputeSection,
     "log": LogSection,
     "test": TestSection,
 }
@@ -336,6 +348,12 @@ def validate_config(cfg: NodeConfig) -> None:
         value = getattr(c, name)
         if value is not None:
             _check_int(f"consensus.{name}", value, 1, 3_600_000)
+
+    cp = cfg.compute
+    _check_str("compute.prover_device", cp.prover_device)
+    if not re.match(r"^(cpu|gpu(:[0-9]{1,2})?)$", cp.prover_device):
+        raise InvalidConfig(f"compute.prover_device: must be cpu, gpu or gpu:N, got {cp.prover_device!r}")
+    _check_int("compute.prover_threads", cp.prover_threads, 1, 1024)
 
     lg = cfg.log
     if lg.level not in LOG_LEVELS:

@@ -185,6 +185,10 @@ class NodeMetrics:
             buckets=PROVER_BUCKETS, registry=r,
         )
         self.jobs = Gauge("cstake_jobs", "marketplace jobs on chain, by status", ["status"], registry=r)
+        self.overclaimed = Gauge(
+            "cstake_compute_overclaimed_nfts",
+            "served NFTs whose claim exceeds what this machine's prover measured at start", registry=r,
+        )
         self._stats = _StatsCollector()
         r.register(self._stats)
         self._last_block_time_ms: int | None = None
@@ -246,6 +250,9 @@ class NodeMetrics:
     def on_prover_answer(self, phase: str, seconds: float) -> None:
         """The prover answered (``phase``: commit or openings) in ``seconds``."""
         self.prover_duration.labels(phase=phase).observe(seconds)
+
+    def set_overclaimed(self, n: int) -> None:
+        self.overclaimed.set(n)
 
     def set_compute(self, *, verified_units: int, jobs_by_status: Mapping[str, int]) -> None:
         self.poc_verified_units.set(verified_units)

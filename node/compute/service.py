@@ -55,7 +55,7 @@ import multiprocessing
 import os
 import threading
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from concurrent.futures import ProcessPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -188,6 +188,8 @@ class ComputeService:
         ``cstake bench`` and ``register-compute --from-bench`` must measure the same one."""
         self.host = host
         self.kernel = kernel or KernelConfig()
+        #: Called with (phase, seconds) after each answer the prover computed ("commit", "openings").
+        self.on_prover_answer: Callable[[str, float], None] | None = None
         #: The start check: each served NFT's claim against this machine's prover, by NFT id.
         self.claim_checks: dict[int, ClaimCheck] = {}
         self.cheat_fraction = POC_CHEAT_FRACTION if byzantine == "poc-cheat" else 0.0
@@ -388,6 +390,8 @@ class ComputeService:
             log.error("cannot prove challenge %s: %s", ch.id.hex()[:12], exc)
             return
         self._measured[rec.nft_id] = int(ch.work_flops / max(proved.seconds, 1e-3) / 1e9)
+        if self.on_prover_answer is not None:
+            self.on_prover_answer("commit", proved.seconds)
         log.info("proved challenge %s for NFT %d in %.2f s (%d units measured locally); "
                  "committing", ch.id.hex()[:12], rec.nft_id, proved.seconds,
                  self._measured[rec.nft_id])
@@ -409,7 +413,10 @@ class ComputeService:
                     log.error("cannot open challenge %s: the recomputed root differs from the "
                               "committed one", ch.id.hex()[:12])
                     return
+            started = time.perf_counter()
             openings = await prover.open_rows(ch.id, indices)
+            if self.on_prover_answer is not None:
+                self.on_prover_answer("openings", time.perf_counter() - started)
         except ProverError as exc:
             log.error("cannot open challenge %s: %s", ch.id.hex()[:12], exc)
             return

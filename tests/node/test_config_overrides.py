@@ -73,3 +73,12 @@ def test_new_rpc_and_p2p_keys_are_validated() -> None:
                         ("rpc.metrics_listen", "127.0.0.1:26657"), ("p2p.outbound_slots", "32")):
         with pytest.raises(InvalidConfig, match=dotted.replace(".", "\\.")):
             apply_overrides(default_config(), {dotted: bad}, "test")
+
+
+def test_compute_section_names_the_provers_kernel() -> None:
+    cfg = apply_overrides(default_config(), {"compute.prover_device": "gpu:1", "compute.prover_threads": "4"}, "t")
+    assert (cfg.compute.prover_device, cfg.compute.prover_threads) == ("gpu:1", 4)
+    assert parse_config(tomllib.loads(render_config(cfg))) == cfg
+    for dotted, bad in (("compute.prover_device", "tpu"), ("compute.prover_threads", "0")):
+        with pytest.raises(InvalidConfig, match=dotted.replace(".", "\\.")):
+            apply_overrides(default_config(), {dotted: bad}, "test")

@@ -122,3 +122,9 @@ def test_tx_gossip_counters_are_exported() -> None:
     assert sample(m, "cstake_tx_gossip_txs_accepted_total") == 7
     assert sample(m, "cstake_tx_gossip_batches_over_budget_total") == 2
     assert sample(m, "cstake_tx_gossip_txs_unchecked_total") == 900
+
+
+def test_overclaimed_gauge() -> None:
+    m = NodeMetrics()
+    m.set_overclaimed(2)
+    assert sample(m, "cstake_compute_overclaimed_nfts") == 2

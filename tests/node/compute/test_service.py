@@ -169,9 +169,14 @@ async def test_openings_after_a_restart_recompute_the_commitment_first() -> None
         service = ComputeService(host)
         prover = _ForgetfulProver(root)
         service._provers[committed.nft_id] = prover  # type: ignore[assignment]
+        timed: list[tuple[str, float]] = []
+        service.on_prover_answer = lambda phase, seconds, timed=timed: timed.append((phase, seconds))
         await service._open(committed)
         # Same root: recompute, then open. A different root: never open against the commitment.
         assert prover.calls == (["prove", "open"] if opened else ["prove"])
+        # The openings' time reaches the metrics hook only when they were computed.
+        assert [p for p, _ in timed] == (["openings"] if opened else [])
+        assert all(seconds >= 0 for _, seconds in timed)
         submitted = host.mempool.list_txs(10)
         if opened:
             assert [tx.payload.decode_body() for tx in submitted] == prover.opened
