@@ -436,6 +436,22 @@ class SignedTx:
         return self.raw
 
 
+def get_body_spend(body: Encodable) -> int:
+    """Tokens a transaction body moves out of its sender's balance, besides the fee.
+
+    The mempool counts it per sender queue; a wallet checks it against the balance before signing.
+    """
+    if isinstance(body, Transfer | Bond | Delegate):
+        return body.amount
+    if isinstance(body, CreateValidator):
+        return body.self_bond
+    if isinstance(body, RegisterCompute):
+        return body.collateral
+    if isinstance(body, SubmitJob):
+        return body.escrow
+    return 0
+
+
 def build_tx(
     key: PrivateKey, chain_id: str, nonce: int, fee: int, body: Encodable
 ) -> SignedTx:

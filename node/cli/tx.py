@@ -43,6 +43,7 @@ from consensus.txs import (
     Unjail,
     WithdrawRewards,
     build_tx,
+    get_body_spend,
 )
 from node.cli.common import (
     EXIT_OK,
@@ -90,6 +91,12 @@ async def _send_tx(args: argparse.Namespace, key: PrivateKey, body: Encodable) -
         if fee < least:
             raise CommandError(f"--fee {fee} is below this transaction's price {least} "
                                f"(min_fee {chain_params.min_fee}, or its cost x min_fee_per_cost)")
+        spend = fee + get_body_spend(body)
+        if spend > int(account["balance"]):
+            raise CommandError(
+                f"insufficient balance: {address} holds {account['balance']:,} and this transaction needs "
+                f"{spend:,} ({fee:,} fee + {spend - fee:,} spent); nothing was sent"
+            )
         nonce = int(account.get("next_nonce", account["nonce"]))
         tx = build_tx(key, status["chain_id"], nonce, fee, body)
         mode = "commit" if args.wait else "sync"

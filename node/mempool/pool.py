@@ -49,15 +49,7 @@ from consensus.records import Account
 from consensus.state import State
 from consensus.transition import check_tx, process_transaction
 from consensus.tx_handlers import TxContext
-from consensus.txs import (
-    Bond,
-    CreateValidator,
-    Delegate,
-    RegisterCompute,
-    SignedTx,
-    SubmitJob,
-    Transfer,
-)
+from consensus.txs import SignedTx, get_body_spend
 from node.config import MempoolSection
 from node.mempool.sigcache import SignatureCache
 
@@ -139,22 +131,11 @@ class _Queue:
 
 def compute_spend(tx: SignedTx) -> int:
     """Return the tokens ``tx`` takes from its sender's balance: the fee plus known spends."""
-    p = tx.payload
     try:
-        body = p.decode_body()
+        body = tx.payload.decode_body()
     except ConsensusError:
-        return p.fee
-    if isinstance(body, Transfer):
-        return p.fee + body.amount
-    if isinstance(body, Bond | Delegate):
-        return p.fee + body.amount
-    if isinstance(body, CreateValidator):
-        return p.fee + body.self_bond
-    if isinstance(body, RegisterCompute):
-        return p.fee + body.collateral
-    if isinstance(body, SubmitJob):
-        return p.fee + body.escrow
-    return p.fee
+        return tx.payload.fee
+    return tx.payload.fee + get_body_spend(body)
 
 
 class _RawRecord:

@@ -259,3 +259,16 @@ def test_tx_retire_nft(live: LiveNode, capsys) -> None:
     res = cli_json(capsys, "tx", "retire-nft", str(nft_id), "--home", str(live.home), "--wait")
     assert res["code"] == 0, res
     assert cli_json(capsys, "query", "nft", str(nft_id), "--home", str(live.home))["status"] == "retired"
+
+
+def test_tx_send_beyond_the_balance_is_refused_before_signing(live: LiveNode, capsys) -> None:
+    to = encode_address(live.view.chain.account_keys[2].address())
+    balance = cli_json(capsys, "query", "account", encode_address(live.key.address()), "--home", str(live.home))["balance"]
+    nonce_before = live.view.chain.view().get_account(live.key.address()).nonce
+    size_before = live.view.mempool.size
+    capsys.readouterr()
+    assert cli("tx", "send", to, str(balance), "--home", str(live.home)) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: insufficient balance") and "nothing was sent" in err
+    assert live.view.mempool.size == size_before
+    assert live.view.chain.view().get_account(live.key.address()).nonce == nonce_before
