@@ -5,7 +5,8 @@ node/devtools/devnet.py; this module turns arguments into those calls and
 prints what happened. ``up`` creates the devnet (or restarts the one in
 ``--dir``), waits until every node answers RPC, then either returns
 (``--detach``) or prints each node's height every few seconds until Ctrl-C
-and stops every node. ``init --docker`` only prepares homes and a compose file.
+and stops every node. ``init --docker DIR`` only writes the homes of the
+repository's docker-compose.yml devnet (its init service runs it in the volume).
 """
 
 from __future__ import annotations
@@ -139,17 +140,18 @@ def cmd_devnet_up(args: argparse.Namespace) -> int:
 
 
 def cmd_devnet_init(args: argparse.Namespace) -> int:
-    """Prepare the homes and compose file of a docker devnet (starts nothing)."""
-    from node.devtools.devnet import create_docker_devnet
+    """Write the homes of the compose devnet into ``--docker DIR`` (starts nothing; keeps existing homes)."""
+    from node.devtools.devnet import DOCKER_BOOTSTRAP, DOCKER_GENESIS, init_docker_devnet
 
     if not args.docker:
         raise CommandError("devnet init only prepares docker homes (--docker DIR); use `devnet up` for processes")
     directory = Path(args.docker).resolve()
-    if directory.exists() and any(directory.iterdir()):
-        raise CommandError(f"{directory} is not empty; choose a new directory")
-    path = create_docker_devnet(directory, args.validators)
-    emit(args, f"docker devnet homes in {directory}\nrun: docker compose -f {path} up --build",
-           {"dir": str(directory), "compose": str(path)})
+    created = init_docker_devnet(directory, args.validators)
+    what = "wrote" if created else "kept the existing"
+    emit(args, f"{what} docker devnet homes in {directory} (genesis: {directory / DOCKER_GENESIS}, "
+               f"bootstrap peers: {directory / DOCKER_BOOTSTRAP})",
+         {"dir": str(directory), "created": created, "genesis": str(directory / DOCKER_GENESIS),
+          "bootstrap": (directory / DOCKER_BOOTSTRAP).read_text().strip()})
     return EXIT_OK
 
 
@@ -204,7 +206,10 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--params", help="genesis parameter overrides as a JSON object (new devnets only)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=as_command(cmd_devnet_up))
-    p = dev.add_parser("init", help="prepare homes and a compose file for a docker devnet")
+    p = dev.add_parser("init", help="write the homes of the compose devnet (docker-compose.yml's init service)",
+                       description="Write N validator homes, one genesis and the bootstrap list into DIR, "
+                       "addressed for the network of the repository's docker-compose.yml. Does nothing "
+                       "if DIR already holds them.")
     p.add_argument("--docker", metavar="DIR", required=True)
     p.add_argument("--validators", type=int, default=4)
     p.add_argument("--json", action="store_true")

@@ -117,81 +117,66 @@ def create_devnet(
     return chain_id, rows
 
 
+# --- the docker devnet (docker-compose.yml at the repository root) ------------------------------
+
 DOCKER_SUBNET = "172.28.0.0/24"
+"""The compose file's network; node i has the fixed address ``docker_ip(i)``."""
+DOCKER_P2P_PORT = 26656
+DOCKER_RPC_PORT = 26657
+DOCKER_GENESIS = "genesis.json"
+"""The chain's genesis, beside the homes, for a node that joins later."""
+DOCKER_BOOTSTRAP = "bootstrap.txt"
+"""Every validator's multiaddr, comma-separated: a joiner's ``cstake init --bootstrap``."""
 
 
 def docker_ip(i: int) -> str:
     return f"172.28.0.{10 + i}"
 
 
-def create_docker_devnet(directory: Path, n: int, chain_id: str = "cstake-devnet") -> Path:
-    """Create N homes addressed for docker compose and write ``DIR/docker-compose.yml``.
+def docker_multiaddr(i: int, peer_id: str) -> str:
+    return f"/ip4/{docker_ip(i)}/tcp/{DOCKER_P2P_PORT}/p2p/{peer_id}"
 
-    Inside the compose network node i is ``docker_ip(i)``, listening on
-    0.0.0.0 (p2p 26656, RPC 26657); the host reaches RPC on 127.0.0.1:26657+10*i.
+
+def init_docker_devnet(directory: Path, n: int, chain_id: str = "cstake-devnet") -> bool:
+    """Write N homes for the compose devnet into ``directory``; False if it already holds them.
+
+    The compose file's one-shot init service runs this (``cstake devnet init
+    --docker /devnet``) as the container's user, inside the named volume every
+    node mounts, so the keys belong to the user that reads them. Node i is
+    ``directory/node{i}``, listening on 0.0.0.0 (p2p 26656, RPC 26657) at
+    ``docker_ip(i)``, with every node before it as a bootstrap peer (so the
+    mesh is whole without peer exchange, and each link is redialled after a
+    partition). The genesis and the bootstrap list are also written beside the
+    homes for a validator that joins later. Existing homes are kept: a second
+    ``docker compose up`` restarts the same chain.
     """
     if n < 1 or n > 32:
         raise DevnetError("a docker devnet has between 1 and 32 validators")
+    if (directory / DOCKER_GENESIS).exists():
+        return False
+    for i in range(n):
+        if (directory / f"node{i}").exists():
+            raise DevnetError(f"{directory / f'node{i}'} exists without {DOCKER_GENESIS}: a half-written devnet "
+                              "(remove the volume: docker compose down -v)")
     directory.mkdir(parents=True, exist_ok=True)
     results: list[InitResult] = []
-    first = ""
+    peers: list[str] = []
     for i in range(n):
         r = init_home(
-            directory / f"node{i}", moniker=f"node{i}", passphrase=None, p2p_port=26656,
-            rpc_port=26657, bootstrap=(first,) if first else (), rpc_host="0.0.0.0",
-            p2p_host="0.0.0.0",
+            directory / f"node{i}", moniker=f"node{i}", passphrase=None, p2p_port=DOCKER_P2P_PORT,
+            rpc_port=DOCKER_RPC_PORT, bootstrap=tuple(peers), rpc_host="0.0.0.0", p2p_host="0.0.0.0",
         )
-        if i == 0:
-            first = f"/ip4/{docker_ip(0)}/tcp/26656/p2p/{r.peer_id}"
+        peers.append(docker_multiaddr(i, r.peer_id))
         results.append(r)
     doc = make_genesis(chain_id, results, monikers=[f"node{i}" for i in range(n)])
     for r in results:
         write_genesis(r.home, doc)
-    compose = render_compose(n, project_dir=Path(os.path.relpath(_repo_root(), directory)), homes_dir=Path("."))
-    path = directory / "docker-compose.yml"
-    path.write_text(compose)
-    return path
-
-
-def _repo_root() -> Path:
-    return Path(__file__).resolve().parents[2]
-
-
-def render_compose(n: int, *, project_dir: Path, homes_dir: Path) -> str:
-    """The compose file of an N-node devnet (YAML), paths relative to the compose file."""
-    lines = [
-        "# A cstake devnet: one node per container, homes from `cstake devnet init --docker`.",
-        "name: cstake-devnet",
-        "services:",
-    ]
-    for i in range(n):
-        lines += [
-            f"  node{i}:",
-            "    build:",
-            f"      context: {project_dir.as_posix()}",
-            "      dockerfile: Dockerfile",
-            "    image: cstake:dev",
-            "    command: [\"start\", \"--home\", \"/home/cstake/node\"]",
-            "    volumes:",
-            f"      - {(homes_dir / f'node{i}').as_posix()}:/home/cstake/node",
-            "    ports:",
-            f"      - \"127.0.0.1:{26657 + 10 * i}:26657\"",
-            "    networks:",
-            "      devnet:",
-            f"        ipv4_address: {docker_ip(i)}",
-            "    restart: unless-stopped",
-        ]
-        if i > 0:
-            lines += ["    depends_on:", "      - node0"]
-    lines += [
-        "networks:",
-        "  devnet:",
-        "    ipam:",
-        "      config:",
-        f"        - subnet: {DOCKER_SUBNET}",
-        "",
-    ]
-    return "\n".join(lines)
+    (directory / DOCKER_BOOTSTRAP).write_text(",".join(peers) + "\n")
+    # Written last: its presence says the devnet is complete.
+    tmp = directory / (DOCKER_GENESIS + ".tmp")
+    tmp.write_text((results[0].home.genesis_file).read_text())
+    os.replace(tmp, directory / DOCKER_GENESIS)
+    return True
 
 
 def rpc_call(url: str, method: str, params: Any = None, timeout: float = 2.0) -> Any:

@@ -1,0 +1,1 @@
+"""The docker devnet, run for real: ``make test-docker`` (``python -m tests.docker``)."""
