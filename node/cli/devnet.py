@@ -146,7 +146,7 @@ def cmd_devnet_init(args: argparse.Namespace) -> int:
     if not args.docker:
         raise CommandError("devnet init only prepares docker homes (--docker DIR); use `devnet up` for processes")
     directory = Path(args.docker).resolve()
-    created = init_docker_devnet(directory, args.validators)
+    created = init_docker_devnet(directory, args.validators, params=_parse_params(args.params))
     what = "wrote" if created else "kept the existing"
     emit(args, f"{what} docker devnet homes in {directory} (genesis: {directory / DOCKER_GENESIS}, "
                f"bootstrap peers: {directory / DOCKER_BOOTSTRAP})",
@@ -212,6 +212,7 @@ def add_commands(sub: Any) -> None:
                        "if DIR already holds them.")
     p.add_argument("--docker", metavar="DIR", required=True)
     p.add_argument("--validators", type=int, default=4)
+    p.add_argument("--params", help="genesis parameter overrides as a JSON object (new devnets only)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=as_command(cmd_devnet_init))
     p = dev.add_parser("down", help="stop the nodes of a devnet")

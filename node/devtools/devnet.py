@@ -137,7 +137,9 @@ def docker_multiaddr(i: int, peer_id: str) -> str:
     return f"/ip4/{docker_ip(i)}/tcp/{DOCKER_P2P_PORT}/p2p/{peer_id}"
 
 
-def init_docker_devnet(directory: Path, n: int, chain_id: str = "cstake-devnet") -> bool:
+def init_docker_devnet(
+    directory: Path, n: int, chain_id: str = "cstake-devnet", *, params: dict[str, int] | None = None,
+) -> bool:
     """Write N homes for the compose devnet into ``directory``; False if it already holds them.
 
     The compose file's one-shot init service runs this (``cstake devnet init
@@ -168,7 +170,7 @@ def init_docker_devnet(directory: Path, n: int, chain_id: str = "cstake-devnet")
         )
         peers.append(docker_multiaddr(i, r.peer_id))
         results.append(r)
-    doc = make_genesis(chain_id, results, monikers=[f"node{i}" for i in range(n)])
+    doc = make_genesis(chain_id, results, monikers=[f"node{i}" for i in range(n)], params=params)
     for r in results:
         write_genesis(r.home, doc)
     (directory / DOCKER_BOOTSTRAP).write_text(",".join(peers) + "\n")
