@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install lint test fuzz bench devnet clean
+.PHONY: install lint test test-docker fuzz bench devnet clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,13 @@ lint: install
 
 test: lint
 	$(BIN)/python -m pytest -q
+
+# The root docker-compose.yml devnet on a real Docker engine (tests/docker/run.py): as root it
+# installs and starts the engine if absent, builds a local base image (kept), the image, runs
+# 4 nodes, a partition and a joining validator, then removes everything it started.
+# Not part of `make test`; needs root on Linux (it says so and passes otherwise).
+test-docker:
+	$(PYTHON) -m tests.docker.run
 
 # Coverage-guided fuzzing of every decoder and input boundary (tests/fuzz), FUZZ_RUNS inputs per target.
 # Not part of `make test`, which runs a smoke of each target. Findings land in tests/fuzz/crashes/.
