@@ -604,12 +604,15 @@ class ConsensusDriver:
             return
 
         def fire() -> None:
+            # The node's own timer inputs bypass the queue's bounds (at most one armed timer per
+            # step, so they cannot grow it): peers filling the queue must never cost us a timeout,
+            # or the round would never move again.
             self._timers.discard(handle)
             if eff.step == Step.COMMIT:
                 if self.executor.height == eff.height and self.state.height == eff.height:
-                    self._enqueue(InStart(eff.height + 1, self.clock.now_ms()))
+                    self._enqueue(InStart(eff.height + 1, self.clock.now_ms()), bounded=False)
                 return
-            self._enqueue(InTimeout(eff.height, eff.round, eff.step, self.clock.now_ms()))
+            self._enqueue(InTimeout(eff.height, eff.round, eff.step, self.clock.now_ms()), bounded=False)
 
         handle = self.clock.call_at(eff.at_ms, fire)
         self._timers.add(handle)

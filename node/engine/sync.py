@@ -46,6 +46,9 @@ from p2p.interface import Transport
 
 log = logging.getLogger(__name__)
 
+#: Longest wait for the driver's task to apply a batch of synced blocks.
+APPLY_TIMEOUT_S = 60.0
+
 #: A commit's bytes besides its signatures (height, round, block hash, msgpack headers), generously.
 COMMIT_BASE_BYTES = 1024
 #: One commit signature: a 20-byte address, a timestamp and a 64-byte signature (98 bytes encoded).
@@ -287,4 +290,10 @@ class BlockSyncer:
                 answer.set_result(applied)
 
         self.driver.deliver_synced_blocks(blocks, done)
-        return await answer
+        try:
+            return await asyncio.wait_for(asyncio.shield(answer), APPLY_TIMEOUT_S)
+        except TimeoutError:
+            # The driver's task did not get to them: never hang block sync on it; ask again later.
+            log.warning("block sync: the driver did not apply %d synced blocks within %.0f s",
+                        len(blocks), APPLY_TIMEOUT_S)
+            return 0

@@ -11,7 +11,7 @@ from consensus.errors import ConsensusError, InvalidBlock
 from consensus.votes import NIL_HASH, Commit, VoteType
 from node.engine.driver import ConsensusDriver, Network
 from node.engine.executor import BlockCommitted, BlockExecutor
-from node.engine.inputs import InStart, decode_input
+from node.engine.inputs import InStart, InTimeout, decode_input
 from node.engine.signer import MemorySignerStore, PersistentSigner
 from storage import NodeStore
 from tests.kit.chain import TestChain
@@ -139,3 +139,27 @@ def test_stopped_driver_arms_no_timer(recorder: Network) -> None:
     while clock.run_next():
         pass
     assert driver.process_inputs() == 0
+
+
+def test_a_full_inbox_never_drops_the_drivers_own_timeout(recorder: Recorder) -> None:
+    """Peers can fill the queue; the node's own timer inputs must still get in, or the round never moves.
+
+    (Found by the fault runner: a node left at height 31 round 0 with no timer and no progress.)
+    """
+    chain = TestChain(n_validators=4)
+    proposer = chain.view().get_validator_set().compute_proposer(0).address
+    waiting = next(i for i in range(4) if chain.operator_keys[i].address() != proposer)
+    driver = _driver(chain, _executor(chain), recorder, validator=waiting)
+    driver.recover()
+    inbox = driver._inbox
+    inbox.max_queue = 50
+    stale = InTimeout(1, 7, Step.PROPOSE, 0)  # a round the machine is not in: ignored when processed
+    for i in range(200):
+        inbox.put(stale, peer=f"peer{i}")
+    assert len(inbox) == 50 and inbox.dropped == 150
+    clock = driver.clock
+    assert isinstance(clock, ManualClock)
+    assert clock.run_next(), "no propose timeout was armed"
+    driver.process_inputs()
+    assert driver.state.step == Step.PREVOTE, "the propose timeout was dropped by the full queue"
+    assert [(v.round, v.vote_type) for v in recorder.votes] == [(0, VoteType.PREVOTE)]

@@ -435,3 +435,17 @@ async def test_block_with_a_valid_commit_refused_by_the_driver_is_not_its_server
     finally:
         await node.stop()
         await peer.stop()
+
+
+async def test_apply_never_hangs_on_a_driver_that_does_not_answer(monkeypatch) -> None:
+    """Block sync waits a bounded time for the driver's task, then tries again later."""
+    import node.engine.sync as sync_mod
+
+    class SilentDriver:
+        def deliver_synced_blocks(self, blocks, done) -> None:
+            pass  # queued, never applied
+
+    syncer = sync_mod.BlockSyncer.__new__(sync_mod.BlockSyncer)
+    syncer.driver = SilentDriver()  # type: ignore[assignment]
+    monkeypatch.setattr(sync_mod, "APPLY_TIMEOUT_S", 0.05)
+    assert await syncer._apply([]) == 0
