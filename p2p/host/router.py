@@ -135,6 +135,23 @@ class CstakeGossipSub(GossipSub):
         super()._handle_dropped_rpc(peer_id, rpc, reason)
 
 
+class _SizedQueues(dict[Any, Any]):
+    """Pubsub's per-peer send queues, each given our message cap as it is created.
+
+    py-libp2p 0.8.1 makes every peer's ``RpcQueue()`` with its own 1 MiB default and
+    drops any RPC larger than that on send, whatever the inbound cap says: a message
+    our cap allows (a 1.3 MB proof-of-compute openings transaction) never left the node.
+    """
+
+    def __init__(self, max_message_size: int) -> None:
+        super().__init__()
+        self.max_message_size = max_message_size
+
+    def __setitem__(self, peer_id: Any, queue: Any) -> None:
+        queue.max_message_size = self.max_message_size
+        super().__setitem__(peer_id, queue)
+
+
 class GuardedPubsub(Pubsub):
     """Pubsub whose inbound path is ours: guarded reads, gate, three-way verdicts."""
 
@@ -149,6 +166,7 @@ class GuardedPubsub(Pubsub):
         on_fault: FaultHook,
     ) -> None:
         super().__init__(host, router, strict_signing=True, max_inbound_rpc_size=max_message_bytes + RPC_OVERHEAD)
+        self.peer_queues = _SizedQueues(max_message_bytes + RPC_OVERHEAD)
         self.max_message_bytes = max_message_bytes
         self.stats = stats
         self._on_gossip = on_gossip
