@@ -22,7 +22,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-DEFAULT_HOME = "~/.cstake"
+#: The home every command uses without ``--home``: ``CSTAKE_HOME`` (the container image sets it), else ~/.cstake.
+DEFAULT_HOME = os.environ.get("CSTAKE_HOME") or "~/.cstake"
 CONFIG_FILE = "config.toml"
 
 

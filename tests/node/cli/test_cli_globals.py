@@ -51,3 +51,12 @@ def test_every_home_and_json_option_is_explained() -> None:
         if "--home" in text:
             assert "(default: " in " ".join(text.split()), parser.prog
     assert seen > 20
+
+
+def test_cstake_home_sets_the_default_home(tmp_path) -> None:
+    import os
+
+    env = {**os.environ, "CSTAKE_HOME": str(tmp_path / "from-env")}
+    proc = subprocess.run([sys.executable, "-m", "node.cli.main", "keys", "show"], capture_output=True, text=True,
+                          timeout=60, env=env)
+    assert proc.returncode == 1 and str(tmp_path / "from-env") in proc.stderr, proc.stderr
