@@ -291,7 +291,10 @@ class BlockSyncer:
 
         self.driver.deliver_synced_blocks(blocks, done)
         try:
-            return await asyncio.wait_for(asyncio.shield(answer), APPLY_TIMEOUT_S)
+            # asyncio.timeout, not wait_for: wait_for (3.11) swallows a cancellation that arrives
+            # as the answer does, and a stopping node's syncer then never stops.
+            async with asyncio.timeout(APPLY_TIMEOUT_S):
+                return await answer
         except TimeoutError:
             # The driver's task did not get to them: never hang block sync on it; ask again later.
             log.warning("block sync: the driver did not apply %d synced blocks within %.0f s",
