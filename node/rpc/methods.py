@@ -131,10 +131,7 @@ async def rpc_block(ctx: MethodContext, p: dict[str, Any]) -> Any:
     results = None
     if txs_mode == "full":
         # Each tx's execution result, from the tx index (None where the index does not keep it).
-        results = []
-        for raw in block.txs:
-            done = view.get_tx(hash32(raw))
-            results.append(None if done is None else done.result)
+        results = [view.get_tx_result(hash32(raw)) for raw in block.txs]
     return fmt.format_block(block, bhash, view.get_commit(block.header.height), txs=txs_mode, results=results)
 
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from consensus.blocks import Block
 from consensus.errors import ConsensusError
 from consensus.jobs.store import get_job, iter_jobs
+from consensus.records import TxResult
 from consensus.state import State
 from consensus.state_reader import StateReader
 from consensus.txs import SignedTx
@@ -151,16 +152,20 @@ class StoreNodeView:
         return None if raw is None else Commit.decode(raw, max_bytes=len(raw))
 
     def get_tx(self, tx_hash: bytes) -> CommittedTx | None:
-        from consensus.records import TxResult
-
         loc = self._store.blocks.load_tx(tx_hash)
         if loc is None:
             return None
         found = self.get_block(loc.height)
         if found is None or loc.index >= len(found[0].txs):
             return None
-        tx = SignedTx.decode(found[0].txs[loc.index], max_bytes=1 << 20)
+        raw = found[0].txs[loc.index]
+        # A committed transaction is as large as its block allowed (openings exceed 1 MiB).
+        tx = SignedTx.decode(raw, max_bytes=len(raw))
         return CommittedTx(tx, loc.height, loc.index, TxResult(loc.code, loc.log))
+
+    def get_tx_result(self, tx_hash: bytes) -> TxResult | None:
+        loc = self._store.blocks.load_tx(tx_hash)
+        return None if loc is None else TxResult(loc.code, loc.log)
 
     def read_state(self) -> AbstractContextManager[StateReader]:
         @contextmanager

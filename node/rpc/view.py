@@ -136,6 +136,9 @@ class NodeView(Protocol):
         """Return the committed transaction with this id, or None."""
         ...
 
+    def get_tx_result(self, tx_hash: bytes) -> TxResult | None:
+        """How a committed transaction ended (from the tx index alone), or None."""
+
     def read_state(self) -> AbstractContextManager[StateReader]:
         """A consistent snapshot of the latest committed state, released on exit."""
         ...

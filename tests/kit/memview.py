@@ -137,6 +137,10 @@ class MemoryNodeView:
         raw = found[0].txs[loc.index]
         return CommittedTx(SignedTx.decode(raw, max_bytes=len(raw)), loc.height, loc.index, TxResult(loc.code, loc.log))
 
+    def get_tx_result(self, tx_hash: bytes) -> TxResult | None:
+        loc = self.store.blocks.load_tx(tx_hash)
+        return None if loc is None else TxResult(loc.code, loc.log)
+
     def read_state(self) -> AbstractContextManager[StateReader]:
         return self.store.snapshot()
 
