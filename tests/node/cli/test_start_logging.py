@@ -62,6 +62,28 @@ def test_invalid_load_start_settings_names_the_config(tmp_path: Path) -> None:
         load_start_settings(str(tmp_path))
 
 
+def _run_until_healthy(proc: subprocess.Popen[bytes], rpc_port: int) -> tuple[bytes, bytes]:
+    """Wait for /health on ``rpc_port``, stop the node with SIGTERM; return (stdout, stderr). Kills it on failure."""
+    try:
+        deadline = time.monotonic() + 60
+        healthy = False
+        while time.monotonic() < deadline and not healthy and proc.poll() is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{rpc_port}/health", timeout=2) as resp:
+                    healthy = resp.status == 200
+            except OSError:
+                time.sleep(0.3)
+        assert healthy, f"the node never became healthy on port {rpc_port} (exit {proc.poll()})"
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=20)
+        assert proc.returncode == 0, err.decode(errors="replace")[-2000:]
+        return out, err
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+
+
 @pytest.mark.multiprocess
 def test_start_from_another_directory_logs_into_the_home(tmp_path: Path) -> None:
     home, elsewhere = tmp_path / "home", tmp_path / "elsewhere"
@@ -79,23 +101,7 @@ def test_start_from_another_directory_logs_into_the_home(tmp_path: Path) -> None
         [*cli, "start", "--home", "../home"], cwd=elsewhere, env=env, stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
     )
-    try:
-        deadline = time.monotonic() + 60
-        healthy = False
-        while time.monotonic() < deadline and not healthy and proc.poll() is None:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{rpc_port}/health", timeout=2) as resp:
-                    healthy = resp.status == 200
-            except OSError:
-                time.sleep(0.3)
-        assert healthy, f"the node never became healthy (exit {proc.poll()})"
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=20)
-        assert proc.returncode == 0, err.decode(errors="replace")[-2000:]
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
+    _run_until_healthy(proc, rpc_port)
     assert not (elsewhere / "custom.log").exists(), "the log went to the working directory"
     log = home / "custom.log"
     assert log.exists(), "no log file in the home"
@@ -123,23 +129,7 @@ def test_start_with_env_override_and_json_logs_on_stdout(tmp_path: Path) -> None
         env={**env, "CSTAKE_RPC_LISTEN": f"127.0.0.1:{env_port}"}, stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
     )
-    try:
-        deadline = time.monotonic() + 60
-        healthy = False
-        while time.monotonic() < deadline and not healthy and proc.poll() is None:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{env_port}/health", timeout=2) as resp:
-                    healthy = resp.status == 200
-            except OSError:
-                time.sleep(0.3)
-        assert healthy, f"the node never answered on the CSTAKE_RPC_LISTEN port (exit {proc.poll()})"
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=20)
-        assert proc.returncode == 0, err.decode(errors="replace")[-2000:]
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
+    out, _ = _run_until_healthy(proc, env_port)
     lines = [json.loads(line) for line in out.decode().splitlines() if line.strip()]
     assert lines and all({"time", "level", "logger", "msg"} <= set(d) for d in lines)
     assert any(d.get("rpc") == f"http://127.0.0.1:{env_port}" for d in lines), "no start-up line naming the RPC"
