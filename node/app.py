@@ -261,7 +261,12 @@ class Node:
         self.compute.attach()
         self.driver.committed_listeners.append(self.compute.on_committed)
         self.driver.proposer.attestation_source = self.compute.select_attestations
-        self.syncer = BlockSyncer(self.transport, self.executor, self.driver)
+        self.syncer = BlockSyncer(
+            self.transport, self.executor, self.driver,
+            startup_timeout_ms=self.config.consensus.startup_sync_timeout_ms,
+        )
+        # No signature before block sync knows we are not behind (a restart on an old data copy).
+        self.driver.hold_signing()
         self.events = EventBus()
         self.metrics = NodeMetrics()
         self.metrics.watch_p2p(self.transport.stats.snapshot)

@@ -99,11 +99,13 @@ class MempoolSection:
 
 @dataclass(frozen=True, slots=True)
 class ConsensusSection:
-    """[consensus]: timeout overrides, for tests only (genesis params apply when unset)."""
+    """[consensus]: timeout overrides, for tests only (genesis params apply when unset), and the start guard."""
 
     timeout_propose_ms: int | None = None
     timeout_vote_ms: int | None = None
     timeout_commit_ms: int | None = None
+    startup_sync_timeout_ms: int = 5_000
+    """At start a validator signs nothing until peers say it is not behind, or none answers for this long."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -348,6 +350,7 @@ def validate_config(cfg: NodeConfig) -> None:
         value = getattr(c, name)
         if value is not None:
             _check_int(f"consensus.{name}", value, 1, 3_600_000)
+    _check_int("consensus.startup_sync_timeout_ms", c.startup_sync_timeout_ms, 0, 3_600_000)
 
     cp = cfg.compute
     _check_str("compute.prover_device", cp.prover_device)
@@ -597,7 +600,9 @@ def test_config(
         ),
         p2p=P2PSection(listen=f"/ip4/127.0.0.1/tcp/{p2p_port}", bootstrap=tuple(bootstrap)),
         mempool=MempoolSection(max_txs=5_000, max_bytes=16 << 20),
-        consensus=ConsensusSection(timeout_propose_ms=300, timeout_vote_ms=150, timeout_commit_ms=50),
+        consensus=ConsensusSection(
+            timeout_propose_ms=300, timeout_vote_ms=150, timeout_commit_ms=50, startup_sync_timeout_ms=1_000
+        ),
         log=LogSection(level="debug"),
     )
     validate_config(cfg)

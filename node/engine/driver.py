@@ -27,6 +27,14 @@ signatures it stored instead of signing anew.
 
 Blocks fetched by block sync are applied by the driver too, between inputs,
 through the same executor; then the height after them starts.
+
+Two guards against a stale signer state (a validator restarted on an old copy
+of its data directory): every committed block's commits are shown to the
+signer, which stores a floor on proof of our own signature above its state
+(``PersistentSigner.observe_commit``); and the node holds signing back at start
+(``hold_signing``) until block sync finds no peer ahead of it, or none answering
+(``BlockSyncer.catch_up_at_start``). A held driver runs the round machine as a
+non-validator would: everything proceeds but its own votes and proposals.
 """
 
 from __future__ import annotations
@@ -204,6 +212,9 @@ class ConsensusDriver:
         self._replaying = False
         self._deferred_request: tuple[int, int] | None = None
         self._stopped = False
+        self._signing_held = False
+        #: Signatures not asked for while signing was held at start.
+        self.held_signatures = 0
 
     # -- public ----------------------------------------------------------------------
 
@@ -224,8 +235,29 @@ class ConsensusDriver:
             self.unauthenticated_inputs,
         )
 
+    @property
+    def is_signing_held(self) -> bool:
+        """True while ``hold_signing`` keeps the node from signing (at start)."""
+        return self._signing_held
+
+    def hold_signing(self) -> None:
+        """Sign nothing (votes, proposals) until ``release_signing``; all else proceeds."""
+        self._signing_held = True
+
+    def release_signing(self, reason: str) -> None:
+        """Sign again from the next step on (we know we are not behind: ``reason``)."""
+        if self._signing_held:
+            log.info("signing enabled at height %d: %s", self.state.height, reason)
+            # The step may wait for votes we held back (a lone validator would wait forever):
+            # its timeout moves it on, with our vote.
+            self._rearm_current_timeout()
+        self._signing_held = False
+
     def recover(self) -> None:
         """Start the current height, replaying its WAL records if there are any."""
+        head = self.executor.store.blocks.load_commit(self.executor.height) if self.executor.height else None
+        if head is not None and self.signer is not None:
+            self.signer.observe_commit(Commit.decode(head, max_bytes=len(head)), "the stored head's commit")
         height = self.executor.height + 1
         inputs = get_height_inputs([decode_input(r) for r in self.wal.records()], height)
         if not inputs:
@@ -561,8 +593,12 @@ class ConsensusDriver:
                 self.rejected_inputs += 1
                 log.debug("input rejected by the round machine: %s", eff.reason)
 
+    def _is_held(self) -> bool:
+        self.held_signatures += self._signing_held
+        return self._signing_held
+
     def _sign_vote(self, vote: Vote, now: int) -> None:
-        if self.signer is None:
+        if self.signer is None or self._is_held():
             return
         block = None if vote.is_nil() else self.blocks.get(vote.block_hash)
         if block is not None:
@@ -577,7 +613,7 @@ class ConsensusDriver:
         self._pending.append(InVote(signed, now, own=True))
 
     def _sign_proposal(self, proposal: Proposal, now: int) -> None:
-        if self.signer is None:
+        if self.signer is None or self._is_held():
             return
         try:
             signed = self.signer.sign_proposal(proposal)
@@ -678,6 +714,11 @@ class ConsensusDriver:
     def _note_committed(self, committed: BlockCommitted) -> None:
         """Bookkeeping after a block was written (by consensus or by block sync)."""
         self.last_commit_ms = self.clock.now_ms()
+        if self.signer is not None:
+            # Our precommit above the signer's state proves that state stale (highest first).
+            self.signer.observe_commit(committed.commit, f"the commit of block {committed.height}")
+            if committed.block.last_commit is not None:
+                self.signer.observe_commit(committed.block.last_commit, f"block {committed.height}")
         evs = []
         for item in committed.block.evidence:
             try:

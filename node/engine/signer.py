@@ -15,12 +15,25 @@ message itself is the same. A process killed at any point either never let
 the signature out, or had already persisted it; so across restarts no two
 conflicting signatures can exist. A corrupt state file stops the signer with a
 clear error: guessing would risk a double sign.
+
+A signer state can still be stale: an operator may restart the validator on an
+old copy of its data directory (a backup), which rolls the signer state back
+with the block store, or run the key in a second process. Since a signature
+leaves this object only once its height is stored, a verified commit holding
+our precommit at a height above the stored one proves the state is stale
+(``observe_commit``). The signer then stores a floor, a state at height h+2
+with a round and step beyond any real one (``compute_floor_state``), which the
+same rules turn into a refusal of every height up to h+2: the old process may
+have signed up to the height after the proven one, and skipping a height's
+votes is cheap where a double sign is not. The floor is an ordinary
+``LastSignState``, so the file format is unchanged.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -30,8 +43,10 @@ from consensus.codec import Encodable, unpack_raw
 from consensus.crypto import Domain, PrivateKey, sign_bytes
 from consensus.errors import ConsensusError
 from consensus.hashing import hash32
-from consensus.votes import Proposal, Vote, VoteType
+from consensus.votes import Commit, Proposal, Vote, VoteType
 from node.errors import DoubleSignRefused, SignerError, SignerStateCorrupt
+
+log = logging.getLogger(__name__)
 
 STEP_PROPOSE: Final = 1
 STEP_PREVOTE: Final = 2
@@ -41,6 +56,11 @@ _MAGIC: Final = b"cstake-signer-v1\n"
 _DIGEST_LEN: Final = 32
 #: Index of the timestamp in the sign payload of both votes and proposals.
 _TIMESTAMP_INDEX: Final = 5
+#: Round and step of a floor state: beyond any real round and step, so every step of its height is refused.
+FLOOR_ROUND: Final = 2**31 - 1
+FLOOR_STEP: Final = 255
+#: Heights past a proven signature that a floor also refuses (the old process may have gone one further).
+FLOOR_MARGIN: Final = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +76,16 @@ class LastSignState(Encodable):
 
 
 EMPTY_STATE: Final = LastSignState(0, 0, 0, b"", b"")
+
+
+def compute_floor_state(height: int) -> LastSignState:
+    """Return the state that refuses every height up to and including ``height``, and nothing above."""
+    return LastSignState(height, FLOOR_ROUND, FLOOR_STEP, b"", b"")
+
+
+def is_floor_state(state: LastSignState) -> bool:
+    """Return True when ``state`` is a floor (stored on proof of a stale state), not a real signature."""
+    return state.round == FLOOR_ROUND and state.step == FLOOR_STEP
 
 
 class SignerStore(Protocol):
@@ -168,6 +198,31 @@ class PersistentSigner:
         """What was last signed."""
         return self._last
 
+    def observe_commit(self, commit: Commit, where: str) -> int | None:
+        """Note a verified, committed ``commit`` (found in ``where``); return the new floor height, if any.
+
+        Our precommit in it at a height above the last one stored (or above
+        the one a stored floor was proven by) proves the stored state stale:
+        store the floor ``commit.height + FLOOR_MARGIN`` durably before returning.
+        """
+        last = self._last
+        floor = commit.height + FLOOR_MARGIN
+        # Above a floor, a proof raises it while it proves a height the floor's margin only guessed.
+        known = last.height - FLOOR_MARGIN if is_floor_state(last) else last.height
+        if commit.height <= known or all(s.validator != self.address for s in commit.signatures):
+            return None
+        said = f"a floor at height {last.height}" if is_floor_state(last) else f"last signed height {last.height}"
+        log.warning(
+            "signer state is stale: our precommit for height %d is in %s but the signer state says %s "
+            "(a data directory restored from an older copy, or this key signing in another process); "
+            "refusing to sign at heights <= %d",
+            commit.height, where, said, floor,
+        )
+        state = compute_floor_state(floor)
+        self.store.save(state)
+        self._last = state
+        return floor
+
     def sign_vote(self, vote: Vote) -> Vote:
         """Return ``vote`` signed, or raise DoubleSignRefused."""
         if vote.validator != self.address:
@@ -193,6 +248,11 @@ class PersistentSigner:
     ) -> tuple[bytes, bytes]:
         last = self._last
         hrs, last_hrs = (height, round_, step), (last.height, last.round, last.step)
+        if hrs < last_hrs and is_floor_state(last):
+            raise DoubleSignRefused(
+                f"refusing to sign at height/round/step {hrs}: the signer state was found stale, "
+                f"no signing at heights <= {last.height}"
+            )
         if hrs < last_hrs:
             raise DoubleSignRefused(
                 f"refusing to sign at height/round/step {hrs}: already signed at {last_hrs}"

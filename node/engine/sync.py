@@ -21,6 +21,13 @@ commit does not verify, its server is penalised too. The loop only asks
 peers when consensus has made no progress for a while, so a node that keeps
 up never pays for it.
 
+At start the loop first asks at once (``catch_up_at_start``): a validator
+restarted on an old copy of its data directory must not sign before it knows
+it is not behind. The driver holds its signing (the daemon asks it to) until
+peers answered and none is more than one height ahead, after syncing to them
+if need be, or until ``startup_timeout_ms`` passed with no peer answering (a
+lone devnet node, a whole network restarting together).
+
 Frame and response caps derive from the chain's parameters
 (``compute_sync_frame_bytes``, ``compute_sync_response_bytes``): the daemon
 puts them in the p2p config, and the syncer passes them to its client and
@@ -40,7 +47,7 @@ from consensus.votes import Commit, verify_commit
 from node.engine.driver import ConsensusDriver
 from node.engine.executor import BlockExecutor
 from p2p.blocksync import BlockSyncClient, BlockSyncServer, compute_max_frame_bytes
-from p2p.envelope import BlockFrame
+from p2p.envelope import BlockFrame, StatusMessage
 from p2p.errors import P2PError
 from p2p.interface import Transport
 
@@ -48,6 +55,8 @@ log = logging.getLogger(__name__)
 
 #: Longest wait for the driver's task to apply a batch of synced blocks.
 APPLY_TIMEOUT_S = 60.0
+#: How long a starting node waits for any peer's status before it signs without one (ms).
+STARTUP_TIMEOUT_MS = 5_000
 
 #: A commit's bytes besides its signatures (height, round, block hash, msgpack headers), generously.
 COMMIT_BASE_BYTES = 1024
@@ -183,11 +192,13 @@ class BlockSyncer:
         stall_ms: int = 1_500,
         poll_s: float = 0.5,
         seed: int | None = None,
+        startup_timeout_ms: int = STARTUP_TIMEOUT_MS,
     ) -> None:
         self.transport = transport
         self.executor = executor
         self.driver = driver
         self.stall_ms = stall_ms
+        self.startup_timeout_ms = startup_timeout_ms
         self.poll_s = poll_s
         self.params = executor.head_state().get_params()
         frame_cap = compute_sync_frame_bytes(self.params)
@@ -202,6 +213,7 @@ class BlockSyncer:
         self.blocks_synced = 0
 
     async def run(self) -> None:
+        await self.catch_up_at_start()
         while True:
             await asyncio.sleep(self.poll_s)
             now = self.driver.clock.now_ms()
@@ -213,6 +225,47 @@ class BlockSyncer:
                 log.info("block sync attempt failed: %s", exc)
             finally:
                 self.catching_up = False
+
+    async def catch_up_at_start(self) -> None:
+        """Sync up to the peers before the driver signs; then release its signing.
+
+        Released once peers answered and none is more than one height ahead
+        (after syncing to them if need be: until a round of answers brings no
+        block to apply), or once ``startup_timeout_ms`` passed without any
+        peer answering. While peers are ahead and their blocks do not come,
+        signing stays held (a warning says so once the timeout has passed).
+        """
+        deadline = self.driver.clock.now_ms() + self.startup_timeout_ms
+        warned = False
+        while True:
+            statuses: dict[str, StatusMessage] = {}
+            applied = 0
+            try:
+                if self.transport.peers():
+                    statuses = await self.client.fetch_statuses()
+                best = max((s.height for s in statuses.values()), default=0)
+                if best > self.executor.height:
+                    # Even one height: its commit may hold our precommit (the signer's floor).
+                    applied = await self.sync_once()
+                if statuses and best <= self.executor.height + 1 and not applied:
+                    self.driver.release_signing(
+                        f"{len(statuses)} peers answered, none more than one height ahead of {self.executor.height}"
+                    )
+                    return
+            except (P2PError, ConsensusError) as exc:
+                log.info("block sync at start failed: %s", exc)
+            finally:
+                self.catching_up = False
+            late = self.driver.clock.now_ms() >= deadline
+            if late and not statuses:
+                self.driver.release_signing(f"no peer answered within {self.startup_timeout_ms} ms")
+                return
+            if late and not warned:
+                warned = True
+                log.warning("peers are ahead of height %d: signing stays held until block sync catches up",
+                            self.executor.height)
+            if not applied:
+                await asyncio.sleep(self.poll_s)
 
     def _verifier(self, start: int, end: int) -> FrameVerifier:
         return FrameVerifier(
