@@ -348,6 +348,17 @@ class HostService:
         if self.nursery is not None:
             self.nursery.start_soon(self._disconnect, peer)
 
+    def remote_ip(self, peer: ID) -> str | None:
+        """The IP address our (first) connection to ``peer`` sees it at; None when not connected."""
+        if self.host is None:
+            return None
+        for conn in self.host.get_network().get_connections(peer):
+            with contextlib.suppress(Exception):
+                remote = conn.muxed_conn.get_remote_address()
+                if remote:
+                    return str(remote[0])
+        return None
+
     async def _disconnect(self, peer: ID) -> None:
         try:
             await self.host.disconnect(peer)
@@ -497,6 +508,11 @@ class HostService:
         network = self.host.get_network()
         if hasattr(network, "unblock_peer"):
             network.unblock_peer(info.peer_id)
+        # The swarm dials one TCP address per peer, the first its peerstore holds, whatever
+        # we pass: an address learnt earlier (a signed peer record's ``0.0.0.0:26656``, which
+        # in a container is our own listener; an address since reused) would be dialled
+        # instead, every time. We choose the address: the peerstore holds just that one.
+        self.host.get_peerstore().clear_addrs(info.peer_id)
         try:
             with trio.fail_after(DIAL_TIMEOUT):
                 await self.host.connect(info)

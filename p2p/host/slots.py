@@ -83,6 +83,10 @@ class PeersHost(Protocol):
     @property
     def nursery(self) -> trio.Nursery | None: ...
 
+    def remote_ip(self, peer: ID) -> str | None:
+        """The IP address our connection to ``peer`` sees it at (None when not connected)."""
+        ...
+
     def on_fault(self, peer: ID, reason: str) -> None: ...
 
     async def request(
@@ -109,16 +113,17 @@ def get_known_records(h: PeersHost, exclude: str) -> tuple[PeerRecord, ...]:
 def on_peer_exchange(h: PeersHost, source: ID, msg: PeerExchange) -> None:
     """Take what ``source`` told us: its own record, and (bounded, scored) the peers it lists."""
     src = source.to_base58()
+    source_ip = h.remote_ip(source)
     if msg.sender.peer_id == src:
         h.known_addrs.pop(src, None)
-        h.known_addrs[src] = get_valid_addrs(msg.sender.addrs, src)
+        h.known_addrs[src] = get_valid_addrs(msg.sender.addrs, src, source_ip, own=True)
         while len(h.known_addrs) > 4 * h.config.max_peers:
             h.known_addrs.pop(next(iter(h.known_addrs)))
     if h.ledger.get(src) > 0:
         return  # a penalised peer's addresses are not taken
     me = h.my_id.to_base58()
     # Sliced before any address is parsed: a 10,000-record answer costs what a 64-record one does.
-    records = ((rec.peer_id, get_valid_addrs(rec.addrs, rec.peer_id)) for rec in msg.peers[:PX_MAX_SCANNED])
+    records = ((rec.peer_id, get_valid_addrs(rec.addrs, rec.peer_id, source_ip)) for rec in msg.peers[:PX_MAX_SCANNED])
     h.book.learn(src, records, trio.current_time(), lambda pid: pid == me or pid in h.persistent)
 
 
@@ -171,8 +176,20 @@ async def px_loop(h: PeersHost) -> None:
                 h.nursery.start_soon(exchange_with, h, peer, 0.0)
 
 
-def get_valid_addrs(addrs: tuple[str, ...], peer_id: str) -> list[str]:
-    """The dialable addresses among ``addrs`` (IPv4 TCP), each ending in ``/p2p/<peer_id>``."""
+def get_valid_addrs(
+    addrs: tuple[str, ...], peer_id: str, source_ip: str | None = None, *, own: bool = False
+) -> list[str]:
+    """The dialable addresses among ``addrs`` (IPv4 TCP), each ending in ``/p2p/<peer_id>``.
+
+    ``source_ip`` is the address the record came from, as our connection sees it.
+    A listener on ``0.0.0.0`` advertises that address, which anywhere else means
+    "this host": dialled, it reaches the dialler itself (in a container, whose
+    nodes all share one port, our own listener). In a peer's ``own`` record it
+    is taken as the address the peer reached us from; otherwise it is dropped.
+    Loopback addresses only mean something between peers on one host: they are
+    dropped when the record came from another one.
+    """
+    remote_is_loopback = source_ip is None or source_ip.startswith("127.")
     out = []
     for a in addrs[:PX_MAX_ADDRS]:
         try:
@@ -181,6 +198,13 @@ def get_valid_addrs(addrs: tuple[str, ...], peer_id: str) -> list[str]:
             continue
         text = str(m)
         if not text.startswith("/ip4/") or "/tcp/" not in text:
+            continue
+        ip = text.split("/")[2]
+        if ip == "0.0.0.0":
+            if not own or source_ip is None:
+                continue
+            text = f"/ip4/{source_ip}" + text[len("/ip4/0.0.0.0"):]
+        elif ip.startswith("127.") and not remote_is_loopback:
             continue
         if "/p2p/" not in text:
             text = f"{text}/p2p/{peer_id}"

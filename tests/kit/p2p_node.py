@@ -26,8 +26,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import multiaddr
+from libp2p.peer.id import ID
+
 from p2p.blocksync import BlockSyncClient, BlockSyncServer
 from p2p.config import GOSSIP_KINDS, P2PConfig
+from p2p.errors import P2PError
 from p2p.host import Libp2pTransport
 from p2p.interface import PeerEvent, PeerPenalised, Verdict
 from p2p.txbatch import TxGossip
@@ -132,6 +136,25 @@ class Harness:
 
     async def op_peers(self, cmd: dict[str, Any]) -> dict[str, Any]:
         return {"peers": self.t.peers()}
+
+    async def op_connect(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        """Dial ``addr`` (a multiaddr ending in /p2p/<id>) through the transport."""
+        try:
+            return {"ok": True, "peer": await self.t.connect(cmd["addr"])}
+        except P2PError as exc:
+            return {"ok": False, "error": str(exc)}
+
+    async def op_learn_addr(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        """Put ``addr`` (no /p2p part) in the libp2p peerstore for ``peer``, as a learnt address would be."""
+        svc = self.t._svc()
+
+        async def learn() -> None:  # on the trio thread, where the peerstore lives
+            if svc.host is None:
+                raise P2PError("the host is not running")
+            svc.host.get_peerstore().add_addrs(ID.from_base58(cmd["peer"]), [multiaddr.Multiaddr(cmd["addr"])], 3600)
+
+        await self.t._thread.call(learn)
+        return {"ok": True}
 
     async def op_wait_peers(self, cmd: dict[str, Any]) -> dict[str, Any]:
         n, exclude = cmd["n"], set(cmd.get("exclude", ()))

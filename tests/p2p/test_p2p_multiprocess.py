@@ -172,3 +172,18 @@ async def test_peer_limit_refuses_connections_beyond_max_peers(launch):
     assert (await late.cmd("wait_gone", peer=hub.peer_id, timeout=30))["ok"]
     assert sorted((await hub.cmd("peers"))["peers"]) == sorted(o.peer_id for o in first)
 
+
+
+async def test_dial_uses_the_address_asked_for_not_a_stale_one_the_peerstore_learnt(launch):
+    """The swarm dials one TCP address per peer, the first its peerstore holds. A stale one
+    learnt earlier (in a container, a peer's advertised ``0.0.0.0:26656`` is our own port;
+    or an address now someone else's) made every redial of that peer fail its handshake,
+    whatever address we asked for: a docker node cut off and reconnected never got back."""
+    a, b, c = await asyncio.gather(launch("a"), launch("b"), launch("c"))
+    stale = c.addrs[0].split("/p2p/")[0]  # c's listener: a handshake there meets the wrong peer
+    assert (await a.cmd("learn_addr", peer=b.peer_id, addr=stale))["ok"]
+    got = await a.cmd("connect", addr=b.addrs[0])
+    assert got["ok"] and got["peer"] == b.peer_id, got
+    assert (await a.cmd("wait_peers", n=1, timeout=10))["peers"] == [b.peer_id]
+    for n in (a, b, c):
+        assert (await n.quit())["threads"] == []

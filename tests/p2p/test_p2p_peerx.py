@@ -25,7 +25,7 @@ from p2p.config import P2PConfig
 from p2p.envelope import PeerExchange, PeerRecord
 from p2p.errors import ConfigError
 from p2p.host.service import HostService
-from p2p.host.slots import PX_MAX_BYTES, on_peer_exchange, px_loop
+from p2p.host.slots import PX_MAX_BYTES, get_valid_addrs, on_peer_exchange, px_loop
 from p2p.peers import (
     PX_DROP_SCORE,
     PX_ENTRY_TTL,
@@ -220,3 +220,18 @@ def test_persistent_peers_and_ourselves_never_enter_the_book(tmp_path: Any) -> N
 
 def test_the_book_bound_is_the_default_table_size() -> None:
     assert PeerBook().max_entries == PX_MAX_ENTRIES >= PX_MAX_PER_SOURCE > PX_MAX_PER_ANSWER
+
+
+def test_unspecified_and_foreign_loopback_addresses_are_never_dialable() -> None:
+    """A listener on 0.0.0.0 advertises ``/ip4/0.0.0.0``, which dialled anywhere reaches the
+    dialler itself (in containers sharing one port: its own listener). In a peer's own
+    record it becomes the address the peer reached us from; elsewhere it is dropped, as
+    loopback addresses are when the record came from another host."""
+    pid = "12D3KooWpeer"
+    wild, loop, real = "/ip4/0.0.0.0/tcp/26656", "/ip4/127.0.0.1/tcp/26656", "/ip4/172.28.0.13/tcp/26656"
+    assert get_valid_addrs((wild, real), pid, "172.28.0.13", own=True) == [
+        f"/ip4/172.28.0.13/tcp/26656/p2p/{pid}", f"{real}/p2p/{pid}"]
+    assert get_valid_addrs((wild, real), pid, "172.28.0.10") == [f"{real}/p2p/{pid}"]  # a third party's
+    assert get_valid_addrs((wild,), pid, None, own=True) == []  # source unknown: nothing to put there
+    assert get_valid_addrs((loop, real), pid, "172.28.0.10") == [f"{real}/p2p/{pid}"]
+    assert get_valid_addrs((loop,), pid, "127.0.0.1") == [f"{loop}/p2p/{pid}"]  # a local devnet
