@@ -232,14 +232,14 @@ class BlockSyncer:
         Released once peers answered and none is more than one height ahead
         (after syncing to them if need be: until a round of answers brings no
         block to apply), or once ``startup_timeout_ms`` passed without any
-        peer answering. While peers are ahead and their blocks do not come,
-        signing stays held (a warning says so once the timeout has passed).
+        peer answering. Past that time it is released too as soon as a round
+        applies nothing: held only while sync makes progress, so a peer that
+        claims a height and serves nothing cannot keep a validator from signing.
         """
         deadline = self.driver.clock.now_ms() + self.startup_timeout_ms
-        warned = False
         while True:
             statuses: dict[str, StatusMessage] = {}
-            applied = 0
+            applied = best = 0
             try:
                 if self.transport.peers():
                     statuses = await self.client.fetch_statuses()
@@ -256,14 +256,17 @@ class BlockSyncer:
                 log.info("block sync at start failed: %s", exc)
             finally:
                 self.catching_up = False
-            late = self.driver.clock.now_ms() >= deadline
-            if late and not statuses:
-                self.driver.release_signing(f"no peer answered within {self.startup_timeout_ms} ms")
+            if self.driver.clock.now_ms() >= deadline and not applied:
+                # Held only while syncing makes progress: a peer that claims a height and
+                # serves nothing (a liar, or one we cannot reach) must not keep us from signing.
+                if statuses:
+                    log.warning("peers claim height %d but block sync applied nothing beyond %d within "
+                                "%d ms: signing released", best, self.executor.height, self.startup_timeout_ms)
+                self.driver.release_signing(
+                    f"no peer answered within {self.startup_timeout_ms} ms" if not statuses
+                    else f"peers claim height {best}, nothing applicable came within {self.startup_timeout_ms} ms"
+                )
                 return
-            if late and not warned:
-                warned = True
-                log.warning("peers are ahead of height %d: signing stays held until block sync catches up",
-                            self.executor.height)
             if not applied:
                 await asyncio.sleep(self.poll_s)
 

@@ -299,3 +299,23 @@ async def test_whole_network_restarting_together_starts_signing_on_the_peers_ans
         for n, g in zip(nodes, gossips, strict=True):
             await g.close()
             await n.stop()
+
+
+async def test_a_peer_claiming_a_height_it_never_serves_cannot_hold_signing(tmp_path: Path) -> None:
+    """Held only while sync makes progress: a liar's status (height one million, no blocks)
+    delays signing by the startup timeout, not for ever (it would starve the validator into
+    downtime slashing)."""
+    chain = TestChain(n_validators=1)
+    hub = MemoryHub()
+    liar, prov = await serving_peer(chain, hub, tmp_path, "liar", [])
+    prov.get_status = lambda: (1_000_000, bytes(32), 1)  # type: ignore[method-assign]
+    node = Validator(chain, hub, tmp_path / "me", 0, startup_timeout_ms=400)
+    try:
+        waited = await node.run_start(["liar"])
+        assert 0.4 <= waited < 10 and not node.driver.is_signing_held
+        async with asyncio.timeout(20):  # and it signs: a one-validator chain decides alone
+            while node.executor.height < 1:
+                await asyncio.sleep(0.05)
+    finally:
+        await node.stop()
+        await liar.stop()
