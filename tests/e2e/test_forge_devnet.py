@@ -6,7 +6,7 @@ fetching with a block near ``Block.MAX_BYTES``, for round ``MAX_ROUND``),
 block parts and evidence in the other validators' names. For 60 s:
 
 - the honest three keep at least 80% of their block rate without the
-  forger's stream (measured after, for 30 s, with node1 stopped: its peers
+  forger's stream (measured after, for 15 s, with node1 stopped: its peers
   cut a forger off within a second, so its proposer turns time out either
   way; the comparison isolates what the stream costs them);
 - they stay connected to each other, and none of them bans another;
@@ -33,7 +33,7 @@ from tests.kit.devnet import Devnet, MakeDevnet, http_get, rpc, wait_until
 pytestmark = [pytest.mark.multiprocess, pytest.mark.slow]
 
 FORGE_S = 60.0
-IDLE_S = 30.0
+IDLE_S = 15.0
 HONEST = (0, 2, 3)
 PARAMS = {
     "epoch_blocks": 100_000,

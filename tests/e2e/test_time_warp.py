@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.multiprocess, pytest.mark.slow]
 
 #: Honest clock skew (none: one machine) + one block interval, as docs/protocol.md states.
 BOUND_MS = 2_000
-WATCH_S = 35.0
+WATCH_S = 20.0
 HOUR_MS = 3_600_000
 
 
