@@ -34,17 +34,31 @@ def _spawn(*args: str) -> subprocess.Popen[str]:
 
 
 def _finish(proc: subprocess.Popen[str], kill_after: float | None) -> tuple[str, int]:
+    """Wait for the child (or SIGKILL it ``kill_after`` seconds after it printed START); return its output."""
+    head = ""
     try:
         if kill_after is not None:
+            # Timed from the child's START, not its spawn: an interpreter that takes longer to
+            # start on a loaded machine would otherwise be killed before it did anything.
+            if proc.stdout is not None:
+                head = proc.stdout.readline()
             time.sleep(kill_after)
             if proc.poll() is None:
                 proc.send_signal(signal.SIGKILL)
+            # Read on through the same buffered file: communicate() would read the pipe
+            # underneath it and lose what readline() had already buffered.
+            if proc.stdout is not None:
+                head += proc.stdout.read()
+            if proc.stderr is not None:
+                proc.stderr.read()
+            proc.wait(timeout=60)
+            return head, proc.returncode
         out, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    return out, proc.returncode
+    return head + out, proc.returncode
 
 
 @pytest.mark.multiprocess
