@@ -211,13 +211,17 @@ class PersistentSigner:
         known = last.height - FLOOR_MARGIN if is_floor_state(last) else last.height
         if commit.height <= known or all(s.validator != self.address for s in commit.signatures):
             return None
-        said = f"a floor at height {last.height}" if is_floor_state(last) else f"last signed height {last.height}"
-        log.warning(
-            "signer state is stale: our precommit for height %d is in %s but the signer state says %s "
-            "(a data directory restored from an older copy, or this key signing in another process); "
-            "refusing to sign at heights <= %d",
-            commit.height, where, said, floor,
-        )
+        if is_floor_state(last):
+            # Already warned: catching up through a long stale stretch raises it block by block.
+            log.info("signer floor raised to height %d: our precommit for height %d is in %s",
+                     floor, commit.height, where)
+        else:
+            log.warning(
+                "signer state is stale: our precommit for height %d is in %s but the signer state says "
+                "last signed height %d (a data directory restored from an older copy, or this key signing "
+                "in another process); refusing to sign at heights <= %d",
+                commit.height, where, last.height, floor,
+            )
         state = compute_floor_state(floor)
         self.store.save(state)
         self._last = state
