@@ -80,7 +80,8 @@ def cmd_devnet_up(args: argparse.Namespace) -> int:
         print(f"restarting the devnet in {directory} ({len(rows)} nodes)", file=sys.stderr)
     else:
         print(f"creating a {args.validators}-validator devnet in {directory}", file=sys.stderr)
-        chain_id, created = create_devnet(directory, args.validators, args.base_port, params=_parse_params(args.params))
+        chain_id, created = create_devnet(directory, args.validators, args.base_port, params=_parse_params(args.params),
+                                          compute_units=args.compute_units)
         rows = [
             (name, home, f"http://127.0.0.1:{rpc}", f"/ip4/127.0.0.1/tcp/{p2p}/p2p/{peer}")
             for name, home, p2p, rpc, peer in created
@@ -204,6 +205,8 @@ def add_commands(sub: Any) -> None:
                    help="start NODE (e.g. node1) with a test-only mode: double-sign, poc-cheat, poc-overclaim, job-cheat, time-warp, forge")
     p.add_argument("--timeout", type=float, default=90.0)
     p.add_argument("--params", help="genesis parameter overrides as a JSON object (new devnets only)")
+    p.add_argument("--compute-units", type=int, metavar="N",
+                   help="units each validator's genesis compute NFT claims (default 5; new devnets only)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=as_command(cmd_devnet_up))
     p = dev.add_parser("init", help="write the homes of the compose devnet (docker-compose.yml's init service)",

@@ -87,10 +87,16 @@ def create_devnet(
     base_port: int,
     chain_id: str = "cstake-devnet",
     params: dict[str, int] | None = None,
+    compute_units: int | None = None,
 ) -> tuple[str, list[tuple[str, NodeHome, int, int, str]]]:
-    """Create N homes with one genesis; return (chain id, [(name, home, p2p port, rpc port, peer id)])."""
+    """Create N homes with one genesis; return (chain id, [(name, home, p2p port, rpc port, peer id)]).
+
+    ``compute_units``: what each validator's genesis NFT claims (default ``DEV_COMPUTE_UNITS``).
+    """
     if n < 1 or n > 64:
         raise DevnetError("a devnet has between 1 and 64 validators")
+    if compute_units is not None and not 1 <= compute_units <= 1_000_000:
+        raise DevnetError("compute units must be between 1 and 1000000")
     try:
         Params.from_json(params or {}, base=DEVNET)
     except ConsensusError as exc:
@@ -111,7 +117,8 @@ def create_devnet(
             first_addr = f"/ip4/127.0.0.1/tcp/{p2p_port}/p2p/{r.peer_id}"
         results.append(r)
         rows.append((name, r.home, p2p_port, rpc_port, r.peer_id))
-    doc = make_genesis(chain_id, results, monikers=[r[0] for r in rows], params=params)
+    units = None if compute_units is None else [compute_units] * n
+    doc = make_genesis(chain_id, results, monikers=[r[0] for r in rows], params=params, compute_units=units)
     for _, home, _, _, _ in rows:
         write_genesis(home, doc)
     return chain_id, rows

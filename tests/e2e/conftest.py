@@ -29,12 +29,13 @@ def devnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Devnet]:
 
 @pytest.fixture
 def make_devnet(tmp_path: Path) -> Iterator[MakeDevnet]:
-    """``make_devnet(validators=4, *, params=None, byzantine=None)``: a started devnet of this test's own."""
+    """``make_devnet(validators=4, *, params=None, byzantine=None, compute_units=None)``: a started devnet of this test's own."""
     made: list[Devnet] = []
 
     def make(validators: int = 4, *, params: dict[str, int] | None = None,
-             byzantine: dict[str, str] | None = None) -> Devnet:
-        net = Devnet(tmp_path / f"devnet{len(made)}", validators, params=params, byzantine=byzantine)
+             byzantine: dict[str, str] | None = None, compute_units: int | None = None) -> Devnet:
+        net = Devnet(tmp_path / f"devnet{len(made)}", validators, params=params, byzantine=byzantine,
+                     compute_units=compute_units)
         made.append(net)
         net.up()
         return net

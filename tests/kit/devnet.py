@@ -369,10 +369,13 @@ class Devnet:
     def __init__(
         self, directory: Path, validators: int = 4, *,
         params: dict[str, int] | None = None, byzantine: dict[str, str] | None = None,
+        compute_units: int | None = None,
     ) -> None:
         self.directory = Path(directory).resolve()
         self.validators = validators
         self.params = params
+        #: What each genesis compute NFT claims (``devnet up --compute-units``; None: the default).
+        self.compute_units = compute_units
         #: node name -> test-only misbehaviour (``--byzantine NODE=MODE``), kept across restarts.
         self.byzantine = dict(byzantine or {})
         self.chain_id = ""
@@ -395,6 +398,8 @@ class Devnet:
                 "--base-port", str(self.ports.base), "--detach", "--json"]
         if self.params:
             args += ["--params", json.dumps(self.params)]
+        if self.compute_units is not None:
+            args += ["--compute-units", str(self.compute_units)]
         for name, mode in self.byzantine.items():
             args += ["--byzantine", f"{name}={mode}"]
         try:
