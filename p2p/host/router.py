@@ -166,9 +166,10 @@ class GuardedPubsub(Pubsub):
         on_fault: FaultHook,
     ) -> None:
         super().__init__(host, router, strict_signing=True, max_inbound_rpc_size=max_message_bytes + RPC_OVERHEAD)
-        # Not yet: with our cap on the send queues (_SizedQueues), a devnet halted when a validator
-        # stopped right after gossiping its 1.3 MB openings (tests/e2e/test_slashing_devnet.py,
-        # intermittent); until that is understood, py-libp2p's 1 MiB send cap stays.
+        # Our cap on the send side too (py-libp2p's own 1 MiB would drop a 1.3 MB openings tx).
+        # Once reverted: a devnet "halted" after it, which turned out to be the stopped
+        # validator holding over a third of the voting power (test_slashing_devnet now pins it).
+        self.peer_queues = _SizedQueues(max_message_bytes + RPC_OVERHEAD)
         self.max_message_bytes = max_message_bytes
         self.stats = stats
         self._on_gossip = on_gossip

@@ -187,3 +187,21 @@ async def test_dial_uses_the_address_asked_for_not_a_stale_one_the_peerstore_lea
     assert (await a.cmd("wait_peers", n=1, timeout=10))["peers"] == [b.peer_id]
     for n in (a, b, c):
         assert (await n.quit())["threads"] == []
+
+
+
+async def test_a_message_over_one_mib_is_sent_when_the_cap_allows_it(launch):
+    """py-libp2p's per-peer send queue drops RPCs over its own 1 MiB default, whatever our cap:
+    a 1.3 MB proof-of-compute openings transaction never left its node."""
+    cap = ["--max-message-bytes", str(4 << 20)]
+    nodes = await _four(launch, extra=cap)
+    for n in nodes:
+        assert (await n.cmd("wait_peers", n=3, timeout=45))["ok"]
+        assert (await n.cmd("wait_mesh", kinds=["proposal"], n=1, timeout=30))["ok"]
+    await nodes[1].cmd("publish", kind="proposal", tag="huge", size=1_500_000)
+    for j in (0, 2, 3):
+        got = await nodes[j].cmd("wait_msgs", tag="huge", n=1, timeout=30)
+        assert got["ok"], (j, got)
+    for n in nodes:
+        q = await n.quit()
+        assert n.proc.returncode == 0, q
