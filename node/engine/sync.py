@@ -26,7 +26,8 @@ restarted on an old copy of its data directory must not sign before it knows
 it is not behind. The driver holds its signing (the daemon asks it to) until
 peers answered and none is more than one height ahead, after syncing to them
 if need be, or until ``startup_timeout_ms`` passed with no peer answering (a
-lone devnet node, a whole network restarting together).
+lone devnet node, a whole network restarting together) or with a round of
+sync applying nothing (a peer claiming a height it never serves).
 
 Frame and response caps derive from the chain's parameters
 (``compute_sync_frame_bytes``, ``compute_sync_response_bytes``): the daemon
