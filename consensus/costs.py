@@ -33,8 +33,9 @@ Rules built on it (``consensus.transition``):
   ten-thousandths of a token per cost unit). The proof-of-compute prover's own
   answers (``poc_commit``, ``poc_open``) pay ``min_fee`` only: they are
   accepted only from the NFT's owner or bound validator, for a challenge
-  waiting for exactly that answer, and an opening that verifies at all
-  closes its challenge, so their heavy work happens once per challenge.
+  waiting for exactly that answer, and a challenge's openings come in at most
+  ``MAX_OPENING_CHUNKS`` chunks, so their heavy work happens a bounded number
+  of times per challenge.
 - **Budget.** A block's transactions cost at most ``max_block_cost`` in total,
   and at most ``max_heavy_txs_per_block`` of them are *heavy* (a priced kind
   whose heavy work is at least ``HEAVY_COST`` units); otherwise the block is

@@ -124,6 +124,9 @@ class ChallengeRecord(Encodable):
     #: another validator, or before a commitment. A faulty root then costs the
     #: collateral only.
     liable_validator: bytes
+    #: Sampled rows opened so far, in order: openings may come in several
+    #: transactions (consensus.poc.verify); the challenge passes at the last.
+    opened_rows: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -380,7 +383,7 @@ def process_poc_commit(state: State, ctx: TxContext, sender: bytes, body: PocCom
 
 
 def process_poc_open(state: State, ctx: TxContext, sender: bytes, body: PocOpenings) -> None:
-    """Check the openings: passed makes the pending units verified; a wrong row is a fault."""
+    """Check a chunk of openings: a wrong row is a fault; the last chunk passed verifies the units."""
     rec = _require_challenge(state, body.challenge_id)
     _require_prover(state, rec, sender)
     if rec.status != ChallengeStatus.COMMITTED:
@@ -391,13 +394,19 @@ def process_poc_open(state: State, ctx: TxContext, sender: bytes, body: PocOpeni
     if ctx.height > deadline:
         raise ChallengeClosed(f"openings at height {ctx.height} are after the deadline {deadline}")
     try:
-        verdict = verify_openings(rec.challenge, rec.root, rec.sample_hash, body)
+        verdict = verify_openings(rec.challenge, rec.root, rec.sample_hash, body, rec.opened_rows)
     except InvalidOpenings as exc:
         raise MalformedOpenings(str(exc)) from exc
     if not verdict.passed:
         _process_faulty(state, rec, ctx.height, ctx.params, NO_ADDRESS)
         return
-    _put(state, dataclasses.replace(rec, status=ChallengeStatus.PASSED, resolved_height=ctx.height))
+    opened = rec.opened_rows + len(body.openings)
+    if verdict.rows_left:
+        _put(state, dataclasses.replace(rec, opened_rows=opened))
+        return
+    _put(state, dataclasses.replace(
+        rec, status=ChallengeStatus.PASSED, resolved_height=ctx.height, opened_rows=opened,
+    ))
     nft = state.get_nft(rec.nft_id)
     if nft is None or nft.status not in (NFTStatus.ACTIVE, NFTStatus.UNVERIFIED):
         return

@@ -45,8 +45,10 @@ from consensus.poc.types import (
     RowOpening,
 )
 from consensus.poc.verify import (
+    MAX_OPENING_CHUNKS,
     OpeningsVerdict,
     compute_row,
+    get_min_chunk_rows,
     is_row_correct,
     verify_fraud_proof,
     verify_fraud_proof_inclusion,
@@ -56,6 +58,7 @@ from consensus.poc.verify import (
 __all__ = [
     "DEVNET_POC_PARAMS",
     "MAINNET_POC_PARAMS",
+    "MAX_OPENING_CHUNKS",
     "OPS_PER_UNIT_MS",
     "SAMPLE_COUNT",
     "Challenge",
@@ -76,6 +79,7 @@ __all__ = [
     "compute_verified_units",
     "derive_challenge",
     "derive_sample_indices",
+    "get_min_chunk_rows",
     "get_openings_deadline",
     "get_sample_height",
     "is_commitment_in_time",

@@ -9,6 +9,14 @@ r_j < 2^20 and n <= 2048, so |C_i · r| < 49·2^11 · 2^20 · 2^11 < 2^48; and
 The check has no false alarms: a correct row always passes, so a failing row is
 a fault, and the verdict carries a fraud proof for it.
 
+Openings may come in chunks: a ``PocOpenings`` carries the next consecutive
+run of the sampled rows (in ascending order) after the ones already opened, and
+each chunk is checked on its own. At n = 2048 the 800 rows are about 7 MB, over
+what one gossip message carries; a chunk must hold at least
+``get_min_chunk_rows`` rows unless it is the last, so a challenge is opened in
+at most ``MAX_OPENING_CHUNKS`` transactions and its per-chunk O(n²) work (B·r)
+is done at most that many times.
+
 Fraud proofs: a committed row (with its Merkle path) that differs from the
 exact integer product A_i·B. Anyone can check one in O(n²) without any
 sampling or randomness, so a fraud proof convicts deterministically.
@@ -33,6 +41,14 @@ from consensus.poc.merkle import ROW_DTYPE, ROW_ENTRY_BYTES, is_valid_batch, is_
 from consensus.poc.sampling import compute_sample_seed, derive_freivalds_vector
 from consensus.poc.types import Challenge, PocFraudProof, PocOpenings, RowOpening
 
+#: A challenge's sampled rows are opened in at most this many transactions.
+MAX_OPENING_CHUNKS = 8
+
+
+def get_min_chunk_rows(sample_count: int) -> int:
+    """Return the fewest rows a chunk of openings may carry unless it ends the samples."""
+    return -(-sample_count // MAX_OPENING_CHUNKS)
+
 
 @dataclass(frozen=True, slots=True)
 class OpeningsVerdict:
@@ -41,6 +57,8 @@ class OpeningsVerdict:
     passed: bool
     bad_indices: tuple[int, ...]
     fraud_proof: PocFraudProof | None
+    #: Sampled rows still to open after this chunk (0: the openings are complete).
+    rows_left: int = 0
 
 
 def _check_paths(challenge: Challenge, root: bytes, openings: tuple[RowOpening, ...]) -> None:
@@ -65,23 +83,38 @@ def _rows_as_int64(rows: list[bytes], n: int) -> npt.NDArray[np.int64]:
 
 
 def verify_openings(
-    challenge: Challenge, root: bytes, sample_block_hash: bytes, openings: PocOpenings
+    challenge: Challenge,
+    root: bytes,
+    sample_block_hash: bytes,
+    openings: PocOpenings,
+    opened: int = 0,
 ) -> OpeningsVerdict:
-    """Check openings against the commitment ``root``; raise InvalidOpenings if malformed.
+    """Check a chunk of openings against the commitment ``root``; raise InvalidOpenings if malformed.
 
-    Malformed means: another challenge's id, not exactly the sampled indices in
-    ascending order, a row of the wrong length, or a Merkle path that fails.
+    ``opened`` is how many of the sampled rows earlier chunks opened. Malformed
+    means: another challenge's id, not exactly the next sampled indices in
+    ascending order, a chunk shorter than ``get_min_chunk_rows`` that does not
+    end the samples, a row of the wrong length, or a Merkle path that fails.
     Well-formed openings give a verdict; a failed verdict carries a fraud proof
     for the first wrong row.
     """
     if openings.challenge_id != challenge.id:
         raise InvalidOpenings("the openings are for another challenge")
-    expected = derive_sample_indices(challenge, root, sample_block_hash)
+    sampled = derive_sample_indices(challenge, root, sample_block_hash)
+    if not 0 <= opened < len(sampled):
+        raise InvalidOpenings(f"{opened} of the {len(sampled)} sampled rows are already open")
     got = tuple(o.index for o in openings.openings)
+    expected = sampled[opened:opened + len(got)]
     if got != expected:
         raise InvalidOpenings(
-            f"expected the {len(expected)} sampled rows in ascending order, got {len(got)} rows "
-            "with other indices"
+            f"expected the next {len(expected)} of the {len(sampled)} sampled rows (from sample "
+            f"{opened}) in ascending order, got rows with other indices"
+        )
+    rows_left = len(sampled) - opened - len(got)
+    if rows_left and len(got) < get_min_chunk_rows(len(sampled)):
+        raise InvalidOpenings(
+            f"a chunk of openings that does not end the samples carries at least "
+            f"{get_min_chunk_rows(len(sampled))} rows, got {len(got)}"
         )
     _check_paths(challenge, root, openings.openings)
     n = challenge.n
@@ -94,12 +127,13 @@ def verify_openings(
     bad = ~in_range | ((c_rows @ r) != (a_rows @ br))
     bad_positions = np.flatnonzero(bad).tolist()
     if not bad_positions:
-        return OpeningsVerdict(passed=True, bad_indices=(), fraud_proof=None)
+        return OpeningsVerdict(passed=True, bad_indices=(), fraud_proof=None, rows_left=rows_left)
     first = openings.openings[bad_positions[0]]
     return OpeningsVerdict(
         passed=False,
         bad_indices=tuple(expected[p] for p in bad_positions),
         fraud_proof=PocFraudProof(challenge_id=challenge.id, opening=first),
+        rows_left=rows_left,
     )
 
 

@@ -13,11 +13,13 @@ served):
 - a committed challenge whose sample block is committed: the sampled rows are
   recomputed (``Prover.open_rows``) and a ``PocOpenings`` transaction submitted.
 
-Openings are about 7 MB at n = 2048, above the gossip message cap (1 MiB):
-they enter this node's mempool only, and are included when this node proposes
-(the devnet's openings window of 6 blocks spans more than one proposer
-rotation of a 4-validator devnet). A non-validator owner must bind its NFT
-to a validator that runs the service for it.
+Openings are about 7 MB at n = 2048 (1.4 MB at the devnet's n = 256), over
+what one gossip message should carry: they are sent as consecutive chunks of
+about ``OPENINGS_CHUNK_BYTES`` (``split_openings``; the chain accepts at most
+``MAX_OPENING_CHUNKS`` per challenge), one transaction each with consecutive
+nonces, so every mempool has them and any proposer includes them. A
+non-validator owner must bind its NFT to a validator that runs the service
+for it.
 
 Attestations: every ``attestation_min_interval_blocks`` the service signs one
 per NFT bound to this validator (consensus key, ``consensus.attestation``)
@@ -71,7 +73,9 @@ from consensus.codec import Encodable
 from consensus.costs import get_min_fee
 from consensus.poc import (
     PocCommitment,
+    PocOpenings,
     derive_sample_indices,
+    get_min_chunk_rows,
     get_openings_deadline,
 )
 from consensus.poc_state import (
@@ -109,6 +113,22 @@ OVERCLAIM_BENCH_SECONDS = 1.5
 OVERCLAIM_COLLATERAL_FACTOR = 10
 #: Blocks to wait for our commitment or openings to be included before gossiping it again.
 REGOSSIP_BLOCKS = 2
+#: Target size of one openings transaction, under every preset's gossip message cap (1 MiB and up).
+OPENINGS_CHUNK_BYTES = 768 << 10
+
+
+def split_openings(openings: PocOpenings, max_bytes: int = OPENINGS_CHUNK_BYTES) -> list[PocOpenings]:
+    """Split a challenge's openings (all its sampled rows) into consecutive chunks of about ``max_bytes``.
+
+    Each chunk but the last carries at least the chain's minimum
+    (``get_min_chunk_rows``), so there are never more than
+    ``MAX_OPENING_CHUNKS``; a chunk may then exceed ``max_bytes`` (about 900 KB
+    at n = 2048).
+    """
+    rows = openings.openings
+    per_row = max(len(o.encode()) for o in rows)
+    per = max(get_min_chunk_rows(len(rows)), max_bytes // per_row, 1)
+    return [PocOpenings(openings.challenge_id, rows[i:i + per]) for i in range(0, len(rows), per)]
 
 
 def _exit_with_parent(parent: int) -> None:
@@ -357,8 +377,8 @@ class ComputeService:
                 self._tracked.pop(cid, None)
                 if nft_id in self._provers:
                     self._provers[nft_id].forget(cid)
-                self._sent.pop((cid, "commit"), None)
-                self._sent.pop((cid, "open"), None)
+                for key in [k for k in self._sent if k[0] == cid]:
+                    del self._sent[key]
                 if rec is not None:
                     log.info("challenge %s for NFT %d: %s", cid.hex()[:12], nft_id,
                              ChallengeStatus.NAMES[rec.status])
@@ -375,7 +395,10 @@ class ComputeService:
                     self._started.add((cid, "open"))
                     self._spawn(self._open(rec))
                 else:
-                    self._regossip(cid, "open", height)
+                    # Each chunk not yet applied (they are keyed by their first sample).
+                    for stage in [k[1] for k in self._sent if k[0] == cid and k[1].startswith("open/")]:
+                        if int(stage[5:]) >= rec.opened_rows:
+                            self._regossip(cid, stage, height)
         if height - self._last_attested >= params.attestation_min_interval_blocks:
             self._last_attested = height
             self._attest(state, height)
@@ -420,7 +443,13 @@ class ComputeService:
         except ProverError as exc:
             log.error("cannot open challenge %s: %s", ch.id.hex()[:12], exc)
             return
-        self._submit(openings, "openings", (ch.id, "open"))
+        chunks = split_openings(openings)
+        first = 0
+        for i, chunk in enumerate(chunks):
+            # After a restart the chain may have some chunks already (the split is deterministic).
+            if first >= rec.opened_rows:
+                self._submit(chunk, f"openings {i + 1}/{len(chunks)}", (ch.id, f"open/{first}"))
+            first += len(chunk.openings)
 
     def _regossip(self, cid: bytes, stage: str, height: int) -> None:
         """Gossip our answer again every few blocks while the chain has not seen it.

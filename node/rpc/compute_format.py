@@ -37,6 +37,8 @@ def format_challenge(rec: ChallengeRecord, poc_deadlines: tuple[int, int] | None
         "sample_height": poc_deadlines[0] if poc_deadlines else None,
         "openings_deadline": poc_deadlines[1] if poc_deadlines else None,
         "pending_units": rec.pending_units,
+        # Sampled rows opened so far (openings may come in several transactions).
+        "opened_rows": rec.opened_rows,
         "resolved_height": rec.resolved_height or None,
         # Whose stake answers for the commitment: the bound validator if its operator signed it, else none.
         "liable_validator": encode_address(rec.liable_validator) if rec.liable_validator != NO_ADDRESS else None,

@@ -111,7 +111,7 @@ CHALLENGE = obj({
     "id": HASH, "nft_id": UINT, "height": UINT, "n": UINT, "rows": UINT, "claimed_units": UINT, "status": STR,
     "commit_deadline": UINT, "root": nullable(HASH), "commit_height": nullable(UINT),
     "sample_height": nullable(UINT), "openings_deadline": nullable(UINT), "pending_units": UINT,
-    "resolved_height": nullable(UINT), "liable_validator": nullable(ADDRESS),
+    "opened_rows": UINT, "resolved_height": nullable(UINT), "liable_validator": nullable(ADDRESS),
 })
 
 ATTESTATION = obj({

@@ -283,7 +283,7 @@ METHOD_SPECS: tuple[MethodSpec, ...] = (
         {"available": True, "challenges": [{
             "id": _H, "nft_id": 1, "height": 40, "n": 256, "rows": 8, "claimed_units": 2000,
             "status": "passed", "commit_deadline": 44, "root": _H2, "commit_height": 41, "sample_height": 42,
-            "openings_deadline": 46, "pending_units": 0, "resolved_height": 43, "liable_validator": _A0}]},
+            "openings_deadline": 46, "pending_units": 0, "opened_rows": 8, "resolved_height": 43, "liable_validator": _A0}]},
         errors=(E.INVALID_PARAMS, E.HEIGHT_NOT_AVAILABLE),
     ),
     MethodSpec(
