@@ -463,14 +463,33 @@ async def test_a_mainnet_size_block_reaches_three_libp2p_peers_in_parts_without_
             await t.start()
             receivers.append((t, adapter, driver))
 
-        async def meshed() -> bool:
-            mesh = await sender.mesh_peers("proposal")
-            return all(t.peer_id in mesh for t, _, _ in receivers)
+        # The sender subscribes to no topic (no adapter of its own is attached), so it has no
+        # mesh for "proposal": GossipSub publishes to fanout peers, those it knows to subscribe.
+        # Start once it knows all three, and once the receivers (which find each other by peer
+        # exchange) have each meshed with the other two, so that forwarded parts flow between
+        # them too. (Waiting for the sender's mesh never ended but by its 20 s cap.)
+        svc = sender._svc()
+        topic = sender.config.topic("proposal")
 
-        for _ in range(400):
-            if await meshed():
+        async def subscribers() -> set[str]:  # on the trio thread, where pubsub lives
+            return set() if svc.pubsub is None else {p.to_base58() for p in svc.pubsub.peer_topics.get(topic, ())}
+
+        async def ready() -> bool:
+            known = await sender._thread.call(subscribers)
+            if not all(t.peer_id in known for t, _, _ in receivers):
+                return False
+            for t, _, _ in receivers:
+                others = {o.peer_id for o, _, _ in receivers if o is not t}
+                if not others <= set(await t.mesh_peers("proposal")):
+                    return False
+            return True
+
+        for _ in range(600):
+            if await ready():
                 break
             await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("the sender never learnt every receiver's subscription, or the receivers never meshed")
         driver = receivers[0][2]
         block = _large_block(chain, driver, 1, 0, size)
         proposal, _ = _signed(chain, driver, block)
