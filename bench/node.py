@@ -3,11 +3,13 @@
 Every figure is measured in this run, from the outside:
 
 - block interval at idle (~15 s) and under load, from the header times of
-  committed blocks (RPC ``block``);
+  committed blocks (RPC ``block``), and each node's RSS at idle;
 - committed transactions per second over the load window, counted from the
   committed blocks' transaction lists (not from the load generator's report);
 - inclusion latency p50/p99 as the load generator reports it, cross-checked by
   probe transactions this benchmark sends itself (send time vs. block time);
+- saturation: ``cstake load`` offering ``SAT_RATE`` (3,000) tx/s for 30 s,
+  more than the chain commits; committed tx/s counted from the blocks;
 - where the time goes: per-block execute and write times from the node's log,
   the commit-duration histogram from /metrics, and a py-spy sample of one
   validator when py-spy is installed.
@@ -53,6 +55,9 @@ IDLE_S = 15.0
 LOAD_RATE = int(os.environ.get("BENCH_NODE_RATE", "1000"))
 LOAD_S = float(os.environ.get("BENCH_NODE_SECONDS", "60"))
 LOAD_ACCOUNTS = 200
+#: The saturation phase: an offered rate above what the chain commits, counted from blocks.
+SAT_RATE = int(os.environ.get("BENCH_NODE_SAT_RATE", "3000"))
+SAT_S = float(os.environ.get("BENCH_NODE_SAT_SECONDS", "30"))
 DRAIN_S = 20.0
 PROBE_EVERY_S = 1.0
 PROFILE_S = 20.0
@@ -91,7 +96,66 @@ def _interval_line(label: str, blocks: list[dict[str, Any]]) -> str:
         return f"{label}: fewer than two blocks"
     mean = sum(iv) / len(iv)
     return (f"{label}: mean {mean / 1000:.2f} s, p50 {_pct(iv, 50) / 1000:.2f} s, "  # type: ignore[operator]
+            f"p99 {_pct(iv, 99) / 1000:.2f} s, "  # type: ignore[operator]
             f"max {max(iv) / 1000:.2f} s over {len(iv)} intervals (heights {blocks[0]['height']}..{blocks[-1]['height']})")
+
+
+def _rss_mb(pid: int) -> float | None:
+    """Resident set size of a process in MB (Linux /proc), None where unreadable."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return None
+
+
+def _start_load(devnet: Devnet, tmp: Path, tag: str, rate: int, seconds: float,
+                drain: float) -> tuple[subprocess.Popen[Any], Path, Path]:
+    """Start `cstake load` across every node's RPC; return the process and its output and log files."""
+    out_file, err_file = tmp / f"load-{tag}.json", tmp / f"load-{tag}.log"
+    with open(out_file, "wb") as out, open(err_file, "wb") as err:
+        proc = subprocess.Popen(
+            [*CLI, "load", "--home", str(devnet.nodes[0].home), "--rpc", ",".join(devnet.urls), "--rate",
+             str(rate), "--duration", str(seconds), "--accounts", str(LOAD_ACCOUNTS), "--drain", str(drain),
+             "--progress-every", "2", "--json"],
+            cwd=REPO, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
+        )
+    return proc, out_file, err_file
+
+
+def _saturation(devnet: Devnet, tmp: Path, extra: list[subprocess.Popen[Any]]) -> None:
+    """Offer more than the chain commits for SAT_S seconds; count what the blocks carried."""
+    main = devnet.urls[0]
+    load, out_file, err_file = _start_load(devnet, tmp, "saturation", SAT_RATE, SAT_S, 10.0)
+    extra.append(load)
+    try:
+        load.wait(timeout=SAT_S + 10.0 + 180)
+    except subprocess.TimeoutExpired:
+        load.kill()
+        print("saturation: the load generator did not finish in time; killed")
+        return
+    if load.returncode != 0:
+        print(f"saturation: cstake load failed: {err_file.read_text(errors='replace').strip()[-500:]}")
+        return
+    report = json.loads(out_file.read_text())
+    start_h, end_h = int(report["start_height"]), int(report["end_height"])
+    blocks = _blocks(main, start_h, max(end_h, height(main)))
+    t_start = blocks[0]["time"]
+    # Skip the ramp-up: count from the first block carrying load transactions to SAT_S after it.
+    loaded = [b for b in blocks[1:] if b["txs"]]
+    if len(loaded) < 2:
+        print("saturation: fewer than two blocks carried transactions")
+        return
+    t_first = loaded[0]["time"]
+    window = [b for b in loaded if b["time"] <= t_first + SAT_S * 1000]
+    span_s = max(1e-9, (window[-1]["time"] - t_first) / 1000)
+    txs = sum(len(b["txs"]) for b in window[1:])
+    print(f"saturation: cstake load --rate {SAT_RATE} --duration {SAT_S:g}; generator sent {report['sent']} "
+          f"({report['sent_rate_tps']} tx/s achieved), accepted {report['accepted']}, rejected "
+          f"{sum(report['rejected'].values())} {report['rejected'] or ''}")
+    print(f"saturation throughput (from block tx lists, heights {window[1]['height'] if len(window) > 1 else '-'}"
+          f"..{window[-1]['height']}, {span_s:.1f} s after the first loaded block at "
+          f"{(t_first - t_start) / 1000:.1f} s): {txs / span_s:,.0f} committed tx/s ({txs} txs)")
 
 
 # --- probe transactions (the latency cross-check) ----------------------------------------
@@ -246,17 +310,11 @@ def _run(devnet: Devnet, tmp: Path, extra: list[subprocess.Popen[Any]]) -> None:
     time.sleep(IDLE_S)
     idle = _blocks(main, h0, height(main))
     print(_interval_line("block interval at idle", idle))
+    rss = [(n.name, _rss_mb(n.pid)) for n in nodes]
+    print("node RSS at idle: " + ", ".join(f"{name} {'n/a' if mb is None else f'{mb:.0f} MB'}" for name, mb in rss))
 
     # Load: `cstake load` across the four RPC URLs, probes on the side, py-spy on node1.
-    load_out = tmp / "load.json"
-    load_err = tmp / "load.log"
-    with open(load_out, "wb") as out, open(load_err, "wb") as err:
-        load = subprocess.Popen(
-            [*CLI, "load", "--home", str(nodes[0].home), "--rpc", ",".join(urls), "--rate", str(LOAD_RATE),
-             "--duration", str(LOAD_S), "--accounts", str(LOAD_ACCOUNTS), "--drain", str(DRAIN_S),
-             "--progress-every", "2", "--json"],
-            cwd=REPO, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
-        )
+    load, load_out, load_err = _start_load(devnet, tmp, "latency", LOAD_RATE, LOAD_S, DRAIN_S)
     extra.append(load)
     prober = Prober(nodes[1].home, urls[1], devnet.chain_id)
     spy_file = tmp / "spy.txt"
@@ -325,10 +383,12 @@ def _run(devnet: Devnet, tmp: Path, extra: list[subprocess.Popen[Any]]) -> None:
     print(_interval_line("block interval under load", [blocks[0], *in_window]))
     rounds = [b["round"] for b in in_window]
     if rounds:
-        print(f"blocks decided after round 0 under load: {sum(1 for r in rounds if r > 0)} of {len(rounds)}")
+        print(f"blocks decided after round 0 under load: {sum(1 for r in rounds if r > 0)} of {len(rounds)} "
+              f"({100 * sum(1 for r in rounds if r == 0) / len(rounds):.0f}% in round 0)")
     print(f"load average after the run: {os.getloadavg()[0]:.1f} (the load generator and all four nodes share "
           f"these {os.cpu_count()} cores)")
     _profile(nodes, [blocks[0], *in_window], spy_file if spy_started else None, spy_bin)
+    _saturation(devnet, tmp, extra)
 
 
 def _profile(nodes: list[Node], window: list[dict[str, Any]], spy_file: Path | None,
