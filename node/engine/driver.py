@@ -34,7 +34,12 @@ signer, which stores a floor on proof of our own signature above its state
 (``PersistentSigner.observe_commit``); and the node holds signing back at start
 (``hold_signing``) until block sync finds no peer ahead of it, or none answering
 (``BlockSyncer.catch_up_at_start``). A held driver runs the round machine as a
-non-validator would: everything proceeds but its own votes and proposals.
+non-validator would: everything proceeds but its own votes and proposals. The
+machine has moved on as if it had cast them, so on release the votes and the
+proposal it asked for in the current round are signed then (``release_signing``):
+a validator whose held prevote was simply lost would never prevote in that
+round, and with a third of the power held past its propose timeout (a whole
+network starting together) no round could ever gather two thirds of anything.
 """
 
 from __future__ import annotations
@@ -75,7 +80,7 @@ from consensus.evidence import (
     decode_evidence,
 )
 from consensus.validator_set import ValidatorSet
-from consensus.votes import Commit, Proposal, SignatureVerifier, Vote
+from consensus.votes import Commit, Proposal, SignatureVerifier, Vote, VoteType
 from node.clock import Clock, TimerHandle
 from node.engine.auth import Authenticator, AuthResult
 from node.engine.executor import BlockCommitted, BlockExecutor
@@ -215,6 +220,8 @@ class ConsensusDriver:
         self._signing_held = False
         #: Signatures not asked for while signing was held at start.
         self.held_signatures = 0
+        #: What the machine asked to sign while held, of the latest round asked (signed on release).
+        self._held: list[Vote | Proposal] = []
 
     # -- public ----------------------------------------------------------------------
 
@@ -235,6 +242,24 @@ class ConsensusDriver:
             self.unauthenticated_inputs,
         )
 
+    def describe_round(self) -> str:
+        """Where the height being decided stands, in one line (the node logs it while no block commits)."""
+        st = self.state
+        vset = st.validator_set
+        total = max(1, vset.total_power)
+        steps = {Step.PROPOSE: "propose", Step.PREVOTE: "prevote", Step.PRECOMMIT: "precommit", Step.COMMIT: "commit"}
+        tallies = [
+            f"round {r} {'prevotes' if t == VoteType.PREVOTE else 'precommits'} {len(vs.votes)}/{len(vset)} "
+            f"({100 * vs.power // total}% of the power{', ours in' if self.address in vs.votes else ''})"
+            for (r, t), vs in sorted(st.votes.items())
+            if r >= st.round - 1
+        ]
+        return (
+            f"height {st.height} round {st.round} step {steps.get(st.step, str(st.step))}, "
+            f"{'a' if st.round in st.proposals else 'no'} proposal, {'; '.join(tallies) or 'no votes'}"
+            f"{', signing held' if self._signing_held else ''}, {len(self._inbox)} inputs queued"
+        )
+
     @property
     def is_signing_held(self) -> bool:
         """True while ``hold_signing`` keeps the node from signing (at start)."""
@@ -245,13 +270,36 @@ class ConsensusDriver:
         self._signing_held = True
 
     def release_signing(self, reason: str) -> None:
-        """Sign again from the next step on (we know we are not behind: ``reason``)."""
-        if self._signing_held:
-            log.info("signing enabled at height %d: %s", self.state.height, reason)
-            # The step may wait for votes we held back (a lone validator would wait forever):
-            # its timeout moves it on, with our vote.
-            self._rearm_current_timeout()
+        """Sign again (we know we are not behind: ``reason``), first what the current round asked for.
+
+        The round machine moved past the steps whose signatures were held (a
+        propose timeout left it prevoting, without a prevote out). Those of
+        the current height and round are signed now, in the order asked, and
+        queued as our own inputs; the WAL and the machine then take them as
+        any vote or proposal of ours (votes the WAL replay already brought,
+        and a proposal of a round past its propose step, are left out).
+        """
+        if not self._signing_held:
+            return
         self._signing_held = False
+        st = self.state
+        held, self._held = self._held, []
+        signed = 0
+        for msg in held:
+            if msg.height != st.height or msg.round != st.round or not st.started or st.is_decided():
+                continue
+            if isinstance(msg, Vote):
+                votes = st.votes.get((msg.round, msg.vote_type))
+                if self.address is None or (votes is not None and self.address in votes.votes):
+                    continue
+                signed += self._sign_vote(msg, self.clock.now_ms(), queue=True)
+            elif st.step == Step.PROPOSE and msg.round not in st.proposals and msg.block_hash in self.blocks:
+                signed += self._sign_proposal(msg, self.clock.now_ms(), queue=True)
+        log.info("signing enabled at height %d: %s%s", st.height, reason,
+                 f" (signed {signed} held back in round {st.round})" if signed else "")
+        # The step may wait for votes we held back (a lone validator would wait forever):
+        # its timeout moves it on, with our vote.
+        self._rearm_current_timeout()
 
     def recover(self) -> None:
         """Start the current height, replaying its WAL records if there are any."""
@@ -593,13 +641,21 @@ class ConsensusDriver:
                 self.rejected_inputs += 1
                 log.debug("input rejected by the round machine: %s", eff.reason)
 
-    def _is_held(self) -> bool:
-        self.held_signatures += self._signing_held
-        return self._signing_held
+    def _is_held(self, msg: Vote | Proposal) -> bool:
+        """While held, keep what the machine asked to sign (of the latest round asked) for the release."""
+        if not self._signing_held:
+            return False
+        self.held_signatures += 1
+        if self._held and (self._held[-1].height, self._held[-1].round) != (msg.height, msg.round):
+            self._held.clear()
+        if len(self._held) < 4:  # a round asks for a proposal, a prevote and a precommit at most
+            self._held.append(msg)
+        return True
 
-    def _sign_vote(self, vote: Vote, now: int) -> None:
-        if self.signer is None or self._is_held():
-            return
+    def _sign_vote(self, vote: Vote, now: int, *, queue: bool = False) -> bool:
+        """Sign our vote and hand it on as our input (``queue``: through the inbox, from outside the task)."""
+        if self.signer is None or self._is_held(vote):
+            return False
         block = None if vote.is_nil() else self.blocks.get(vote.block_hash)
         if block is not None:
             # BFT time: a vote for a block is dated after it, so the next block's time
@@ -609,19 +665,29 @@ class ConsensusDriver:
             signed = self.signer.sign_vote(vote)
         except DoubleSignRefused as exc:
             self._note_refusal("vote", exc)
-            return
-        self._pending.append(InVote(signed, now, own=True))
+            return False
+        self._own(InVote(signed, now, own=True), queue)
+        return True
 
-    def _sign_proposal(self, proposal: Proposal, now: int) -> None:
-        if self.signer is None or self._is_held():
-            return
+    def _sign_proposal(self, proposal: Proposal, now: int, *, queue: bool = False) -> bool:
+        if self.signer is None or self._is_held(proposal):
+            return False
         try:
             signed = self.signer.sign_proposal(proposal)
         except DoubleSignRefused as exc:
             self._note_refusal("proposal", exc)
-            return
+            return False
         block = self.blocks[signed.block_hash]
-        self._pending.append(InProposal(signed, block, True, now, own=True))
+        self._own(InProposal(signed, block, True, now, own=True), queue)
+        return True
+
+    def _own(self, inp: Input, queue: bool) -> None:
+        # Inside the driver's task our signed messages come next; from outside it
+        # (the release, by block sync's task) they wait in the inbox, never dropped.
+        if queue:
+            self._enqueue(inp, bounded=False)
+        else:
+            self._pending.append(inp)
 
     def _note_refusal(self, what: str, exc: DoubleSignRefused) -> None:
         if self._replaying:

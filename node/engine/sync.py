@@ -58,6 +58,9 @@ log = logging.getLogger(__name__)
 APPLY_TIMEOUT_S = 60.0
 #: How long a starting node waits for any peer's status before it signs without one (ms).
 STARTUP_TIMEOUT_MS = 5_000
+#: While no block commits, where consensus stands is logged this often (ms): a round that
+#: never ends logs nothing else (a whole devnet once sat silent in round 0 for minutes).
+STALL_LOG_MS = 15_000
 
 #: A commit's bytes besides its signatures (height, round, block hash, msgpack headers), generously.
 COMMIT_BASE_BYTES = 1024
@@ -212,12 +215,14 @@ class BlockSyncer:
         self.server = BlockSyncServer(transport, StoreBlockProvider(executor), max_frame_bytes=frame_cap)
         self.catching_up = False
         self.blocks_synced = 0
+        self._stall_logged_ms = 0
 
     async def run(self) -> None:
         await self.catch_up_at_start()
         while True:
             await asyncio.sleep(self.poll_s)
             now = self.driver.clock.now_ms()
+            self._log_stall(now)
             if now - self.driver.last_commit_ms < self.stall_ms or not self.transport.peers():
                 continue
             try:
@@ -226,6 +231,15 @@ class BlockSyncer:
                 log.info("block sync attempt failed: %s", exc)
             finally:
                 self.catching_up = False
+
+    def _log_stall(self, now: int) -> None:
+        """Every ``STALL_LOG_MS`` without a commit, say where the round stands and how many peers we have."""
+        stalled = now - self.driver.last_commit_ms
+        if stalled < STALL_LOG_MS or now - self._stall_logged_ms < STALL_LOG_MS:
+            return
+        self._stall_logged_ms = now
+        log.info("no block committed for %.0f s: %s; %d peers", stalled / 1000, self.driver.describe_round(),
+                 len(self.transport.peers()))
 
     async def catch_up_at_start(self) -> None:
         """Sync up to the peers before the driver signs; then release its signing.
