@@ -77,16 +77,24 @@ def wait_for(get: Callable[[], T | None], timeout: float, what: str, interval: f
     """Call ``get`` until it returns something other than None (errors count as not yet)."""
     deadline = time.monotonic() + timeout
     last_error = ""
+    errors = tries = 0
+    error_at = 0.0
     while time.monotonic() < deadline:
+        tries += 1
         try:
             value = get()
         except (OSError, ValueError, KeyError, DockerTestError) as exc:
-            last_error = f" (last error: {exc})"
+            errors += 1
+            last_error, error_at = str(exc), time.monotonic()
         else:
             if value is not None:
                 return value
         time.sleep(interval)
-    raise DockerTestError(f"timed out after {timeout:.0f} s waiting for {what}{last_error}")
+    # An error of the first seconds (a node's RPC not listening yet) is no cause of a later timeout:
+    # say how old the last one is, and how many of the tries failed.
+    detail = (f" (last error {time.monotonic() - error_at:.0f} s ago: {last_error}; {errors} of {tries} tries "
+              "failed)" if errors else f" ({tries} tries, none failed)")
+    raise DockerTestError(f"timed out after {timeout:.0f} s waiting for {what}{detail}")
 
 
 class Checks:
@@ -384,6 +392,63 @@ def check_joiner(checks: Checks, env: dict[str, str], times: dict[str, float]) -
                  f"proposed height {proposed}, signed the commit in height {signed}")
 
 
+def exec_get(name: str, path: str) -> str:
+    """GET ``path`` on a container's own RPC port, from inside it (no docker-proxy in the way)."""
+    code = ("import sys, urllib.request as u\n"
+            "try:\n    print(u.urlopen('http://127.0.0.1:26657' + sys.argv[1], timeout=5).read().decode())\n"
+            "except Exception as e:\n    print(getattr(e, 'read', lambda: b'')().decode() or repr(e))")
+    out = run("docker", "exec", container(name), "python3", "-c", code, path, timeout=30, check=False)
+    return out.stdout + out.stderr
+
+
+def save_evidence(names: list[str], why: str) -> Path:
+    """Keep what a failed step leaves behind, before ``down -v`` removes it; return the folder.
+
+    For each container: its whole ``docker logs`` (with the engine's timestamps),
+    ``docker inspect``, and from inside it (no docker-proxy in the way) the
+    RPC's ``status`` and ``net_info``, ``/health`` and ``/metrics``; the log
+    file each node keeps in the volume (``/devnet/<node>/logs``) and its
+    consensus WAL (``<node>.cs.wal``: the inputs of the height it was
+    deciding); ``docker ps -a``; and ``why``.
+    """
+    folder = Path(os.environ.get("TMPDIR", "/tmp")) / f"cstake-docker-logs-{time.strftime('%Y%m%d-%H%M%S')}"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "why.txt").write_text(why + "\n")
+    ps = run("docker", "ps", "-a", "--filter", f"label=com.docker.compose.project={PROJECT}", check=False,
+             timeout=30)
+    (folder / "ps.txt").write_text(ps.stdout + ps.stderr)
+    for name in names:
+        c = container(name)
+        try:
+            out = run("docker", "logs", "--timestamps", c, check=False, timeout=60)
+            (folder / f"{name}.log").write_text(out.stdout + out.stderr)
+            out = run("docker", "inspect", c, check=False, timeout=30)
+            (folder / f"{name}.inspect.json").write_text(out.stdout + out.stderr)
+            if name == "init":
+                continue
+            parts = []
+            for method in ("status", "net_info"):
+                try:
+                    parts.append(f"== {method}\n{json.dumps(exec_rpc(name, method), indent=1)}")
+                except (DockerTestError, OSError, ValueError, KeyError, subprocess.TimeoutExpired) as exc:
+                    parts.append(f"== {method}\nfailed: {exc}")
+            for path in ("/health", "/metrics"):
+                parts.append(f"== GET {path}\n{exec_get(name, path)}")
+            (folder / f"{name}.rpc.txt").write_text("\n".join(parts))
+            home = "/devnet/joiner" if name == "joiner" else f"/devnet/{name}"
+            out = run("docker", "exec", c, "sh", "-c", f"cat {home}/logs/node.log 2>/dev/null | tail -c 20000000",
+                      check=False, timeout=60)
+            if out.stdout:
+                (folder / f"{name}.node.jsonl").write_text(out.stdout)
+            # The consensus WAL of the height being decided: every input the driver took, in order
+            # (read it with node.engine.wal.WriteAheadLog and node.engine.inputs.decode_input).
+            run("docker", "cp", f"{c}:{home}/data/cs.wal", str(folder / f"{name}.cs.wal"), check=False, timeout=60)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            (folder / f"{name}.error.txt").write_text(repr(exc))
+    log(f"evidence of the failure saved in {folder}")
+    return folder
+
+
 def show_logs(names: list[str]) -> None:
     for name in names:
         out = run("docker", "logs", "--tail", "15", container(name), check=False, timeout=30)
@@ -396,6 +461,7 @@ def main() -> int:
         return 0
     checks = Checks()
     times: dict[str, float] = {}
+    all_names = ["init", *[f"node{i}" for i in range(NODES)], "joiner"]
     began = time.monotonic()
     try:
         with engine():
@@ -423,9 +489,11 @@ def main() -> int:
                         step()
                     except DockerTestError as exc:
                         checks.check(what, False, str(exc))
+                        save_evidence(all_names, f"{what}: {exc}")
                         show_logs(names)
             except DockerTestError as exc:
                 checks.check("the docker devnet run", False, str(exc))
+                save_evidence(all_names, f"the docker devnet run: {exc}")
                 show_logs(["init", *[f"node{i}" for i in range(NODES)]])
             finally:
                 down = compose(env, "down", "-v", "--remove-orphans", check=False, timeout=300)
