@@ -42,14 +42,14 @@ async def _send_and_watch(devnet: Devnet, recipient: str) -> tuple[dict, dict]:
         return sent, event
 
 
-def test_dapp_flow_transfer_subscription_search_and_proof(devnet: Devnet) -> None:
+def test_dapp_flow_transfer_subscription_search_and_proof(shared_devnet: Devnet) -> None:
     recipient = encode_address(PrivateKey.generate().address())
-    sent, event = asyncio.run(_send_and_watch(devnet, recipient))
+    sent, event = asyncio.run(_send_and_watch(shared_devnet, recipient))
     assert sent["code"] == 0, sent
     data = event["params"]["data"]
     assert event["params"]["event"] == "tx" and data["hash"] == sent["hash"] and data["code"] == 0
     included = data["height"]
-    url = devnet.node("node2").url
+    url = shared_devnet.node("node2").url
     wait_height(url, included, timeout=30)
     found = wait_until(lambda: rpc(url, "tx_search", {"address": recipient})["txs"] or None, timeout=30,
                        what="the transfer in node2's address index")
@@ -60,8 +60,8 @@ def test_dapp_flow_transfer_subscription_search_and_proof(devnet: Devnet) -> Non
     assert proved["balance"] == 4242 and proved["proof"]["verified_against_block"] >= included + 1
 
 
-def test_operator_flow_mnemonic_key_from_and_own_metrics(devnet: Devnet) -> None:
-    home = str(devnet.node("node0").home)
+def test_operator_flow_mnemonic_key_from_and_own_metrics(shared_devnet: Devnet) -> None:
+    home = str(shared_devnet.node("node0").home)
     added = subprocess.run([*CLI, "keys", "add", "ops", "--recover", "--unencrypted", "--home", home, "--json"],
                            cwd=REPO, input=WORDS + "\n", capture_output=True, text=True, timeout=60, check=False)
     assert added.returncode == 0, added.stderr
@@ -73,11 +73,11 @@ def test_operator_flow_mnemonic_key_from_and_own_metrics(devnet: Devnet) -> None
     sent = json.loads(cstake("tx", "send", target, "777", "--from", "ops", "--home", home, "--wait", "--json",
                              timeout=90).stdout)
     assert sent["code"] == 0, sent
-    assert rpc(devnet.node("node0").url, "tx", {"hash": sent["hash"]})["tx"]["sender"] == ops
+    assert rpc(shared_devnet.node("node0").url, "tx", {"hash": sent["hash"]})["tx"]["sender"] == ops
     refused = cstake("tx", "send", target, "1", "--from", "nobody", "--home", home, check=False)
     assert refused.returncode == 1 and "no key named 'nobody'" in refused.stderr
     # The node's own validator, as Prometheus sees it.
-    _, text = http_get(devnet.node("node0").url, "/metrics")
+    _, text = http_get(shared_devnet.node("node0").url, "/metrics")
 
     def value(name: str) -> float:
         match = re.search(rf"^{name} ([0-9.e+-]+)$", text, re.MULTILINE)
@@ -91,7 +91,7 @@ def test_operator_flow_mnemonic_key_from_and_own_metrics(devnet: Devnet) -> None
 
 
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool is not installed (apt-get install prometheus)")
-def test_promtool_accepts_a_live_nodes_metrics(devnet: Devnet) -> None:
-    _, text = http_get(devnet.node("node3").url, "/metrics")
+def test_promtool_accepts_a_live_nodes_metrics(shared_devnet: Devnet) -> None:
+    _, text = http_get(shared_devnet.node("node3").url, "/metrics")
     done = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True, timeout=30)
     assert done.returncode == 0, done.stdout + done.stderr

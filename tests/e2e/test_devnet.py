@@ -1,7 +1,7 @@
 """A 4-validator devnet from ``cstake devnet up --detach`` to ``cstake devnet down``.
 
-One devnet serves the module; the tests run in file order and the last one
-takes it down (the fixture's teardown stops whatever is left either way).
+The checks on a devnet use the one shared with other modules
+(tests/e2e/conftest.py); the check that takes it down runs after the others.
 Checks: blocks are committed with identical hashes on every node, a
 ``cstake tx send --wait`` lands on every node, standard JSON-RPC errors,
 /health and /metrics, a second ``cstake start`` on a running home is refused,
@@ -38,60 +38,60 @@ from tests.kit.devnet import (
 pytestmark = [pytest.mark.multiprocess, pytest.mark.slow]
 
 
-def test_blocks_are_committed_with_identical_hashes_on_every_node(devnet: Devnet) -> None:
-    start = max(devnet.heights().values())
-    devnet.wait_all_at(start + 3, timeout=60)
-    top = min(devnet.heights().values())
+def test_blocks_are_committed_with_identical_hashes_on_every_node(shared_devnet: Devnet) -> None:
+    start = max(shared_devnet.heights().values())
+    shared_devnet.wait_all_at(start + 3, timeout=60)
+    top = min(shared_devnet.heights().values())
     assert top >= 3
     # The nodes listen where the kit reserved their ports.
-    assert devnet.ports is not None
-    assert [n.rpc_port for n in devnet.nodes] == [devnet.ports.rpc_port(i) for i in range(4)]
-    assert [n.p2p.split("/tcp/")[1].split("/")[0] for n in devnet.nodes] == [
-        str(devnet.ports.p2p_port(i)) for i in range(4)
+    assert shared_devnet.ports is not None
+    assert [n.rpc_port for n in shared_devnet.nodes] == [shared_devnet.ports.rpc_port(i) for i in range(4)]
+    assert [n.p2p.split("/tcp/")[1].split("/")[0] for n in shared_devnet.nodes] == [
+        str(shared_devnet.ports.p2p_port(i)) for i in range(4)
     ]
-    hashes = {n.name: devnet.block_hashes(n, top) for n in devnet.nodes}
+    hashes = {n.name: shared_devnet.block_hashes(n, top) for n in shared_devnet.nodes}
     reference = hashes["node0"]
     for name, chain in hashes.items():
         assert chain == reference, f"{name} disagrees with node0 on some height in 1..{top}"
     # The hashes form one chain: each header names its parent's hash.
     for h in range(2, top + 1):
-        assert block(devnet.nodes[0].url, h)["header"]["parent_hash"] == reference[h - 2]
-    for n in devnet.nodes:
+        assert block(shared_devnet.nodes[0].url, h)["header"]["parent_hash"] == reference[h - 2]
+    for n in shared_devnet.nodes:
         st = rpc(n.url, "status")
-        assert st["chain_id"] == devnet.chain_id
+        assert st["chain_id"] == shared_devnet.chain_id
         assert st["validator_address"] is not None, f"{n.name} is not a validator"
-    vals = rpc(devnet.nodes[0].url, "validators")["validators"]
-    assert sorted(v["address"] for v in vals) == sorted(devnet.address_of(n.name) for n in devnet.nodes)
-    shown = json.loads(cstake("keys", "show", "--home", str(devnet.node("node2").home), "--json").stdout)
-    assert shown["address"] == devnet.address_of("node2")
-    assert shown["address"] == rpc(devnet.node("node2").url, "status")["validator_address"]
-    status = cstake("devnet", "status", "--dir", str(devnet.directory), "--json")
+    vals = rpc(shared_devnet.nodes[0].url, "validators")["validators"]
+    assert sorted(v["address"] for v in vals) == sorted(shared_devnet.address_of(n.name) for n in shared_devnet.nodes)
+    shown = json.loads(cstake("keys", "show", "--home", str(shared_devnet.node("node2").home), "--json").stdout)
+    assert shown["address"] == shared_devnet.address_of("node2")
+    assert shown["address"] == rpc(shared_devnet.node("node2").url, "status")["validator_address"]
+    status = cstake("devnet", "status", "--dir", str(shared_devnet.directory), "--json")
     rows = json.loads(status.stdout)["nodes"]
     assert [r["up"] for r in rows] == [True] * 4
     assert all(r["peers"] >= 1 and r["validator"] for r in rows)
 
 
-def test_tx_send_wait_lands_on_every_node(devnet: Devnet) -> None:
+def test_tx_send_wait_lands_on_every_node(shared_devnet: Devnet) -> None:
     recipient = encode_address(PrivateKey.generate().address())
-    sender = devnet.address_of("node0")
-    out = cstake("tx", "send", recipient, "12345", "--home", str(devnet.node("node0").home), "--wait", "--json",
+    sender = shared_devnet.address_of("node0")
+    out = cstake("tx", "send", recipient, "12345", "--home", str(shared_devnet.node("node0").home), "--wait", "--json",
                  timeout=90)
     sent = json.loads(out.stdout)
     assert sent["code"] == 0, sent
     included = int(sent["height"])
     tx_hash = sent["hash"]
-    for n in devnet.nodes:
+    for n in shared_devnet.nodes:
         wait_height(n.url, included, timeout=30)
         found = rpc(n.url, "tx", {"hash": tx_hash})
         assert (found["height"], found["index"], found["result"]["code"]) == (included, sent["index"], 0)
         assert found["tx"]["sender"] == sender
         assert tx_hash in block(n.url, included)["txs"]
         assert rpc(n.url, "account", {"address": recipient})["balance"] == 12345
-    assert len({block(n.url, included)["hash"] for n in devnet.nodes}) == 1
+    assert len({block(n.url, included)["hash"] for n in shared_devnet.nodes}) == 1
 
 
-def test_malformed_json_is_a_parse_error_and_unknown_method_is_not_found(devnet: Devnet) -> None:
-    for n in devnet.nodes:
+def test_malformed_json_is_a_parse_error_and_unknown_method_is_not_found(shared_devnet: Devnet) -> None:
+    for n in shared_devnet.nodes:
         _, doc = post(n.url, b'{"jsonrpc": "2.0", "id": 1, "method": ')
         assert doc["error"]["code"] == -32700
         assert doc["id"] is None
@@ -108,8 +108,8 @@ def _metric(text: str, name: str, labels: str = "") -> float:
     return float(match.group(1))
 
 
-def test_health_and_metrics_answer(devnet: Devnet) -> None:
-    for n in devnet.nodes:
+def test_health_and_metrics_answer(shared_devnet: Devnet) -> None:
+    for n in shared_devnet.nodes:
         status, body = http_get(n.url, "/health")
         assert status == 200
         doc = json.loads(body)
@@ -131,8 +131,8 @@ def _errors_601(text: str) -> float:
     return 0.0 if match is None else float(match.group(1))
 
 
-def test_second_start_on_a_running_home_is_refused(devnet: Devnet) -> None:
-    node = devnet.node("node1")
+def test_second_start_on_a_running_home_is_refused(shared_devnet: Devnet) -> None:
+    node = shared_devnet.node("node1")
     proc = cstake("start", "--home", str(node.home), timeout=60, check=False)
     assert proc.returncode != 0
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
@@ -144,8 +144,8 @@ def test_second_start_on_a_running_home_is_refused(devnet: Devnet) -> None:
     wait_height(node.url, height(node.url) + 2, timeout=30)
 
 
-def test_refused_start_does_not_write_into_the_running_nodes_log(devnet: Devnet) -> None:
-    node = devnet.node("node3")
+def test_refused_start_does_not_write_into_the_running_nodes_log(shared_devnet: Devnet) -> None:
+    node = shared_devnet.node("node3")
     log_file = node.log_path("node.log")
     before = log_file.read_text().count("node stopped")
     proc = cstake("start", "--home", str(node.home), timeout=60, check=False)
@@ -157,7 +157,8 @@ def test_refused_start_does_not_write_into_the_running_nodes_log(devnet: Devnet)
     )
 
 
-def test_devnet_down_leaves_no_process(devnet: Devnet) -> None:
+def test_devnet_down_leaves_no_process(shared_devnet_to_end: Devnet) -> None:
+    devnet = shared_devnet_to_end
     pids = [n.pid for n in devnet.nodes]
     assert all(is_running(pid) for pid in pids)
     assert len(pids_mentioning(str(devnet.directory) + "/")) >= 4

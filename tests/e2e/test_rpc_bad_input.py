@@ -15,6 +15,10 @@ from urllib.parse import urlsplit
 import pytest
 
 from consensus.codec import pack_raw
+from consensus.costs import get_min_fee
+from consensus.crypto import PrivateKey, encode_address
+from consensus.errors import BadNonce
+from consensus.params import Params
 from consensus.txs import SignedTx, Transfer, build_tx
 from node.keyfiles import load_keystore
 from tests.kit.devnet import (
@@ -66,13 +70,13 @@ MALFORMED = [
 ]
 
 
-def test_malformed_bodies_get_standard_errors(devnet: Devnet) -> None:
-    url = devnet.node("node1").url
+def test_malformed_bodies_get_standard_errors(shared_devnet: Devnet) -> None:
+    url = shared_devnet.node("node1").url
     for body, code in MALFORMED:
         status, doc = post(url, body)
         assert error_of(doc)["code"] == code, f"body {body[:40]!r}: {doc}"
         assert status in (200, 400)
-    keeps_committing(devnet)
+    keeps_committing(shared_devnet)
 
 
 def _raw_http(url: str, head: bytes, chunks: int = 0, chunk_size: int = 64 << 10) -> tuple[int, Any]:
@@ -112,8 +116,8 @@ def _content_length(header: bytes) -> int | None:
     return None
 
 
-def test_oversized_bodies_are_refused(devnet: Devnet) -> None:
-    url = devnet.node("node2").url
+def test_oversized_bodies_are_refused(shared_devnet: Devnet) -> None:
+    url = shared_devnet.node("node2").url
     limit = 1 << 20
     status, doc = post(url, b" " * (2 * limit))
     assert status == 413
@@ -132,7 +136,7 @@ def test_oversized_bodies_are_refused(devnet: Devnet) -> None:
     assert status == 413
     assert error_of(doc)["code"] == -32600
     assert rpc(url, "status")["latest_height"] >= 1
-    keeps_committing(devnet)
+    keeps_committing(shared_devnet)
 
 
 def _batch(n: int, method: str = "status") -> bytes:
@@ -140,8 +144,8 @@ def _batch(n: int, method: str = "status") -> bytes:
     return json.dumps(calls, separators=(",", ":")).encode()
 
 
-def test_huge_batches_are_refused_and_bounded_batches_answered(devnet: Devnet) -> None:
-    url = devnet.node("node3").url
+def test_huge_batches_are_refused_and_bounded_batches_answered(shared_devnet: Devnet) -> None:
+    url = shared_devnet.node("node3").url
     for n in (101, 5_000, 20_000):
         body = _batch(n)
         assert len(body) < 1 << 20  # under the body limit: the batch bound itself must refuse it
@@ -150,7 +154,7 @@ def test_huge_batches_are_refused_and_bounded_batches_answered(devnet: Devnet) -
         assert err["code"] == -32600 and "batch" in err["message"] and "100" in err["message"], err
     _, doc = post(url, _batch(100))
     assert sorted(d["id"] for d in doc) == list(range(100))
-    assert all(d["result"]["chain_id"] == devnet.chain_id for d in doc)
+    assert all(d["result"]["chain_id"] == shared_devnet.chain_id for d in doc)
     _, doc = post(url, _batch(100, "no_such_method"))
     assert len(doc) == 100 and {d["error"]["code"] for d in doc} == {-32601}
     mixed = [{"jsonrpc": "2.0", "id": 1, "method": "status"}, 17,
@@ -159,11 +163,11 @@ def test_huge_batches_are_refused_and_bounded_batches_answered(devnet: Devnet) -
     assert doc[0]["id"] == 1 and "result" in doc[0]
     assert error_of(doc[1])["code"] == -32600
     assert doc[2]["id"] == 3 and error_of(doc[2])["code"] == -32602
-    keeps_committing(devnet)
+    keeps_committing(shared_devnet)
 
 
-def test_out_of_range_heights(devnet: Devnet) -> None:
-    url = devnet.node("node0").url
+def test_out_of_range_heights(shared_devnet: Devnet) -> None:
+    url = shared_devnet.node("node0").url
     for method in ("block", "validators"):
         for bad in (0, -1, 1 << 63, 1 << 64, "1", 1.5, True, None, [1]):
             if bad is None:
@@ -179,12 +183,12 @@ def test_out_of_range_heights(devnet: Devnet) -> None:
     assert rpc(url, "block", {"height": 1})["header"]["height"] == 1
     assert rpc(url, "block")["header"]["height"] >= 1
     assert rpc(url, "validators", {"height": 1})["height"] == 1
-    keeps_committing(devnet)
+    keeps_committing(shared_devnet)
 
 
-def test_bad_addresses(devnet: Devnet) -> None:
-    url = devnet.node("node1").url
-    good = devnet.address_of("node1")
+def test_bad_addresses(shared_devnet: Devnet) -> None:
+    url = shared_devnet.node("node1").url
+    good = shared_devnet.address_of("node1")
     typo = good[:-1] + ("q" if good[-1] != "q" else "p")
     # Mixed case: upper case but for one letter left lower. (Upper-casing all but the last
     # character is no mixed case when that character is a digit: bech32 allows all upper case.)
@@ -203,7 +207,7 @@ def test_bad_addresses(devnet: Devnet) -> None:
     proc = cstake("query", "account", typo, "--rpc", url, check=False)
     assert proc.returncode != 0
     assert proc.stderr.strip().startswith("error:") and len(proc.stderr.strip().splitlines()) == 1
-    keeps_committing(devnet)
+    keeps_committing(shared_devnet)
 
 
 def _refused(url: str, raw: bytes) -> str:
@@ -216,13 +220,33 @@ def _refused(url: str, raw: bytes) -> str:
     return str(result["log"])
 
 
-def test_bad_transactions_are_refused_and_never_committed(devnet: Devnet) -> None:
-    node: Node = devnet.node("node3")
+def _funded_key(devnet: Devnet, node: Node, amount: int) -> PrivateKey:
+    """A fresh account, funded with ``amount`` from ``node``'s own account; nothing else signs for it.
+
+    (The node's own account also pays its compute service's challenge transactions, which may
+    take a nonce between reading it and using it: a transfer refused for its nonce is signed again.)
+    """
+    funder = load_keystore(node.home / "keys" / "account.json", None)
+    fresh = PrivateKey.generate()
+    body = Transfer(fresh.address(), amount)
+    fee = get_min_fee(body, Params.from_json(rpc(node.url, "params")))
+    for _ in range(5):
+        nonce = int(rpc(node.url, "account", {"address": encode_address(funder.address())})["next_nonce"])
+        tx = build_tx(funder, devnet.chain_id, nonce, fee, body)
+        done = rpc(node.url, "broadcast_tx", {"tx": "0x" + tx.raw.hex(), "mode": "commit"}, timeout=60)
+        if done["code"] != BadNonce.code:
+            break
+    assert done["code"] == 0, done
+    return fresh
+
+
+def test_bad_transactions_are_refused_and_never_committed(shared_devnet: Devnet) -> None:
+    node: Node = shared_devnet.node("node3")
     url = node.url
-    key = load_keystore(node.home / "keys" / "account.json", None)
     fee = int(rpc(url, "params")["min_fee"])
     max_tx = int(rpc(url, "params")["max_tx_bytes"])
-    nonce = int(rpc(url, "account", {"address": devnet.address_of("node3")})["next_nonce"])
+    key = _funded_key(shared_devnet, node, 10 * fee)
+    nonce = int(rpc(url, "account", {"address": encode_address(key.address())})["next_nonce"])
     to = key.address()
     # Within the body limit: zeros are no transaction; a hex string beyond max_tx_bytes (or beyond
     # the body limit, whichever is smaller) is refused without being decoded.
@@ -233,11 +257,11 @@ def test_bad_transactions_are_refused_and_never_committed(devnet: Devnet) -> Non
         assert err["code"] == -32602, (text[:20], err)
     assert error_of(rpc_raw(url, "broadcast_tx", {"tx": too_long}))["code"] in (-32600, -32602)
     assert error_of(rpc_raw(url, "broadcast_tx", {"tx": 5}))["code"] == -32602
-    good = build_tx(key, devnet.chain_id, nonce, fee, Transfer(to, 1))
+    good = build_tx(key, shared_devnet.chain_id, nonce, fee, Transfer(to, 1))
     bad_sig = bytes([good.signature[0] ^ 0x01]) + good.signature[1:]
     forged = SignedTx.decode(pack_raw([good.payload_bytes, bad_sig]))
     wrong_chain = build_tx(key, "some-other-chain", nonce, fee, Transfer(to, 1))
-    gap = build_tx(key, devnet.chain_id, nonce + 1000, fee, Transfer(to, 1))
+    gap = build_tx(key, shared_devnet.chain_id, nonce + 1000, fee, Transfer(to, 1))
     reasons = {
         "bad signature": _refused(url, forged.raw),
         "wrong chain": _refused(url, wrong_chain.raw),
@@ -248,8 +272,8 @@ def test_bad_transactions_are_refused_and_never_committed(devnet: Devnet) -> Non
     assert "chain" in reasons["wrong chain"].lower(), reasons
     assert "nonce" in reasons["nonce gap"].lower(), reasons
     # The node keeps committing, and none of them is ever included anywhere.
-    keeps_committing(devnet)
-    for n in devnet.nodes:
+    keeps_committing(shared_devnet)
+    for n in shared_devnet.nodes:
         pending = rpc(n.url, "mempool", {"limit": 1000})["txs"]
         for tx in (forged, wrong_chain, gap):
             with pytest.raises(RPCFailure) as info:
@@ -259,6 +283,6 @@ def test_bad_transactions_are_refused_and_never_committed(devnet: Devnet) -> Non
     # The account is not poisoned: the genuine transaction with the same nonce commits.
     done = rpc(url, "broadcast_tx", {"tx": "0x" + good.raw.hex(), "mode": "commit"}, timeout=60)
     assert done["code"] == 0 and done["height"] >= 1
-    for n in devnet.nodes:
+    for n in shared_devnet.nodes:
         wait_height(n.url, done["height"], timeout=30)
         assert rpc(n.url, "tx", {"hash": "0x" + good.tx_hash.hex()})["height"] == done["height"]
