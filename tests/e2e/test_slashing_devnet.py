@@ -77,8 +77,12 @@ def test_downtime_jail_unjail_and_unbonding_slashes(make_devnet: MakeDevnet) -> 
         "unbonding_blocks": 12,
         "epoch_blocks": 5,
         # This test is about downtime: proof-of-compute deadlines far away keep the
-        # stopped validator's compute verified, so only liveness decides its fate.
+        # stopped validator's compute verified, so only liveness decides its fate. The
+        # sample block far away too: each NFT's first challenge is committed and never
+        # opened, so it stays open and no later boundary challenges it again (openings of
+        # every NFT every 5 blocks stalled this chain for about 21 s in all).
         "poc_commit_deadline_blocks": 1_000,
+        "poc_sample_delay_blocks": 1_000,
         "poc_open_deadline_blocks": 1_000,
     }
     # One unit per genesis NFT, which any prover here delivers: every validator verifies its
