@@ -62,6 +62,10 @@ class LoadStats:
     sent: int = 0
     accepted: int = 0
     committed: int = 0
+    #: Accepted transactions found in a block (each counted once).
+    committed_accepted: int = 0
+    #: Sent transactions found in more than one block (a node must never commit a tx twice).
+    duplicates: int = 0
     rejected: dict[str, int] = field(default_factory=dict)
     latency_block_ms: list[float] = field(default_factory=list)
     latency_observed_ms: list[float] = field(default_factory=list)
@@ -105,6 +109,7 @@ class LoadRun:
         self.stats = LoadStats()
         self._sent_at: dict[bytes, tuple[int, float]] = {}
         self._accepted: set[bytes] = set()
+        self._committed: set[bytes] = set()
         self._t0 = 0.0
         self._start_height = 0
         self._next_height = 1
@@ -316,6 +321,12 @@ class LoadRun:
                 sent = self._sent_at.get(tx_hash)
                 if sent is None:
                     continue
+                if tx_hash in self._committed:
+                    self.stats.duplicates += 1
+                    continue
+                self._committed.add(tx_hash)
+                if tx_hash in self._accepted:
+                    self.stats.committed_accepted += 1
                 self.stats.committed += 1
                 self.stats.latency_block_ms.append(float(block_ms - sent[0]))
                 self.stats.latency_observed_ms.append((seen - sent[1]) * 1000)
@@ -335,7 +346,7 @@ class LoadRun:
         deadline = time.monotonic() + self.drain_s
         last = -1
         idle_since = time.monotonic()
-        while time.monotonic() < deadline and self.stats.committed < self.stats.accepted:
+        while time.monotonic() < deadline and self.stats.committed_accepted < self.stats.accepted:
             if self.stats.committed != last:
                 last = self.stats.committed
                 idle_since = time.monotonic()
@@ -377,8 +388,10 @@ class LoadRun:
             "accepted": s.accepted,
             "rejected": dict(sorted(s.rejected.items())),
             "committed": s.committed,
+            "committed_accepted": s.committed_accepted,
+            "duplicates": s.duplicates,
             "sent_rate_tps": round(s.sent / send_s, 1) if send_s > 0 else None,
-            "accepted_not_committed": s.accepted - s.committed,
+            "accepted_not_committed": s.accepted - s.committed_accepted,
             "blocks": s.blocks_seen,
             "start_height": self._start_height,
             "end_height": self._end_height,

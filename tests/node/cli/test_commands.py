@@ -206,7 +206,8 @@ def test_load_counts_committed_from_blocks(live: LiveNode, capsys) -> None:
                       "--duration", "2", "--accounts", "5", "--progress-every", "0.5", "--drain", "10")
     assert report["sent"] >= 150
     assert report["accepted"] == report["sent"], report["rejected"]
-    assert report["committed"] == report["accepted"]
+    assert report["committed"] == report["accepted"] == report["committed_accepted"]
+    assert report["duplicates"] == 0
     assert report["latency_ms"]["observed"]["p50"] is not None
     assert report["latency_ms"]["block_time"]["p99"] >= report["latency_ms"]["block_time"]["p50"]
 
