@@ -223,7 +223,9 @@ class Node:
         signer_cls = TimeWarpSigner if self.byzantine == "time-warp" else PersistentSigner
         self.signer = signer_cls(self.keys.consensus, self.chain_id, self.signer_store, self.address)
         self.transport: Transport = self._transport_override or Libp2pTransport(self._p2p_config())
-        self.gossip = GossipAdapter(self.transport, self.chain_id, part_key=self.keys.consensus)
+        self.gossip = GossipAdapter(
+            self.transport, self.chain_id, part_key=self.keys.consensus, tx_lookup=self.mempool.get_raw
+        )
         params = self.executor.head_state().get_params()
         network: Network = self.gossip
         if self.byzantine == "double-sign":

@@ -1,7 +1,14 @@
 """The consensus network adapter: gossip topics and requests in and out of the driver.
 
 Proposals travel as ``[0, proposal_bytes, block_bytes, n_parts]``. A block up
-to ``INLINE_BLOCK_BYTES`` rides inline; a larger one is gossiped as ``n_parts``
+to ``INLINE_BLOCK_BYTES`` rides inline. A larger one, where the adapter has the
+mempool to rebuild blocks from (``tx_lookup``; the node always does), travels
+compact: ``[2, proposal_bytes, compact_bytes]``, its transactions as ids, rebuilt
+by each receiver from its mempool (``node.engine.compact``: checked whole
+before it is accepted or relayed; missing transactions asked of the sender over
+``block-txs``, then the whole block fetched by hash if that fails). Without a
+mempool, or when even the compact form is over ``COMPACT_MAX_BYTES``, it is
+gossiped as ``n_parts``
 parts ``[1, height, round, block_hash, index, total, data, signature]`` of at
 most 32 KiB (gossip messages stay well under Yamux's 64 KiB frame), each
 signed by the proposer's consensus key so a peer cannot poison an assembly
@@ -38,6 +45,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Coroutine
+from dataclasses import dataclass
 from typing import Any
 
 from consensus.blocks import Block
@@ -47,6 +55,20 @@ from consensus.errors import ConsensusError
 from consensus.evidence import Evidence, decode_evidence, encode_evidence
 from consensus.votes import Proposal, Vote
 from node.engine.auth import AuthResult
+from node.engine.compact import (
+    COMPACT_MAX_BYTES,
+    TxLookup,
+    block_txs_protocol,
+    check_compact,
+    decode_compact,
+    decode_txs_answer,
+    decode_txs_request,
+    encode_compact,
+    encode_txs_request,
+    fill,
+    rebuild,
+    serve_txs,
+)
 from node.engine.driver import ConsensusDriver
 from node.engine.executor import BlockCommitted
 from node.engine.parts import (
@@ -64,7 +86,7 @@ from p2p.errors import BadPeerData, P2PError
 from p2p.interface import GossipVerdict, Reject, Transport, Verdict
 
 __all__ = [
-    "FETCH_TIMEOUT_S", "INLINE_BLOCK_BYTES", "MAX_PARTS", "MSG_PART", "MSG_PROPOSAL", "PART_BYTES", "PART_WAIT_S",
+    "FETCH_TIMEOUT_S", "INLINE_BLOCK_BYTES", "MAX_PARTS", "MSG_COMPACT", "MSG_PART", "MSG_PROPOSAL", "PART_BYTES", "PART_WAIT_S",
     "GossipAdapter", "encode_evidence_message", "encode_proposal_messages", "encode_vote_message",
     "part_sign_payload", "proposal_block_protocol",
 ]
@@ -77,6 +99,15 @@ FETCH_TIMEOUT_S = 3.0
 PART_WAIT_S = 1.5
 MSG_PROPOSAL = 0
 MSG_PART = 1
+MSG_COMPACT = 2
+
+
+@dataclass(frozen=True, slots=True)
+class CompactProposal:
+    """A decoded compact proposal message: the signed proposal and its block with transaction ids."""
+
+    proposal: Proposal
+    compact: Block
 
 
 def proposal_block_protocol(chain_id: str) -> str:
@@ -84,10 +115,14 @@ def proposal_block_protocol(chain_id: str) -> str:
 
 
 def encode_proposal_messages(
-    chain_id: str, proposal: Proposal, block: Block, part_key: PrivateKey | None
+    chain_id: str, proposal: Proposal, block: Block, part_key: PrivateKey | None, *, compact: bool = False
 ) -> list[bytes]:
-    """The proposal-topic payloads announcing ``proposal``: inline block, or the announcement then signed parts."""
+    """The proposal-topic payloads announcing ``proposal``: inline block, compact block, or the announcement then signed parts."""
     block_bytes = block.encode()
+    if compact and len(block_bytes) > INLINE_BLOCK_BYTES:
+        compact_bytes = encode_compact(block)
+        if len(compact_bytes) <= COMPACT_MAX_BYTES:
+            return [pack_raw([MSG_COMPACT, proposal.encode(), compact_bytes])]
     if len(block_bytes) <= INLINE_BLOCK_BYTES or part_key is None:
         inline = block_bytes if len(block_bytes) <= INLINE_BLOCK_BYTES else b""
         return [pack_raw([MSG_PROPOSAL, proposal.encode(), inline, 0])]
@@ -110,10 +145,18 @@ def encode_evidence_message(evidence: Evidence) -> bytes:
 class GossipAdapter:
     """Implements the driver's Network on a Transport, and feeds the driver from gossip."""
 
-    def __init__(self, transport: Transport, chain_id: str, part_key: PrivateKey | None = None) -> None:
+    def __init__(
+        self, transport: Transport, chain_id: str, part_key: PrivateKey | None = None,
+        tx_lookup: TxLookup | None = None,
+    ) -> None:
         self.transport = transport
         self.chain_id = chain_id
         self.part_key = part_key
+        #: The mempool's transactions by id: large proposal blocks travel compact (None: in parts).
+        self.tx_lookup = tx_lookup
+        #: Compact proposal blocks rebuilt here, whole from the mempool or with transactions asked for.
+        self.blocks_rebuilt = 0
+        self.txs_requested = 0
         self.driver: ConsensusDriver | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.assembler = PartAssembler(Block.MAX_BYTES)
@@ -142,6 +185,7 @@ class GossipAdapter:
         t.subscribe("vote", self.validate_vote, self.receive_vote)
         t.subscribe("evidence", self.validate_evidence, self.receive_evidence)
         t.set_request_handler(proposal_block_protocol(self.chain_id), self.serve_block)
+        t.set_request_handler(block_txs_protocol(self.chain_id), self.serve_block_txs)
 
     def _on_committed(self, committed: BlockCommitted) -> None:
         self.assembler.prune(committed.height + 1)
@@ -181,7 +225,9 @@ class GossipAdapter:
             # fetched by hash by the peers that still lack it (and ignored by the others).
             self._spawn(self._publish("proposal", pack_raw([MSG_PROPOSAL, proposal.encode(), b"", 0])))
             return
-        messages = encode_proposal_messages(self.chain_id, proposal, block, self.part_key)
+        messages = encode_proposal_messages(
+            self.chain_id, proposal, block, self.part_key, compact=self.tx_lookup is not None
+        )
         if len(messages) == 1:
             self._spawn(self._publish("proposal", messages[0]))
         else:
@@ -226,14 +272,23 @@ class GossipAdapter:
     # -- proposals and parts ------------------------------------------------------------------
 
     @staticmethod
-    def _decode_message(payload: bytes) -> tuple[Proposal, bytes, int] | Part:
-        raw = unpack_raw(payload, max_bytes=INLINE_BLOCK_BYTES + 4096)
+    def _decode_message(payload: bytes) -> tuple[Proposal, bytes, int] | Part | CompactProposal:
+        raw = unpack_raw(payload, max_bytes=max(INLINE_BLOCK_BYTES, COMPACT_MAX_BYTES) + 4096)
         if type(raw) is not list or not raw or type(raw[0]) is not int:
             raise ConsensusError("a proposal-topic message is [type, ...]")
+        if raw[0] == MSG_COMPACT and len(raw) == 3:
+            _, pb, cb = raw
+            if type(pb) is not bytes or type(cb) is not bytes:
+                raise ConsensusError("a compact proposal message is [2, proposal, compact block]")
+            proposal = Proposal.decode(pb)
+            proposal.validate_basic()
+            return CompactProposal(proposal, decode_compact(cb))
         if raw[0] == MSG_PROPOSAL and len(raw) == 4:
             _, pb, bb, total = raw
             if type(pb) is not bytes or type(bb) is not bytes or type(total) is not int:
                 raise ConsensusError("a proposal message is [0, proposal, block, parts]")
+            if len(bb) > INLINE_BLOCK_BYTES:
+                raise ConsensusError(f"an inline block is at most {INLINE_BLOCK_BYTES} bytes")
             if not 0 <= total <= MAX_PARTS or (total and bb):
                 raise ConsensusError("a proposal carries its block inline or announces parts, not both")
             proposal = Proposal.decode(pb)
@@ -266,6 +321,13 @@ class GossipAdapter:
             if not self.assembler.is_admissible(peer, msg):
                 return self._verdict(AuthResult(False, "", "a block part this node would not keep"))
             return self._verdict(driver.check_part(msg.height, msg.round, msg.sign_payload(), msg.signature))
+        if isinstance(msg, CompactProposal):
+            result = driver.check_proposal(msg.proposal)
+            if not result.ok:
+                return self._verdict(result)
+            # Checked whole, so no forwarder can have altered it: a mismatch is the sender's.
+            fault = check_compact(msg.compact, msg.proposal)
+            return Verdict.ACCEPT if fault is None else self._verdict(AuthResult(False, "bad_block", fault))
         proposal, block_bytes, total = msg
         if total > self.max_parts:
             return self._verdict(AuthResult(False, "oversize", f"a block of {total} parts"))
@@ -304,6 +366,8 @@ class GossipAdapter:
         if isinstance(msg, Part):
             self._deliver(self.assembler.add_part(peer, msg))
             return None
+        if isinstance(msg, CompactProposal):
+            return self._receive_compact(peer, msg)
         proposal, block_bytes, total = msg
         if block_bytes:
             if self.driver is not None:
@@ -324,6 +388,55 @@ class GossipAdapter:
             # Its parts are on their way (a re-broadcast announces without them): wait for them first.
             return proposal, total or 1
         return proposal, 0  # none announced, or evicted, failed, refused: the parts will not form it here
+
+    def _receive_compact(self, peer: str, msg: CompactProposal) -> tuple[Proposal, int] | None:
+        """Rebuild an accepted compact block from the mempool; ask ``peer`` for what it lacks."""
+        proposal, compact = msg.proposal, msg.compact
+        key = _key(proposal)
+        if self.assembler.get_state(key) is AssemblyState.COMPLETE or key in self._fetching:
+            return None  # delivered already (a relayed copy), or being completed
+        txs, missing = rebuild(compact, self.tx_lookup or _no_txs)
+        if not missing:
+            block = fill(compact, txs, [], [])
+            if block is not None:
+                self.blocks_rebuilt += 1
+                self.deliver_fetched(peer, block, len(block.encode()), proposal=proposal)
+                return None
+        log.debug("compact proposal %d/%d: %d of %d transactions not in the mempool", proposal.height,
+                  proposal.round, len(missing), len(compact.txs))
+        self._fetching.add(key)
+        self._spawn(self._complete_compact(peer, proposal, compact, txs, missing))
+        return None
+
+    async def _complete_compact(self, peer: str, proposal: Proposal, compact: Block,
+                                txs: list[bytes | None], missing: list[int]) -> None:
+        """Ask ``peer`` for the missing transactions; fetch the whole block if that fails."""
+        key = _key(proposal)
+        try:
+            block: Block | None = None
+            if self.is_wanted(proposal):
+                self.txs_requested += len(missing)
+                try:
+                    frames = await self.transport.request(
+                        peer, block_txs_protocol(self.chain_id), encode_txs_request(proposal.block_hash, missing),
+                        timeout=FETCH_TIMEOUT_S, max_frames=1, max_frame_bytes=self.max_block_bytes,
+                    )
+                except (P2PError, BadPeerData) as exc:
+                    log.debug("asking %s for %d transactions failed: %s", peer[-8:], len(missing), exc)
+                    frames = []
+                found = decode_txs_answer(frames, self.max_block_bytes)
+                if found is not None:
+                    block = fill(compact, txs, missing, found)
+                    if block is None:
+                        self.report_peer(peer, "bad_data")  # answers that are not the ids asked for
+            if block is not None and self.assembler.get_state(key) is not AssemblyState.COMPLETE:
+                self.blocks_rebuilt += 1
+                self.deliver_fetched(peer, block, len(block.encode()), proposal=proposal)
+                return
+        finally:
+            self._fetching.discard(key)
+        if block is None:
+            await self._fetch_unless_assembled(peer, proposal, 0.0)
 
     def _deliver(self, assembled: Assembled | None) -> None:
         if assembled is not None and self.driver is not None:
@@ -420,6 +533,17 @@ class GossipAdapter:
         stored = self.driver.executor.store.blocks.load_block_by_hash(request)
         return [stored if stored is not None else b""]
 
+    def serve_block_txs(self, peer: str, request: bytes) -> list[bytes]:
+        """Answer a ``block-txs`` request: transactions of a proposal block this node holds, by index."""
+        if self.driver is None:
+            return [b""]
+        try:
+            block_hash, indices = decode_txs_request(request)
+        except ConsensusError:
+            return [b""]
+        block = self.driver.get_block(block_hash)
+        return [b""] if block is None else serve_txs(block, indices)
+
     # -- votes and evidence ---------------------------------------------------------------------
 
     def validate_vote(self, peer: str, payload: bytes) -> GossipVerdict:
@@ -455,6 +579,10 @@ class GossipAdapter:
     def receive_evidence(self, peer: str, payload: bytes) -> None:
         if self.driver is not None:
             self.driver.deliver_evidence(self._decode_evidence(payload), peer)
+
+
+def _no_txs(tx_id: bytes) -> bytes | None:
+    return None
 
 
 def _key(proposal: Proposal) -> AssemblyKey:

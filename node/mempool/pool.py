@@ -229,6 +229,11 @@ class Mempool:
         entry = self._by_hash.get(tx_hash)
         return None if entry is None else entry.tx
 
+    def get_raw(self, tx_hash: bytes) -> bytes | None:
+        """The wire bytes of a pooled transaction by id (compact proposal blocks are rebuilt from them)."""
+        entry = self._by_hash.get(tx_hash)
+        return None if entry is None else entry.tx.raw
+
     def next_nonce(self, sender: bytes, account_nonce: int) -> int:
         """Return the nonce a new transaction from ``sender`` must carry."""
         q = self._queues.get(sender)
