@@ -162,21 +162,47 @@ def _saturation(devnet: Devnet, tmp: Path, extra: list[subprocess.Popen[Any]]) -
 
 
 class Prober(threading.Thread):
-    """Sends one transfer per second from node1's account to node1's RPC and records the send time."""
+    """Sends one transfer per second to node1's RPC from an account of its own and records the send time.
+
+    The account is funded from node1's (``fund``, before the load starts): node1's
+    own account also signs its compute service's transactions, and probes sharing
+    its nonces were refused whenever the two raced.
+    """
 
     def __init__(self, home: Path, url: str, chain_id: str) -> None:
         super().__init__(daemon=True)
+        from consensus.crypto import PrivateKey
+        from consensus.hashing import tagged_hash
         from consensus.txs import Transfer, build_tx
         from node.keyfiles import load_keystore
 
         self._build = build_tx
         self._transfer = Transfer
-        self.key = load_keystore(home / "keys" / "account.json", None)
+        self.funder = load_keystore(home / "keys" / "account.json", None)
+        self.key = PrivateKey.from_seed(tagged_hash(b"cstake/bench-probe", self.funder.seed()))
         self.url = url
         self.chain_id = chain_id
         self.sent: dict[str, int] = {}  # tx hash -> wall ms at send
         self.errors = 0
         self.stop = threading.Event()
+
+    def fund(self, amount: int = 1_000_000, timeout: float = 30.0) -> None:
+        """Fund the probe account from node1's and wait until the chain has it."""
+        from consensus.crypto import encode_address
+
+        fee = int(rpc(self.url, "params")["min_fee"])
+        me = encode_address(self.key.address())
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            nonce = int(rpc(self.url, "account", {"address": encode_address(self.funder.address())})["next_nonce"])
+            tx = self._build(self.funder, self.chain_id, nonce, fee, self._transfer(self.key.address(), amount))
+            with contextlib.suppress(*TRANSIENT_ERRORS):
+                rpc(self.url, "broadcast_tx", {"tx": "0x" + tx.raw.hex()}, timeout=10)
+            for _ in range(10):
+                if int(rpc(self.url, "account", {"address": me})["balance"]) >= amount:
+                    return
+                time.sleep(0.5)
+        raise E2EError("the probe account was not funded in time")
 
     def run(self) -> None:
         from consensus.crypto import encode_address
@@ -314,9 +340,10 @@ def _run(devnet: Devnet, tmp: Path, extra: list[subprocess.Popen[Any]]) -> None:
     print("node RSS at idle: " + ", ".join(f"{name} {'n/a' if mb is None else f'{mb:.0f} MB'}" for name, mb in rss))
 
     # Load: `cstake load` across the four RPC URLs, probes on the side, py-spy on node1.
+    prober = Prober(nodes[1].home, urls[1], devnet.chain_id)
+    prober.fund()
     load, load_out, load_err = _start_load(devnet, tmp, "latency", LOAD_RATE, LOAD_S, DRAIN_S)
     extra.append(load)
-    prober = Prober(nodes[1].home, urls[1], devnet.chain_id)
     spy_file = tmp / "spy.txt"
     spy_started = False
     load_started = time.monotonic()
