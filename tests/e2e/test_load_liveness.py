@@ -1,8 +1,12 @@
-"""The chain keeps committing under a modest transaction load, and every accepted transaction lands.
+"""The chain keeps committing under 1,000 tx/s, and every accepted transaction lands exactly once.
 
-``cstake load`` sends 400 transfers per second for 15 s across the four RPC
-URLs (40% of the 1,000 tx/s target; blocks then exceed the 48 KiB inline
-proposal size, so proposal blocks are fetched over the request protocol).
+``cstake load`` sends 1,000 transfers per second for 15 s across the four RPC
+URLs (issue 18's target rate; blocks then exceed the 48 KiB inline proposal
+size, so proposals travel compact and are rebuilt from the mempools). The
+devnet has no epoch boundary in the test's span: the whole devnet proving its
+compute at once on two cores stretches one interval to several seconds, which
+``python -m bench node`` measures (docs/performance.md); this test is about the
+transaction path.
 Pass means: no gap of more than a few seconds between consecutive blocks while
 the load runs, and every transaction the nodes accepted is committed exactly
 once, counted from the blocks' transaction lists.
@@ -15,21 +19,22 @@ import time
 
 import pytest
 
-from tests.kit.devnet import Devnet, block, cstake, height, rpc, wait_until
+from tests.kit.devnet import MakeDevnet, block, cstake, height, rpc, wait_until
 
 pytestmark = [pytest.mark.multiprocess, pytest.mark.slow]
 
-RATE = 400
+RATE = 1_000
 DURATION_S = 15
 MAX_GAP_MS = 5_000
 
 
-def test_chain_keeps_committing_under_load_and_includes_every_accepted_tx(devnet: Devnet) -> None:
+def test_chain_keeps_committing_under_load_and_includes_every_accepted_tx(make_devnet: MakeDevnet) -> None:
+    devnet = make_devnet(params={"epoch_blocks": 100_000})
     main = devnet.nodes[0].url
     devnet.wait_all_at(2, timeout=60)
     proc = cstake(
         "load", "--home", str(devnet.node("node0").home), "--rpc", ",".join(devnet.urls),
-        "--rate", str(RATE), "--duration", str(DURATION_S), "--accounts", "60", "--drain", "30", "--json",
+        "--rate", str(RATE), "--duration", str(DURATION_S), "--accounts", "200", "--drain", "30", "--json",
         timeout=180, check=False,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
