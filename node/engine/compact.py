@@ -106,7 +106,11 @@ def decode_txs_request(request: bytes) -> tuple[bytes, list[int]]:
     indices = raw[1]
     if type(indices) is not list or len(indices) > MAX_REQUESTED_TXS or any(type(i) is not int for i in indices):
         raise ConsensusError("a block-txs request asks for a list of transaction indices")
-    return raw[0], [i for i in indices if type(i) is int]
+    asked = [i for i in indices if type(i) is int]
+    # Strictly ascending: each transaction at most once, so an answer is never larger than the block.
+    if any(b <= a for a, b in zip(asked, asked[1:], strict=False)) or (asked and asked[0] < 0):
+        raise ConsensusError("a block-txs request lists distinct indices in ascending order")
+    return raw[0], asked
 
 
 def serve_txs(block: Block, indices: list[int]) -> list[bytes]:

@@ -13,10 +13,19 @@ import dataclasses
 import random
 from pathlib import Path
 
+import pytest
+
 from consensus.blocks import Block, compute_txs_hash
 from consensus.codec import pack_raw, unpack_raw
+from consensus.errors import ConsensusError
 from consensus.hashing import hash32
-from node.engine.compact import block_txs_protocol, decode_txs_request, encode_compact, serve_txs
+from node.engine.compact import (
+    block_txs_protocol,
+    decode_txs_request,
+    encode_compact,
+    encode_txs_request,
+    serve_txs,
+)
 from node.engine.driver import ConsensusDriver
 from node.engine.gossip import (
     INLINE_BLOCK_BYTES,
@@ -98,9 +107,19 @@ def test_the_block_txs_answer_serves_what_was_asked_and_nothing_out_of_range() -
     chain = TestChain(n_validators=1)
     txs = tuple(bytes([i]) * 40 for i in range(5))
     block = dataclasses.replace(chain.build_block(), txs=txs)
-    (frame,) = serve_txs(block, [4, 0, 2])
-    assert unpack_raw(frame) == [txs[4], txs[0], txs[2]]
+    (frame,) = serve_txs(block, [0, 2, 4])
+    assert unpack_raw(frame) == [txs[0], txs[2], txs[4]]
     assert serve_txs(block, [5]) == [b""] and serve_txs(block, [-1]) == [b""]
+    assert decode_txs_request(encode_txs_request(block.hash(), [0, 2, 4])) == (block.hash(), [0, 2, 4])
+
+
+def test_a_block_txs_request_cannot_ask_for_one_transaction_many_times() -> None:
+    # Repeating an index would make the answer as large as the asker likes.
+    for indices in ([3, 3], [0] * 1000, [4, 2], [-1, 0]):
+        with pytest.raises(ConsensusError, match="distinct indices"):
+            decode_txs_request(encode_txs_request(bytes(32), indices))
+    with pytest.raises(ConsensusError):
+        decode_txs_request(pack_raw([b"short", [1]]))
 
 
 async def test_missing_transactions_are_asked_of_the_sender(recorder: Recorder, tmp_path: Path) -> None:
