@@ -131,12 +131,24 @@ def split_openings(openings: PocOpenings, max_bytes: int = OPENINGS_CHUNK_BYTES)
     return [PocOpenings(openings.challenge_id, rows[i:i + per]) for i in range(0, len(rows), per)]
 
 
+#: CPU priority of prover workers below the node's (``os.nice`` increment): consensus first.
+PROVER_NICE = 10
+
+
 def _exit_with_parent(parent: int) -> None:
-    """Worker initializer: exit when the node process is gone.
+    """Worker initializer: exit when the node process is gone, and yield the CPU to consensus.
 
     A ProcessPoolExecutor worker whose parent is killed (SIGKILL, `devnet down` after
-    its grace period) would otherwise wait on its task queue forever.
+    its grace period) would otherwise wait on its task queue forever. The worker runs
+    at a lower priority (``PROVER_NICE``): where the prover shares cores with the node
+    (a devnet, a CPU prover), a challenge's second of BLAS at every epoch boundary
+    otherwise starved the node's votes and proposals, and the height after the
+    boundary went to round 1 under load. The chain measures the prover by the time
+    its answer takes, so compute that is not spare is not counted as if it were.
     """
+    with contextlib.suppress(OSError):
+        os.nice(PROVER_NICE)
+
     def watch() -> None:
         while True:
             time.sleep(1.0)
