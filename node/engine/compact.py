@@ -36,7 +36,7 @@ COMPACT_MAX_BYTES = 1 << 20
 MAX_REQUESTED_TXS = 1 << 16
 
 #: Looks up a transaction's wire bytes by its id (the mempool); None when absent.
-TxLookup = Callable[[bytes], "bytes | None"]
+TxLookup = Callable[[bytes], bytes | None]
 
 
 def block_txs_protocol(chain_id: str) -> str:
