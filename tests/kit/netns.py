@@ -178,11 +178,16 @@ class NetLab:
         _run("ip", "link", "set", self.veth(i)[0], "master", self.bridge)
 
     def set_loss(self, i: int, probability: float) -> None:
-        """Drop ``probability`` of the packets entering and leaving node ``i``'s namespace (iptables)."""
+        """Drop ``probability`` of the packets entering and leaving node ``i``'s link (iptables).
+
+        Only the veth is lossy, not the namespace's loopback: a probe run inside the
+        namespace (``ns_exec``) reads the node without riding the faulted link.
+        """
         if not has_iptables():
             raise NetLabError("iptables is not installed")
-        for chain in ("INPUT", "OUTPUT"):
-            self.ns_exec(i, "iptables", "-A", chain, "-m", "statistic", "--mode", "random",
+        _, ns_end = self.veth(i)
+        for chain, direction in (("INPUT", "-i"), ("OUTPUT", "-o")):
+            self.ns_exec(i, "iptables", "-A", chain, direction, ns_end, "-m", "statistic", "--mode", "random",
                          "--probability", f"{probability:.4f}", "-j", "DROP")
 
     def set_rate(self, i: int, rate: str = "2mbit", burst: str = "32kbit", latency: str = "200ms") -> None:
