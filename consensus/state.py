@@ -215,12 +215,19 @@ class State:
 
     __slots__ = ("_base", "_cache", "_journal", "_writes")
 
-    def __init__(self, base: StateReader) -> None:
+    def __init__(self, base: StateReader, decoded: dict[bytes, Encodable | None] | None = None) -> None:
+        """Overlay ``base``; ``decoded`` may be shared by every overlay of one unchanging base.
+
+        ``decoded`` holds decoded reads of the base, never writes, so overlays of the
+        same committed state can share it: a record read once (the params, a sender's
+        account) is not read and decoded again by the next overlay. Whoever shares it
+        must drop it when the base changes.
+        """
         self._base = base
         # key -> (record or None for deleted, its type)
         self._writes: dict[bytes, Encodable | None] = {}
         # decoded reads of the base (never dirty)
-        self._cache: dict[bytes, Encodable | None] = {}
+        self._cache: dict[bytes, Encodable | None] = {} if decoded is None else decoded
         # (key, previous write or _MISSING)
         self._journal: list[tuple[bytes, Encodable | None | _Missing]] = []
 

@@ -15,6 +15,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from consensus.blocks import Block
+from consensus.codec import Encodable
 from consensus.errors import ConsensusError, InvalidBlock
 from consensus.genesis import Genesis, compute_genesis_state
 from consensus.records import TxResult
@@ -24,12 +25,14 @@ from consensus.txs import SignedTx
 from consensus.validator_set import ValidatorSet
 from consensus.votes import Commit, verify_commit
 from node.errors import GenesisMismatch
-from storage import NodeStore
+from storage import Head, NodeStore
 
 log = logging.getLogger(__name__)
 
 #: Proposed blocks whose execution results are kept (a few rounds' worth).
 MAX_CACHED_RESULTS = 8
+#: Decoded head-state records shared by head overlays; the cache starts over past this.
+MAX_DECODED_RECORDS = 100_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +64,8 @@ class BlockExecutor:
         self.chain_id = genesis.chain_id
         self.sig_cache = sig_cache
         self._results: OrderedDict[bytes, tuple[int, TransitionResult]] = OrderedDict()
+        self._decoded: dict[bytes, Encodable | None] = {}
+        self._decoded_head: Head | None = None
 
     # -- start-up --------------------------------------------------------------
 
@@ -93,8 +98,17 @@ class BlockExecutor:
         return 0 if head is None else head.height
 
     def head_state(self) -> State:
-        """Return a fresh overlay over the committed head state."""
-        return State(self.store.state)
+        """Return a fresh overlay over the committed head state.
+
+        Overlays of one head share their decoded reads (mempool admission, gossip
+        validation and the driver read the same params and accounts thousands of times
+        a block); a commit makes a new ``Head``, which starts a new cache.
+        """
+        head = self.store.head
+        if head is not self._decoded_head or len(self._decoded) >= MAX_DECODED_RECORDS:
+            self._decoded = {}
+            self._decoded_head = head
+        return State(self.store.state, self._decoded)
 
     def validator_set(self) -> ValidatorSet:
         """Return the validator set deciding the next height."""

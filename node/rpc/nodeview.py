@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 JOBS_LISTED = 200
 
 #: Checks a raw transaction into the mempool and gossips it: (code, log, tx hash).
-SubmitTx = Callable[[bytes], tuple[int, str, bytes | None]]
+SubmitTx = Callable[[bytes | SignedTx], tuple[int, str, bytes | None]]
 
 
 def prove_in_snapshot(store: NodeStore, key: bytes) -> ProvedValue:
@@ -205,7 +205,7 @@ class StoreNodeView:
         return self._sync.catching_up
 
     async def submit_tx(self, tx: SignedTx) -> SubmitResult:
-        code, log, tx_hash = self._submit_tx(tx.raw)
+        code, log, tx_hash = self._submit_tx(tx)
         return SubmitResult(tx_hash or tx.tx_hash, code, log)
 
     def attestations(self, validator: bytes | None) -> list[dict[str, Any]] | None:
