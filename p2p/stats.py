@@ -42,6 +42,8 @@ class P2PStats:
     peers_penalised: int = 0
     peers_refused: int = 0
     malformed_frames: int = 0
+    #: IDONTWANT announcements sent for large messages as they arrived.
+    idontwant_sent: int = 0
     dropped: dict[str, int] = field(default_factory=lambda: dict.fromkeys(DROP_REASONS, 0))
 
     def drop(self, reason: str, n: int = 1) -> None:

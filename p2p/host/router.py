@@ -25,7 +25,8 @@ import contextlib
 import hashlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, cast
 
 import trio
@@ -34,7 +35,7 @@ from libp2p.io.exceptions import IOException, MessageTooLarge
 from libp2p.network.connection.exceptions import RawConnError
 from libp2p.network.stream.exceptions import StreamEOF, StreamError
 from libp2p.peer.id import ID
-from libp2p.pubsub.gossipsub import PROTOCOL_ID_V11, GossipSub
+from libp2p.pubsub.gossipsub import PROTOCOL_ID_V11, PROTOCOL_ID_V12, GossipSub
 from libp2p.pubsub.pb import rpc_pb2
 from libp2p.pubsub.pubsub import Pubsub
 from libp2p.pubsub.score import ScoreParams, TopicScoreParams
@@ -58,6 +59,12 @@ RPC_OVERHEAD = 64 * 1024
 #: Outbound RPCs queued per peer before py-libp2p drops (library default 32).
 OUTBOUND_QUEUE = 1024
 _EQUIVOCATION_MAX = 20_000
+#: A message at least this large is announced with IDONTWANT to the mesh when it arrives.
+IDONTWANT_MIN_BYTES = 16 * 1024
+#: IDONTWANT ids remembered per peer, the oldest forgotten first.
+IDONTWANT_PER_PEER = 64
+#: Seconds an IDONTWANT is honoured (a relay validates a large message well within this).
+IDONTWANT_TTL_S = 10.0
 
 
 def make_score_params() -> ScoreParams:
@@ -81,11 +88,24 @@ def make_score_params() -> ScoreParams:
 
 
 class CstakeGossipSub(GossipSub):
-    """GossipSub /meshsub/1.1.0 with bounded memory and drop counters."""
+    """GossipSub /meshsub/1.2.0 (1.1.0 with older peers), bounded memory and drop counters.
+
+    **IDONTWANT for large messages only, on arrival.** In a full mesh every node
+    receives each message from the origin and again from every other relay: a
+    1.3 MB proof-of-compute openings transaction crossed each node's pipes three
+    times, and the proposal of the same height queued behind them (a round
+    timeout at every epoch's openings). v1.2 lets a node say "I have it" to its
+    mesh as soon as a message arrives, before validating it, so the relays still
+    validating skip it. py-libp2p instead sends IDONTWANT for *every* message, and
+    only when relaying, after validation: 2.4x the CPU for small messages and too
+    late for large ones. Here the relay-time announcement is off, and
+    ``GuardedPubsub.push_msg`` announces messages of at least
+    ``IDONTWANT_MIN_BYTES`` as they arrive (the threshold the spec recommends).
+    """
 
     def __init__(self, stats: P2PStats, heartbeat: int) -> None:
         super().__init__(
-            protocols=[PROTOCOL_ID_V11],  # 1.2 sends an IDONTWANT per message: 2.4x the CPU
+            protocols=[PROTOCOL_ID_V12, PROTOCOL_ID_V11],
             degree=6,
             degree_low=4,
             degree_high=12,
@@ -101,8 +121,21 @@ class CstakeGossipSub(GossipSub):
             spam_protection_enabled=False,
             max_messages_per_topic_per_second=1e9,
             do_px=False,  # peer exchange runs over our own protocol
+            max_idontwant_messages=IDONTWANT_PER_PEER,
         )
         self.stats = stats
+
+    async def _emit_idontwant_for_message(self, msg_id: bytes, topic_ids: Iterable[str]) -> None:
+        """Relay-time IDONTWANT is off: ``announce_arrival`` sends it, for large messages only."""
+        return
+
+    async def announce_arrival(self, msg_id: bytes, topic: str, skip: tuple[ID, ...]) -> None:
+        """Tell the v1.2 mesh peers of ``topic`` (but ``skip``) not to send us ``msg_id``."""
+        for peer_id in tuple(self.mesh.get(topic, ())):
+            if peer_id in skip or self.peer_protocol.get(peer_id) != PROTOCOL_ID_V12:
+                continue
+            await self.emit_idontwant([msg_id], peer_id)
+            self.stats.idontwant_sent += 1
 
     def _check_equivocation(self, msg: rpc_pb2.Message) -> bool:
         key = msg.from_id + msg.seqno
@@ -121,8 +154,28 @@ class CstakeGossipSub(GossipSub):
             return False
         return True
 
+    async def handle_idontwant(self, idontwant_msg: rpc_pb2.ControlIDontWant, sender_peer_id: ID) -> None:
+        """Remember the ids ``sender_peer_id`` has, with when it said so (at most ``IDONTWANT_PER_PEER``)."""
+        # The library keeps a set per peer; ours is ordered by age (``in`` works the same).
+        table = cast(dict[ID, Any], self.dont_send_message_ids)
+        ids = table.get(sender_peer_id)
+        if not isinstance(ids, OrderedDict):
+            ids = table[sender_peer_id] = OrderedDict()
+        now = time.monotonic()
+        for msg_id in list(idontwant_msg.messageIDs)[:IDONTWANT_PER_PEER]:
+            ids[msg_id] = now
+            ids.move_to_end(msg_id)
+        while len(ids) > IDONTWANT_PER_PEER:
+            ids.popitem(last=False)
+
     def _prune_idontwant_entries(self) -> None:
-        super()._prune_idontwant_entries()
+        # py-libp2p forgets every IDONTWANT at each heartbeat, which can fall between a
+        # peer's announcement and our relay of that message: forget them by age instead.
+        cutoff_mono = time.monotonic() - IDONTWANT_TTL_S
+        for ids in cast(dict[ID, Any], self.dont_send_message_ids).values():
+            if isinstance(ids, OrderedDict):
+                while ids and next(iter(ids.values())) < cutoff_mono:
+                    ids.popitem(last=False)
         cutoff = time.time() - 60.0
         for lst in self.recent_message_deliveries.values():
             if lst and lst[0] < cutoff:
@@ -171,6 +224,7 @@ class GuardedPubsub(Pubsub):
         # validator holding over a third of the voting power (test_slashing_devnet now pins it).
         self.peer_queues = _SizedQueues(max_message_bytes + RPC_OVERHEAD)
         self.max_message_bytes = max_message_bytes
+        self._gossipsub = router
         self.stats = stats
         self._on_gossip = on_gossip
         self._on_fault = on_fault
@@ -260,6 +314,10 @@ class GuardedPubsub(Pubsub):
             return  # claims to be ours but came from elsewhere
         # Seen before validation, so copies from other mesh peers are not validated again.
         self._mark_msg_seen(msg)
+        if len(msg.data) >= IDONTWANT_MIN_BYTES:
+            # Before validating (which takes a while for a large message): relays that
+            # hear this in time do not send us a second copy.
+            await self._gossipsub.announce_arrival(self.get_message_id(msg), topic, (msg_forwarder, ID(msg.from_id)))
         verdict = await self._on_gossip(msg_forwarder, topic, msg.data)
         if verdict is Verdict.ACCEPT:
             scorer.on_first_delivery(msg_forwarder, topic)

@@ -87,6 +87,8 @@ class Harness:
         self._poke()
 
     def validate(self, peer: str, payload: bytes) -> Verdict:
+        if self.args.validate_delay and len(payload) >= 16 * 1024:
+            time.sleep(self.args.validate_delay)  # a busy node: its event loop is blocked meanwhile
         if payload[:2] == b"OK":
             return Verdict.ACCEPT
         if payload[:3] == b"IGN":
@@ -409,6 +411,7 @@ def main() -> int:
     p.add_argument("--block-size", type=int, default=1024)
     p.add_argument("--gil-switch", type=float, default=0.0005, help="0 keeps Python's default")
     p.add_argument("--corrupt-blocks", action="store_true", help="serve commits with bad signatures")
+    p.add_argument("--validate-delay", type=float, default=0.0, help="seconds to validate a message of 16 KiB or more")
     args = p.parse_args()
     import logging
 

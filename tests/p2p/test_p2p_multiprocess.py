@@ -207,3 +207,29 @@ async def test_a_message_over_one_mib_is_sent_when_the_cap_allows_it(launch):
     for n in nodes:
         q = await n.quit()
         assert n.proc.returncode == 0, q
+
+
+async def test_a_large_message_crosses_each_link_about_once_when_relays_validate_slowly(launch):
+    # Four processes in a full mesh; validating a large message takes each node 0.3 s
+    # (a busy validator). The origin sends it to all three; without IDONTWANT each relay
+    # forwards it to the two others after validating, so every node reads it three
+    # times. With IDONTWANT sent on arrival, a relay that finishes validating knows
+    # the others already have it.
+    nodes = await _four(launch, extra=["--validate-delay", "0.3"])
+    assert all(r["ok"] for r in await asyncio.gather(*(n.cmd("wait_peers", n=3, timeout=45) for n in nodes)))
+    mesh = await asyncio.gather(*(n.cmd("wait_mesh", kinds=["proposal"], n=3, timeout=30) for n in nodes))
+    assert all(m["ok"] for m in mesh), mesh
+    before = [(await n.cmd("stats"))["stats"] for n in nodes]
+    count, size = 4, 200_000
+    assert (await nodes[0].cmd("publish", kind="proposal", tag="large", size=size, count=count, rate=2))["ok"]
+    for n in nodes[1:]:
+        assert (await n.cmd("wait_msgs", tag="large", n=count, timeout=30))["ok"]
+    await asyncio.sleep(2.0)  # any late relayed copies arrive
+    after = [(await n.cmd("stats"))["stats"] for n in nodes]
+    sent = count * size
+    for i in (1, 2, 3):
+        received = after[i]["bytes_in"] - before[i]["bytes_in"]
+        print(f"n{i}: read {received / sent:.2f}x the published bytes, "
+              f"IDONTWANT sent {after[i]['idontwant_sent'] - before[i]['idontwant_sent']}")
+        assert after[i]["idontwant_sent"] > before[i]["idontwant_sent"]
+        assert received < 1.5 * sent, f"n{i} read {received} bytes for {sent} published: relays sent it again"
