@@ -12,7 +12,6 @@ names (see ``BODY_TYPES``).
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -399,8 +398,9 @@ class _BodyMemo:
     each for a transfer, but 2.6 ms for a 785 KB proof-of-compute openings chunk.
     The decoding is a pure function of the bytes and bodies are immutable, so the
     result is shared; a body that does not decode is not remembered. Bounded in
-    entries and in body bytes, oldest forgotten first; a lock keeps it whole if
-    two threads decode at once.
+    entries and in body bytes, oldest forgotten first. consensus/ takes no locks:
+    the node decodes transactions on its event loop only (the prover's threads
+    and processes never decode them).
     """
 
     MAX_ENTRIES = 8192
@@ -409,7 +409,6 @@ class _BodyMemo:
     def __init__(self) -> None:
         self._items: dict[tuple[int, bytes], Encodable] = {}
         self._bytes = 0
-        self._lock = threading.Lock()
 
     def get(self, kind: int, body: bytes) -> Encodable | None:
         return self._items.get((kind, body))
@@ -418,15 +417,14 @@ class _BodyMemo:
         if len(body) > self.MAX_BYTES // 4:
             return
         key = (kind, body)
-        with self._lock:
-            if key in self._items:
-                return
-            self._items[key] = value
-            self._bytes += len(body)
-            while len(self._items) > self.MAX_ENTRIES or self._bytes > self.MAX_BYTES:
-                old = next(iter(self._items))  # insertion order: the oldest
-                del self._items[old]
-                self._bytes -= len(old[1])
+        if key in self._items:
+            return
+        self._items[key] = value
+        self._bytes += len(body)
+        while len(self._items) > self.MAX_ENTRIES or self._bytes > self.MAX_BYTES:
+            old = next(iter(self._items))  # insertion order: the oldest
+            del self._items[old]
+            self._bytes -= len(old[1])
 
 
 _BODY_MEMO = _BodyMemo()
