@@ -35,6 +35,8 @@ from node.errors import LoadError, NodeUnreachable, RPCCallError, RPCClientError
 
 TICK_S = 0.02
 MAX_BATCH = 100
+#: Consecutive accounts (per RPC URL) that share a sending lane.
+LANE_RUN = 8
 
 
 def derive_load_key(funder: PrivateKey, index: int) -> PrivateKey:
@@ -212,17 +214,21 @@ class LoadRun:
     async def _send(self, accounts: list[_Account]) -> float:
         # One lane per (client, slot): a lane sends its batches one after another, and an
         # account always uses the same lane, so its nonces reach the node in order even
-        # though several requests are in flight at once.
+        # though several requests are in flight at once. Accounts are used round-robin,
+        # so a run of LANE_RUN consecutive accounts per client shares a lane: a tick's
+        # transactions go out in a few batches, not one HTTP request per transaction
+        # (each request costs the node and the generator far more than a transfer does).
         clients = self._clients
         n_clients = len(clients)
-        per_client = max(1, min(self.max_in_flight // n_clients, -(-len(accounts) // n_clients)))
+        runs = -(-len(accounts) // (n_clients * LANE_RUN))
+        per_client = max(1, min(self.max_in_flight // n_clients, runs))
         lanes: list[asyncio.Queue[list[SignedTx] | None]] = [
             asyncio.Queue(maxsize=4) for _ in range(n_clients * per_client)
         ]
         lane_of: dict[bytes, int] = {}
         for i, a in enumerate(accounts):
             c = i % n_clients
-            lane_of[a.key.address()] = c + n_clients * ((i // n_clients) % per_client)
+            lane_of[a.key.address()] = c + n_clients * ((i // (n_clients * LANE_RUN)) % per_client)
         workers = [
             asyncio.get_running_loop().create_task(self._lane(clients[j % n_clients], q, accounts))
             for j, q in enumerate(lanes)
