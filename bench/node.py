@@ -419,6 +419,8 @@ def _run(devnet: Devnet, tmp: Path, extra: list[subprocess.Popen[Any]]) -> None:
     for tx_hash, sent_ms in prober.sent.items():
         with contextlib.suppress(*TRANSIENT_ERRORS):
             found = rpc(main, "tx", {"hash": tx_hash})
+            if found.get("status") != "committed":
+                continue  # still pending: counted as not committed
             btime = next((b["time"] for b in blocks if b["height"] == found["height"]), None)
             if btime is None:
                 btime = int(rpc(main, "block", {"height": found["height"], "txs": "hashes"})["header"]["time"])
