@@ -353,17 +353,14 @@ class Node:
         """Check a transaction into the mempool and gossip it; return (code, log, tx hash).
 
         ``raw`` may come already decoded (the RPC decodes it to answer with its hash);
-        it is then only held to this chain's size limit, not decoded a second time.
+        it is not decoded a second time (``check_tx`` holds it to the size limit).
         """
         state = self.executor.head_state()
-        max_bytes = state.get_params().max_tx_bytes
         if isinstance(raw, SignedTx):
             tx = raw
-            if len(tx.raw) > max_bytes:
-                return 7, f"malformed transaction: {len(tx.raw)} bytes, above the limit of {max_bytes}", None
         else:
             try:
-                tx = SignedTx.decode(raw, max_bytes=max_bytes)
+                tx = SignedTx.decode(raw, max_bytes=state.get_params().max_tx_bytes)
             except Exception as exc:
                 return 7, f"malformed transaction: {exc}", None
         result = self.mempool.add(tx, state)
@@ -430,7 +427,8 @@ class Node:
         )
         if self.store is not None:
             changed = [k[len(Keys.ACCOUNT) :] for k in committed.changed_keys if k.startswith(Keys.ACCOUNT)]
-            self.mempool.update(committed.tx_hashes, State(self.store.state), changed_accounts=changed)
+            # The head overlay: the accounts read here stay decoded for the next admissions.
+            self.mempool.update(committed.tx_hashes, self.executor.head_state(), changed_accounts=changed)
 
     def _index_committed(self, committed: BlockCommitted) -> None:
         """File the block's txs in the address index; a failure costs only tx_search, never the node."""

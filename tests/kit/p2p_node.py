@@ -33,6 +33,7 @@ from p2p.blocksync import BlockSyncClient, BlockSyncServer
 from p2p.config import GOSSIP_KINDS, P2PConfig
 from p2p.errors import P2PError
 from p2p.host import Libp2pTransport
+from p2p.host.router import IDONTWANT_MIN_BYTES
 from p2p.interface import PeerEvent, PeerPenalised, Verdict
 from p2p.txbatch import TxGossip
 from tests.kit.p2p_synthetic import ChainVerifier, corrupt, make_chain
@@ -87,7 +88,7 @@ class Harness:
         self._poke()
 
     def validate(self, peer: str, payload: bytes) -> Verdict:
-        if self.args.validate_delay and len(payload) >= 16 * 1024:
+        if self.args.validate_delay and len(payload) >= IDONTWANT_MIN_BYTES:
             time.sleep(self.args.validate_delay)  # a busy node: its event loop is blocked meanwhile
         if payload[:2] == b"OK":
             return Verdict.ACCEPT
@@ -411,7 +412,7 @@ def main() -> int:
     p.add_argument("--block-size", type=int, default=1024)
     p.add_argument("--gil-switch", type=float, default=0.0005, help="0 keeps Python's default")
     p.add_argument("--corrupt-blocks", action="store_true", help="serve commits with bad signatures")
-    p.add_argument("--validate-delay", type=float, default=0.0, help="seconds to validate a message of 16 KiB or more")
+    p.add_argument("--validate-delay", type=float, default=0.0, help="seconds to validate a message of IDONTWANT_MIN_BYTES or more")
     args = p.parse_args()
     import logging
 
