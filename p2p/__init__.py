@@ -5,9 +5,10 @@ node/ programs against ``p2p.interface.Transport``. Two implementations:
 * ``p2p.host.Libp2pTransport(config)``: real networking. py-libp2p 0.8.1 runs
   under trio in its own thread (``p2p.host.bridge.TrioThread``); every call
   crosses through bounded, thread-safe hand-offs. TCP, Noise only, Yamux only,
-  GossipSub ``/meshsub/1.1.0`` (1 s heartbeat, adaptive gossip off, the
-  library's 10 msg/s spam limit replaced by our token buckets, equivocation
-  memory bounded to digests, peer scoring on), one connection per peer. Nothing
+  GossipSub ``/meshsub/1.2.0``, 1.1.0 with older peers (1 s heartbeat, adaptive
+  gossip off, the library's 10 msg/s spam limit replaced by our token buckets,
+  equivocation memory bounded to digests, peer scoring on, IDONTWANT sent on
+  arrival for messages of 16 KiB or more only), one connection per peer. Nothing
   outside p2p/ sees trio or libp2p types; errors are ``p2p.errors.P2PError``.
 * ``p2p.memory.MemoryTransport(config, hub, peer_id=None)``: many nodes in one
   process on a ``MemoryHub(drop=, delay=, clock=, schedule=)``, with the same
