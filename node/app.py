@@ -216,7 +216,9 @@ class Node:
         self.home.make_dirs()
         self.store = NodeStore.open(self.home.db_dir)
         self.mempool = Mempool.from_config(self.config.mempool)
-        self.executor = BlockExecutor(self.store, self.genesis, sig_cache=self.mempool.sig_cache)
+        self.executor = BlockExecutor(
+            self.store, self.genesis, sig_cache=self.mempool.sig_cache, tx_source=self.mempool.get
+        )
         self.executor.init_genesis()
         self.wal = WriteAheadLog(self.home.wal_file)
         self.signer_store = FileSignerStore(self.home.signer_state_file)

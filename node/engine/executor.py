@@ -12,12 +12,14 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from consensus.blocks import Block
 from consensus.codec import Encodable
 from consensus.errors import ConsensusError, InvalidBlock
 from consensus.genesis import Genesis, compute_genesis_state
+from consensus.hashing import hash32
 from consensus.records import TxResult
 from consensus.state import State
 from consensus.transition import SigCache, TransitionResult, state_transition
@@ -55,14 +57,27 @@ class BlockCommitted:
     write_seconds: float
 
 
+#: Looks up a decoded transaction by id (the mempool's ``get``); None when absent.
+TxSource = Callable[[bytes], SignedTx | None]
+
+
 class BlockExecutor:
     """Executes blocks on the store's head state and commits them."""
 
-    def __init__(self, store: NodeStore, genesis: Genesis, sig_cache: SigCache | None = None) -> None:
+    def __init__(
+        self,
+        store: NodeStore,
+        genesis: Genesis,
+        sig_cache: SigCache | None = None,
+        tx_source: TxSource | None = None,
+    ) -> None:
         self.store = store
         self.genesis = genesis
         self.chain_id = genesis.chain_id
         self.sig_cache = sig_cache
+        #: The mempool's decoded transactions by id: a peer's block is rebuilt from the
+        #: mempool's wire bytes, so its transactions need not be decoded again.
+        self.tx_source = tx_source
         self._results: OrderedDict[bytes, tuple[int, TransitionResult]] = OrderedDict()
         self._decoded: dict[bytes, Encodable | None] = {}
         self._decoded_head: Head | None = None
@@ -134,11 +149,31 @@ class BlockExecutor:
                 f"block {block.header.height} carries state root {block.header.state_root.hex()}, "
                 f"but the state after height {height} has root {self.store.state_root.hex()}"
             )
+        if txs is None and self.tx_source is not None:
+            txs = self._decoded_txs(block)
         result = state_transition(self.store.state, block, sig_cache=self.sig_cache, txs=txs)
         self._results[block_hash] = (height, result)
         while len(self._results) > MAX_CACHED_RESULTS:
             self._results.popitem(last=False)
         return result
+
+    def _decoded_txs(self, block: Block) -> list[SignedTx] | None:
+        """The block's transactions as the mempool holds them decoded; None unless it holds every one.
+
+        Decoding is 8 of a transfer's 17 µs of execution, on the path from a proposal to
+        our prevote. Looked up by id (the hash of the wire bytes), and the bytes must be
+        the block's own: ``state_transition`` compares them before using any.
+        """
+        source = self.tx_source
+        if source is None or not block.txs:
+            return None
+        out: list[SignedTx] = []
+        for raw in block.txs:
+            tx = source(hash32(raw))
+            if tx is None or tx.raw != raw:
+                return None
+            out.append(tx)
+        return out
 
     def is_valid_block(self, block: Block) -> bool:
         """Return True when ``block`` may follow the head (logging why not)."""
