@@ -252,6 +252,7 @@ class Node:
             self.forge = ForgeService(self.transport, self.driver, self.gossip, Forger(self.chain_id, self.address))
             self.forge.attach()
         self.tx_gossip = TxGossip(self.transport, self._validate_gossip_tx)
+        self.gossip.before_proposal = self.tx_gossip.send_pending
         # Proof of compute, attestations and jobs see the node through node/compute/ports.py.
         host = DaemonHost(
             chain_id=self.chain_id, account_key=self.keys.account, consensus_key=self.keys.consensus,
@@ -276,6 +277,7 @@ class Node:
         self.metrics.watch_p2p(self.transport.stats.snapshot)
         self.metrics.watch_mempool(lambda: self.mempool.stats)
         self.metrics.watch_tx_gossip(lambda: self.tx_gossip.stats)
+        self.metrics.watch_proposals(self.gossip)
         self.compute.on_prover_answer = self.metrics.on_prover_answer
         self._last_commit_mono: float | None = None
         self._slash_seq = self.executor.head_state().get_meta().next_slash_seq

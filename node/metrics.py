@@ -48,6 +48,7 @@ class _StatsCollector(Collector):
         self.p2p: Callable[[], Mapping[str, Any]] | None = None
         self.mempool: Callable[[], Any] | None = None
         self.tx_gossip: Callable[[], Any] | None = None
+        self.proposals: Any = None
 
     def collect(self) -> Iterator[Any]:
         if self.p2p is not None:
@@ -82,6 +83,16 @@ class _StatsCollector(Collector):
             ):
                 fam = CounterMetricFamily(f"cstake_tx_gossip_{name}", help_)
                 fam.add_metric([], float(getattr(tg, name, 0)))
+                yield fam
+        if self.proposals is not None:
+            g = self.proposals
+            for name, help_ in (
+                ("blocks_rebuilt", "compact proposal blocks rebuilt from the mempool"),
+                ("txs_requested", "transactions of compact proposal blocks asked of the sender (not in our mempool)"),
+                ("blocks_fetched", "proposal blocks fetched whole by hash"),
+            ):
+                fam = CounterMetricFamily(f"cstake_proposal_{name}", help_)
+                fam.add_metric([], float(getattr(g, name, 0)))
                 yield fam
         if self.mempool is not None:
             stats = self.mempool()
@@ -287,6 +298,10 @@ class NodeMetrics:
     def watch_tx_gossip(self, stats: Callable[[], Any]) -> None:
         """Export tx-gossip counters: ``stats`` returns a ``p2p.txbatch.TxGossipStats``."""
         self._stats.tx_gossip = stats
+
+    def watch_proposals(self, gossip: Any) -> None:
+        """Export how proposal blocks arrived: ``gossip`` is the node's ``GossipAdapter``."""
+        self._stats.proposals = gossip
 
     def watch_mempool(self, stats: Callable[[], Any]) -> None:
         """Export mempool counters: ``stats`` returns a ``node.mempool.pool.MempoolStats``."""

@@ -181,7 +181,13 @@ class TxGossip:
         self._tasks: set[asyncio.Task[None]] = set()
         self._stash: dict[bytes, list[tuple[bytes, ...]]] = {}
         self.stats = TxGossipStats()
-        transport.subscribe("tx", self._validate_batch, self._deliver_batch)
+        # A synchronous per-transaction validator (the node's) makes the batch check
+        # synchronous: the dispatcher runs it the moment the batch arrives, so its
+        # transactions are in the mempool before a proposal that came after it on the
+        # same stream is rebuilt from the mempool. An async check would only start a
+        # task, and a compact proposal right behind it found its transactions missing.
+        sync = not inspect.iscoroutinefunction(validator)
+        transport.subscribe("tx", self._validate_batch if sync else self._validate_batch_async, self._deliver_batch)
 
     # -- sending -------------------------------------------------------------
 
@@ -191,16 +197,17 @@ class TxGossip:
         if size + _ENVELOPE_SLACK > self._max_message:
             raise MessageTooLarge(f"transaction of {len(tx)} bytes cannot fit one gossip message")
         if self._buf and self._buf_bytes + size > self.max_bytes:
-            self._flush_now()
+            self.send_pending()
         self._buf.append(tx)
         self._buf_bytes += size
         self.stats.txs_submitted += 1
         if len(self._buf) >= self.max_txs or self._buf_bytes >= self.max_bytes:
-            self._flush_now()
+            self.send_pending()
         elif self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(self.delay, self._flush_now)
+            self._timer = asyncio.get_running_loop().call_later(self.delay, self.send_pending)
 
-    def _flush_now(self) -> None:
+    def send_pending(self) -> None:
+        """Publish the transactions waiting for the batch delay now (a proposer does before its proposal)."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -220,7 +227,7 @@ class TxGossip:
 
     async def flush(self) -> None:
         """Publish whatever is queued now and wait for every publish in flight."""
-        self._flush_now()
+        self.send_pending()
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
@@ -230,7 +237,35 @@ class TxGossip:
 
     # -- receiving -------------------------------------------------------------
 
-    async def _validate_batch(self, peer_id: str, payload: bytes) -> GossipVerdict:
+    def _validate_batch(self, peer_id: str, payload: bytes) -> GossipVerdict:
+        """The batch's verdict, checked now (the per-transaction validator is synchronous)."""
+        started = self._start_batch(peer_id, payload)
+        if not isinstance(started, tuple):
+            return started
+        txs, allowed = started
+        verdicts = []
+        for tx in txs[:allowed]:
+            res = self._validator(peer_id, tx)
+            if inspect.isawaitable(res):
+                res.close()  # type: ignore[attr-defined]
+                raise TypeError("a synchronous transaction validator returned an awaitable")
+            verdicts.append(res)
+        return self._finish_batch(peer_id, payload, txs, allowed, verdicts)
+
+    async def _validate_batch_async(self, peer_id: str, payload: bytes) -> GossipVerdict:
+        """The batch's verdict through an async per-transaction validator."""
+        started = self._start_batch(peer_id, payload)
+        if not isinstance(started, tuple):
+            return started
+        txs, allowed = started
+        verdicts = []
+        for tx in txs[:allowed]:
+            res = self._validator(peer_id, tx)
+            verdicts.append(await res if inspect.isawaitable(res) else res)
+        return self._finish_batch(peer_id, payload, txs, allowed, verdicts)
+
+    def _start_batch(self, peer_id: str, payload: bytes) -> tuple[tuple[bytes, ...], int] | GossipVerdict:
+        """The batch's transactions and how many the forwarder's budget lets us check, or its early verdict."""
         self.stats.batches_received += 1
         # Out of budget: nothing is decoded or checked until the peer's bucket refills.
         if self.budget.get_tokens(peer_id, self._clock()) < 1:
@@ -239,12 +274,14 @@ class TxGossip:
         txs = self._decode_batch(peer_id, payload)
         if not isinstance(txs, tuple):
             return txs
-        allowed = self.budget.reserve(peer_id, len(txs), self._clock())
+        return txs, self.budget.reserve(peer_id, len(txs), self._clock())
+
+    def _finish_batch(self, peer_id: str, payload: bytes, txs: tuple[bytes, ...], allowed: int,
+                      verdicts: list[GossipVerdict]) -> GossipVerdict:
+        """Judge the batch by its transactions' verdicts (see the module docstring)."""
         accepted: list[bytes] = []
         rejected = False
-        for tx in txs[:allowed]:
-            res = self._validator(peer_id, tx)
-            verdict = await res if inspect.isawaitable(res) else res
+        for tx, verdict in zip(txs, verdicts, strict=False):
             if verdict is Verdict.ACCEPT:
                 accepted.append(tx)
             elif verdict is Verdict.REJECT or isinstance(verdict, Reject):

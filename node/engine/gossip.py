@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -148,10 +148,14 @@ class GossipAdapter:
     def __init__(
         self, transport: Transport, chain_id: str, part_key: PrivateKey | None = None,
         tx_lookup: TxLookup | None = None,
+        before_proposal: Callable[[], None] | None = None,
     ) -> None:
         self.transport = transport
         self.chain_id = chain_id
         self.part_key = part_key
+        #: Called before our proposal goes out: the transaction gossip sends the batch it
+        #: holds (see ``broadcast_proposal``).
+        self.before_proposal = before_proposal
         #: The mempool's transactions by id: large proposal blocks travel compact (None: in parts).
         self.tx_lookup = tx_lookup
         #: Compact proposal blocks rebuilt here, whole from the mempool or with transactions asked for.
@@ -225,6 +229,13 @@ class GossipAdapter:
             # fetched by hash by the peers that still lack it (and ignored by the others).
             self._spawn(self._publish("proposal", pack_raw([MSG_PROPOSAL, proposal.encode(), b"", 0])))
             return
+        if self.before_proposal is not None:
+            # The block carries transactions that reached us (over RPC) within the last
+            # batch delay and are not gossiped yet: a compact block of them sent first
+            # made every peer ask us for them, a round trip on the way to its prevote.
+            # Published before the proposal, on the same stream to each peer, the batch
+            # arrives (and is checked into the peer's mempool) ahead of it.
+            self.before_proposal()
         messages = encode_proposal_messages(
             self.chain_id, proposal, block, self.part_key, compact=self.tx_lookup is not None
         )

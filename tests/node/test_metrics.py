@@ -124,6 +124,19 @@ def test_tx_gossip_counters_are_exported() -> None:
     assert sample(m, "cstake_tx_gossip_txs_unchecked_total") == 900
 
 
+def test_proposal_block_counters_are_exported_and_follow_the_adapter() -> None:
+    from types import SimpleNamespace
+
+    m = NodeMetrics()
+    gossip = SimpleNamespace(blocks_rebuilt=5, txs_requested=40, blocks_fetched=1)
+    m.watch_proposals(gossip)
+    assert sample(m, "cstake_proposal_blocks_rebuilt_total") == 5
+    assert sample(m, "cstake_proposal_txs_requested_total") == 40
+    gossip.txs_requested = 41  # read at scrape time
+    assert sample(m, "cstake_proposal_txs_requested_total") == 41
+    assert sample(m, "cstake_proposal_blocks_fetched_total") == 1
+
+
 def test_overclaimed_gauge() -> None:
     m = NodeMetrics()
     m.set_overclaimed(2)

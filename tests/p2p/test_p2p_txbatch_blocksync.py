@@ -56,6 +56,42 @@ async def test_txs_are_batched_by_count_and_delivered_one_by_one(tmp_path):
     assert sender.stats.batches_sent == 3 and a.stats.messages_out == 3
 
 
+async def test_a_synchronous_check_runs_on_arrival_and_an_async_one_still_judges_the_batch(tmp_path):
+    _, a, b = await _pair(tmp_path, tx_batch_max_txs=10, tx_batch_delay=10.0)
+    _, c, d = await _pair(tmp_path, tx_batch_max_txs=10, tx_batch_delay=10.0)
+    seen_sync: list[bytes] = []
+    seen_async: list[bytes] = []
+
+    def check(p: str, tx: bytes) -> Verdict:
+        seen_sync.append(tx)
+        return _tx_verdict(tx)
+
+    async def check_later(p: str, tx: bytes) -> Verdict:
+        await asyncio.sleep(0)
+        seen_async.append(tx)
+        return _tx_verdict(tx)
+
+    sync_rx = TxGossip(b, check)
+    async_rx = TxGossip(d, check_later)
+    # The dispatcher gets a verdict back at once from the synchronous form, a coroutine from the other.
+    assert sync_rx._validate_batch("x", encode_tx_batch([b"ok1", b"ig2"])) is Verdict.ACCEPT
+    assert seen_sync == [b"ok1", b"ig2"]
+    assert await async_rx._validate_batch_async("x", encode_tx_batch([b"ig1", b"no2"])) is Verdict.REJECT
+    assert seen_async == [b"ig1", b"no2"]
+    for t in (a, b, c, d):
+        await t.start()
+    await a.connect("/memory/b/p2p/b")
+    await c.connect("/memory/b/p2p/b")  # the second pair is named a, b on its own hub
+    for sender in (TxGossip(a, lambda p, tx: Verdict.ACCEPT), TxGossip(c, lambda p, tx: Verdict.ACCEPT)):
+        for i in range(3):
+            sender.submit(b"ok%d" % i)
+        await sender.flush()
+    for _ in range(50):
+        await asyncio.sleep(0)
+    assert seen_sync[2:] == [b"ok0", b"ok1", b"ok2"] and seen_async[2:] == [b"ok0", b"ok1", b"ok2"]
+    assert sync_rx.stats.txs_accepted == 4 and async_rx.stats.txs_accepted == 3
+
+
 async def test_txs_are_flushed_after_the_delay_or_at_the_byte_budget(tmp_path):
     _, a, b = await _pair(tmp_path, tx_batch_max_bytes=1024, tx_batch_delay=0.02)
     sender = TxGossip(a, lambda p, tx: Verdict.ACCEPT, lambda p, tx: None)

@@ -190,3 +190,61 @@ def test_without_a_mempool_a_large_block_still_goes_in_parts(recorder: Recorder)
     assert len(messages) > 1 and unpack_raw(messages[0])[0] != MSG_COMPACT  # type: ignore[index]
 
 
+
+
+@pytest.mark.parametrize("hooked", [True, False])
+async def test_a_proposer_sends_its_held_transactions_before_its_compact_block(
+    recorder: Recorder, tmp_path: Path, hooked: bool
+) -> None:
+    """Transactions the proposer took in within the batch delay go out ahead of its proposal.
+
+    Without that (``hooked`` False, the old order), every peer found them missing
+    and asked the proposer for them: a round trip before its prevote, under load
+    most heights. With it, the batch arrives first on the same link and its
+    (synchronous) check puts the transactions in the peer's mempool before the
+    compact block is rebuilt.
+    """
+    from p2p.config import P2PConfig
+    from p2p.memory import MemoryHub, MemoryTransport
+    from p2p.txbatch import TxGossip
+
+    chain, driver, _, _ = _adapter(recorder)
+    block = _block_with_txs(chain, driver)
+    hub = MemoryHub()
+    # A long batch delay: whatever the batcher holds goes out only when asked to.
+    node, peer = (MemoryTransport(P2PConfig(chain_id=chain.chain_id, key_path=str(tmp_path / n), tx_batch_delay=30.0),
+                                  hub, peer_id=n) for n in ("node", "peer"))
+    await node.start()
+    await peer.start()
+    await peer.connect(node.listen_addrs()[0])
+    pool: dict[bytes, bytes] = {}
+
+    def check_into_pool(p: str, tx: bytes) -> Verdict:
+        pool[hash32(tx)] = tx
+        return Verdict.ACCEPT
+
+    TxGossip(node, check_into_pool)
+    adapter = GossipAdapter(node, chain.chain_id, tx_lookup=pool.get)
+    adapter.attach(driver)
+    # The proposer: its mempool holds the block's transactions, taken in over RPC.
+    proposer_pool = _pool(block)
+    sender = TxGossip(peer, lambda p, tx: Verdict.ACCEPT)
+    proposer = GossipAdapter(peer, chain.chain_id, tx_lookup=proposer_pool.get,
+                             before_proposal=sender.send_pending if hooked else None)
+    peer.set_request_handler(block_txs_protocol(chain.chain_id),
+                             lambda p, request: serve_txs(block, decode_txs_request(request)[1]))
+    try:
+        for tx in block.txs:
+            sender.submit(tx)
+        held = len(sender._buf)
+        assert held > 0  # the tail of the transactions waits for the batch delay
+        proposer.broadcast_proposal(_proposal(chain, block), block)
+        await _wait(lambda: adapter.blocks_rebuilt == 1)
+        assert driver.process_inputs() == 1 and driver.get_block(block.hash()) == block
+        assert adapter.txs_requested == (0 if hooked else held)
+    finally:
+        await sender.close()
+        await proposer.close()
+        await adapter.close()
+        await node.stop()
+        await peer.stop()
