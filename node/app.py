@@ -290,7 +290,7 @@ class Node:
         self.view = StoreNodeView(
             self.executor.store, self.events, chain_id=self.chain_id, moniker=self.config.node.moniker,
             address=self.address, mempool=self.mempool, network=self.transport, sync=self.syncer,
-            submit_tx=self.submit_tx, attestation_pool=self.compute.pool, tx_index=self.tx_index,
+            submit_tx=self.submit_client_tx, attestation_pool=self.compute.pool, tx_index=self.tx_index,
         )
         self.rpc = RPCServer(
             self.view,
@@ -353,11 +353,17 @@ class Node:
 
     # -- transactions -----------------------------------------------------------------------
 
-    def submit_tx(self, raw: bytes | SignedTx) -> tuple[int, str, bytes | None]:
+    def submit_client_tx(self, raw: bytes | SignedTx) -> tuple[int, str, bytes | None]:
+        """``submit_tx`` for a client's transaction (the RPC): refused once the mempool is nearly full."""
+        return self.submit_tx(raw, from_client=True)
+
+    def submit_tx(self, raw: bytes | SignedTx, *, from_client: bool = False) -> tuple[int, str, bytes | None]:
         """Check a transaction into the mempool and gossip it; return (code, log, tx hash).
 
         ``raw`` may come already decoded (the RPC decodes it to answer with its hash);
         it is not decoded a second time (``check_tx`` holds it to the size limit).
+        ``from_client`` (the RPC) leaves the mempool's last tenth to peers' gossip
+        (``Mempool.add``); the node's own duty transactions (proof of compute) do not.
         """
         state = self.executor.head_state()
         if isinstance(raw, SignedTx):
@@ -367,7 +373,7 @@ class Node:
                 tx = SignedTx.decode(raw, max_bytes=state.get_params().max_tx_bytes)
             except Exception as exc:
                 return 7, f"malformed transaction: {exc}", None
-        result = self.mempool.add(tx, state)
+        result = self.mempool.add(tx, state, from_client=from_client)
         if result.accepted:
             self.tx_gossip.submit(tx.raw)
         return result.code, result.log, tx.tx_hash

@@ -444,6 +444,13 @@ class ConsensusDriver:
         # Never dropped: block sync waits for the answer.
         self._enqueue(SyncedBlocks(tuple(blocks), done), bounded=False)
 
+    def has_proposal(self, proposal: Proposal) -> bool:
+        """Whether the round machine already holds exactly ``proposal`` (same height, round, signature)."""
+        if proposal.height != self.state.height:
+            return False
+        record = self.state.proposals.get(proposal.round)
+        return record is not None and record.proposal == proposal
+
     def get_block(self, block_hash: bytes) -> Block | None:
         """A block of the current height we know (to serve peers fetching a proposal)."""
         return self.blocks.get(block_hash)

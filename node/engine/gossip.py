@@ -387,6 +387,8 @@ class GossipAdapter:
             return None
         log.debug("proposal %d/%d announced by %s: %d parts", proposal.height, proposal.round,
                   peer[-8:], total)
+        if self._deliver_held(peer, proposal):
+            return None  # its block is here already (a re-broadcast, or a block proposed again)
         if total:
             assembled = self.assembler.add_proposal(peer, proposal, total)
             if assembled is not None:
@@ -406,6 +408,12 @@ class GossipAdapter:
         key = _key(proposal)
         if self.assembler.get_state(key) is AssemblyState.COMPLETE or key in self._fetching:
             return None  # delivered already (a relayed copy), or being completed
+        if self._deliver_held(peer, proposal):
+            # A re-broadcast of a block we hold. After our commit its assembly is pruned and
+            # its transactions have left the mempool: rebuilding it found every one missing
+            # and asked the proposer for the whole block's transactions, under load nearly
+            # every height (the proposer re-broadcasts after a second without a commit).
+            return None
         txs, missing = rebuild(compact, self.tx_lookup or _no_txs)
         if not missing:
             block = fill(compact, txs, [], [])
@@ -462,8 +470,26 @@ class GossipAdapter:
         return self.assembler.get_state(_key(proposal)) is not AssemblyState.COMPLETE and self.is_wanted(proposal)
 
     def is_wanted(self, proposal: Proposal) -> bool:
-        """Whether ``proposal``'s block is still worth fetching (it still authenticates here and now)."""
-        return self.driver is not None and self.driver.check_proposal(proposal).ok
+        """Whether ``proposal``'s block is still worth fetching (it authenticates here and now, and we lack it)."""
+        return self.driver is not None and not self._holds_block(proposal) and self.driver.check_proposal(proposal).ok
+
+    def _holds_block(self, proposal: Proposal) -> bool:
+        """Whether the driver already holds ``proposal``'s block (it keeps the current height's blocks)."""
+        return self.driver is not None and self.driver.get_block(proposal.block_hash) is not None
+
+    def _deliver_held(self, peer: str, proposal: Proposal) -> bool:
+        """If the driver holds ``proposal``'s block, hand it the proposal (unless it has it) and return True.
+
+        The same block may come back in a later round's proposal (a locked or valid
+        block proposed again): that proposal still goes to the driver, with the block held.
+        """
+        driver = self.driver
+        block = None if driver is None else driver.get_block(proposal.block_hash)
+        if driver is None or block is None:
+            return False
+        if not driver.has_proposal(proposal):
+            self.deliver_fetched(peer, block, len(block.encode()), proposal=proposal)
+        return True
 
     async def _fetch_unless_assembled(self, peer: str, proposal: Proposal, delay: float) -> None:
         """Parts may be lost, late, evicted or bad: fall back to fetching the whole block by hash."""

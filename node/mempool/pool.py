@@ -17,6 +17,15 @@ Rules (stated here because peers and users depend on them):
   the lowest-fee *sender tail* (the last queued nonce of some other sender, so
   no queue ever gets a gap) is evicted if it pays less than the newcomer;
   otherwise the newcomer is refused.
+- **Peers first when nearly full**: a client's transaction (``add(...,
+  from_client=True)``: the RPC) sees the pool as full at ``CLIENT_FILL_PERCENT``
+  (90%) of ``max_txs`` and ``max_bytes``; the last tenth is kept for
+  transactions that peers already accepted from their clients. Otherwise an
+  overloaded node takes in new client transactions and refuses its peers'
+  gossip, and once one of a sender's transactions is refused the rest of its
+  queue is refused as nonce gaps: the mempools drift apart, and every compact
+  proposal block then has to fetch what it carries. A client gets the refusal
+  (code 100) at once, before any signature check, and can back off.
 - **Reaping** for a block: highest fee first among the senders' next
   transactions, each sender's in nonce order. With a state, every candidate is
   dry-run through the real state transition so a block never carries a
@@ -52,6 +61,10 @@ from consensus.tx_handlers import TxContext
 from consensus.txs import SignedTx, get_body_spend
 from node.config import MempoolSection
 from node.mempool.sigcache import SignatureCache
+
+#: A client's transaction is refused (unless it outbids a queued tail) once the pool holds
+#: this share of its bounds; the rest is kept for transactions peers already accepted.
+CLIENT_FILL_PERCENT = 90
 
 # Result codes of mempool refusals (consensus auth failures keep their own codes 1-19).
 CODE_OK = 0
@@ -249,14 +262,32 @@ class Mempool:
         self.stats.reject(reason)
         return AddResult(tx.tx_hash, False, code, log, reason)
 
-    def add(self, tx: SignedTx, state: State | None = None) -> AddResult:
-        """Check ``tx`` against the head state and queue it; never raises for a bad tx."""
+    def add(self, tx: SignedTx, state: State | None = None, *, from_client: bool = False) -> AddResult:
+        """Check ``tx`` against the head state and queue it; never raises for a bad tx.
+
+        ``from_client``: it came from a client of this node (the RPC), not from a
+        peer: the pool counts as full for it at ``CLIENT_FILL_PERCENT``.
+        """
         state = state if state is not None else self._state
         if state is None:
             raise RuntimeError("Mempool.add needs a state: pass one or call update() first")
         if tx.tx_hash in self._by_hash:
             return self._refuse(tx, CODE_DUPLICATE, "duplicate", "transaction is already in the mempool")
         p = tx.payload
+        max_txs, max_bytes = self.max_txs, self.max_bytes
+        if from_client:
+            max_txs = max_txs * CLIENT_FILL_PERCENT // 100
+            max_bytes = max_bytes * CLIENT_FILL_PERCENT // 100
+            # Cheap refusal first: nothing queued is cheaper (the heap's top is a lower
+            # bound of the cheapest tail), so nothing could make room for it.
+            if ((len(self._by_hash) >= max_txs or self._bytes + len(tx.raw) > max_bytes)
+                    and (not self._tails or self._tails[0][0] >= p.fee)):
+                return self._refuse(
+                    tx, CODE_FULL, "full",
+                    f"mempool is {CLIENT_FILL_PERCENT}% full ({len(self._by_hash)} txs, {self._bytes} bytes), "
+                    f"the rest is kept for transactions from peers, and no queued transaction pays less "
+                    f"than fee {p.fee}: try again later",
+                )
         sender = p.sender
         acct = state.get_account(sender)
         q = self._queues.get(sender)
@@ -316,8 +347,8 @@ class Mempool:
         size = len(tx.raw)
         evicted: tuple[bytes, ...] = ()
         if old is None:
-            need_txs = len(self._by_hash) + 1 - self.max_txs
-            need_bytes = self._bytes + size - self.max_bytes
+            need_txs = len(self._by_hash) + 1 - max_txs
+            need_bytes = self._bytes + size - max_bytes
             if need_txs > 0 or need_bytes > 0:
                 victims = self._find_victims(p.fee, sender, need_txs, need_bytes)
                 if victims is None:

@@ -248,3 +248,29 @@ async def test_a_proposer_sends_its_held_transactions_before_its_compact_block(
         await adapter.close()
         await node.stop()
         await peer.stop()
+
+
+def test_a_rebroadcast_of_a_block_held_here_is_neither_rebuilt_nor_asked_for(recorder: Recorder) -> None:
+    """Once committed, a block's transactions leave the mempool and its assembly is pruned.
+
+    The proposer re-broadcasts its proposal after a second without a commit. A
+    copy arriving after our commit (the driver still at that height, holding the
+    block) was rebuilt against an emptied mempool and every transaction asked
+    of the proposer: thousands per height under load. Now the held block is used.
+    """
+    chain, driver, adapter, _ = _adapter(recorder)
+    block = _block_with_txs(chain, driver)
+    pool = _pool(block)
+    adapter.tx_lookup = lambda tx_id: pool.get(tx_id)
+    proposal = _proposal(chain, block)
+    (message,) = encode_proposal_messages(chain.chain_id, proposal, block, None, compact=True)
+    assert _gossip(adapter, "p", message) is Verdict.ACCEPT and adapter.blocks_rebuilt == 1
+    assert driver.process_inputs() == 1 and driver.has_proposal(proposal)
+    # "Commit": the transactions leave the mempool and the assembly is pruned.
+    pool.clear()
+    adapter.assembler.prune(block.header.height + 1)
+    # A re-broadcast: in a sync test, asking the sender would need a running loop and fail.
+    assert _gossip(adapter, "q", message) is Verdict.ACCEPT
+    assert adapter.blocks_rebuilt == 1 and adapter.txs_requested == 0 and not adapter._fetching
+    assert driver.process_inputs() == 0  # the driver already holds this very proposal
+    assert not adapter.is_wanted(proposal)  # and no fetch by hash either

@@ -145,6 +145,28 @@ def test_full_pool_evicts_the_lowest_fee_sender_tail(chain: TestChain) -> None:
     assert not mp.add(tx(chain, d, 2, fee=22)).accepted
 
 
+def test_a_nearly_full_pool_keeps_its_last_tenth_for_peers_transactions(
+    chain: TestChain, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mp = Mempool(state=chain.view(), max_txs=10)
+    keys = chain.account_keys[1:7]
+    for i in range(9):  # 90%: from clients
+        assert mp.add(tx(chain, keys[i % 3], i // 3, fee=10), from_client=True).accepted
+    checked: list[bytes] = []
+    real_check = mp_mod.check_tx
+    monkeypatch.setattr(mp_mod, "check_tx", lambda *a, **kw: (checked.append(a[1].tx_hash), real_check(*a, **kw)))
+    refused = mp.add(tx(chain, keys[3], 0, fee=10), from_client=True)
+    assert (refused.code, refused.reason) == (CODE_FULL, "full") and "90% full" in refused.log
+    assert checked == []  # refused before its signature or any state was checked
+    # The same transaction from a peer still fits: the last tenth is theirs.
+    assert mp.add(tx(chain, keys[3], 0, fee=10)).accepted and len(mp) == 10
+    # A client's transaction that outbids a queued tail still gets in (fee priority holds).
+    rich = mp.add(tx(chain, keys[4], 0, fee=50), from_client=True)
+    assert rich.accepted and len(rich.evicted) == 2 and len(mp) == 9
+    # The node's own (duty) transactions are not held to the client share.
+    assert mp.add(tx(chain, keys[5], 0, fee=10)).accepted
+
+
 def test_byte_bound(chain: TestChain) -> None:
     size = len(tx(chain, chain.account_keys[1], 0).raw)
     mp = Mempool(state=chain.view(), max_bytes=3 * size)
