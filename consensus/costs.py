@@ -183,6 +183,11 @@ def get_tx_cost(tx: SignedTx, params: Params) -> int:
     return compute_cost(tx.payload.kind, tx.payload.body, params)
 
 
+def is_duty_kind(kind: int) -> bool:
+    """Whether ``kind`` is a proof-of-compute answer (a duty: its sender is slashed if it is late)."""
+    return COST_TABLE.get(kind, UNKNOWN_KIND).duty
+
+
 def is_heavy(kind: int, body: bytes, params: Params) -> bool:
     """Return whether the transaction counts against ``max_heavy_txs_per_block``."""
     if COST_TABLE.get(kind, UNKNOWN_KIND).duty:

@@ -26,6 +26,15 @@ Rules (stated here because peers and users depend on them):
   queue is refused as nonce gaps: the mempools drift apart, and every compact
   proposal block then has to fetch what it carries. A client gets the refusal
   (code 100) at once, before any signature check, and can back off.
+- **Proof-of-compute answers first**: a commitment or openings transaction
+  (a duty kind, ``consensus.costs.is_duty_kind``) that its challenge is
+  waiting for (a dry run of it on the head state succeeds) may evict a
+  sender tail paying as much as it does when the pool is full, and is reaped
+  before every other transaction. A prover that misses its deadline is
+  slashed: under a flood of transfers at the minimum fee its answers waited
+  behind thousands of them (refused when the pool was full, or reaped in
+  arrival order), and honest validators were slashed. A duty-kind
+  transaction that is not a live answer gets nothing from its kind.
 - **Reaping** for a block: highest fee first among the senders' next
   transactions, each sender's in nonce order. With a state, every candidate is
   dry-run through the real state transition so a block never carries a
@@ -51,7 +60,7 @@ import itertools
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-from consensus.costs import CostBudget, measure_tx
+from consensus.costs import CostBudget, is_duty_kind, measure_tx
 from consensus.errors import ConsensusError, InvalidTransaction, TxAuthError
 from consensus.params import Params
 from consensus.records import Account
@@ -350,7 +359,8 @@ class Mempool:
             need_txs = len(self._by_hash) + 1 - max_txs
             need_bytes = self._bytes + size - max_bytes
             if need_txs > 0 or need_bytes > 0:
-                victims = self._find_victims(p.fee, sender, need_txs, need_bytes)
+                answer = is_duty_kind(p.kind) and self._is_live_answer(view, tx, state)
+                victims = self._find_victims(p.fee, sender, need_txs, need_bytes, equal_fee=answer)
                 if victims is None:
                     return self._refuse(
                         tx, CODE_FULL, "full",
@@ -392,8 +402,26 @@ class Mempool:
         q = self._queues[entry.sender]
         return entry.nonce == q.hi - 1
 
-    def _find_victims(self, fee: int, sender: bytes, need_txs: int, need_bytes: int) -> list[bytes] | None:
-        """Pop sender tails cheaper than ``fee`` until enough room; None (and restore) if impossible."""
+    def _is_live_answer(self, view: State, tx: SignedTx, head: State) -> bool:
+        """Whether the duty transaction ``tx`` is an answer its challenge waits for: it runs without failing.
+
+        ``view`` is the head state with the sender's account as admission sees it.
+        """
+        overlay = State(StateAsReader(view))
+        try:
+            result = process_transaction(overlay, tx, _next_context(head), self.sig_cache)
+        except (TxAuthError, InvalidTransaction):
+            return False
+        return result.code == 0
+
+    def _find_victims(
+        self, fee: int, sender: bytes, need_txs: int, need_bytes: int, *, equal_fee: bool = False
+    ) -> list[bytes] | None:
+        """Pop sender tails cheaper than ``fee`` until enough room; None (and restore) if impossible.
+
+        ``equal_fee`` (a live proof-of-compute answer): tails paying exactly ``fee``
+        may go too, but never another duty transaction.
+        """
         popped: list[tuple[int, int, bytes]] = []
         victims: list[bytes] = []
         freed_txs = 0
@@ -405,10 +433,12 @@ class Mempool:
             if not self._is_tail(tx_hash):
                 continue  # stale heap entry
             popped.append(item)
-            if tail_fee >= fee:
+            if tail_fee > fee or (tail_fee == fee and not equal_fee):
                 break
             entry = self._by_hash[tx_hash]
             if entry.sender == sender or entry.sender in seen_senders:
+                continue
+            if tail_fee == fee and is_duty_kind(entry.tx.payload.kind):
                 continue
             seen_senders.add(entry.sender)
             victims.append(tx_hash)
@@ -563,6 +593,38 @@ class Mempool:
                 ctx = _next_context(state)
             budget = CostBudget(ctx.params)
         total = 0
+        if overlay is not None and ctx is not None and budget is not None:
+            # Live proof-of-compute answers go first (see the module docstring): a sender
+            # whose next transaction is one, and runs without failing, is taken out of
+            # the fee order for those transactions.
+            for i, (_, _, sender, nonce) in enumerate(heap):
+                q = self._queues[sender]
+                # One sender may owe several in a row (openings come in chunks).
+                while nonce < q.hi and len(out) < max_txs:
+                    entry = q.txs[nonce]
+                    if not is_duty_kind(entry.tx.payload.kind) or total + entry.size > max_bytes:
+                        break
+                    cost, heavy = measure_tx(entry.tx, budget.params)
+                    if not budget.fits(cost, heavy):
+                        break
+                    mark = overlay.checkpoint()
+                    try:
+                        result = process_transaction(overlay, entry.tx, ctx, self.sig_cache)
+                    except (TxAuthError, InvalidTransaction):
+                        overlay.revert(mark)
+                        break
+                    if result.code != 0:
+                        overlay.revert(mark)  # not a live answer: it waits its turn by fee
+                        break
+                    budget.take(cost, heavy)
+                    out.append(entry.tx)
+                    total += entry.size
+                    nonce += 1
+                if nonce != heap[i][3]:
+                    nxt = q.txs.get(nonce) if nonce < q.hi else None
+                    heap[i] = (-nxt.fee, nxt.seq, sender, nonce) if nxt is not None else (1, -1, b"", -1)
+            heap = [h for h in heap if h[3] >= 0]
+            heapq.heapify(heap)
         while heap and len(out) < max_txs:
             _, _, sender, nonce = heapq.heappop(heap)
             q = self._queues[sender]

@@ -283,3 +283,41 @@ def test_from_config(chain: TestChain) -> None:
     mp = Mempool.from_config(MempoolSection(max_txs=2, sig_cache_size=5, replace_bump_percent=50), chain.view())
     assert (mp.max_txs, mp.sig_cache.capacity, mp.replace_bump_percent) == (2, 5, 50)
     assert mp.add(tx(chain, chain.account_keys[1], 0)).accepted
+
+
+def test_a_live_proof_of_compute_answer_gets_in_and_out_first_under_a_flood() -> None:
+    """A prover is slashed when its answer is late: a flood of transfers must not delay it.
+
+    Seen in the saturation bench: with the pools full of transfers at the minimum
+    fee, a validator's openings waited behind thousands of them and missed their
+    deadline. A duty-kind transaction that no challenge waits for gets nothing.
+    """
+    from consensus.poc import PocCommitment
+    from tests.consensus.test_poc_state import EPOCH, Responder, make_chain, run_to
+
+    chain = make_chain()
+    run_to(chain, EPOCH)  # every validator's NFT has a challenge waiting for its commitment
+    (answer,) = Responder(chain, {0: 0.0}).txs()
+    fee = answer.payload.fee
+    keys = chain.account_keys
+    flood = [tx(chain, keys[i % len(keys)], i // len(keys), fee=fee) for i in range(8)]
+    bogus = chain.tx(chain.operator_keys[1], PocCommitment(bytes(32), bytes(32)), fee=fee)
+
+    mp = Mempool(state=chain.view(), max_txs=len(flood))
+    for t in flood:
+        assert mp.add(t).accepted
+    # Full, and nothing pays less: a transfer, and a commitment to no challenge, are refused.
+    assert mp.add(tx(chain, chain.operator_keys[2], 0, fee=fee)).code == CODE_FULL
+    assert mp.add(bogus).code == CODE_FULL
+    res = mp.add(answer)
+    assert res.accepted and len(res.evicted) == 1 and len(mp) == len(flood)
+    # Another answer cannot push this one out at the same fee.
+    assert mp._find_victims(fee, chain.operator_keys[3].address(), len(keys) + 1, 0, equal_fee=True) is None
+    reaped = mp.reap(3, 1 << 30, state=chain.view())
+    assert reaped[0] is answer and all(t in flood for t in reaped[1:])
+    # Not full: a duty-kind transaction that is no live answer waits its turn by arrival.
+    mp = Mempool(state=chain.view())
+    for t in (*flood, bogus, answer):
+        assert mp.add(t).accepted
+    reaped = mp.reap(len(flood) + 2, 1 << 30, state=chain.view())
+    assert reaped[0] is answer and reaped[1:] == [*flood, bogus]
