@@ -190,7 +190,7 @@ def is_duty_kind(kind: int) -> bool:
 
 def is_heavy(kind: int, body: bytes, params: Params) -> bool:
     """Return whether the transaction counts against ``max_heavy_txs_per_block``."""
-    if COST_TABLE.get(kind, UNKNOWN_KIND).duty:
+    if is_duty_kind(kind):
         return False
     decoded = _decode(kind, body)
     return decoded is not None and compute_heavy_work(kind, decoded, params) >= HEAVY_COST
@@ -198,7 +198,7 @@ def is_heavy(kind: int, body: bytes, params: Params) -> bool:
 
 def compute_min_fee(kind: int, body: bytes, params: Params) -> int:
     """Return the smallest fee a transaction of ``kind`` with ``body`` may pay."""
-    if COST_TABLE.get(kind, UNKNOWN_KIND).duty:
+    if is_duty_kind(kind):
         return params.min_fee
     priced = -(-compute_cost(kind, body, params) * params.min_fee_per_cost // PRICE_SCALE)
     return max(params.min_fee, priced)

@@ -41,6 +41,14 @@ PROVER_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 disable_created_metrics()  # type: ignore[no-untyped-call]
 
 
+def _attribute_counters(prefix: str, source: object, fields: Iterable[tuple[str, str]]) -> Iterator[Any]:
+    """One counter per (attribute, help) of ``source``, named ``prefix + attribute`` (0 where absent)."""
+    for name, help_ in fields:
+        fam = CounterMetricFamily(prefix + name, help_)
+        fam.add_metric([], float(getattr(source, name, 0)))
+        yield fam
+
+
 class _StatsCollector(Collector):
     """Exports counters held by another layer, read when Prometheus scrapes."""
 
@@ -48,7 +56,7 @@ class _StatsCollector(Collector):
         self.p2p: Callable[[], Mapping[str, Any]] | None = None
         self.mempool: Callable[[], Any] | None = None
         self.tx_gossip: Callable[[], Any] | None = None
-        self.proposals: Any = None
+        self.proposals: object | None = None
 
     def collect(self) -> Iterator[Any]:
         if self.p2p is not None:
@@ -72,28 +80,20 @@ class _StatsCollector(Collector):
             pen.add_metric([], float(snap.get("peers_penalised", 0)))
             yield pen
         if self.tx_gossip is not None:
-            tg = self.tx_gossip()
-            for name, help_ in (
+            yield from _attribute_counters("cstake_tx_gossip_", self.tx_gossip(), (
                 ("txs_accepted", "gossiped transactions accepted into the mempool"),
                 ("txs_ignored", "gossiped transactions ignored (not relayed, no penalty)"),
                 ("txs_rejected", "gossiped transactions rejected (their forwarder penalised)"),
                 ("batches_over_budget", "tx batches left unchecked: the forwarder's validation budget ran out"),
                 ("txs_unchecked", "transactions of those batches left unchecked"),
                 ("batches_oversize", "tx batches refused for their size"),
-            ):
-                fam = CounterMetricFamily(f"cstake_tx_gossip_{name}", help_)
-                fam.add_metric([], float(getattr(tg, name, 0)))
-                yield fam
+            ))
         if self.proposals is not None:
-            g = self.proposals
-            for name, help_ in (
+            yield from _attribute_counters("cstake_proposal_", self.proposals, (
                 ("blocks_rebuilt", "compact proposal blocks rebuilt from the mempool"),
                 ("txs_requested", "transactions of compact proposal blocks asked of the sender (not in our mempool)"),
                 ("blocks_fetched", "proposal blocks fetched whole by hash"),
-            ):
-                fam = CounterMetricFamily(f"cstake_proposal_{name}", help_)
-                fam.add_metric([], float(getattr(g, name, 0)))
-                yield fam
+            ))
         if self.mempool is not None:
             stats = self.mempool()
             added = CounterMetricFamily("cstake_mempool_added", "transactions admitted")
@@ -299,7 +299,7 @@ class NodeMetrics:
         """Export tx-gossip counters: ``stats`` returns a ``p2p.txbatch.TxGossipStats``."""
         self._stats.tx_gossip = stats
 
-    def watch_proposals(self, gossip: Any) -> None:
+    def watch_proposals(self, gossip: object) -> None:
         """Export how proposal blocks arrived: ``gossip`` is the node's ``GossipAdapter``."""
         self._stats.proposals = gossip
 

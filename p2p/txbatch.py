@@ -243,13 +243,7 @@ class TxGossip:
         if not isinstance(started, tuple):
             return started
         txs, allowed = started
-        verdicts = []
-        for tx in txs[:allowed]:
-            res = self._validator(peer_id, tx)
-            if inspect.isawaitable(res):
-                res.close()  # type: ignore[attr-defined]
-                raise TypeError("a synchronous transaction validator returned an awaitable")
-            verdicts.append(res)
+        verdicts = [self._check_now(peer_id, tx) for tx in txs[:allowed]]
         return self._finish_batch(peer_id, payload, txs, allowed, verdicts)
 
     async def _validate_batch_async(self, peer_id: str, payload: bytes) -> GossipVerdict:
@@ -263,6 +257,13 @@ class TxGossip:
             res = self._validator(peer_id, tx)
             verdicts.append(await res if inspect.isawaitable(res) else res)
         return self._finish_batch(peer_id, payload, txs, allowed, verdicts)
+
+    def _check_now(self, peer_id: str, tx: bytes) -> GossipVerdict:
+        res = self._validator(peer_id, tx)
+        if inspect.isawaitable(res):
+            res.close()  # type: ignore[attr-defined]
+            raise TypeError("a synchronous transaction validator returned an awaitable")
+        return res
 
     def _start_batch(self, peer_id: str, payload: bytes) -> tuple[tuple[bytes, ...], int] | GossipVerdict:
         """The batch's transactions and how many the forwarder's budget lets us check, or its early verdict."""

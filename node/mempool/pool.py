@@ -572,7 +572,8 @@ class Mempool:
     ) -> list[SignedTx]:
         """Return transactions for a block: highest fee first, each sender in nonce order.
 
-        With ``state`` (the committed head), each candidate is dry-run through
+        With ``state``, live proof-of-compute answers come before the fee order (see
+        the module docstring). With ``state`` (the committed head), each candidate is dry-run through
         ``process_transaction`` on an overlay and a sender's remaining queue is
         skipped at its first authentication failure, so the block is valid.
         ``ctx`` defaults to the next height at the head time + 1 ms.
@@ -580,11 +581,6 @@ class Mempool:
         out: list[SignedTx] = []
         if max_txs <= 0:
             return out
-        heap: list[tuple[int, int, bytes, int]] = []
-        for sender, q in self._queues.items():
-            head = q.txs[q.lo]
-            heap.append((-head.fee, head.seq, sender, q.lo))
-        heapq.heapify(heap)
         overlay: State | None = None
         budget: CostBudget | None = None
         if state is not None:
@@ -592,41 +588,18 @@ class Mempool:
             if ctx is None:
                 ctx = _next_context(state)
             budget = CostBudget(ctx.params)
+
+        def key(entry: _Entry, sender: bytes, nonce: int) -> tuple[int, int, int, bytes, int]:
+            # Rank 0: a proof-of-compute answer, tried before the fee order (only with a state
+            # to dry-run it on); one that is not a live answer goes back at rank 1.
+            rank = 0 if overlay is not None and is_duty_kind(entry.tx.payload.kind) else 1
+            return (rank, -entry.fee, entry.seq, sender, nonce)
+
+        heap = [key(q.txs[q.lo], sender, q.lo) for sender, q in self._queues.items()]
+        heapq.heapify(heap)
         total = 0
-        if overlay is not None and ctx is not None and budget is not None:
-            # Live proof-of-compute answers go first (see the module docstring): a sender
-            # whose next transaction is one, and runs without failing, is taken out of
-            # the fee order for those transactions.
-            for i, (_, _, sender, nonce) in enumerate(heap):
-                q = self._queues[sender]
-                # One sender may owe several in a row (openings come in chunks).
-                while nonce < q.hi and len(out) < max_txs:
-                    entry = q.txs[nonce]
-                    if not is_duty_kind(entry.tx.payload.kind) or total + entry.size > max_bytes:
-                        break
-                    cost, heavy = measure_tx(entry.tx, budget.params)
-                    if not budget.fits(cost, heavy):
-                        break
-                    mark = overlay.checkpoint()
-                    try:
-                        result = process_transaction(overlay, entry.tx, ctx, self.sig_cache)
-                    except (TxAuthError, InvalidTransaction):
-                        overlay.revert(mark)
-                        break
-                    if result.code != 0:
-                        overlay.revert(mark)  # not a live answer: it waits its turn by fee
-                        break
-                    budget.take(cost, heavy)
-                    out.append(entry.tx)
-                    total += entry.size
-                    nonce += 1
-                if nonce != heap[i][3]:
-                    nxt = q.txs.get(nonce) if nonce < q.hi else None
-                    heap[i] = (-nxt.fee, nxt.seq, sender, nonce) if nxt is not None else (1, -1, b"", -1)
-            heap = [h for h in heap if h[3] >= 0]
-            heapq.heapify(heap)
         while heap and len(out) < max_txs:
-            _, _, sender, nonce = heapq.heappop(heap)
+            rank, _, _, sender, nonce = heapq.heappop(heap)
             q = self._queues[sender]
             entry = q.txs[nonce]
             if total + entry.size > max_bytes:
@@ -638,17 +611,20 @@ class Mempool:
             if overlay is not None and ctx is not None:
                 mark = overlay.checkpoint()
                 try:
-                    process_transaction(overlay, entry.tx, ctx, self.sig_cache)
+                    result = process_transaction(overlay, entry.tx, ctx, self.sig_cache)
                 except (TxAuthError, InvalidTransaction):
                     overlay.revert(mark)
+                    continue
+                if rank == 0 and result.code != 0:
+                    overlay.revert(mark)  # not a live answer: it waits its turn by fee
+                    heapq.heappush(heap, (1, -entry.fee, entry.seq, sender, nonce))
                     continue
             if budget is not None:
                 budget.take(cost, heavy)
             out.append(entry.tx)
             total += entry.size
             if nonce + 1 < q.hi:
-                nxt = q.txs[nonce + 1]
-                heapq.heappush(heap, (-nxt.fee, nxt.seq, sender, nonce + 1))
+                heapq.heappush(heap, key(q.txs[nonce + 1], sender, nonce + 1))
         return out
 
 
